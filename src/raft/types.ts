@@ -1,0 +1,288 @@
+// Types shared by the Raft core and everything that drives it (runtime, storage,
+// transport, simulator). Names follow the Raft paper (Ongaro & Ousterhout, extended
+// version, Figure 2) and Ongaro's thesis so the code can be held against them.
+//
+// Indexes and terms are JavaScript numbers: exact up to 2^53, far beyond any log
+// this system will write.
+
+export type NodeId = string;
+
+/** What an entry means to the core. `normal` entries are opaque to it. */
+export type EntryType = 'normal' | 'noop' | 'conf';
+
+export interface Entry {
+  readonly index: number;
+  readonly term: number;
+  readonly type: EntryType;
+  /** Opaque payload for `normal`; an encoded ConfChange for `conf`; empty for `noop`. */
+  readonly data: Uint8Array;
+}
+
+/** State that must be on stable storage before any message that depends on it is sent (Figure 2, "Persistent state"). */
+export interface HardState {
+  readonly term: number;
+  readonly votedFor: NodeId | null;
+  readonly commit: number;
+}
+
+/** The voting configuration. Learners receive the log but never vote and never lead. */
+export interface ConfState {
+  readonly voters: readonly NodeId[];
+  readonly learners: readonly NodeId[];
+}
+
+/** Single-server membership changes (thesis §4.1), see conf-change.ts for why not joint consensus. */
+export type ConfChangeOp = 'addVoter' | 'removeVoter' | 'addLearner' | 'promoteLearner';
+
+export interface ConfChange {
+  readonly op: ConfChangeOp;
+  readonly nodeId: NodeId;
+  /** Opaque to the core: the runtime keeps member addresses here. */
+  readonly context?: string;
+}
+
+export interface SnapshotMeta {
+  /** Index and term of the last entry the snapshot covers. */
+  readonly index: number;
+  readonly term: number;
+  /** The configuration as of `index`. */
+  readonly conf: ConfState;
+}
+
+export interface Snapshot {
+  readonly meta: SnapshotMeta;
+  /** The state machine's serialized state; opaque to the core. */
+  readonly data: Uint8Array;
+}
+
+/** What a node starts from: everything read back from stable storage. */
+export interface InitialState {
+  readonly hardState: HardState;
+  /** The latest snapshot, if the log was ever compacted (or one was installed). */
+  readonly snapshot: Snapshot | null;
+  /** Entries after the snapshot (or from index 1), contiguous and in order. */
+  readonly entries: readonly Entry[];
+  /** The configuration to use when neither snapshot nor log holds a conf entry (a brand-new cluster). */
+  readonly bootstrapConf: ConfState;
+}
+
+// ---------------------------------------------------------------------------
+// Messages. Every message carries the cluster id, its sender and recipient, and the
+// sender's term. Discriminated by `type`.
+
+interface MessageBase {
+  readonly clusterId: string;
+  readonly from: NodeId;
+  readonly to: NodeId;
+  readonly term: number;
+}
+
+/** RequestVote (Figure 2), also used for PreVote (thesis §9.6) with `preVote: true`. */
+export interface VoteRequest extends MessageBase {
+  readonly type: 'vote';
+  readonly preVote: boolean;
+  readonly lastLogIndex: number;
+  readonly lastLogTerm: number;
+  /** Set when campaigning because of TimeoutNow: voters ignore their leader lease (thesis §3.10). */
+  readonly transfer: boolean;
+}
+
+export interface VoteResponse extends MessageBase {
+  readonly type: 'voteResp';
+  readonly preVote: boolean;
+  readonly granted: boolean;
+}
+
+/** AppendEntries (Figure 2); an empty `entries` is a heartbeat. */
+export interface AppendRequest extends MessageBase {
+  readonly type: 'app';
+  readonly prevLogIndex: number;
+  readonly prevLogTerm: number;
+  readonly entries: readonly Entry[];
+  readonly leaderCommit: number;
+  /**
+   * Heartbeat round the message belongs to. The follower echoes it back; the leader
+   * uses it for its lease (measured from when the round was *sent*) and ReadIndex.
+   */
+  readonly round: number;
+}
+
+export interface AppendResponse extends MessageBase {
+  readonly type: 'appResp';
+  readonly success: boolean;
+  /** On success: the follower's log matches the leader's up to here. */
+  readonly matchIndex: number;
+  /** On rejection: where the leader should look next (fast backtracking, thesis §5.3 note). */
+  readonly rejectHint: number;
+  /** On rejection: term of the follower's entry at rejectHint (0 if none). */
+  readonly rejectTerm: number;
+  readonly round: number;
+}
+
+/** One chunk of InstallSnapshot (extended paper, Figure 13). */
+export interface SnapshotRequest extends MessageBase {
+  readonly type: 'snap';
+  readonly meta: SnapshotMeta;
+  readonly offset: number;
+  readonly data: Uint8Array;
+  readonly done: boolean;
+  readonly round: number;
+}
+
+export interface SnapshotResponse extends MessageBase {
+  readonly type: 'snapResp';
+  readonly snapIndex: number;
+  /** Bytes of the snapshot the follower now holds; the next chunk starts here. */
+  readonly nextOffset: number;
+  /** True once the whole snapshot is installed (or the follower already had its contents). */
+  readonly done: boolean;
+  /** The follower's last index after installing, when done. */
+  readonly matchIndex: number;
+  readonly round: number;
+}
+
+/** Leadership transfer: the leader tells an up-to-date follower to campaign now (thesis §3.10). */
+export interface TimeoutNow extends MessageBase {
+  readonly type: 'timeoutNow';
+}
+
+/** A follower asks the leader for a read index on behalf of its client (thesis §6.4). */
+export interface ReadIndexRequest extends MessageBase {
+  readonly type: 'readIndex';
+  readonly requestId: string;
+}
+
+export interface ReadIndexResponse extends MessageBase {
+  readonly type: 'readIndexResp';
+  readonly requestId: string;
+  /** -1 when the leader could not serve it (not leader, no quorum); the follower reports failure. */
+  readonly index: number;
+}
+
+export type Message =
+  | VoteRequest
+  | VoteResponse
+  | AppendRequest
+  | AppendResponse
+  | SnapshotRequest
+  | SnapshotResponse
+  | TimeoutNow
+  | ReadIndexRequest
+  | ReadIndexResponse;
+
+export type MessageType = Message['type'];
+
+// ---------------------------------------------------------------------------
+// The output batch.
+
+export type Role = 'follower' | 'candidate' | 'precandidate' | 'leader';
+
+/** Volatile state a driver may want to report; not persisted. */
+export interface SoftState {
+  readonly role: Role;
+  readonly leaderId: NodeId | null;
+  readonly term: number;
+  /** True while this node is a learner (or not in the configuration at all). */
+  readonly learner: boolean;
+}
+
+/** A linearizable read may be served once the state machine has applied `index`. */
+export interface ReadState {
+  readonly requestId: string;
+  /** -1: the read failed (lost leadership, no quorum, leader could not answer). */
+  readonly index: number;
+}
+
+/**
+ * Everything the core wants done, drained with `ready()` and acknowledged with
+ * `advance()`. The driver must:
+ *   1. persist `snapshot`, `entries` (replacing any stored entries from entries[0].index on)
+ *      and `hardState`, synced to disk when `mustSync`;
+ *   2. only then send `messages` (they may depend on what was just persisted: vote grants,
+ *      append acknowledgements);
+ *   3. apply `snapshot` (if any) then `committedEntries` to the state machine, in order;
+ *   4. call `advance(ready)`.
+ */
+export interface Ready {
+  readonly softState: SoftState | null;
+  readonly hardState: HardState | null;
+  readonly snapshot: Snapshot | null;
+  readonly entries: readonly Entry[];
+  readonly committedEntries: readonly Entry[];
+  readonly messages: readonly Message[];
+  readonly readStates: readonly ReadState[];
+  readonly mustSync: boolean;
+}
+
+// ---------------------------------------------------------------------------
+// Configuration and injected dependencies.
+
+/** Randomness comes only from here (a seeded PRNG in tests and the simulator). */
+export interface Random {
+  /** A uniformly distributed integer in [0, maxExclusive). */
+  int(maxExclusive: number): number;
+}
+
+export interface RaftConfig {
+  readonly id: NodeId;
+  readonly clusterId: string;
+  /** Ticks between heartbeats. */
+  readonly heartbeatTick: number;
+  /** Minimum election timeout in ticks; each timeout is drawn from [electionTick, 2*electionTick). */
+  readonly electionTick: number;
+  /**
+   * Ticks subtracted from the election timeout to give the leader lease: the bound on how
+   * far clocks may drift apart over one election timeout (thesis §6.4.1).
+   */
+  readonly leaseDriftTicks: number;
+  /** Serve reads from the lease without a heartbeat round while the lease is valid. */
+  readonly leaseReads: boolean;
+  /** Appends in flight per follower before the leader waits for acknowledgements. */
+  readonly maxInflight: number;
+  /** Upper bound on entry payload bytes in one append message (at least one entry is always sent). */
+  readonly maxMsgBytes: number;
+  /** Bytes of snapshot per InstallSnapshot chunk. */
+  readonly snapshotChunkBytes: number;
+  readonly random: Random;
+}
+
+/** Why the core refused a request; the server maps each kind to one gRPC status. */
+export type RaftErrorKind =
+  | 'not-leader'
+  | 'transferring'
+  | 'conf-change-pending'
+  | 'not-in-config'
+  | 'invalid';
+
+export type ProposeResult =
+  | { readonly ok: true; readonly index: number; readonly term: number }
+  | { readonly ok: false; readonly error: RaftErrorKind; readonly leaderId: NodeId | null };
+
+export type StepResult =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly reason: 'wrong-cluster' | 'wrong-recipient' | 'malformed' };
+
+export interface ProgressStatus {
+  readonly matchIndex: number;
+  readonly nextIndex: number;
+  readonly state: 'probe' | 'replicate' | 'snapshot';
+  readonly recentActive: boolean;
+}
+
+export interface Status {
+  readonly id: NodeId;
+  readonly role: Role;
+  readonly term: number;
+  readonly votedFor: NodeId | null;
+  readonly leaderId: NodeId | null;
+  readonly commitIndex: number;
+  readonly appliedIndex: number;
+  readonly lastLogIndex: number;
+  readonly firstLogIndex: number;
+  readonly leaseValid: boolean;
+  readonly learner: boolean;
+  readonly conf: ConfState;
+  readonly leadTransferee: NodeId | null;
+  /** Only on the leader. */
+  readonly progress: ReadonlyMap<NodeId, ProgressStatus> | null;
+}
