@@ -1,0 +1,514 @@
+// Durable state of one leaderd node in LevelDB: the Raft hard state, the log, the
+// latest snapshot, who the directory belongs to, and a small meta area for the runtime.
+//
+// On-disk layout (one LevelDB database per data dir; keys are raw bytes and LevelDB's
+// bytewise comparator orders them):
+//
+//   key                        value payload (see codec.ts)
+//   "e" + u64 BE index         log entry: u64 term, u8 type (0 normal, 1 noop, 2 conf), data
+//   "m:" + UTF-8 name          meta record: opaque bytes chosen by the runtime
+//   "s:cluster"                cluster id, UTF-8
+//   "s:format"                 format version, u32 (this record is frozen across versions)
+//   "s:hard"                   hard state: u64 term, u64 commit, u8 hasVote, votedFor UTF-8
+//   "s:node"                   node id, UTF-8
+//   "s:snap"                   latest snapshot: u64 index, u64 term, u32 n, conf JSON (n bytes), data
+//
+// Every value is [u32 BE crc32][payload], the CRC computed over the payload continued
+// from the CRC of the key, so each record is checked on its own and bound to its key.
+// Big-endian indexes make iteration order equal log order.
+//
+// Invariants kept by every batch and checked at open: entries are exactly
+// snapshot.index+1 .. lastIndex with no hole (index 1.. when there is no snapshot), terms
+// never decrease along the log, and the three identity records are present. A store
+// that breaks any of them is refused as corrupt rather than repaired: silently dropping
+// a suffix could drop an entry this node acknowledged, which a leader may already have
+// counted towards a commit (Raft paper §5.4; thesis §3.8 on persisted state).
+//
+// Failure policy: a failed write is fail-stop (see STYLE.md, etcd-io/raft storage.go).
+// After any rejected persist/compact/putMeta every later call rejects too; the node must
+// stop rather than carry on with a memory view that may disagree with the disk.
+
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { Level } from 'level';
+import type { ConfState, Entry, HardState, InitialState, Snapshot } from '../raft/types.js';
+import {
+  CLUSTER_KEY,
+  CodecError,
+  FORMAT_KEY,
+  HARD_STATE_KEY,
+  NODE_KEY,
+  SNAPSHOT_KEY,
+  decodeEntry,
+  decodeFormat,
+  decodeHardState,
+  decodeSnapshot,
+  decodeString,
+  describeKey,
+  encodeEntry,
+  encodeFormat,
+  encodeHardState,
+  encodeSnapshot,
+  encodeString,
+  entryKey,
+  metaKey,
+  parseKey,
+  sealValue,
+  unsealValue,
+} from './codec.js';
+import { StorageRefusedError } from './errors.js';
+
+export { StorageRefusedError } from './errors.js';
+export type { StorageRefusedKind } from './errors.js';
+
+/** The on-disk format this build writes and the newest it can read. */
+export const FORMAT_VERSION = 1;
+
+export interface OpenOptions {
+  readonly dir: string;
+  readonly clusterId: string;
+  readonly nodeId: string;
+}
+
+export interface PersistInput {
+  readonly hardState: HardState | null;
+  readonly entries: readonly Entry[];
+  readonly snapshot: Snapshot | null;
+}
+
+type Db = Level<Uint8Array, Uint8Array>;
+type BatchOp = { type: 'put'; key: Uint8Array; value: Uint8Array } | { type: 'del'; key: Uint8Array };
+
+const INITIAL_HARD_STATE: HardState = { term: 0, votedFor: null, commit: 0 };
+
+/**
+ * The log as storage tracks it in memory: only terms, by position. Entries are always
+ * exactly snapIndex+1 .. snapIndex+terms.length.
+ */
+interface LogView {
+  readonly snapIndex: number;
+  readonly snapTerm: number;
+  readonly terms: readonly number[];
+}
+
+interface Loaded {
+  readonly hardState: HardState;
+  readonly snapshot: Snapshot | null;
+  readonly entries: readonly Entry[];
+}
+
+export class LevelStorage {
+  /** True if this open created the store (the directory was absent, empty, or an empty LevelDB). */
+  readonly isNew: boolean;
+  readonly dir: string;
+
+  readonly #db: Db;
+  #log: LogView;
+  readonly #meta: Map<string, Uint8Array>;
+  /** What open() read, handed out by initialState(); released at the first write so the log is not held twice. */
+  #loaded: Loaded | null;
+  /** Every write runs after the previous one settles, in call order. */
+  #tail: Promise<void> = Promise.resolve();
+  #failure: Error | null = null;
+  #closing: Promise<void> | null = null;
+
+  private constructor(db: Db, dir: string, isNew: boolean, loaded: Loaded, meta: Map<string, Uint8Array>) {
+    this.#db = db;
+    this.dir = dir;
+    this.isNew = isNew;
+    this.#loaded = loaded;
+    this.#meta = meta;
+    const snapIndex = loaded.snapshot?.meta.index ?? 0;
+    const snapTerm = loaded.snapshot?.meta.term ?? 0;
+    this.#log = { snapIndex, snapTerm, terms: loaded.entries.map((e) => e.term) };
+  }
+
+  /**
+   * Opens (or creates) the store in `opts.dir`. An existing store must belong to the same
+   * cluster and node, use a format this build reads, and pass every checksum; otherwise
+   * this rejects with a StorageRefusedError and writes nothing.
+   */
+  static async open(opts: OpenOptions): Promise<LevelStorage> {
+    if (opts.clusterId.length === 0) throw new TypeError('clusterId must not be empty');
+    if (opts.nodeId.length === 0) throw new TypeError('nodeId must not be empty');
+    const dir = path.resolve(opts.dir);
+
+    const found = await inspectDir(dir);
+    if (found === 'foreign') {
+      throw new StorageRefusedError(
+        'corrupt',
+        dir,
+        `data dir ${dir} is not empty but holds no leaderd store; refusing to start an empty log on top of it`,
+      );
+    }
+
+    const db: Db = new Level<Uint8Array, Uint8Array>(dir, {
+      keyEncoding: 'view',
+      valueEncoding: 'view',
+      // Only a directory without a LevelDB in it may be initialised. If CURRENT vanished
+      // between inspectDir and here, LevelDB's refusal surfaces as an open error.
+      createIfMissing: found !== 'leveldb',
+      errorIfExists: false,
+    });
+    try {
+      await db.open();
+    } catch (err) {
+      throw refusalFromOpenError(dir, err);
+    }
+
+    try {
+      const loaded = await load(db, dir, opts);
+      if (loaded === 'empty') {
+        // An empty database (new, or a crash before this first batch) is claimed by
+        // writing the identity records; until they are durable nothing else is written.
+        await db.batch(
+          [
+            { type: 'put', key: FORMAT_KEY, value: encodeFormat(FORMAT_VERSION) },
+            { type: 'put', key: CLUSTER_KEY, value: encodeString(CLUSTER_KEY, opts.clusterId) },
+            { type: 'put', key: NODE_KEY, value: encodeString(NODE_KEY, opts.nodeId) },
+          ],
+          { sync: true },
+        );
+        return new LevelStorage(db, dir, true, { hardState: INITIAL_HARD_STATE, snapshot: null, entries: [] }, new Map());
+      }
+      return new LevelStorage(db, dir, false, loaded.state, loaded.meta);
+    } catch (err) {
+      await db.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** What was read at open. Only available before the first write (the core then owns the log). */
+  initialState(bootstrapConf: ConfState): InitialState {
+    const loaded = this.#loaded;
+    if (loaded === null) throw new Error('initialState() is only available before the first write');
+    return { hardState: loaded.hardState, snapshot: loaded.snapshot, entries: loaded.entries, bootstrapConf };
+  }
+
+  /**
+   * Writes one Ready's worth of state in a single LevelDB batch (synced when `sync`).
+   *
+   * - `snapshot`: stored; entries up to its index are deleted. Entries after it are kept
+   *   only if the log holds the snapshot's own index with the snapshot's term (then they
+   *   extend it); otherwise the whole log is discarded (Raft paper Figure 13, steps 6-7).
+   * - `entries` (contiguous): replace everything from entries[0].index on, so a stored
+   *   suffix beyond the last new entry is deleted (§5.3, conflicting entries). Entries at
+   *   or below the snapshot index are skipped: they are committed, hence identical to what
+   *   the snapshot covers (§5.4.3, State Machine Safety).
+   * - `hardState`: stored if non-null.
+   *
+   * Calls are applied in call order even when not awaited.
+   */
+  persist(p: PersistInput, sync: boolean): Promise<void> {
+    return this.#enqueue(async () => {
+      const ops: BatchOp[] = [];
+      let log = this.#log;
+      if (p.snapshot !== null) {
+        if (p.snapshot.meta.index < log.snapIndex) {
+          throw new Error(
+            `persist: snapshot at index ${p.snapshot.meta.index} is older than the stored one at ${log.snapIndex}`,
+          );
+        }
+        log = installSnapshot(log, p.snapshot, ops);
+      }
+      log = appendEntries(log, p.entries, ops);
+      if (p.hardState !== null) ops.push({ type: 'put', key: HARD_STATE_KEY, value: encodeHardState(p.hardState) });
+      if (ops.length > 0) await this.#db.batch(ops, { sync });
+      this.#log = log;
+    });
+  }
+
+  /**
+   * The local state machine took `snapshot`: store it and drop the entries it covers, in
+   * one synced batch. A snapshot not newer than the stored one is ignored (a snapshot
+   * installed from the leader may have overtaken it).
+   */
+  compact(snapshot: Snapshot): Promise<void> {
+    return this.#enqueue(async () => {
+      const log = this.#log;
+      if (snapshot.meta.index <= log.snapIndex) return;
+      const held = termAt(log, snapshot.meta.index);
+      if (held !== undefined && held !== snapshot.meta.term) {
+        throw new Error(
+          `compact: snapshot at index ${snapshot.meta.index} has term ${snapshot.meta.term} but the log holds term ${held} there`,
+        );
+      }
+      const ops: BatchOp[] = [];
+      const next = installSnapshot(log, snapshot, ops);
+      await this.#db.batch(ops, { sync: true });
+      this.#log = next;
+    });
+  }
+
+  /** Index of the last entry in the log; the snapshot index when no entries are held (0 if neither). */
+  lastIndex(): number {
+    return this.#log.snapIndex + this.#log.terms.length;
+  }
+
+  /** Index of the first entry held: always snapshot index + 1 (lastIndex() + 1 when no entries are held). */
+  firstIndex(): number {
+    return this.#log.snapIndex + 1;
+  }
+
+  getMeta(key: string): Uint8Array | undefined {
+    return this.#meta.get(key);
+  }
+
+  /** Stores an opaque meta value (synced), ordered with the other writes. */
+  putMeta(key: string, value: Uint8Array): Promise<void> {
+    if (key.length === 0) return Promise.reject(new TypeError('meta key must not be empty'));
+    const copy = Uint8Array.from(value);
+    return this.#enqueue(async () => {
+      const k = metaKey(key);
+      await this.#db.put(k, sealValue(k, copy), { sync: true });
+      this.#meta.set(key, copy);
+    });
+  }
+
+  /** Waits for queued writes, then closes the database. Later writes reject. */
+  close(): Promise<void> {
+    this.#closing ??= this.#tail.then(() => this.#db.close());
+    return this.#closing;
+  }
+
+  #enqueue(write: () => Promise<void>): Promise<void> {
+    if (this.#closing !== null) return Promise.reject(new Error(`storage ${this.dir} is closed`));
+    this.#loaded = null;
+    const run = this.#tail.then(async () => {
+      if (this.#failure !== null) {
+        throw new Error(`storage ${this.dir} stopped after an earlier failure: ${this.#failure.message}`, {
+          cause: this.#failure,
+        });
+      }
+      try {
+        await write();
+      } catch (err) {
+        this.#failure = err instanceof Error ? err : new Error(String(err));
+        throw err;
+      }
+    });
+    this.#tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Log bookkeeping shared by persist and compact. Each function returns the new view
+// and pushes the batch operations that make the disk match it.
+
+function lastOf(log: LogView): number {
+  return log.snapIndex + log.terms.length;
+}
+
+function termAt(log: LogView, index: number): number | undefined {
+  if (index === log.snapIndex) return log.snapTerm;
+  if (index < log.snapIndex || index > lastOf(log)) return undefined;
+  return log.terms[index - log.snapIndex - 1];
+}
+
+function deleteRange(from: number, to: number, ops: BatchOp[]): void {
+  for (let i = from; i <= to; i++) ops.push({ type: 'del', key: entryKey(i) });
+}
+
+function installSnapshot(log: LogView, snapshot: Snapshot, ops: BatchOp[]): LogView {
+  const { index, term } = snapshot.meta;
+  ops.push({ type: 'put', key: SNAPSHOT_KEY, value: encodeSnapshot(snapshot) });
+  const last = lastOf(log);
+  if (termAt(log, index) === term) {
+    deleteRange(log.snapIndex + 1, index, ops);
+    return { snapIndex: index, snapTerm: term, terms: log.terms.slice(index - log.snapIndex) };
+  }
+  deleteRange(log.snapIndex + 1, last, ops);
+  return { snapIndex: index, snapTerm: term, terms: [] };
+}
+
+function appendEntries(log: LogView, entries: readonly Entry[], ops: BatchOp[]): LogView {
+  for (let i = 1; i < entries.length; i++) {
+    if (entries[i]!.index !== entries[i - 1]!.index + 1) {
+      throw new Error(`persist: entries are not contiguous (${entries[i - 1]!.index} then ${entries[i]!.index})`);
+    }
+  }
+  const fresh = entries.filter((e) => e.index > log.snapIndex);
+  const head = fresh[0];
+  const tail = fresh[fresh.length - 1];
+  if (head === undefined || tail === undefined) return log;
+  const last = lastOf(log);
+  if (head.index > last + 1) {
+    throw new Error(`persist: entries start at ${head.index} but the log ends at ${last}; that would leave a hole`);
+  }
+  deleteRange(tail.index + 1, last, ops);
+  for (const e of fresh) ops.push({ type: 'put', key: entryKey(e.index), value: encodeEntry(e) });
+  const terms = log.terms.slice(0, head.index - log.snapIndex - 1);
+  for (const e of fresh) terms.push(e.term);
+  return { snapIndex: log.snapIndex, snapTerm: log.snapTerm, terms };
+}
+
+// ---------------------------------------------------------------------------
+// Opening
+
+/** What is in the directory before LevelDB touches it. */
+async function inspectDir(dir: string): Promise<'absent' | 'empty' | 'leveldb' | 'foreign'> {
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'absent';
+    throw err;
+  }
+  if (names.includes('CURRENT')) return 'leveldb';
+  return names.length === 0 ? 'empty' : 'foreign';
+}
+
+function refusalFromOpenError(dir: string, err: unknown): unknown {
+  const codes = [errCode(err), errCode((err as { cause?: unknown } | null)?.cause)];
+  const detail = (err as { cause?: { message?: string } } | null)?.cause?.message ?? String(err);
+  if (codes.includes('LEVEL_LOCKED')) {
+    return new StorageRefusedError('locked', dir, `data dir ${dir} is already open (by another process or handle): ${detail}`, {
+      cause: err,
+    });
+  }
+  if (codes.includes('LEVEL_CORRUPTION')) {
+    return new StorageRefusedError('corrupt', dir, `data dir ${dir} is corrupt (LevelDB: ${detail})`, { cause: err });
+  }
+  return err;
+}
+
+function errCode(err: unknown): unknown {
+  return typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+}
+
+interface LoadedStore {
+  readonly state: Loaded;
+  readonly meta: Map<string, Uint8Array>;
+}
+
+/**
+ * Reads the whole store once and validates it. Checks run from the most to the least
+ * fundamental, so the refusal names the real problem: a newer format may encode
+ * anything differently, and a foreign cluster's log is wrong however intact it is.
+ */
+async function load(db: Db, dir: string, opts: OpenOptions): Promise<LoadedStore | 'empty'> {
+  let format: Uint8Array | undefined;
+  let cluster: Uint8Array | undefined;
+  let node: Uint8Array | undefined;
+  let hard: Uint8Array | undefined;
+  let snap: Uint8Array | undefined;
+  const rawEntries: Array<[number, Uint8Array]> = [];
+  const rawMeta: Array<[string, Uint8Array, Uint8Array]> = [];
+  const unknown: Uint8Array[] = [];
+  let any = false;
+
+  for await (const [key, value] of db.iterator()) {
+    any = true;
+    const parsed = parseKey(key);
+    switch (parsed.kind) {
+      case 'format':
+        format = value;
+        break;
+      case 'cluster':
+        cluster = value;
+        break;
+      case 'node':
+        node = value;
+        break;
+      case 'hard':
+        hard = value;
+        break;
+      case 'snap':
+        snap = value;
+        break;
+      case 'entry':
+        rawEntries.push([parsed.index, value]);
+        break;
+      case 'meta':
+        rawMeta.push([parsed.name, key, value]);
+        break;
+      case 'unknown':
+        unknown.push(key);
+        break;
+      default: {
+        const never: never = parsed;
+        return never;
+      }
+    }
+  }
+  if (!any) return 'empty';
+
+  const corrupt = (problem: string, cause?: unknown): StorageRefusedError =>
+    new StorageRefusedError('corrupt', dir, `data dir ${dir} is corrupt: ${problem}`, { cause });
+  const decode = <T>(fn: () => T): T => {
+    try {
+      return fn();
+    } catch (err) {
+      if (err instanceof CodecError) throw corrupt(err.message, err);
+      throw err;
+    }
+  };
+
+  if (format === undefined) throw corrupt('it has no format record');
+  const fmt = format;
+  const version = decode(() => decodeFormat(fmt));
+  if (version > FORMAT_VERSION) {
+    throw new StorageRefusedError(
+      'newer-format',
+      dir,
+      `data dir ${dir} uses storage format ${version}; this leaderd reads formats up to ${FORMAT_VERSION} (upgrade leaderd)`,
+    );
+  }
+  if (version < 1) throw corrupt(`invalid format version ${version}`);
+
+  if (cluster === undefined) throw corrupt('it has no cluster id record');
+  const cl = cluster;
+  const clusterId = decode(() => decodeString(CLUSTER_KEY, cl));
+  if (clusterId !== opts.clusterId) {
+    throw new StorageRefusedError(
+      'wrong-cluster',
+      dir,
+      `data dir ${dir} belongs to cluster '${clusterId}', not '${opts.clusterId}'`,
+    );
+  }
+
+  if (node === undefined) throw corrupt('it has no node id record');
+  const nd = node;
+  const nodeId = decode(() => decodeString(NODE_KEY, nd));
+  if (nodeId !== opts.nodeId) {
+    throw new StorageRefusedError(
+      'wrong-node',
+      dir,
+      `data dir ${dir} belongs to node '${nodeId}' of cluster '${clusterId}', not '${opts.nodeId}'`,
+    );
+  }
+
+  const firstUnknown = unknown[0];
+  if (firstUnknown !== undefined) throw corrupt(`${describeKey(firstUnknown)} is not part of format ${version}`);
+
+  const hs = hard;
+  const hardState = hs === undefined ? INITIAL_HARD_STATE : decode(() => decodeHardState(hs));
+  const sn = snap;
+  const snapshot = sn === undefined ? null : decode(() => decodeSnapshot(sn));
+  const meta = new Map<string, Uint8Array>();
+  for (const [name, key, value] of rawMeta) meta.set(name, decode(() => unsealValue(key, value)));
+
+  // Entries: all checksums first, so a flipped byte is reported as such even when it
+  // also breaks the ordering checks below.
+  const entries = rawEntries.map(([index, value]) => decode(() => decodeEntry(index, value)));
+  let prevIndex = snapshot?.meta.index ?? 0;
+  let prevTerm = snapshot?.meta.term ?? 0;
+  for (const e of entries) {
+    if (e.index !== prevIndex + 1) {
+      throw corrupt(
+        e.index <= prevIndex
+          ? `log entry ${e.index} is covered by the snapshot at ${prevIndex} but was not deleted`
+          : `the log has a hole: entry ${prevIndex + 1} is missing before ${e.index}`,
+      );
+    }
+    if (e.term < prevTerm) throw corrupt(`log entry ${e.index} has term ${e.term}, lower than ${prevTerm} before it`);
+    prevIndex = e.index;
+    prevTerm = e.term;
+  }
+
+  return { state: { hardState, snapshot, entries }, meta };
+}
