@@ -1,0 +1,90 @@
+// Loads the .proto files that ship with the package. They are found relative to this
+// module's own location, never the working directory: leaderd runs from `src/` under
+// vitest, from `dist/src/` after tsc, and from node_modules/leaderd/ when embedded, and
+// in each case the process may have been started from anywhere.
+
+import { existsSync, readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import type { ProtoGrpcType as ClusterGrpcType } from '../gen/cluster.js';
+import type { ProtoGrpcType as RaftGrpcType } from '../gen/raft.js';
+
+/**
+ * The one set of proto-loader options used everywhere. scripts/gen-proto-types.sh passes
+ * the same ones to proto-loader-gen-types, so the types in src/gen/ describe exactly
+ * the objects these loaders produce: camelCase fields, 64-bit integers as JS numbers,
+ * enums as their names, omitted scalars filled with defaults, and a virtual field
+ * naming which member of each oneof is set.
+ */
+export const PROTO_LOADER_OPTIONS: protoLoader.Options = Object.freeze({
+  keepCase: false,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+});
+
+let cachedRoot: string | undefined;
+
+/** The directory holding `leaderd/...` .proto files (the package's `proto/`). */
+export function protoRoot(): string {
+  if (cachedRoot !== undefined) return cachedRoot;
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = join(dir, 'proto');
+    if (existsSync(join(candidate, 'leaderd'))) {
+      cachedRoot = candidate;
+      return candidate;
+    }
+    const parent = dirname(dir);
+    if (parent === dir) {
+      throw new Error(
+        `leaderd: cannot find proto/leaderd in any parent of ${dirname(fileURLToPath(import.meta.url))}; ` +
+          'the installation is incomplete (package.json "files" must include proto)',
+      );
+    }
+    dir = parent;
+  }
+}
+
+function protoFilesIn(relDir: string): string[] {
+  const root = protoRoot();
+  const files = readdirSync(join(root, relDir))
+    .filter((f) => f.endsWith('.proto'))
+    .sort()
+    .map((f) => `${relDir}/${f}`);
+  if (files.length === 0) throw new Error(`leaderd: no .proto files in ${join(root, relDir)}`);
+  return files;
+}
+
+function load(relDir: string): grpc.GrpcObject {
+  const definition = protoLoader.loadSync(protoFilesIn(relDir), {
+    ...PROTO_LOADER_OPTIONS,
+    includeDirs: [protoRoot()],
+  });
+  return grpc.loadPackageDefinition(definition);
+}
+
+/**
+ * The public API, package leaderd.v1: every .proto in proto/leaderd/v1/. The type covers
+ * cluster.proto; when more services are added there, intersect their generated
+ * ProtoGrpcType into PublicApi.
+ */
+export type PublicApi = ClusterGrpcType;
+/** The peer protocol, package leaderd.raft.v1. */
+export type PeerApi = RaftGrpcType;
+
+let publicApi: PublicApi | undefined;
+let peerApi: PeerApi | undefined;
+
+export function loadPublicApi(): PublicApi {
+  publicApi ??= load('leaderd/v1') as unknown as PublicApi;
+  return publicApi;
+}
+
+export function loadPeerApi(): PeerApi {
+  peerApi ??= load('leaderd/raft/v1') as unknown as PeerApi;
+  return peerApi;
+}
