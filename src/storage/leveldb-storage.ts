@@ -490,7 +490,8 @@ async function load(db: Db, dir: string, opts: OpenOptions): Promise<LoadedStore
   const sn = snap;
   const snapshot = sn === undefined ? null : decode(() => decodeSnapshot(sn));
   const meta = new Map<string, Uint8Array>();
-  for (const [name, key, value] of rawMeta) meta.set(name, decode(() => unsealValue(key, value)));
+  // Copied out of LevelDB's Buffer so callers get the same plain Uint8Array putMeta keeps.
+  for (const [name, key, value] of rawMeta) meta.set(name, Uint8Array.from(decode(() => unsealValue(key, value))));
 
   // Entries: all checksums first, so a flipped byte is reported as such even when it
   // also breaks the ordering checks below.
