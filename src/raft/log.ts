@@ -1,0 +1,195 @@
+// The in-memory Raft log: a snapshot prefix plus the entries after it, with the
+// bookkeeping that tells the driver what still has to reach disk.
+//
+// The core keeps the whole uncompacted log in memory. leaderd's state is small and the
+// state machine compacts regularly, so this trades memory for a core that never waits
+// on storage reads.
+import type { ConfState, Entry, Snapshot, SnapshotMeta } from './types.js';
+import { applyConfChange, decodeConfChange } from './conf-change.js';
+
+export class RaftLog {
+  /** Covers every index <= snapshot.index. Index 0 / term 0 for a log never compacted. */
+  snapshotMeta: SnapshotMeta;
+  private entries: Entry[];
+  committed: number;
+  applied: number;
+  /** Entries with index >= unstableFrom have not been handed to storage yet. */
+  private unstableFrom: number;
+
+  constructor(meta: SnapshotMeta, entries: readonly Entry[], committed: number) {
+    this.snapshotMeta = meta;
+    this.entries = [...entries];
+    for (let i = 0; i < this.entries.length; i++) {
+      if (this.entries[i]!.index !== meta.index + 1 + i) {
+        throw new Error(`log: entry ${i} has index ${this.entries[i]!.index}, expected ${meta.index + 1 + i}`);
+      }
+    }
+    this.committed = Math.max(committed, meta.index);
+    if (this.committed > this.lastIndex()) throw new Error(`log: commit ${committed} beyond last index ${this.lastIndex()}`);
+    this.applied = meta.index;
+    this.unstableFrom = this.lastIndex() + 1;
+  }
+
+  firstIndex(): number {
+    return this.snapshotMeta.index + 1;
+  }
+
+  lastIndex(): number {
+    return this.snapshotMeta.index + this.entries.length;
+  }
+
+  lastTerm(): number {
+    return this.term(this.lastIndex())!;
+  }
+
+  /** Term of the entry at `index`, or undefined when it was compacted away or does not exist yet. */
+  term(index: number): number | undefined {
+    if (index === this.snapshotMeta.index) return this.snapshotMeta.term;
+    if (index < this.snapshotMeta.index || index > this.lastIndex()) return undefined;
+    return this.entries[index - this.snapshotMeta.index - 1]!.term;
+  }
+
+  entry(index: number): Entry | undefined {
+    if (index <= this.snapshotMeta.index || index > this.lastIndex()) return undefined;
+    return this.entries[index - this.snapshotMeta.index - 1];
+  }
+
+  matchTerm(index: number, term: number): boolean {
+    return this.term(index) === term;
+  }
+
+  /** Election restriction (§5.4.1): is a log ending at (lastIndex, lastTerm) at least as up to date as ours? */
+  isUpToDate(lastIndex: number, lastTerm: number): boolean {
+    const myTerm = this.lastTerm();
+    return lastTerm > myTerm || (lastTerm === myTerm && lastIndex >= this.lastIndex());
+  }
+
+  /**
+   * Entries in [lo, hi], cut after `maxBytes` of payload but always at least one.
+   * Undefined when lo was compacted away (the caller must send a snapshot).
+   */
+  slice(lo: number, hi: number, maxBytes = Infinity): Entry[] | undefined {
+    if (lo <= this.snapshotMeta.index) return undefined;
+    hi = Math.min(hi, this.lastIndex());
+    const out: Entry[] = [];
+    let bytes = 0;
+    for (let i = lo; i <= hi; i++) {
+      const e = this.entries[i - this.snapshotMeta.index - 1]!;
+      bytes += e.data.length;
+      if (out.length > 0 && bytes > maxBytes) break;
+      out.push(e);
+    }
+    return out;
+  }
+
+  append(entries: readonly Entry[]): void {
+    if (entries.length === 0) return;
+    const first = entries[0]!.index;
+    if (first !== this.lastIndex() + 1) throw new Error(`log: append at ${first}, last index ${this.lastIndex()}`);
+    for (const e of entries) this.entries.push(e);
+  }
+
+  /**
+   * The follower side of AppendEntries (Figure 2, receiver steps 3-4): drop any
+   * conflicting suffix and append what is new. Caller has checked that
+   * (prevLogIndex, prevLogTerm) matches. Returns the entries that changed the log.
+   */
+  maybeAppend(entries: readonly Entry[]): { appended: readonly Entry[]; truncated: boolean } {
+    let i = 0;
+    let truncated = false;
+    while (i < entries.length) {
+      const e = entries[i]!;
+      const t = e.index <= this.snapshotMeta.index ? e.term : this.term(e.index);
+      if (t === undefined) break; // beyond our last index: append from here
+      if (t !== e.term) {
+        if (e.index <= this.committed) {
+          // Log Matching and Leader Completeness say this cannot happen; if it does, the
+          // log on disk is not what was acknowledged and carrying on would lose data.
+          throw new Error(`log: conflict at committed index ${e.index} (term ${t} vs ${e.term})`);
+        }
+        this.truncateFrom(e.index);
+        truncated = true;
+        break;
+      }
+      i++;
+    }
+    const appended = entries.slice(i);
+    this.append(appended);
+    return { appended, truncated };
+  }
+
+  private truncateFrom(index: number): void {
+    this.entries.length = index - this.snapshotMeta.index - 1;
+    if (this.unstableFrom > index) this.unstableFrom = index;
+  }
+
+  /**
+   * Fast backtracking (thesis §5.3 note; etcd's findConflictByTerm): the largest index
+   * <= `index` whose term is <= `term`. Everything above it is known not to match.
+   */
+  findConflictByTerm(index: number, term: number): { index: number; term: number } {
+    let i = Math.min(index, this.lastIndex());
+    while (i > this.snapshotMeta.index) {
+      const t = this.term(i)!;
+      if (t <= term) return { index: i, term: t };
+      i--;
+    }
+    return { index: i, term: this.term(i) ?? 0 };
+  }
+
+  commitTo(index: number): boolean {
+    if (index <= this.committed) return false;
+    if (index > this.lastIndex()) throw new Error(`log: commit ${index} beyond last index ${this.lastIndex()}`);
+    this.committed = index;
+    return true;
+  }
+
+  unstableEntries(): Entry[] {
+    if (this.unstableFrom > this.lastIndex()) return [];
+    return this.entries.slice(this.unstableFrom - this.snapshotMeta.index - 1);
+  }
+
+  /** Storage holds everything up to (index, term); only if that entry is still ours. */
+  stableTo(index: number, term: number): void {
+    if (this.term(index) === term && index >= this.unstableFrom) this.unstableFrom = index + 1;
+  }
+
+  committedToApply(): Entry[] {
+    if (this.applied >= this.committed) return [];
+    return this.slice(this.applied + 1, this.committed) ?? [];
+  }
+
+  appliedTo(index: number): void {
+    if (index > this.applied) this.applied = index;
+  }
+
+  /** The local state machine took a snapshot at `index`: forget the entries it covers. */
+  compact(meta: SnapshotMeta): void {
+    const keep = this.entries.slice(meta.index - this.snapshotMeta.index);
+    this.entries = keep;
+    this.snapshotMeta = meta;
+  }
+
+  /** A snapshot from the leader replaces the whole log (extended paper §7, Figure 13 step 7-8). */
+  restore(snapshot: Snapshot): void {
+    this.snapshotMeta = snapshot.meta;
+    this.entries = [];
+    this.committed = snapshot.meta.index;
+    this.unstableFrom = snapshot.meta.index + 1;
+  }
+
+  /** The configuration in force at `upTo` (thesis §4.1: the latest one in the log, committed or not). */
+  confAt(upTo: number): { conf: ConfState; index: number } {
+    let conf = this.snapshotMeta.conf;
+    let index = this.snapshotMeta.index;
+    const last = Math.min(upTo, this.lastIndex());
+    for (let i = this.snapshotMeta.index + 1; i <= last; i++) {
+      const e = this.entries[i - this.snapshotMeta.index - 1]!;
+      if (e.type === 'conf') {
+        conf = applyConfChange(conf, decodeConfChange(e.data));
+        index = i;
+      }
+    }
+    return { conf, index };
+  }
+}

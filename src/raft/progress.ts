@@ -1,0 +1,111 @@
+// What the leader knows about one follower (Figure 2, "Volatile state on leaders":
+// nextIndex, matchIndex), plus the flow-control state that makes pipelining safe.
+//
+//  probe:     we do not know where the follower's log matches ours; one append at a
+//             time until one succeeds (each rejection moves nextIndex back, fast).
+//  replicate: the follower matches up to matchIndex; appends are pipelined, at most
+//             maxInflight unacknowledged messages at once.
+//  snapshot:  the follower needs entries we compacted away; a snapshot is being sent
+//             in chunks and nothing else is until it is installed.
+
+export type ProgressState = 'probe' | 'replicate' | 'snapshot';
+
+export class Progress {
+  matchIndex = 0;
+  nextIndex: number;
+  state: ProgressState = 'probe';
+  /** probe: an append is out and we wait for its answer (or the next heartbeat) before sending another. */
+  probeSent = false;
+  /** replicate: last index of each unacknowledged append, oldest first. */
+  inflight: number[] = [];
+  /** snapshot: which snapshot is being sent and how many of its bytes the follower holds. */
+  pendingSnapshot: { index: number; offset: number; acked: boolean } | null = null;
+  /** Heard from since the last CheckQuorum round (thesis §6.2). */
+  recentActive = false;
+  /** Highest heartbeat round the follower has acknowledged in this term (lease, ReadIndex). */
+  ackedRound = 0;
+  /** Ticks with appends in flight and none acknowledged, to notice pipelined appends that were lost. */
+  stalledTicks = 0;
+  isLearner: boolean;
+
+  constructor(nextIndex: number, isLearner: boolean) {
+    this.nextIndex = nextIndex;
+    this.isLearner = isLearner;
+  }
+
+  /** The follower acknowledged everything up to `index`. Returns false for a stale acknowledgement. */
+  maybeUpdate(index: number): boolean {
+    let updated = false;
+    if (index > this.matchIndex) {
+      this.matchIndex = index;
+      updated = true;
+      this.probeSent = false;
+    }
+    this.nextIndex = Math.max(this.nextIndex, index + 1);
+    return updated;
+  }
+
+  /**
+   * The follower refused an append whose prevLogIndex was `rejected`; `hint` is the
+   * highest index that may still match. Returns false when the rejection is stale (it
+   * answers an append older than what we have since learnt).
+   */
+  maybeDecrTo(rejected: number, hint: number): boolean {
+    if (this.state === 'replicate') {
+      if (rejected <= this.matchIndex) return false;
+      this.nextIndex = this.matchIndex + 1;
+      return true;
+    }
+    if (this.nextIndex - 1 !== rejected) return false;
+    this.nextIndex = Math.max(Math.min(rejected, hint + 1), this.matchIndex + 1, 1);
+    this.probeSent = false;
+    return true;
+  }
+
+  becomeProbe(): void {
+    if (this.state === 'snapshot' && this.pendingSnapshot) {
+      this.nextIndex = Math.max(this.matchIndex + 1, this.pendingSnapshot.index + 1);
+    } else {
+      this.nextIndex = this.matchIndex + 1;
+    }
+    this.state = 'probe';
+    this.probeSent = false;
+    this.stalledTicks = 0;
+    this.inflight = [];
+    this.pendingSnapshot = null;
+  }
+
+  becomeReplicate(): void {
+    this.state = 'replicate';
+    this.nextIndex = this.matchIndex + 1;
+    this.probeSent = false;
+    this.stalledTicks = 0;
+    this.inflight = [];
+    this.pendingSnapshot = null;
+  }
+
+  becomeSnapshot(index: number): void {
+    this.state = 'snapshot';
+    this.inflight = [];
+    this.probeSent = false;
+    this.pendingSnapshot = { index, offset: 0, acked: true };
+  }
+
+  /** Acknowledged appends up to `index` no longer count against the window. */
+  freeInflightTo(index: number): void {
+    let n = 0;
+    while (n < this.inflight.length && this.inflight[n]! <= index) n++;
+    if (n > 0) this.inflight.splice(0, n);
+  }
+
+  isPaused(maxInflight: number): boolean {
+    switch (this.state) {
+      case 'probe':
+        return this.probeSent;
+      case 'replicate':
+        return this.inflight.length >= maxInflight;
+      case 'snapshot':
+        return true;
+    }
+  }
+}

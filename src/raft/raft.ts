@@ -1,0 +1,984 @@
+// The Raft consensus core: a pure, deterministic state machine.
+//
+// Inputs: tick() (logical time), step(msg) (a message from a peer), propose(),
+// proposeConfChange(), readIndex(), transferLeadership(), compact(). Output: one
+// Ready batch at a time, drained with ready() and acknowledged with advance(); the
+// driver persists, sends and applies what it says (see Ready in types.ts). Nothing in
+// here does I/O, reads a clock or draws a random number except from config.random, so
+// a seeded simulator can drive thousands of nodes through millions of fault schedules
+// and replay any of them exactly.
+//
+// References: "In Search of an Understandable Consensus Algorithm (Extended Version)"
+// (Figure 2 is the spec for the basic rules) and Ongaro's PhD thesis for PreVote
+// (§9.6), CheckQuorum (§6.2), leases and ReadIndex (§6.4), leadership transfer
+// (§3.10) and membership changes (§4).
+import { RaftLog } from './log.js';
+import { Progress } from './progress.js';
+import { majority, quorumValue, tallyVotes } from './quorum.js';
+import { applyConfChange, confChangeError, encodeConfChange } from './conf-change.js';
+import type {
+  AppendRequest,
+  AppendResponse,
+  ConfChange,
+  ConfState,
+  Entry,
+  EntryType,
+  HardState,
+  InitialState,
+  Message,
+  NodeId,
+  ProgressStatus,
+  ProposeResult,
+  RaftConfig,
+  RaftErrorKind,
+  ReadState,
+  Ready,
+  Role,
+  Snapshot,
+  SnapshotRequest,
+  SoftState,
+  Status,
+  StepResult,
+  VoteRequest,
+} from './types.js';
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+/** A message before the core stamps it with cluster id, sender and (by default) its term. */
+type Outgoing = DistributiveOmit<Message, 'clusterId' | 'from' | 'term'> & { term?: number };
+
+interface PendingRead {
+  readonly requestId: string;
+  /** null: asked on this node; otherwise the follower that forwarded it. */
+  readonly from: NodeId | null;
+  readonly index: number;
+  /** Confirmed once a quorum acknowledged a heartbeat round >= this one. */
+  readonly round: number;
+}
+
+const EMPTY = new Uint8Array(0);
+
+export class RaftNode {
+  readonly id: NodeId;
+  private readonly cfg: RaftConfig;
+
+  // Persistent state (Figure 2), reported through Ready.hardState.
+  private term = 0;
+  private votedFor: NodeId | null = null;
+  private readonly log: RaftLog;
+
+  // Volatile state.
+  private role: Role = 'follower';
+  private leaderId: NodeId | null = null;
+  private conf: ConfState;
+  /** Index of the entry that set `conf` (0 or the snapshot index if none in the log). */
+  private confIndex: number;
+  /** Latest snapshot with data: made locally by compact() or received from a leader. Sent to followers behind it. */
+  private snapshot: Snapshot | null;
+  /** A snapshot received from the leader that the driver has yet to persist and apply. */
+  private snapshotToApply: Snapshot | null = null;
+  private incomingSnapshot: { meta: Snapshot['meta']; chunks: Uint8Array[]; size: number } | null = null;
+
+  /** Logical clock: ticks since this node object was created. */
+  private now = 0;
+  private electionElapsed = 0;
+  private heartbeatElapsed = 0;
+  private randomizedElectionTimeout = 0;
+  /**
+   * Ticks since a current leader was last heard from. Starts at 0: a node that just
+   * (re)started may have acknowledged a leader moments before it crashed, and that
+   * leader may still count on it for its lease; so it grants no vote for one election
+   * timeout after starting (thesis §6.4's lease argument, extended across restarts).
+   */
+  private leaderContactElapsed = 0;
+  private votes = new Map<NodeId, boolean>();
+
+  // Leader state.
+  private progress = new Map<NodeId, Progress>();
+  private round = 0;
+  private roundSentAt = new Map<number, number>();
+  private pendingReads: PendingRead[] = [];
+  /** Reads that arrived before this leader committed an entry of its term (§6.4 step 1). */
+  private readsAwaitingCommit: { requestId: string; from: NodeId | null }[] = [];
+  private leadTransferee: NodeId | null = null;
+  /** Once TimeoutNow went out, another node may win without waiting out our lease: it is void for the rest of the term. */
+  private timeoutNowSent = false;
+  /** Index of the latest configuration entry this leader may not yet have committed. */
+  private pendingConfIndex = 0;
+  private needBroadcast = false;
+  private needReadRound = false;
+
+  // Follower state.
+  private forwardedReads = new Map<string, number>();
+
+  // Output.
+  private msgs: Message[] = [];
+  private readStates: ReadState[] = [];
+  private prevHard: HardState;
+  private prevSoft: SoftState;
+  private outstanding: Ready | null = null;
+
+  constructor(config: RaftConfig, initial: InitialState) {
+    if (config.electionTick <= config.heartbeatTick) throw new Error('raft: electionTick must exceed heartbeatTick');
+    if (config.leaseDriftTicks < 0 || config.leaseDriftTicks >= config.electionTick) {
+      throw new Error('raft: leaseDriftTicks must be in [0, electionTick)');
+    }
+    if (config.maxInflight < 1) throw new Error('raft: maxInflight must be at least 1');
+    if (config.snapshotChunkBytes < 1) throw new Error('raft: snapshotChunkBytes must be at least 1');
+    this.id = config.id;
+    this.cfg = config;
+    const snapMeta = initial.snapshot?.meta ?? { index: 0, term: 0, conf: initial.bootstrapConf };
+    this.snapshot = initial.snapshot;
+    this.log = new RaftLog(snapMeta, initial.entries, initial.hardState.commit);
+    this.term = initial.hardState.term;
+    this.votedFor = initial.hardState.votedFor;
+    const { conf, index } = this.log.confAt(this.log.lastIndex());
+    this.conf = conf;
+    this.confIndex = index;
+    this.prevHard = this.hardState();
+    this.resetElectionTimer();
+    this.prevSoft = this.softState();
+  }
+
+  // -------------------------------------------------------------------------
+  // Inputs
+
+  tick(): void {
+    this.now++;
+    this.leaderContactElapsed++;
+    this.expireForwardedReads();
+    if (this.role === 'leader') this.tickHeartbeat();
+    else this.tickElection();
+  }
+
+  step(msg: Message): StepResult {
+    if (msg.clusterId !== this.cfg.clusterId) return { ok: false, reason: 'wrong-cluster' };
+    if (msg.to !== this.id) return { ok: false, reason: 'wrong-recipient' };
+    if (!Number.isSafeInteger(msg.term) || msg.term < 0 || msg.from === this.id) return { ok: false, reason: 'malformed' };
+
+    // One term check for every message (Figure 2, "All Servers"), then dispatch by role.
+    if (msg.term > this.term) {
+      if (msg.type === 'vote' && !msg.transfer && this.inLease()) {
+        // A node that still hears from a leader ignores campaigns: this is what keeps a
+        // rejoining or removed server from deposing a healthy leader (thesis §4.2.3,
+        // §9.6) and what the leader's lease relies on (§6.4).
+        return { ok: true };
+      }
+      const keepsTerm = (msg.type === 'vote' && msg.preVote) || (msg.type === 'voteResp' && msg.preVote && msg.granted);
+      if (!keepsTerm) {
+        const leader = msg.type === 'app' || msg.type === 'snap' ? msg.from : null;
+        this.becomeFollower(msg.term, leader);
+      }
+    } else if (msg.term < this.term) {
+      this.answerStale(msg);
+      return { ok: true };
+    }
+
+    switch (msg.type) {
+      case 'vote':
+        this.handleVote(msg);
+        return { ok: true };
+      case 'readIndex':
+        if (this.role === 'leader') this.handleRead(msg.requestId, msg.from);
+        else this.send({ type: 'readIndexResp', to: msg.from, requestId: msg.requestId, index: -1 });
+        return { ok: true };
+      case 'readIndexResp':
+        if (this.forwardedReads.delete(msg.requestId)) this.readStates.push({ requestId: msg.requestId, index: msg.index });
+        return { ok: true };
+      default:
+        break;
+    }
+    switch (this.role) {
+      case 'leader':
+        this.stepLeader(msg);
+        break;
+      case 'candidate':
+      case 'precandidate':
+        this.stepCandidate(msg);
+        break;
+      case 'follower':
+        this.stepFollower(msg);
+        break;
+    }
+    return { ok: true };
+  }
+
+  propose(data: Uint8Array): ProposeResult {
+    return this.proposeEntry('normal', data);
+  }
+
+  proposeConfChange(cc: ConfChange): ProposeResult {
+    if (this.role !== 'leader') return this.refuse('not-leader');
+    // Ongaro's 2015 fix for single-server changes: no change until this leader has
+    // committed an entry of its own term, and only one uncommitted change at a time.
+    if (this.log.term(this.log.committed) !== this.term || this.pendingConfIndex > this.log.committed) {
+      return this.refuse('conf-change-pending');
+    }
+    if (confChangeError(this.conf, cc) !== null) return this.refuse('invalid');
+    return this.proposeEntry('conf', encodeConfChange(cc));
+  }
+
+  readIndex(requestId: string): void {
+    if (this.role === 'leader') {
+      this.handleRead(requestId, null);
+    } else if (this.role === 'follower' && this.leaderId !== null) {
+      this.forwardedReads.set(requestId, this.now);
+      this.send({ type: 'readIndex', to: this.leaderId, requestId });
+    } else {
+      this.readStates.push({ requestId, index: -1 });
+    }
+  }
+
+  transferLeadership(to: NodeId): { ok: true } | { ok: false; error: RaftErrorKind } {
+    if (this.role !== 'leader') return { ok: false, error: 'not-leader' };
+    if (to === this.id) return { ok: true };
+    if (!this.conf.voters.includes(to)) return { ok: false, error: 'not-in-config' };
+    if (this.leadTransferee === to) return { ok: true };
+    // §3.10: stop accepting proposals, bring the target up to date, then TimeoutNow.
+    // Abandoned after an election timeout (tickHeartbeat).
+    this.leadTransferee = to;
+    this.electionElapsed = 0;
+    const pr = this.progress.get(to)!;
+    if (pr.matchIndex === this.log.lastIndex()) this.sendTimeoutNow(to);
+    else this.sendAppend(to, false);
+    return { ok: true };
+  }
+
+  /** Start an election now, as if the election timer had fired (with PreVote). */
+  campaign(): void {
+    if (this.role !== 'leader') this.startCampaign('pre');
+  }
+
+  /** The state machine has a snapshot of everything up to `index` (<= applied): forget the log it covers. */
+  compact(index: number, data: Uint8Array): void {
+    if (index <= this.log.snapshotMeta.index) return;
+    if (index > this.log.applied) throw new Error(`raft: compact(${index}) beyond applied index ${this.log.applied}`);
+    const meta = { index, term: this.log.term(index)!, conf: this.log.confAt(index).conf };
+    this.snapshot = { meta, data };
+    this.log.compact(meta);
+  }
+
+  // -------------------------------------------------------------------------
+  // Output
+
+  hasReady(): boolean {
+    if (this.outstanding !== null) return false;
+    return (
+      this.needBroadcast ||
+      this.needReadRound ||
+      this.msgs.length > 0 ||
+      this.readStates.length > 0 ||
+      this.snapshotToApply !== null ||
+      !sameHard(this.hardState(), this.prevHard) ||
+      !sameSoft(this.softState(), this.prevSoft) ||
+      this.log.unstableEntries().length > 0 ||
+      this.log.committed > this.log.applied
+    );
+  }
+
+  ready(): Ready {
+    if (this.outstanding !== null) throw new Error('raft: ready() called before advance() of the previous Ready');
+    this.flush();
+    const hard = this.hardState();
+    const soft = this.softState();
+    const hardChanged = !sameHard(hard, this.prevHard);
+    const entries = this.log.unstableEntries();
+    const snapshot = this.snapshotToApply;
+    const rd: Ready = {
+      softState: sameSoft(soft, this.prevSoft) ? null : soft,
+      hardState: hardChanged ? hard : null,
+      snapshot,
+      entries,
+      committedEntries: snapshot !== null ? [] : this.log.committedToApply(),
+      messages: this.msgs,
+      readStates: this.readStates,
+      // Only term, vote and log changes must be synced; a commit index can be
+      // recomputed after a crash (etcd-io/raft MustSync).
+      mustSync: snapshot !== null || entries.length > 0 || hard.term !== this.prevHard.term || hard.votedFor !== this.prevHard.votedFor,
+    };
+    this.msgs = [];
+    this.readStates = [];
+    this.outstanding = rd;
+    return rd;
+  }
+
+  advance(rd: Ready): void {
+    if (rd !== this.outstanding) throw new Error('raft: advance() with a Ready that is not outstanding');
+    this.outstanding = null;
+    if (rd.hardState) this.prevHard = rd.hardState;
+    if (rd.softState) this.prevSoft = rd.softState;
+    if (rd.snapshot) {
+      if (this.snapshotToApply === rd.snapshot) this.snapshotToApply = null;
+      this.log.appliedTo(rd.snapshot.meta.index);
+    }
+    const last = rd.entries[rd.entries.length - 1];
+    if (last) this.log.stableTo(last.index, last.term);
+    const applied = rd.committedEntries[rd.committedEntries.length - 1];
+    if (applied) this.log.appliedTo(applied.index);
+  }
+
+  status(): Status {
+    let progress: Map<NodeId, ProgressStatus> | null = null;
+    if (this.role === 'leader') {
+      progress = new Map();
+      for (const [id, pr] of this.progress) {
+        progress.set(id, { matchIndex: pr.matchIndex, nextIndex: pr.nextIndex, state: pr.state, recentActive: pr.recentActive });
+      }
+    }
+    return {
+      id: this.id,
+      role: this.role,
+      term: this.term,
+      votedFor: this.votedFor,
+      leaderId: this.leaderId,
+      commitIndex: this.log.committed,
+      appliedIndex: this.log.applied,
+      lastLogIndex: this.log.lastIndex(),
+      firstLogIndex: this.log.firstIndex(),
+      leaseValid: this.leaseValid(),
+      learner: !this.conf.voters.includes(this.id),
+      conf: this.conf,
+      leadTransferee: this.leadTransferee,
+      progress,
+    };
+  }
+
+  /**
+   * Leader lease (thesis §6.4.1): true while a quorum acknowledged a heartbeat round
+   * *sent* less than (electionTick - leaseDriftTicks) ticks ago. Each of those
+   * followers refuses every vote for electionTick ticks of its own clock after hearing
+   * from us, so no other leader can be elected before the lease runs out, as long as
+   * clocks drift apart by less than leaseDriftTicks over one election timeout.
+   */
+  leaseValid(): boolean {
+    if (this.role !== 'leader' || this.leadTransferee !== null || this.timeoutNowSent) return false;
+    const leaseTicks = this.cfg.electionTick - this.cfg.leaseDriftTicks;
+    const ackedAt = quorumValue(
+      this.conf.voters,
+      (id) => (id === this.id ? this.now : this.roundSentAt.get(this.progress.get(id)?.ackedRound ?? 0)),
+      -Infinity,
+    );
+    return ackedAt + leaseTicks > this.now;
+  }
+
+  // -------------------------------------------------------------------------
+  // Time
+
+  private tickElection(): void {
+    this.electionElapsed++;
+    if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
+      this.electionElapsed = 0;
+      this.startCampaign('pre');
+    }
+  }
+
+  private tickHeartbeat(): void {
+    this.heartbeatElapsed++;
+    this.electionElapsed++;
+    if (this.electionElapsed >= this.cfg.electionTick) {
+      this.electionElapsed = 0;
+      // CheckQuorum (thesis §6.2): a leader that has not heard from a majority within
+      // an election timeout steps down, so clients stop trusting it.
+      let active = 0;
+      for (const id of this.conf.voters) {
+        if (id === this.id || this.progress.get(id)?.recentActive) active++;
+      }
+      if (active < majority(this.conf.voters.length)) {
+        this.becomeFollower(this.term, null);
+        return;
+      }
+      for (const pr of this.progress.values()) pr.recentActive = false;
+      // §3.10: a transfer that has not completed within an election timeout is abandoned.
+      if (this.leadTransferee !== null) this.leadTransferee = null;
+    }
+    if (this.heartbeatElapsed >= this.cfg.heartbeatTick) {
+      this.heartbeatElapsed = 0;
+      this.broadcastHeartbeat();
+    }
+  }
+
+  private resetElectionTimer(): void {
+    this.electionElapsed = 0;
+    this.randomizedElectionTimeout = this.cfg.electionTick + this.cfg.random.int(this.cfg.electionTick);
+  }
+
+  // -------------------------------------------------------------------------
+  // Role transitions
+
+  private reset(term: number): void {
+    if (term !== this.term) {
+      this.term = term;
+      this.votedFor = null;
+    }
+    this.leaderId = null;
+    this.resetElectionTimer();
+    this.heartbeatElapsed = 0;
+    this.votes = new Map();
+    this.failLeaderReads();
+    this.progress = new Map();
+    this.leadTransferee = null;
+    this.timeoutNowSent = false;
+    this.round = 0;
+    this.roundSentAt = new Map();
+    this.needBroadcast = false;
+    this.needReadRound = false;
+  }
+
+  private becomeFollower(term: number, leader: NodeId | null): void {
+    this.reset(term);
+    this.role = 'follower';
+    this.leaderId = leader;
+    if (leader !== null) this.leaderContactElapsed = 0;
+  }
+
+  private becomePreCandidate(): void {
+    // PreVote (thesis §9.6): ask whether we could win before disturbing anyone's term.
+    this.role = 'precandidate';
+    this.leaderId = null;
+    this.votes = new Map([[this.id, true]]);
+    this.resetElectionTimer();
+  }
+
+  private becomeCandidate(): void {
+    this.reset(this.term + 1);
+    this.role = 'candidate';
+    this.votedFor = this.id;
+    this.votes = new Map([[this.id, true]]);
+  }
+
+  private becomeLeader(): void {
+    this.reset(this.term);
+    this.role = 'leader';
+    this.leaderId = this.id;
+    const next = this.log.lastIndex() + 1;
+    for (const id of this.members()) {
+      if (id !== this.id) this.progress.set(id, new Progress(next, !this.conf.voters.includes(id)));
+    }
+    // Until this no-op commits, the leader cannot know its commit index (§5.4.2, §6.4)
+    // nor change the configuration (conf-change.ts).
+    this.pendingConfIndex = this.log.lastIndex();
+    this.appendOnLeader('noop', EMPTY);
+    this.broadcastHeartbeat();
+  }
+
+  private startCampaign(kind: 'pre' | 'real' | 'transfer'): void {
+    if (!this.promotable()) return;
+    if (kind === 'pre') this.becomePreCandidate();
+    else this.becomeCandidate();
+    const preVote = kind === 'pre';
+    if (tallyVotes(this.conf.voters, this.votes) === 'won') {
+      if (preVote) this.startCampaign('real');
+      else this.becomeLeader();
+      return;
+    }
+    for (const id of this.conf.voters) {
+      if (id === this.id) continue;
+      this.send({
+        type: 'vote',
+        to: id,
+        term: preVote ? this.term + 1 : this.term,
+        preVote,
+        lastLogIndex: this.log.lastIndex(),
+        lastLogTerm: this.log.lastTerm(),
+        transfer: kind === 'transfer',
+      });
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Message handling
+
+  /** A message from an older term. Tell stale leaders and pre-candidates our term so they stand down. */
+  private answerStale(msg: Message): void {
+    switch (msg.type) {
+      case 'app':
+      case 'snap':
+        // The sender believes it leads an old term (e.g. it was partitioned away); our
+        // higher term in the answer makes it step down.
+        this.send({ type: 'appResp', to: msg.from, success: false, matchIndex: 0, rejectHint: 0, rejectTerm: 0, round: msg.round });
+        break;
+      case 'vote':
+        if (msg.preVote) this.send({ type: 'voteResp', to: msg.from, preVote: true, granted: false });
+        break;
+      case 'readIndex':
+        this.send({ type: 'readIndexResp', to: msg.from, requestId: msg.requestId, index: -1 });
+        break;
+      default:
+        break;
+    }
+  }
+
+  private handleVote(msg: VoteRequest): void {
+    // Figure 2, RequestVote receiver: at most one vote per term (votedFor is persisted
+    // before the grant leaves: the grant is in the same Ready as the new hard state), and
+    // only for a candidate whose log is at least as up to date as ours (§5.4.1).
+    const canVote =
+      this.votedFor === msg.from ||
+      (this.votedFor === null && this.leaderId === null) ||
+      (msg.preVote && msg.term > this.term);
+    if (canVote && this.log.isUpToDate(msg.lastLogIndex, msg.lastLogTerm)) {
+      this.send({ type: 'voteResp', to: msg.from, term: msg.term, preVote: msg.preVote, granted: true });
+      if (!msg.preVote) {
+        this.votedFor = msg.from;
+        this.electionElapsed = 0;
+      }
+    } else {
+      this.send({ type: 'voteResp', to: msg.from, preVote: msg.preVote, granted: false });
+    }
+  }
+
+  private stepFollower(msg: Message): void {
+    switch (msg.type) {
+      case 'app':
+      case 'snap':
+        this.electionElapsed = 0;
+        this.leaderContactElapsed = 0;
+        this.leaderId = msg.from;
+        if (msg.type === 'app') this.handleAppend(msg);
+        else this.handleSnapshot(msg);
+        break;
+      case 'timeoutNow':
+        // §3.10: the leader hands over; campaign at once, skipping PreVote, and tell
+        // voters to disregard their lease (the old leader gave its up).
+        this.startCampaign('transfer');
+        break;
+      default:
+        break;
+    }
+  }
+
+  private stepCandidate(msg: Message): void {
+    switch (msg.type) {
+      case 'app':
+      case 'snap':
+        // Another server won this term (§5.2).
+        this.becomeFollower(msg.term, msg.from);
+        this.stepFollower(msg);
+        break;
+      case 'voteResp': {
+        if (msg.preVote !== (this.role === 'precandidate')) return;
+        if (!this.conf.voters.includes(msg.from)) return;
+        this.votes.set(msg.from, msg.granted);
+        const outcome = tallyVotes(this.conf.voters, this.votes);
+        if (outcome === 'won') {
+          if (this.role === 'precandidate') this.startCampaign('real');
+          else this.becomeLeader();
+        } else if (outcome === 'lost') {
+          this.becomeFollower(this.term, null);
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  private stepLeader(msg: Message): void {
+    const pr = this.progress.get(msg.from);
+    if (!pr) return;
+    pr.recentActive = true;
+    switch (msg.type) {
+      case 'appResp':
+        pr.ackedRound = Math.max(pr.ackedRound, msg.round);
+        this.handleAppendResponse(msg, pr);
+        this.checkReads();
+        break;
+      case 'snapResp':
+        pr.ackedRound = Math.max(pr.ackedRound, msg.round);
+        if (pr.state === 'snapshot' && pr.pendingSnapshot && msg.snapIndex === pr.pendingSnapshot.index) {
+          if (msg.done) {
+            pr.maybeUpdate(msg.matchIndex);
+            pr.becomeProbe();
+            this.sendAppend(msg.from, true);
+          } else {
+            pr.pendingSnapshot.offset = msg.nextOffset;
+            this.sendSnapshotChunk(msg.from, pr);
+          }
+        }
+        this.checkReads();
+        break;
+      default:
+        break;
+    }
+  }
+
+  private handleAppend(msg: AppendRequest): void {
+    const reply = (r: Pick<AppendResponse, 'success' | 'matchIndex' | 'rejectHint' | 'rejectTerm'>) =>
+      this.send({ type: 'appResp', to: msg.from, round: msg.round, ...r });
+    if (msg.prevLogIndex < this.log.committed) {
+      // Everything up to our commit index matches the leader's log (Leader Completeness).
+      reply({ success: true, matchIndex: this.log.committed, rejectHint: 0, rejectTerm: 0 });
+      return;
+    }
+    if (!this.log.matchTerm(msg.prevLogIndex, msg.prevLogTerm)) {
+      // Consistency check failed (Figure 2, receiver step 2). Point the leader at the
+      // last index that may still match so it skips a whole term per round trip.
+      const hint = this.log.findConflictByTerm(Math.min(msg.prevLogIndex, this.log.lastIndex()), msg.prevLogTerm);
+      reply({ success: false, matchIndex: msg.prevLogIndex, rejectHint: hint.index, rejectTerm: hint.term });
+      return;
+    }
+    const { appended, truncated } = this.log.maybeAppend(msg.entries);
+    if (truncated || appended.some((e) => e.type === 'conf')) this.recomputeConf();
+    const lastNew = msg.prevLogIndex + msg.entries.length;
+    this.log.commitTo(Math.min(msg.leaderCommit, lastNew));
+    reply({ success: true, matchIndex: lastNew, rejectHint: 0, rejectTerm: 0 });
+  }
+
+  private handleSnapshot(msg: SnapshotRequest): void {
+    const reply = (nextOffset: number, done: boolean, matchIndex: number) =>
+      this.send({ type: 'snapResp', to: msg.from, snapIndex: msg.meta.index, nextOffset, done, matchIndex, round: msg.round });
+    const meta = msg.meta;
+    if (meta.index <= this.log.committed) {
+      this.incomingSnapshot = null;
+      reply(msg.offset + msg.data.length, true, this.log.committed);
+      return;
+    }
+    let inc = this.incomingSnapshot;
+    if (inc === null || inc.meta.index !== meta.index || inc.meta.term !== meta.term) {
+      if (msg.offset !== 0) {
+        reply(0, false, 0);
+        return;
+      }
+      inc = { meta, chunks: [], size: 0 };
+      this.incomingSnapshot = inc;
+    }
+    if (msg.offset !== inc.size) {
+      // A duplicate or a gap: tell the leader where we are.
+      reply(inc.size, false, 0);
+      return;
+    }
+    inc.chunks.push(msg.data);
+    inc.size += msg.data.length;
+    if (!msg.done) {
+      reply(inc.size, false, 0);
+      return;
+    }
+    this.incomingSnapshot = null;
+    const snapshot: Snapshot = { meta, data: concat(inc.chunks, inc.size) };
+    if (this.log.matchTerm(meta.index, meta.term)) {
+      // We already hold the entries the snapshot covers; just learn they are committed.
+      this.log.commitTo(meta.index);
+    } else {
+      this.log.restore(snapshot);
+      this.snapshot = snapshot;
+      this.snapshotToApply = snapshot;
+      this.recomputeConf();
+    }
+    reply(inc.size, true, meta.index);
+  }
+
+  private handleAppendResponse(msg: AppendResponse, pr: Progress): void {
+    const from = msg.from;
+    if (!msg.success) {
+      const hint = msg.rejectTerm > 0 ? this.log.findConflictByTerm(msg.rejectHint, msg.rejectTerm).index : msg.rejectHint;
+      if (pr.maybeDecrTo(msg.matchIndex, hint)) {
+        if (pr.state === 'replicate') pr.becomeProbe();
+        this.sendAppend(from, true);
+      }
+      return;
+    }
+    const wasPaused = pr.isPaused(this.cfg.maxInflight);
+    const updated = pr.maybeUpdate(msg.matchIndex);
+    if (pr.state === 'probe' && msg.matchIndex >= pr.matchIndex) pr.becomeReplicate();
+    else if (pr.state === 'replicate') pr.freeInflightTo(msg.matchIndex);
+    else if (pr.state === 'snapshot' && pr.pendingSnapshot && pr.matchIndex >= pr.pendingSnapshot.index) pr.becomeProbe();
+    if (updated) {
+      pr.stalledTicks = 0;
+      if (this.maybeCommit()) this.broadcastAppend();
+      if (from === this.leadTransferee && pr.matchIndex === this.log.lastIndex()) this.sendTimeoutNow(from);
+    }
+    if (updated || wasPaused) {
+      while (this.sendAppend(from, false)) {
+        if (pr.isPaused(this.cfg.maxInflight)) break;
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Replication (leader)
+
+  private proposeEntry(type: EntryType, data: Uint8Array): ProposeResult {
+    if (this.role !== 'leader') return this.refuse('not-leader');
+    if (this.leadTransferee !== null) return this.refuse('transferring');
+    const entry = this.appendOnLeader(type, data);
+    return { ok: true, index: entry.index, term: entry.term };
+  }
+
+  private appendOnLeader(type: EntryType, data: Uint8Array): Entry {
+    const entry: Entry = { index: this.log.lastIndex() + 1, term: this.term, type, data };
+    this.log.append([entry]);
+    if (type === 'conf') {
+      this.pendingConfIndex = entry.index;
+      this.recomputeConf();
+    }
+    // Appends go out when the driver next asks for a Ready, so proposals made in one
+    // turn of its loop share one message per follower (batching).
+    this.needBroadcast = true;
+    this.maybeCommit();
+    return entry;
+  }
+
+  /** Figure 2: commit the highest index a majority holds, but only counting entries of this term (§5.4.2, Figure 8). */
+  private maybeCommit(): boolean {
+    const index = quorumValue(
+      this.conf.voters,
+      (id) => (id === this.id ? this.log.lastIndex() : this.progress.get(id)?.matchIndex),
+      0,
+    );
+    if (index <= this.log.committed || this.log.term(index) !== this.term) return false;
+    this.log.commitTo(index);
+    this.onLeaderCommit();
+    return true;
+  }
+
+  private onLeaderCommit(): void {
+    if (this.readsAwaitingCommit.length > 0 && this.log.term(this.log.committed) === this.term) {
+      const waiting = this.readsAwaitingCommit;
+      this.readsAwaitingCommit = [];
+      for (const r of waiting) this.handleRead(r.requestId, r.from);
+    }
+    // A leader removed from the configuration steps down once the removal commits (§4.2.2).
+    if (!this.conf.voters.includes(this.id) && this.log.committed >= this.confIndex) {
+      this.becomeFollower(this.term, null);
+    }
+  }
+
+  private broadcastAppend(): void {
+    for (const id of this.progress.keys()) this.sendAppend(id, false);
+  }
+
+  /** Send the follower what it is missing. Returns whether a message went out. */
+  private sendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
+    if (this.role !== 'leader') return false;
+    const pr = this.progress.get(to);
+    if (!pr || pr.isPaused(this.cfg.maxInflight)) return false;
+    const prevLogIndex = pr.nextIndex - 1;
+    const prevLogTerm = this.log.term(prevLogIndex);
+    const entries = this.log.slice(pr.nextIndex, this.log.lastIndex(), this.cfg.maxMsgBytes);
+    if (prevLogTerm === undefined || entries === undefined) {
+      // The follower needs entries we compacted away (extended paper §7).
+      return this.sendSnapshot(to, pr);
+    }
+    if (entries.length === 0 && !sendIfEmpty) return false;
+    this.send({ type: 'app', to, prevLogIndex, prevLogTerm, entries, leaderCommit: this.log.committed, round: this.round });
+    if (pr.state === 'replicate' && entries.length > 0) {
+      // Pipelining: assume success and move on; a rejection resets us to probe.
+      const last = entries[entries.length - 1]!.index;
+      pr.nextIndex = last + 1;
+      pr.inflight.push(last);
+    } else if (pr.state === 'probe') {
+      pr.probeSent = true;
+    }
+    return true;
+  }
+
+  private sendSnapshot(to: NodeId, pr: Progress): boolean {
+    if (this.snapshot === null) return false;
+    pr.becomeSnapshot(this.snapshot.meta.index);
+    this.sendSnapshotChunk(to, pr);
+    return true;
+  }
+
+  private sendSnapshotChunk(to: NodeId, pr: Progress): void {
+    const snap = this.snapshot;
+    const pending = pr.pendingSnapshot;
+    if (snap === null || pending === null) return;
+    const offset = Math.min(pending.offset, snap.data.length);
+    const data = snap.data.subarray(offset, offset + this.cfg.snapshotChunkBytes);
+    const done = offset + data.length >= snap.data.length;
+    this.send({ type: 'snap', to, meta: snap.meta, offset, data, done, round: this.round });
+  }
+
+  /**
+   * A new heartbeat round: every follower hears from us, which renews our lease and
+   * confirms pending ReadIndex requests when a quorum answers (thesis §6.4).
+   */
+  private broadcastHeartbeat(): void {
+    this.round++;
+    this.roundSentAt.set(this.round, this.now);
+    this.needReadRound = false;
+    // Rounds older than an election timeout can no longer hold up a lease.
+    for (const r of this.roundSentAt.keys()) {
+      if (this.roundSentAt.get(r)! < this.now - this.cfg.electionTick) this.roundSentAt.delete(r);
+      else break;
+    }
+    for (const [id, pr] of this.progress) {
+      switch (pr.state) {
+        case 'probe':
+          pr.probeSent = false;
+          this.sendAppend(id, true);
+          break;
+        case 'replicate':
+          // Pipelined appends that were lost leave the follower waiting for entries we
+          // think are in flight: if nothing was acknowledged for an election timeout, probe.
+          if (pr.inflight.length > 0) {
+            pr.stalledTicks += this.cfg.heartbeatTick;
+            if (pr.stalledTicks >= this.cfg.electionTick) {
+              pr.stalledTicks = 0;
+              pr.becomeProbe();
+              this.sendAppend(id, true);
+              break;
+            }
+          }
+          this.sendHeartbeat(id, pr);
+          break;
+        case 'snapshot':
+          if (this.snapshot !== null && pr.pendingSnapshot?.index !== this.snapshot.meta.index) this.sendSnapshot(id, pr);
+          else this.sendSnapshotChunk(id, pr);
+          break;
+      }
+    }
+  }
+
+  private sendHeartbeat(to: NodeId, pr: Progress): void {
+    // Anchored at matchIndex, which the follower is known to hold, so a heartbeat never
+    // trips the consistency check while pipelined appends are still in flight.
+    const prevLogTerm = this.log.term(pr.matchIndex);
+    if (prevLogTerm === undefined) {
+      pr.becomeProbe();
+      this.sendAppend(to, true);
+      return;
+    }
+    this.send({ type: 'app', to, prevLogIndex: pr.matchIndex, prevLogTerm, entries: [], leaderCommit: this.log.committed, round: this.round });
+  }
+
+  private sendTimeoutNow(to: NodeId): void {
+    this.timeoutNowSent = true;
+    this.send({ type: 'timeoutNow', to });
+  }
+
+  // -------------------------------------------------------------------------
+  // Linearizable reads (thesis §6.4)
+
+  private handleRead(requestId: string, from: NodeId | null): void {
+    if (this.log.term(this.log.committed) !== this.term) {
+      // Step 1: the leader's commit index is only known to be current once an entry of
+      // its own term has committed.
+      this.readsAwaitingCommit.push({ requestId, from });
+      return;
+    }
+    const index = this.log.committed;
+    const alone = this.conf.voters.length === 1 && this.conf.voters[0] === this.id;
+    if (alone || (this.cfg.leaseReads && this.leaseValid())) {
+      this.answerRead(requestId, from, index);
+      return;
+    }
+    // Steps 2-3: confirm we are still leader with a fresh heartbeat round.
+    this.pendingReads.push({ requestId, from, index, round: this.round + 1 });
+    this.needReadRound = true;
+  }
+
+  private checkReads(): void {
+    if (this.pendingReads.length === 0) return;
+    const acked = quorumValue(
+      this.conf.voters,
+      (id) => (id === this.id ? Infinity : this.progress.get(id)?.ackedRound),
+      0,
+    );
+    const still: PendingRead[] = [];
+    for (const r of this.pendingReads) {
+      if (r.round <= acked) this.answerRead(r.requestId, r.from, r.index);
+      else still.push(r);
+    }
+    this.pendingReads = still;
+  }
+
+  private answerRead(requestId: string, from: NodeId | null, index: number): void {
+    if (from === null) this.readStates.push({ requestId, index });
+    else this.send({ type: 'readIndexResp', to: from, requestId, index });
+  }
+
+  private failLeaderReads(): void {
+    for (const r of this.pendingReads) this.answerRead(r.requestId, r.from, -1);
+    for (const r of this.readsAwaitingCommit) this.answerRead(r.requestId, r.from, -1);
+    this.pendingReads = [];
+    this.readsAwaitingCommit = [];
+  }
+
+  private expireForwardedReads(): void {
+    if (this.forwardedReads.size === 0) return;
+    for (const [id, at] of this.forwardedReads) {
+      if (this.now - at >= this.cfg.electionTick) {
+        this.forwardedReads.delete(id);
+        this.readStates.push({ requestId: id, index: -1 });
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Helpers
+
+  private recomputeConf(): void {
+    const { conf, index } = this.log.confAt(this.log.lastIndex());
+    this.conf = conf;
+    this.confIndex = index;
+    if (this.role !== 'leader') return;
+    const members = new Set(this.members());
+    for (const id of [...this.progress.keys()]) if (!members.has(id)) this.progress.delete(id);
+    for (const id of members) {
+      if (id === this.id) continue;
+      const pr = this.progress.get(id);
+      if (pr) pr.isLearner = !conf.voters.includes(id);
+      else this.progress.set(id, new Progress(this.log.lastIndex() + 1, !conf.voters.includes(id)));
+    }
+    if (this.leadTransferee !== null && !conf.voters.includes(this.leadTransferee)) this.leadTransferee = null;
+    // A smaller quorum may already hold more (e.g. after removing a slow voter).
+    if (this.maybeCommit()) this.needBroadcast = true;
+    this.checkReads();
+  }
+
+  private members(): NodeId[] {
+    return [...this.conf.voters, ...this.conf.learners];
+  }
+
+  private promotable(): boolean {
+    return this.conf.voters.includes(this.id);
+  }
+
+  private inLease(): boolean {
+    return this.role === 'leader' || this.leaderContactElapsed < this.cfg.electionTick;
+  }
+
+  private flush(): void {
+    if (this.role !== 'leader') return;
+    if (this.needReadRound) this.broadcastHeartbeat();
+    if (this.needBroadcast) {
+      this.needBroadcast = false;
+      this.broadcastAppend();
+    }
+  }
+
+  private refuse(error: RaftErrorKind): ProposeResult {
+    return { ok: false, error, leaderId: this.role === 'leader' ? this.id : this.leaderId };
+  }
+
+  private send(m: Outgoing): void {
+    this.msgs.push({ ...m, clusterId: this.cfg.clusterId, from: this.id, term: m.term ?? this.term } as Message);
+  }
+
+  private hardState(): HardState {
+    return { term: this.term, votedFor: this.votedFor, commit: this.log.committed };
+  }
+
+  private softState(): SoftState {
+    return { role: this.role, leaderId: this.leaderId, term: this.term, learner: !this.conf.voters.includes(this.id) };
+  }
+}
+
+function sameHard(a: HardState, b: HardState): boolean {
+  return a.term === b.term && a.votedFor === b.votedFor && a.commit === b.commit;
+}
+
+function sameSoft(a: SoftState, b: SoftState): boolean {
+  return a.role === b.role && a.leaderId === b.leaderId && a.term === b.term && a.learner === b.learner;
+}
+
+function concat(chunks: readonly Uint8Array[], size: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!;
+  const out = new Uint8Array(size);
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.length;
+  }
+  return out;
+}
