@@ -1,0 +1,318 @@
+// Invariant checkers. They sit outside the nodes (TigerBeetle's state checker,
+// hashicorp/raft fuzzy/verifier.go): each is a pure function of what the simulator
+// observed, returning violations, so each can be fed a broken history in a test.
+// The History holds what was observed so far; the simulator records into it only after
+// the checks for the same observation have run.
+//
+// Names of the invariants follow the Raft paper, Figure 3.
+import type { Entry, NodeId, Role } from '../../src/raft/types.js';
+import { entryAt, snapIndex, termAt, type LogState } from './disk.js';
+
+export type InvariantName =
+  | 'election-safety'
+  | 'lease-exclusivity'
+  | 'log-matching'
+  | 'leader-completeness'
+  | 'state-machine-safety'
+  | 'durability'
+  | 'read-linearizability'
+  | 'liveness'
+  | 'core-contract';
+
+export interface Violation {
+  readonly invariant: InvariantName;
+  readonly message: string;
+}
+
+const latin1 = new TextDecoder('latin1');
+
+/** Identity of an entry's content: two entries with the same key are the same entry. */
+export function entryKey(e: Pick<Entry, 'term' | 'type' | 'data'>): string {
+  return `${e.term}/${e.type}/${latin1.decode(e.data)}`;
+}
+
+export interface CommittedEntry {
+  readonly term: number;
+  readonly key: string;
+  /** The observing node's term when the commit was first seen: every leader of a later term must hold it. */
+  readonly observedTerm: number;
+  readonly by: NodeId;
+}
+
+export interface AppliedEntry {
+  readonly key: string;
+  readonly by: NodeId;
+}
+
+/** What the simulator has observed so far. */
+export class History {
+  /** Every (term, leader) ever observed (Election Safety). */
+  readonly leaders = new Map<number, NodeId>();
+  /** (index/term) -> what precedes it and what it holds, as first written anywhere (Log Matching). */
+  readonly logEntries = new Map<string, { readonly prevTerm: number; readonly key: string; readonly by: NodeId }>();
+  /** index -> the entry committed there (Leader Completeness, Durability). */
+  readonly committed = new Map<number, CommittedEntry>();
+  /** Highest index known committed anywhere. */
+  maxCommitted = 0;
+  /** index -> the entry first applied there (State Machine Safety). */
+  readonly applied = new Map<number, AppliedEntry>();
+  /** Leaders already checked for completeness, as `${term}`. */
+  readonly completenessChecked = new Set<number>();
+}
+
+// ---------------------------------------------------------------------------
+// Election Safety: at most one leader can be elected in a given term (§5.2).
+
+export interface RoleObservation {
+  readonly id: NodeId;
+  readonly role: Role;
+  readonly term: number;
+}
+
+export function checkElectionSafety(h: History, nodes: readonly RoleObservation[]): Violation[] {
+  const out: Violation[] = [];
+  const now = new Map<number, NodeId>();
+  for (const n of nodes) {
+    if (n.role !== 'leader') continue;
+    const known = h.leaders.get(n.term) ?? now.get(n.term);
+    if (known !== undefined && known !== n.id) {
+      out.push({ invariant: 'election-safety', message: `two leaders in term ${n.term}: ${known} and ${n.id}` });
+    }
+    now.set(n.term, n.id);
+  }
+  return out;
+}
+
+export function recordLeaders(h: History, nodes: readonly RoleObservation[]): void {
+  for (const n of nodes) if (n.role === 'leader' && !h.leaders.has(n.term)) h.leaders.set(n.term, n.id);
+}
+
+// ---------------------------------------------------------------------------
+// Lease Exclusivity: no two nodes believe they hold the leader lease at the same
+// virtual instant (thesis §6.4.1), given clock drift within the configured bound.
+
+export interface LeaseObservation {
+  readonly id: NodeId;
+  readonly up: boolean;
+  readonly leaseValid: boolean;
+}
+
+export function checkLeaseExclusivity(time: number, nodes: readonly LeaseObservation[]): Violation[] {
+  const holders = nodes.filter((n) => n.up && n.leaseValid).map((n) => n.id);
+  if (holders.length <= 1) return [];
+  return [{ invariant: 'lease-exclusivity', message: `at t=${time} ${holders.length} nodes hold a valid lease: ${holders.join(', ')}` }];
+}
+
+// ---------------------------------------------------------------------------
+// Log Matching: if two logs contain an entry with the same index and term, the logs are
+// identical in all entries up through that index (§5.3). Checked by induction as entries
+// are written: an (index, term) must always hold the same content and always follow the
+// same term at index-1; then equal (index, term) implies equal prefixes.
+
+export function checkLogMatching(h: History, node: NodeId, log: LogState, from: number, to: number): Violation[] {
+  const out: Violation[] = [];
+  for (let i = Math.max(from, snapIndex(log) + 1); i <= to; i++) {
+    const e = entryAt(log, i);
+    if (e === undefined) break;
+    const prevTerm = termAt(log, i - 1);
+    const seen = h.logEntries.get(`${i}/${e.term}`);
+    if (seen === undefined) continue;
+    if (seen.key !== entryKey(e)) {
+      out.push({ invariant: 'log-matching', message: `${node} holds a different entry at ${i}/${e.term} than ${seen.by} did` });
+    } else if (prevTerm !== undefined && prevTerm !== seen.prevTerm) {
+      out.push({
+        invariant: 'log-matching',
+        message: `${node} has ${i}/${e.term} after term ${prevTerm} at ${i - 1}, ${seen.by} had it after term ${seen.prevTerm}`,
+      });
+    }
+  }
+  return out;
+}
+
+export function recordLogEntries(h: History, node: NodeId, log: LogState, from: number, to: number): void {
+  for (let i = Math.max(from, snapIndex(log) + 1); i <= to; i++) {
+    const e = entryAt(log, i);
+    const prevTerm = termAt(log, i - 1);
+    if (e === undefined || prevTerm === undefined) break;
+    const k = `${i}/${e.term}`;
+    if (!h.logEntries.has(k)) h.logEntries.set(k, { prevTerm, key: entryKey(e), by: node });
+  }
+}
+
+/** Direct form over whole logs, O(n² · length): for tests and post-mortems. */
+export function checkLogMatchingFull(logs: readonly { readonly id: NodeId; readonly log: LogState }[]): Violation[] {
+  const out: Violation[] = [];
+  for (let a = 0; a < logs.length; a++) {
+    for (let b = a + 1; b < logs.length; b++) {
+      const la = logs[a]!;
+      const lb = logs[b]!;
+      const lo = Math.max(snapIndex(la.log), snapIndex(lb.log)) + 1;
+      const hi = Math.min(la.log.entries.length + snapIndex(la.log), lb.log.entries.length + snapIndex(lb.log));
+      // Find the highest index where both agree on the term; everything from lo to it must be equal.
+      let top = 0;
+      for (let i = hi; i >= lo; i--) {
+        if (termAt(la.log, i) === termAt(lb.log, i)) {
+          top = i;
+          break;
+        }
+      }
+      for (let i = lo; i <= top; i++) {
+        const ea = entryAt(la.log, i)!;
+        const eb = entryAt(lb.log, i)!;
+        if (entryKey(ea) !== entryKey(eb)) {
+          out.push({
+            invariant: 'log-matching',
+            message: `${la.id} and ${lb.id} agree on ${top}/${termAt(la.log, top)} but differ at ${i}`,
+          });
+          break;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Leader Completeness: an entry committed in a term is present in the logs of the
+// leaders of all higher terms (§5.4). `log` is the leader's log once its first Ready as
+// leader was persisted, so it is the whole log the core holds.
+
+export function checkLeaderCompleteness(h: History, leader: NodeId, term: number, log: LogState): Violation[] {
+  const out: Violation[] = [];
+  const si = snapIndex(log);
+  for (const [i, c] of h.committed) {
+    if (c.observedTerm >= term || i <= si) continue;
+    const e = entryAt(log, i);
+    if (e === undefined || entryKey(e) !== c.key) {
+      out.push({
+        invariant: 'leader-completeness',
+        message: `leader ${leader} of term ${term} lacks ${i}/${c.term}, committed (seen by ${c.by} in term ${c.observedTerm}); it has ${
+          e ? `${i}/${e.term}` : 'nothing'
+        } there`,
+      });
+      if (out.length >= 3) break;
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Durability: what is committed stays committed. (a) Two nodes never report different
+// entries committed at one index; (b) a node never overwrites an entry at or below its
+// own persisted commit index; (c) nothing is applied at a committed index but the
+// committed entry (an acknowledged write is never replaced).
+
+/** (a): the node's log at (from, to] is what it now claims committed. */
+export function checkCommitAgreement(h: History, node: NodeId, log: LogState, from: number, to: number): Violation[] {
+  const out: Violation[] = [];
+  for (let i = Math.max(from + 1, snapIndex(log) + 1); i <= to; i++) {
+    const e = entryAt(log, i);
+    if (e === undefined) {
+      out.push({ invariant: 'core-contract', message: `${node} reports commit ${to} but its log ends at ${i - 1}` });
+      break;
+    }
+    const c = h.committed.get(i);
+    if (c !== undefined && c.key !== entryKey(e)) {
+      out.push({ invariant: 'durability', message: `${node} commits ${i}/${e.term} but ${c.by} committed ${i}/${c.term}` });
+    }
+  }
+  return out;
+}
+
+export function recordCommitted(h: History, node: NodeId, nodeTerm: number, log: LogState, from: number, to: number): void {
+  for (let i = Math.max(from + 1, snapIndex(log) + 1); i <= to; i++) {
+    const e = entryAt(log, i);
+    if (e === undefined) break;
+    if (!h.committed.has(i)) h.committed.set(i, { term: e.term, key: entryKey(e), observedTerm: nodeTerm, by: node });
+  }
+  if (to > h.maxCommitted) h.maxCommitted = to;
+}
+
+/** (b): `before` is the node's log before writing `entries`; `commit` its persisted commit index. */
+export function checkCommittedNotOverwritten(
+  node: NodeId,
+  before: LogState,
+  commit: number,
+  entries: readonly Entry[],
+): Violation[] {
+  for (const e of entries) {
+    if (e.index > commit) break;
+    const old = entryAt(before, e.index);
+    if (old !== undefined && entryKey(old) !== entryKey(e)) {
+      return [
+        {
+          invariant: 'durability',
+          message: `${node} overwrites committed ${e.index}/${old.term} with ${e.index}/${e.term} (its commit is ${commit})`,
+        },
+      ];
+    }
+  }
+  return [];
+}
+
+// ---------------------------------------------------------------------------
+// State Machine Safety: if a server has applied a log entry at a given index, no other
+// server will ever apply a different entry for that index (§5.4.3). Also (c) above.
+
+export function checkApplied(h: History, node: NodeId, index: number, key: string): Violation[] {
+  const out: Violation[] = [];
+  const a = h.applied.get(index);
+  if (a !== undefined && a.key !== key) {
+    out.push({ invariant: 'state-machine-safety', message: `${node} applies ${index} as ${short(key)}; ${a.by} applied ${short(a.key)}` });
+  }
+  const c = h.committed.get(index);
+  if (c !== undefined && c.key !== key) {
+    out.push({ invariant: 'durability', message: `${node} applies ${index} as ${short(key)} but ${c.by} committed ${short(c.key)} there` });
+  }
+  return out;
+}
+
+export function recordApplied(h: History, node: NodeId, index: number, key: string): void {
+  if (!h.applied.has(index)) h.applied.set(index, { key, by: node });
+}
+
+function short(key: string): string {
+  return key.length > 40 ? `${key.slice(0, 37)}...` : key;
+}
+
+// ---------------------------------------------------------------------------
+// Linearizable reads (thesis §6.4): a read index must cover every write committed
+// before the read was requested, else the read could miss an acknowledged write.
+
+export function checkReadIndex(node: NodeId, requestId: string, index: number, committedAtRequest: number): Violation[] {
+  if (index < 0 || index >= committedAtRequest) return [];
+  return [
+    {
+      invariant: 'read-linearizability',
+      message: `${node} read ${requestId} served at index ${index}, but ${committedAtRequest} was committed before it was requested`,
+    },
+  ];
+}
+
+// ---------------------------------------------------------------------------
+// Liveness: once faults stop, a leader is elected and a proposal commits and is applied
+// by every voter within a bound (TigerBeetle's liveness phase).
+
+export interface LivenessOutcome {
+  /** Ticks (nominal) from the end of faults until a leader was seen, or null if never. */
+  readonly leaderAfterTicks: number | null;
+  /** Ticks until the probe proposal was applied by every voter, or null if never. */
+  readonly appliedAfterTicks: number | null;
+  readonly boundTicks: number;
+  readonly detail: string;
+}
+
+export function checkLiveness(o: LivenessOutcome): Violation[] {
+  if (o.leaderAfterTicks === null || o.leaderAfterTicks > o.boundTicks) {
+    return [{ invariant: 'liveness', message: `no leader within ${o.boundTicks} ticks after faults stopped (${o.detail})` }];
+  }
+  if (o.appliedAfterTicks === null || o.appliedAfterTicks > o.boundTicks * 2) {
+    return [
+      {
+        invariant: 'liveness',
+        message: `probe proposal not applied by all voters within ${o.boundTicks * 2} ticks after faults stopped (${o.detail})`,
+      },
+    ];
+  }
+  return [];
+}
