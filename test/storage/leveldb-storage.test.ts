@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
+import { Level } from 'level';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FORMAT_KEY, HARD_STATE_KEY, entryKey, sealValue } from '../../src/storage/codec.js';
 import { LevelStorage, StorageRefusedError, type OpenOptions } from '../../src/storage/leveldb-storage.js';
@@ -63,6 +64,18 @@ describe('a new store', () => {
     await s.close();
     const again = await open({ dir: path.join(dir, 'nested', 'data') });
     expect(again.isNew).toBe(false);
+  });
+});
+
+describe('an empty LevelDB (crash before the identity records were written)', () => {
+  it('is claimed as a new store', async () => {
+    const raw = new Level<Uint8Array, Uint8Array>(dir, { keyEncoding: 'view', valueEncoding: 'view' });
+    await raw.open();
+    await raw.close();
+    const s = await open();
+    expect(s.isNew).toBe(true);
+    await s.close();
+    expect(await open({ clusterId: 'other' }).catch((e: unknown) => (e as StorageRefusedError).kind)).toBe('wrong-cluster');
   });
 });
 
