@@ -100,7 +100,7 @@ export interface LeaseObservation {
 export function checkLeaseExclusivity(time: number, nodes: readonly LeaseObservation[]): Violation[] {
   const holders = nodes.filter((n) => n.up && n.leaseValid).map((n) => n.id);
   if (holders.length <= 1) return [];
-  return [{ invariant: 'lease-exclusivity', message: `at t=${time} ${holders.length} nodes hold a valid lease: ${holders.join(', ')}` }];
+  return [{ invariant: 'lease-exclusivity', message: `at t=${Math.floor(time)} ${holders.length} nodes hold a valid lease: ${holders.join(', ')}` }];
 }
 
 // ---------------------------------------------------------------------------
