@@ -16,16 +16,14 @@ export class Progress {
   state: ProgressState = 'probe';
   /** probe: an append is out and we wait for its answer (or the next heartbeat) before sending another. */
   probeSent = false;
-  /** replicate: last index of each unacknowledged append, oldest first. */
-  inflight: number[] = [];
+  /** replicate: last index and heartbeat round of each unacknowledged append, oldest first. */
+  inflight: { index: number; round: number }[] = [];
   /** snapshot: which snapshot is being sent and how many of its bytes the follower holds. */
   pendingSnapshot: { index: number; offset: number; acked: boolean } | null = null;
   /** Heard from since the last CheckQuorum round (thesis §6.2). */
   recentActive = false;
   /** Highest heartbeat round the follower has acknowledged in this term (lease, ReadIndex). */
   ackedRound = 0;
-  /** Ticks with appends in flight and none acknowledged, to notice pipelined appends that were lost. */
-  stalledTicks = 0;
   isLearner: boolean;
 
   constructor(nextIndex: number, isLearner: boolean) {
@@ -70,7 +68,6 @@ export class Progress {
     }
     this.state = 'probe';
     this.probeSent = false;
-    this.stalledTicks = 0;
     this.inflight = [];
     this.pendingSnapshot = null;
   }
@@ -79,7 +76,6 @@ export class Progress {
     this.state = 'replicate';
     this.nextIndex = this.matchIndex + 1;
     this.probeSent = false;
-    this.stalledTicks = 0;
     this.inflight = [];
     this.pendingSnapshot = null;
   }
@@ -94,7 +90,7 @@ export class Progress {
   /** Acknowledged appends up to `index` no longer count against the window. */
   freeInflightTo(index: number): void {
     let n = 0;
-    while (n < this.inflight.length && this.inflight[n]! <= index) n++;
+    while (n < this.inflight.length && this.inflight[n]!.index <= index) n++;
     if (n > 0) this.inflight.splice(0, n);
   }
 

@@ -679,10 +679,19 @@ export class RaftNode {
     const wasPaused = pr.isPaused(this.cfg.maxInflight);
     const updated = pr.maybeUpdate(msg.matchIndex);
     if (pr.state === 'probe' && msg.matchIndex >= pr.matchIndex) pr.becomeReplicate();
-    else if (pr.state === 'replicate') pr.freeInflightTo(msg.matchIndex);
+    else if (pr.state === 'replicate') {
+      pr.freeInflightTo(msg.matchIndex);
+      const oldest = pr.inflight[0];
+      if (oldest && msg.round > oldest.round && msg.matchIndex < oldest.index) {
+        // The follower answered a heartbeat sent after this append without having it:
+        // the append was lost (peer streams are FIFO). Find out where it stands again.
+        pr.becomeProbe();
+        this.sendAppend(from, true);
+        return;
+      }
+    }
     else if (pr.state === 'snapshot' && pr.pendingSnapshot && pr.matchIndex >= pr.pendingSnapshot.index) pr.becomeProbe();
     if (updated) {
-      pr.stalledTicks = 0;
       if (this.maybeCommit()) this.broadcastAppend();
       if (from === this.leadTransferee && pr.matchIndex === this.log.lastIndex()) this.sendTimeoutNow(from);
     }
@@ -764,7 +773,7 @@ export class RaftNode {
       // Pipelining: assume success and move on; a rejection resets us to probe.
       const last = entries[entries.length - 1]!.index;
       pr.nextIndex = last + 1;
-      pr.inflight.push(last);
+      pr.inflight.push({ index: last, round: this.round });
     } else if (pr.state === 'probe') {
       pr.probeSent = true;
     }
@@ -808,17 +817,6 @@ export class RaftNode {
           this.sendAppend(id, true);
           break;
         case 'replicate':
-          // Pipelined appends that were lost leave the follower waiting for entries we
-          // think are in flight: if nothing was acknowledged for an election timeout, probe.
-          if (pr.inflight.length > 0) {
-            pr.stalledTicks += this.cfg.heartbeatTick;
-            if (pr.stalledTicks >= this.cfg.electionTick) {
-              pr.stalledTicks = 0;
-              pr.becomeProbe();
-              this.sendAppend(id, true);
-              break;
-            }
-          }
           this.sendHeartbeat(id, pr);
           break;
         case 'snapshot':

@@ -37,6 +37,8 @@ export class Cluster {
   inFlight: Message[] = [];
   /** Pairs (from->to) whose messages are dropped. */
   private cut = new Set<string>();
+  /** Messages for which this returns false are dropped on delivery. */
+  filter: ((m: Message) => boolean) | null = null;
   private seed = 1;
 
   constructor(
@@ -124,19 +126,44 @@ export class Cluster {
     }
   }
 
+  /** Deliver the messages now in flight, once; returns how many there were. */
+  deliverOnce(): number {
+    this.processReadies();
+    const batch = this.inFlight;
+    this.inFlight = [];
+    for (const m of batch) {
+      if (this.cut.has(`${m.from}->${m.to}`) || (this.filter && !this.filter(m))) continue;
+      this.nodes.get(m.to)?.step(m);
+    }
+    this.processReadies();
+    return batch.length;
+  }
+
   /** Deliver every message in flight (and whatever they cause) until the network is quiet. */
   deliverAll(maxRounds = 100): void {
     for (let i = 0; i < maxRounds; i++) {
-      this.processReadies();
-      if (this.inFlight.length === 0) return;
-      const batch = this.inFlight;
-      this.inFlight = [];
-      for (const m of batch) {
-        if (this.cut.has(`${m.from}->${m.to}`)) continue;
-        this.nodes.get(m.to)?.step(m);
-      }
+      if (this.deliverOnce() === 0) return;
     }
     throw new Error('network did not go quiet');
+  }
+
+  /**
+   * Make `id` leader: let every node's clock run past the election timeout while all are
+   * cut off (so nobody is in a lease and nobody can win), then campaign with `id`.
+   */
+  forceElect(id: NodeId): void {
+    for (const other of this.disks.keys()) this.isolate(other);
+    this.tick(30);
+    this.heal();
+    this.node(id).campaign();
+    this.deliverAll();
+    if (this.node(id).status().role !== 'leader') throw new Error(`${id} did not win`);
+  }
+
+  /** Advance every clock by one tick and collect what that causes, delivering nothing. */
+  tickQuiet(): void {
+    for (const node of this.nodes.values()) node.tick();
+    this.processReadies();
   }
 
   tick(n = 1, only?: NodeId[]): void {
