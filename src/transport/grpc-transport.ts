@@ -64,6 +64,24 @@ const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 const DEFAULT_KEEPALIVE_MS = 300;
 const DEFAULT_MAX_QUEUE_MESSAGES = 1024;
 const DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024;
+/** A persistent misconfiguration (wrong cluster, peer list mismatch) warns at most this often per cause. */
+const WARN_INTERVAL_MS = 10_000;
+
+/**
+ * Says whether to log a recurring problem at warn (first time, or once per interval)
+ * or at debug: a misconfigured peer redials every second and must not flood the log.
+ */
+class WarnLimiter {
+  private readonly last = new Map<string, number>();
+  shouldWarn(key: string): boolean {
+    const now = Date.now();
+    const prev = this.last.get(key);
+    if (prev !== undefined && now - prev < WARN_INTERVAL_MS) return false;
+    if (this.last.size > 1000) this.last.clear();
+    this.last.set(key, now);
+    return true;
+  }
+}
 
 /** What a frame that protobuf itself could not decode turns into (see safeDeserialize). */
 const UNDECODABLE = Object.freeze({ undecodable: true });
@@ -263,7 +281,10 @@ class PeerLink {
       code === grpc.status.FAILED_PRECONDITION ||
       code === grpc.status.RESOURCE_EXHAUSTED ||
       code === grpc.status.INVALID_ARGUMENT;
-    if (refused || (!this.warnedSinceReady && this.state === 'ready')) {
+    if (
+      (refused && this.shared.warnLimiter.shouldWarn(`refused:${this.id}:${code}`)) ||
+      (!this.warnedSinceReady && this.state === 'ready')
+    ) {
       this.shared.log.warn(fields, 'peer stream lost');
       this.warnedSinceReady = true;
     } else {
@@ -331,6 +352,7 @@ interface LinkShared {
   readonly minBackoffMs: number;
   readonly maxBackoffMs: number;
   readonly handshakeTimeoutMs: number;
+  readonly warnLimiter: WarnLimiter;
 }
 
 export class GrpcTransport {
@@ -351,6 +373,7 @@ export class GrpcTransport {
   private readonly messageHandlers: ((msg: Message) => void)[] = [];
   private readonly clientAddrHandlers: ((id: NodeId, clientAddr: string) => void)[] = [];
   private readonly clientAddrs = new Map<NodeId, string>();
+  private readonly warnLimiter = new WarnLimiter();
 
   constructor(opts: TransportOptions) {
     this.opts = opts;
@@ -403,6 +426,7 @@ export class GrpcTransport {
       minBackoffMs,
       maxBackoffMs,
       handshakeTimeoutMs: Math.max(1000, 4 * keepaliveMs),
+      warnLimiter: this.warnLimiter,
     };
   }
 
@@ -554,7 +578,8 @@ export class GrpcTransport {
 
       if (peer === null) {
         if (frame instanceof Error || frame.kind !== 'hello') {
-          this.log.warn(
+          this.logRefusal(
+            'handshake',
             { reason: frame instanceof Error ? frame.message : 'first frame is not a Hello' },
             'refusing peer stream: bad handshake',
           );
@@ -562,8 +587,9 @@ export class GrpcTransport {
           return;
         }
         const h = frame.hello;
+        const fields = { from: h.nodeId, clusterId: h.clusterId };
         if (h.clusterId !== this.opts.clusterId) {
-          this.log.warn({ from: h.nodeId, clusterId: h.clusterId }, 'refusing peer stream: wrong cluster id');
+          this.logRefusal(`cluster:${h.nodeId}:${h.clusterId}`, fields, 'refusing peer stream: wrong cluster id');
           refuse(
             grpc.status.FAILED_PRECONDITION,
             `cluster id mismatch: this is ${this.opts.clusterId}, peer says ${h.clusterId}`,
@@ -571,7 +597,7 @@ export class GrpcTransport {
           return;
         }
         if (!this.peers.has(h.nodeId)) {
-          this.log.warn({ from: h.nodeId, clusterId: h.clusterId }, 'refusing peer stream: unknown node id');
+          this.logRefusal(`unknown:${h.nodeId}`, fields, 'refusing peer stream: unknown node id');
           refuse(grpc.status.PERMISSION_DENIED, `node ${h.nodeId} is not a peer of ${this.opts.nodeId}`);
           return;
         }
@@ -628,6 +654,11 @@ export class GrpcTransport {
     });
     call.on('cancelled', finish);
     call.on('close', finish);
+  }
+
+  private logRefusal(key: string, fields: Record<string, unknown>, msg: string): void {
+    if (this.warnLimiter.shouldWarn(key)) this.log.warn(fields, msg);
+    else this.log.debug(fields, msg);
   }
 
   private deliver(msg: Message): void {

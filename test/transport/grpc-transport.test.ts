@@ -202,6 +202,37 @@ describe('GrpcTransport', () => {
     expect(a.transport.stats().sent).toBe(0);
   });
 
+  it('a burst within the queue bound arrives complete and in order despite gRPC backpressure', async () => {
+    const a = await nodes.start('n1');
+    const b = await nodes.start('n2');
+    mesh([a, b]);
+    await heartbeatUntilReceived(a, b, 1);
+    const before = b.received.length;
+    const payload = new Uint8Array(16 * 1024).fill(9);
+    for (let i = 0; i < 1000; i++) {
+      a.transport.send({ ...heartbeat('n1', 'n2', 10_000 + i), entries: [{ index: 1, term: 5, type: 'normal', data: payload }] });
+    }
+    await waitFor('burst delivered', () => b.received.length === before + 1000, 10_000);
+    const rounds = b.received.slice(before).map((m) => (m.type === 'app' ? m.round : -1));
+    expect(rounds).toEqual(Array.from({ length: 1000 }, (_, i) => 10_000 + i));
+    expect(a.transport.stats().dropped).toBe(0);
+  });
+
+  it('a peer removed by setPeers loses its stream and is refused when it redials', async () => {
+    const a = await nodes.start('n1');
+    const b = await nodes.start('n2');
+    mesh([a, b]);
+    await heartbeatUntilReceived(a, b, 1);
+    b.transport.setPeers(new Map([['n2', b.address]]));
+    const delivered = b.received.length;
+    for (let i = 0; i < 10; i++) {
+      a.transport.send(heartbeat('n1', 'n2', 500 + i));
+      await sleep(30);
+    }
+    expect(b.received.length).toBe(delivered);
+    expect(b.lines.some((l) => l.msg === 'refusing peer stream: unknown node id' && l['from'] === 'n1')).toBe(true);
+  });
+
   it('survives garbage frames from a raw gRPC client and keeps serving real peers', async () => {
     const b = await nodes.start('n2');
     const a = await nodes.start('n1');

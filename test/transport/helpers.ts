@@ -48,6 +48,9 @@ export class Nodes {
       advertisePeer: '',
       advertiseClient: `${id}.client.test:7000`,
       logger,
+      // Looser than the 300 ms default so a CPU-starved CI machine running test files in
+      // parallel does not tear streams down mid-test; keepalive.test.ts pins the tight setting.
+      keepaliveMs: 1000,
       ...opts,
     });
     this.all.push(transport);
