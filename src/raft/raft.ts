@@ -31,6 +31,7 @@ import type {
   ProposeResult,
   RaftConfig,
   RaftErrorKind,
+  RaftEvent,
   ReadState,
   Ready,
   Role,
@@ -95,6 +96,8 @@ export class RaftNode {
   // Leader state.
   private progress = new Map<NodeId, Progress>();
   private round = 0;
+  /** When (our clock) this node last became leader. */
+  private leaderSince = 0;
   private roundSentAt = new Map<number, number>();
   private pendingReads: PendingRead[] = [];
   /** Reads that arrived before this leader committed an entry of its term (§6.4 step 1). */
@@ -113,6 +116,7 @@ export class RaftNode {
   // Output.
   private msgs: Message[] = [];
   private readStates: ReadState[] = [];
+  private events: RaftEvent[] = [];
   private prevHard: HardState;
   private prevSoft: SoftState;
   private outstanding: Ready | null = null;
@@ -161,10 +165,12 @@ export class RaftNode {
         // A node that still hears from a leader ignores campaigns: this is what keeps a
         // rejoining or removed server from deposing a healthy leader (thesis §4.2.3,
         // §9.6) and what the leader's lease relies on (§6.4).
+        this.events.push({ kind: 'vote', candidate: msg.from, term: msg.term, preVote: msg.preVote, granted: false, reason: 'leader-lease' });
         return { ok: true };
       }
       const keepsTerm = (msg.type === 'vote' && msg.preVote) || (msg.type === 'voteResp' && msg.preVote && msg.granted);
       if (!keepsTerm) {
+        if (this.role === 'leader') this.events.push({ kind: 'step-down', term: msg.term, reason: 'higher-term' });
         const leader = msg.type === 'app' || msg.type === 'snap' ? msg.from : null;
         this.becomeFollower(msg.term, leader);
       }
@@ -237,6 +243,7 @@ export class RaftNode {
     // Abandoned after an election timeout (tickHeartbeat).
     this.leadTransferee = to;
     this.electionElapsed = 0;
+    this.events.push({ kind: 'transfer', to, term: this.term, outcome: 'started' });
     const pr = this.progress.get(to)!;
     if (pr.matchIndex === this.log.lastIndex()) this.sendTimeoutNow(to);
     else this.sendAppend(to, false);
@@ -267,6 +274,7 @@ export class RaftNode {
       this.needReadRound ||
       this.msgs.length > 0 ||
       this.readStates.length > 0 ||
+      this.events.length > 0 ||
       this.snapshotToApply !== null ||
       !sameHard(this.hardState(), this.prevHard) ||
       !sameSoft(this.softState(), this.prevSoft) ||
@@ -294,9 +302,11 @@ export class RaftNode {
       // Only term, vote and log changes must be synced; a commit index can be
       // recomputed after a crash (etcd-io/raft MustSync).
       mustSync: snapshot !== null || entries.length > 0 || hard.term !== this.prevHard.term || hard.votedFor !== this.prevHard.votedFor,
+      events: this.events,
     };
     this.msgs = [];
     this.readStates = [];
+    this.events = [];
     this.outstanding = rd;
     return rd;
   }
@@ -351,13 +361,25 @@ export class RaftNode {
    */
   leaseValid(): boolean {
     if (this.role !== 'leader' || this.leadTransferee !== null || this.timeoutNowSent) return false;
-    const leaseTicks = this.cfg.electionTick - this.cfg.leaseDriftTicks;
-    const ackedAt = quorumValue(
+    return this.quorumAckedAt() + this.leaseTicks() > this.now;
+  }
+
+  /** Volatile state: role, leader, term. Cheap; the driver may call it after every input. */
+  softState(): SoftState {
+    return { role: this.role, leaderId: this.leaderId, term: this.term, learner: !this.conf.voters.includes(this.id) };
+  }
+
+  private leaseTicks(): number {
+    return this.cfg.electionTick - this.cfg.leaseDriftTicks;
+  }
+
+  /** When (our clock) the newest heartbeat round that a quorum has acknowledged was sent. */
+  private quorumAckedAt(): number {
+    return quorumValue(
       this.conf.voters,
       (id) => (id === this.id ? this.now : this.roundSentAt.get(this.progress.get(id)?.ackedRound ?? 0)),
       -Infinity,
     );
-    return ackedAt + leaseTicks > this.now;
   }
 
   // -------------------------------------------------------------------------
@@ -374,21 +396,25 @@ export class RaftNode {
   private tickHeartbeat(): void {
     this.heartbeatElapsed++;
     this.electionElapsed++;
+    // CheckQuorum (thesis §6.2), checked at every tick against the lease: once no
+    // quorum has acknowledged us within a lease period, another leader may already be
+    // elected, so stop claiming leadership now rather than at the next election
+    // timeout boundary. A driver that delivers missed ticks after a stall (GC, SIGSTOP)
+    // thereby steps down before it answers anything. A new leader gets one lease period
+    // from its election to collect its first quorum of acknowledgements.
+    if (this.now - Math.max(this.leaderSince, this.quorumAckedAt()) >= this.leaseTicks()) {
+      this.events.push({ kind: 'step-down', term: this.term, reason: 'lost-quorum' });
+      this.becomeFollower(this.term, null);
+      return;
+    }
     if (this.electionElapsed >= this.cfg.electionTick) {
       this.electionElapsed = 0;
-      // CheckQuorum (thesis §6.2): a leader that has not heard from a majority within
-      // an election timeout steps down, so clients stop trusting it.
-      let active = 0;
-      for (const id of this.conf.voters) {
-        if (id === this.id || this.progress.get(id)?.recentActive) active++;
-      }
-      if (active < majority(this.conf.voters.length)) {
-        this.becomeFollower(this.term, null);
-        return;
-      }
       for (const pr of this.progress.values()) pr.recentActive = false;
       // §3.10: a transfer that has not completed within an election timeout is abandoned.
-      if (this.leadTransferee !== null) this.leadTransferee = null;
+      if (this.leadTransferee !== null) {
+        this.events.push({ kind: 'transfer', to: this.leadTransferee, term: this.term, outcome: 'abandoned' });
+        this.leadTransferee = null;
+      }
     }
     if (this.heartbeatElapsed >= this.cfg.heartbeatTick) {
       this.heartbeatElapsed = 0;
@@ -449,6 +475,7 @@ export class RaftNode {
     this.reset(this.term);
     this.role = 'leader';
     this.leaderId = this.id;
+    this.leaderSince = this.now;
     const next = this.log.lastIndex() + 1;
     for (const id of this.members()) {
       if (id !== this.id) this.progress.set(id, new Progress(next, !this.conf.voters.includes(id)));
@@ -465,6 +492,7 @@ export class RaftNode {
     if (kind === 'pre') this.becomePreCandidate();
     else this.becomeCandidate();
     const preVote = kind === 'pre';
+    this.events.push({ kind: 'campaign', term: preVote ? this.term + 1 : this.term, preVote, transfer: kind === 'transfer' });
     if (tallyVotes(this.conf.voters, this.votes) === 'won') {
       if (preVote) this.startCampaign('real');
       else this.becomeLeader();
@@ -515,7 +543,11 @@ export class RaftNode {
       this.votedFor === msg.from ||
       (this.votedFor === null && this.leaderId === null) ||
       (msg.preVote && msg.term > this.term);
-    if (canVote && this.log.isUpToDate(msg.lastLogIndex, msg.lastLogTerm)) {
+    const upToDate = this.log.isUpToDate(msg.lastLogIndex, msg.lastLogTerm);
+    const granted = canVote && upToDate;
+    const reason = granted ? 'granted' : !canVote ? (this.votedFor !== null ? 'already-voted' : 'has-leader') : 'log-not-up-to-date';
+    this.events.push({ kind: 'vote', candidate: msg.from, term: msg.term, preVote: msg.preVote, granted, reason });
+    if (granted) {
       this.send({ type: 'voteResp', to: msg.from, term: msg.term, preVote: msg.preVote, granted: true });
       if (!msg.preVote) {
         this.votedFor = msg.from;
@@ -747,6 +779,7 @@ export class RaftNode {
     }
     // A leader removed from the configuration steps down once the removal commits (§4.2.2).
     if (!this.conf.voters.includes(this.id) && this.log.committed >= this.confIndex) {
+      this.events.push({ kind: 'step-down', term: this.term, reason: 'removed' });
       this.becomeFollower(this.term, null);
     }
   }
@@ -841,6 +874,7 @@ export class RaftNode {
 
   private sendTimeoutNow(to: NodeId): void {
     this.timeoutNowSent = true;
+    this.events.push({ kind: 'transfer', to, term: this.term, outcome: 'timeout-now-sent' });
     this.send({ type: 'timeoutNow', to });
   }
 
@@ -957,9 +991,6 @@ export class RaftNode {
     return { term: this.term, votedFor: this.votedFor, commit: this.log.committed };
   }
 
-  private softState(): SoftState {
-    return { role: this.role, leaderId: this.leaderId, term: this.term, learner: !this.conf.voters.includes(this.id) };
-  }
 }
 
 function sameHard(a: HardState, b: HardState): boolean {

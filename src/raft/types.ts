@@ -55,7 +55,11 @@ export interface Snapshot {
   readonly data: Uint8Array;
 }
 
-/** What a node starts from: everything read back from stable storage. */
+/**
+ * What a node starts from: everything read back from stable storage. The driver
+ * restores its state machine from `snapshot` itself; the core then hands out, as
+ * committed entries, everything after the snapshot up to the commit index.
+ */
 export interface InitialState {
   readonly hardState: HardState;
   /** The latest snapshot, if the log was ever compacted (or one was installed). */
@@ -110,7 +114,7 @@ export interface AppendRequest extends MessageBase {
 export interface AppendResponse extends MessageBase {
   readonly type: 'appResp';
   readonly success: boolean;
-  /** On success: the follower's log matches the leader's up to here. */
+  /** On success: the follower's log matches the leader's up to here. On rejection: the prevLogIndex refused. */
   readonly matchIndex: number;
   /** On rejection: where the leader should look next (fast backtracking, thesis §5.3 note). */
   readonly rejectHint: number;
@@ -194,9 +198,20 @@ export interface ReadState {
 }
 
 /**
+ * Decisions worth an operator's log line, with the reason the core took them. The
+ * core cannot log (it does no I/O); the driver logs these.
+ */
+export type RaftEvent =
+  | { readonly kind: 'vote'; readonly candidate: NodeId; readonly term: number; readonly preVote: boolean; readonly granted: boolean; readonly reason: 'granted' | 'already-voted' | 'has-leader' | 'log-not-up-to-date' | 'leader-lease' }
+  | { readonly kind: 'step-down'; readonly term: number; readonly reason: 'lost-quorum' | 'higher-term' | 'removed' }
+  | { readonly kind: 'campaign'; readonly term: number; readonly preVote: boolean; readonly transfer: boolean }
+  | { readonly kind: 'transfer'; readonly to: NodeId; readonly term: number; readonly outcome: 'started' | 'timeout-now-sent' | 'abandoned' };
+
+/**
  * Everything the core wants done, drained with `ready()` and acknowledged with
  * `advance()`. The driver must:
- *   1. persist `snapshot`, `entries` (replacing any stored entries from entries[0].index on)
+ *   1. persist `snapshot` (an installed snapshot replaces the whole log unless the log holds
+ *      its last entry), `entries` (replacing any stored entries from entries[0].index on)
  *      and `hardState`, synced to disk when `mustSync`;
  *   2. only then send `messages` (they may depend on what was just persisted: vote grants,
  *      append acknowledgements);
@@ -212,6 +227,8 @@ export interface Ready {
   readonly messages: readonly Message[];
   readonly readStates: readonly ReadState[];
   readonly mustSync: boolean;
+  /** For logging only; nothing to do. */
+  readonly events: readonly RaftEvent[];
 }
 
 // ---------------------------------------------------------------------------
