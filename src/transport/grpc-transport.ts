@@ -260,9 +260,15 @@ class PeerLink {
       if (msg === undefined) break;
       this.queueBytes -= approxWireSize(msg);
       this.shared.counters.sent++;
-      // write() returning false is gRPC's backpressure: keep the rest in our bounded
-      // queue (where old messages get dropped) rather than in an unbounded stream buffer.
-      if (!call.write(toWire(msg))) this.waitingDrain = true;
+      try {
+        // write() returning false is gRPC's backpressure: keep the rest in our bounded
+        // queue (where old messages get dropped) rather than in an unbounded stream buffer.
+        if (!call.write(toWire(msg))) this.waitingDrain = true;
+      } catch (err) {
+        // pump runs from stream events, where a throw would take the process down.
+        this.broken(call, `write failed: ${errorStatus(err).details}`);
+        return;
+      }
     }
   }
 
@@ -573,6 +579,15 @@ export class GrpcTransport {
     };
 
     call.on('data', (env: PeerEnvelope__Output) => {
+      try {
+        onFrame(env);
+      } catch (err) {
+        // Nothing a peer sends may crash the node; give up on this stream instead.
+        this.log.error({ err, from: peer?.nodeId }, 'unexpected error handling peer frame');
+        refuse(grpc.status.INTERNAL, 'internal error');
+      }
+    });
+    const onFrame = (env: PeerEnvelope__Output): void => {
       if (done) return;
       const frame = parseFrame(env);
 
@@ -639,7 +654,7 @@ export class GrpcTransport {
       }
       this.counters.received++;
       this.deliver(frame.message);
-    });
+    };
     call.on('end', () => {
       finish();
       try {
