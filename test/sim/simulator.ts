@@ -78,6 +78,8 @@ export interface SimOptions {
   readonly dup?: number;
   readonly partition?: number;
   readonly crash?: number;
+  /** Rate of campaign() calls on a random node per scheduler round (default 0.002). */
+  readonly campaign?: number;
   /** Run the liveness phase after the safety phase (default true). */
   readonly liveness?: boolean;
   /** Max relative clock-rate deviation of a node; default leaseDriftTicks / electionTick / 2. */
@@ -161,8 +163,12 @@ interface Slot {
   node: SimNode | null;
   gen: number;
   readyScheduled: boolean;
-  /** The state machine: every applied normal entry, [index, term, value]. */
-  sm: [number, number, string][];
+  /**
+   * The state machine: a digest chained over every applied entry, so two nodes with the
+   * same digest at an index applied the same sequence, plus the latest values (which make
+   * the snapshot span several chunks).
+   */
+  sm: SmState;
   appliedIndex: number;
   role: Role;
   term: number;
@@ -241,6 +247,8 @@ export class Simulator {
   private faults = true;
   private valueSeq = 0;
   private readSeq = 0;
+  /** index -> state machine digest after applying it, as first seen. */
+  private readonly digests = new Map<number, string>();
 
   constructor(private readonly opts: SimOptions) {
     this.params = deriveParams(opts.seed, opts);
@@ -261,7 +269,7 @@ export class Simulator {
         node: null,
         gen: 0,
         readyScheduled: false,
-        sm: [],
+        sm: { index: 0, digest: '0', recent: [] },
         appliedIndex: 0,
         role: 'follower',
         term: 0,
@@ -422,7 +430,7 @@ export class Simulator {
     slot.node = this.opts.wrapNode ? this.opts.wrapNode(core, slot.id, slot.gen) : core;
     // The state machine is memory: it restarts from the snapshot and the core replays
     // the committed entries after it.
-    slot.sm = d.snapshot ? decodeState(d.snapshot.data) : [];
+    slot.sm = d.snapshot ? decodeState(d.snapshot.data) : { index: 0, digest: '0', recent: [] };
     slot.appliedIndex = snapIndex(d);
     slot.readyScheduled = false;
     slot.reads.clear();
@@ -546,13 +554,15 @@ export class Simulator {
     const h = this.history;
     if (rd.snapshot && rd.snapshot.meta.index > s.appliedIndex) {
       s.sm = decodeState(rd.snapshot.data);
-      for (const [i, term, value] of s.sm) {
-        if (i <= s.appliedIndex) continue;
-        const key = `${term}/normal/${value}`;
-        this.report(checkApplied(h, s.id, i, key));
-        recordApplied(h, s.id, i, key);
+      const i = rd.snapshot.meta.index;
+      if (s.sm.index !== i) {
+        this.report([{ invariant: 'core-contract', message: `${s.id} got snapshot ${i} holding state at ${s.sm.index}` }]);
       }
-      s.appliedIndex = rd.snapshot.meta.index;
+      const known = this.digests.get(i);
+      if (known !== undefined && known !== s.sm.digest) {
+        this.report([{ invariant: 'state-machine-safety', message: `${s.id} installs a snapshot at ${i} whose state differs from what was applied there` }]);
+      }
+      s.appliedIndex = i;
     }
     for (const e of rd.committedEntries) {
       if (e.index !== s.appliedIndex + 1) {
@@ -562,7 +572,17 @@ export class Simulator {
       const key = entryKey(e);
       this.report(checkApplied(h, s.id, e.index, key));
       recordApplied(h, s.id, e.index, key);
-      if (e.type === 'normal') s.sm.push([e.index, e.term, dec.decode(e.data)]);
+      s.sm.index = e.index;
+      s.sm.digest = chainDigest(s.sm.digest, key);
+      if (e.type === 'normal') {
+        s.sm.recent.push(dec.decode(e.data));
+        if (s.sm.recent.length > 16) s.sm.recent.shift();
+      }
+      const known = this.digests.get(e.index);
+      if (known === undefined) this.digests.set(e.index, s.sm.digest);
+      else if (known !== s.sm.digest) {
+        this.report([{ invariant: 'state-machine-safety', message: `${s.id} state after applying ${e.index} differs from another node's` }]);
+      }
       s.appliedIndex = e.index;
     }
     for (const r of rd.readStates) {
@@ -668,7 +688,7 @@ export class Simulator {
       const target = r.pick(up());
       if (target) this.compact(target);
     }
-    if (r.chance(0.002)) {
+    if (r.chance(this.opts.campaign ?? 0.002)) {
       const target = r.pick(up());
       if (target) {
         target.node!.campaign();
@@ -710,7 +730,7 @@ export class Simulator {
       this.report([{ invariant: 'core-contract', message: `${s.id} applied ${index} which is not in its log` }]);
       return;
     }
-    const data = encodeState(s.sm.filter(([i]) => i <= index));
+    const data = encodeState(s.sm);
     const snapshot: Snapshot = { meta: { index, term, conf: confAt(d, index, this.bootstrapConf) }, data };
     s.node!.compact(index, data);
     // The runtime saves its own snapshot synced, before it forgets the entries it covers.
@@ -795,13 +815,31 @@ export function formatFailure(r: SimResult): string {
   return lines.join('\n');
 }
 
-function encodeState(sm: readonly [number, number, string][]): Uint8Array {
+interface SmState {
+  index: number;
+  digest: string;
+  recent: string[];
+}
+
+function encodeState(sm: SmState): Uint8Array {
   return enc.encode(JSON.stringify(sm));
 }
 
-function decodeState(data: Uint8Array): [number, number, string][] {
-  if (data.length === 0) return [];
-  return JSON.parse(dec.decode(data)) as [number, number, string][];
+function decodeState(data: Uint8Array): SmState {
+  return JSON.parse(dec.decode(data)) as SmState;
+}
+
+/** FNV-1a (two lanes, 64 bits in all) over the previous digest and the entry. */
+function chainDigest(prev: string, key: string): string {
+  const s = prev + '|' + key;
+  let a = 0x811c9dc5;
+  let b = 0x01000193 ^ s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995) ^ (b >>> 13);
+  }
+  return (a >>> 0).toString(16) + (b >>> 0).toString(16);
 }
 
 /** The configuration in force at `index` of a log: the last conf entry at or before it (thesis §4.1). */

@@ -46,6 +46,22 @@ export function describeReady(rd: Ready): string {
   }
   if (rd.messages.length > 0) parts.push(`${rd.messages.length} msgs`);
   if (rd.readStates.length > 0) parts.push(`reads ${rd.readStates.map((r) => `${r.requestId}@${r.index}`).join(',')}`);
+  for (const ev of rd.events) {
+    switch (ev.kind) {
+      case 'vote':
+        parts.push(`${ev.preVote ? 'prevote' : 'vote'} ${ev.candidate}@${ev.term}: ${ev.reason}`);
+        break;
+      case 'step-down':
+        parts.push(`step-down@${ev.term}: ${ev.reason}`);
+        break;
+      case 'campaign':
+        parts.push(`campaign@${ev.term}${ev.preVote ? ' pre' : ''}${ev.transfer ? ' transfer' : ''}`);
+        break;
+      case 'transfer':
+        parts.push(`transfer to ${ev.to}@${ev.term}: ${ev.outcome}`);
+        break;
+    }
+  }
   if (!rd.mustSync) parts.push('nosync');
   return parts.join(', ');
 }
