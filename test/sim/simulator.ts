@@ -56,7 +56,7 @@ export interface SimNode {
   readIndex(requestId: string): void;
   transferLeadership(to: NodeId): { ok: true } | { ok: false; error: RaftErrorKind };
   campaign(): void;
-  compact(index: number, data: Uint8Array): void;
+  compact(index: number, data: Uint8Array): Snapshot | null;
   hasReady(): boolean;
   ready(): Ready;
   advance(rd: Ready): void;
@@ -731,9 +731,18 @@ export class Simulator {
       return;
     }
     const data = encodeState(s.sm);
-    const snapshot: Snapshot = { meta: { index, term, conf: confAt(d, index, this.bootstrapConf) }, data };
-    s.node!.compact(index, data);
-    // The runtime saves its own snapshot synced, before it forgets the entries it covers.
+    const expected: Snapshot = { meta: { index, term, conf: confAt(d, index, this.bootstrapConf) }, data };
+    const snapshot = s.node!.compact(index, data);
+    if (snapshot === null || JSON.stringify(snapshot.meta) !== JSON.stringify(expected.meta)) {
+      this.report([
+        {
+          invariant: 'core-contract',
+          message: `${s.id} compact(${index}) returned ${snapshot ? JSON.stringify(snapshot.meta) : 'null'}, its log says ${JSON.stringify(expected.meta)}`,
+        },
+      ]);
+      return;
+    }
+    // The runtime saves the snapshot synced, before it forgets the entries it covers.
     s.disk.write({ kind: 'compact', snapshot });
     s.disk.sync();
     this.stats.compactions++;
