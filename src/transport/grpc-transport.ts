@@ -186,6 +186,11 @@ class PeerLink {
     else if (this.state === 'ready') this.pump();
   }
 
+  /** Open the stream now rather than on the first message. */
+  dial(): void {
+    if (this.state === 'idle') this.connect();
+  }
+
   private connect(): void {
     this.state = 'connecting';
     if (this.client === null) {
@@ -302,10 +307,10 @@ class PeerLink {
     this.backoffMs = Math.min(this.backoffMs * 2, this.shared.maxBackoffMs);
     this.armTimer(delay, () => {
       if (this.state !== 'backoff') return;
-      // Lazy: redial only when there is something to say. A leader's heartbeats keep
-      // the queue non-empty, so its streams come back within one backoff period.
-      if (this.queue.length > 0) this.connect();
-      else this.state = 'idle';
+      // Eager: every node keeps a stream to every peer, even with nothing to say, so
+      // each learns every other's client address from the Hello (any node can name the
+      // leader's address) and a healed partition is in use again within one backoff.
+      this.connect();
     });
   }
 
@@ -470,7 +475,11 @@ export class GrpcTransport {
       }
     }
     for (const [id, address] of next) {
-      if (!this.links.has(id)) this.links.set(id, new PeerLink(id, address, this, this.shared));
+      if (!this.links.has(id)) {
+        const link = new PeerLink(id, address, this, this.shared);
+        this.links.set(id, link);
+        link.dial();
+      }
     }
     this.peers = next;
   }

@@ -59,12 +59,20 @@ function protoFilesIn(relDir: string): string[] {
   return files;
 }
 
+const definitions = new Map<string, protoLoader.PackageDefinition>();
+
+/** The proto-loader package definition of every .proto under proto/<relDir> (e.g. for server reflection). */
+export function loadDefinition(relDir: string): protoLoader.PackageDefinition {
+  let definition = definitions.get(relDir);
+  if (!definition) {
+    definition = protoLoader.loadSync(protoFilesIn(relDir), { ...PROTO_LOADER_OPTIONS, includeDirs: [protoRoot()] });
+    definitions.set(relDir, definition);
+  }
+  return definition;
+}
+
 function load(relDir: string): grpc.GrpcObject {
-  const definition = protoLoader.loadSync(protoFilesIn(relDir), {
-    ...PROTO_LOADER_OPTIONS,
-    includeDirs: [protoRoot()],
-  });
-  return grpc.loadPackageDefinition(definition);
+  return grpc.loadPackageDefinition(loadDefinition(relDir));
 }
 
 /**

@@ -1,0 +1,134 @@
+// `leaderd local`: a whole N-node cluster on this machine, one child process per node,
+// with a live view of each node's role, term, commit index and the leader.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, openSync, closeSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { ClusterClient, type NodeStatus } from '../client/cluster-client.js';
+import { UsageError } from './usage.js';
+import { table } from './client-commands.js';
+import { LOCAL_MAX_NODES, localClientAddress, localPeerAddress } from './local-ports.js';
+
+export interface LocalFlags {
+  nodes?: string;
+  dataDir?: string;
+  heartbeatMs?: string;
+  electionTimeoutMs?: string;
+  view?: boolean;
+}
+
+interface Child {
+  id: string;
+  client: string;
+  proc: ChildProcess;
+  exited: string | null;
+}
+
+const BOLD = '\x1b[1m';
+const YELLOW = '\x1b[33m';
+const GREEN = '\x1b[32m';
+const RESET = '\x1b[0m';
+
+export async function runLocal(flags: LocalFlags): Promise<void> {
+  const n = Number(flags.nodes ?? '3');
+  if (!Number.isInteger(n) || n < 1 || n > LOCAL_MAX_NODES) throw new UsageError(`--nodes must be a whole number from 1 to ${LOCAL_MAX_NODES}, got '${flags.nodes}'`);
+  const base = resolve(flags.dataDir ?? 'data');
+  mkdirSync(base, { recursive: true });
+  const peers = Array.from({ length: n }, (_, i) => `n${i + 1}=${localPeerAddress(i + 1)}`).join(',');
+  const script = process.argv[1]!;
+  const children: Child[] = [];
+  for (let i = 1; i <= n; i++) {
+    const id = `n${i}`;
+    const logPath = join(base, `${id}.log`);
+    const fd = openSync(logPath, 'a');
+    const args = [script, 'start', '--id', id, '--data-dir', join(base, id), '--listen-peer', localPeerAddress(i), '--listen-client', localClientAddress(i), '--peers', peers, '--cluster-id', 'local'];
+    if (flags.heartbeatMs) args.push('--heartbeat-ms', flags.heartbeatMs);
+    if (flags.electionTimeoutMs) args.push('--election-timeout-ms', flags.electionTimeoutMs);
+    // Own process group: a terminal's Ctrl-C reaches only this process, which then stops
+    // each node once, cleanly (a node treats a second signal as "exit now").
+    const proc = spawn(process.execPath, args, { stdio: ['ignore', fd, fd], detached: true });
+    closeSync(fd);
+    const child: Child = { id, client: localClientAddress(i), proc, exited: null };
+    proc.on('exit', (code, signal) => {
+      child.exited = signal ? `killed by ${signal}` : `exited with code ${code}`;
+    });
+    children.push(child);
+  }
+  const endpoints = children.map((c) => c.client).join(',');
+  process.stdout.write(`${BOLD}leaderd local: ${n} nodes${RESET}\n  client endpoints: ${endpoints}\n  data and logs:    ${base}\n  try: leaderd status --endpoints ${endpoints}\n  Ctrl-C stops every node.\n\n`);
+
+  const client = new ClusterClient(children.map((c) => c.client), { timeoutMs: 500 });
+  const events: string[] = [];
+  let lastLeader = '';
+  let stopping = false;
+  const tty = process.stdout.isTTY && flags.view !== false;
+
+  const poll = async () => {
+    const statuses = await Promise.all(
+      children.map(async (c): Promise<NodeStatus | null> => {
+        if (c.exited) return null;
+        try {
+          return await client.getStatus(c.client);
+        } catch {
+          return null;
+        }
+      }),
+    );
+    const leaders = statuses.filter((s) => s?.role === 'leader');
+    const leader = leaders.length > 0 ? `${leaders[0]!.nodeId} (term ${leaders[0]!.term})` : 'none';
+    if (leader !== lastLeader) {
+      const line = `${new Date().toISOString().slice(11, 23)}  leader: ${lastLeader || '?'} -> ${leader}`;
+      events.push(line);
+      if (events.length > 8) events.shift();
+      if (!tty) process.stdout.write(line + '\n');
+      lastLeader = leader;
+    }
+    if (!tty) return;
+    const rows = [['NODE', 'CLIENT', 'ROLE', 'TERM', 'LEADER', 'COMMIT', 'LEASE']];
+    children.forEach((c, i) => {
+      const s = statuses[i];
+      if (s) rows.push([c.id, c.client, s.role, String(s.term), s.leaderId || '-', String(s.commitIndex), s.leaseValid ? 'valid' : '-']);
+      else rows.push([c.id, c.client, c.exited ?? 'unreachable', '', '', '', '']);
+    });
+    const body = table(rows)
+      .split('\n')
+      .map((l) => (/\bleader\b/.test(l) && !l.startsWith('NODE') ? `${GREEN}${l}${RESET}` : l))
+      .join('\n');
+    process.stdout.write(
+      `\x1b[H\x1b[2J${BOLD}leaderd local — ${n} nodes${RESET}   endpoints ${endpoints}   (Ctrl-C to stop)\n\n${body}\n\n${BOLD}leadership changes${RESET}\n` +
+        events.map((e, i) => (i === events.length - 1 ? `${YELLOW}${e}${RESET}` : e)).join('\n') +
+        '\n',
+    );
+  };
+
+  const timer = setInterval(() => {
+    if (!stopping) void poll();
+  }, 250);
+
+  await new Promise<void>((done) => {
+    const stop = async () => {
+      if (stopping) return;
+      stopping = true;
+      clearInterval(timer);
+      process.stdout.write('\nstopping every node...\n');
+      await Promise.all(
+        children.map(
+          (c) =>
+            new Promise<void>((res) => {
+              if (c.exited) return res();
+              const kill = setTimeout(() => c.proc.kill('SIGKILL'), 10_000);
+              c.proc.once('exit', () => {
+                clearTimeout(kill);
+                res();
+              });
+              c.proc.kill('SIGTERM');
+            }),
+        ),
+      );
+      client.close();
+      process.stdout.write(children.map((c) => `  ${c.id}: ${c.exited}`).join('\n') + '\n');
+      done();
+    };
+    process.once('SIGINT', () => void stop());
+    process.once('SIGTERM', () => void stop());
+  });
+}

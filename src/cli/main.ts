@@ -1,0 +1,74 @@
+#!/usr/bin/env node
+// leaderd: one executable, subcommands for a node, a local cluster and the client side.
+import { Command, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { runStart } from './start.js';
+import { runLocal } from './local.js';
+import { runLeader, runMembers, runStatus, runTransfer, runWatch } from './client-commands.js';
+import { DEFAULTS } from '../server/config.js';
+import { EXIT_OK, reportError } from './usage.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+const program = new Command('leaderd')
+  .description('Leader election and coordination: Raft over gRPC with a LevelDB log')
+  .version(pkg.version)
+  .exitOverride()
+  .showSuggestionAfterError(false)
+  .configureOutput({ writeErr: () => {}, outputError: () => {} });
+
+program
+  .command('start')
+  .description('run one node (a new data dir starts a node; an existing one restarts it)')
+  .option('--config <file>', 'JSON file with the same settings, keys named like the flags ("data-dir": ...); flags override it')
+  .option('--id <id>', 'this node\'s id (required)')
+  .option('--data-dir <dir>', 'where this node keeps its data (default: data/<id>)')
+  .option('--listen-peer <host:port>', `address for Raft traffic from peers (default: ${DEFAULTS['listen-peer']})`)
+  .option('--listen-client <host:port>', `address for the public gRPC API (default: ${DEFAULTS['listen-client']})`)
+  .option('--advertise-peer <host:port>', 'peer address other nodes are told (default: --listen-peer)')
+  .option('--advertise-client <host:port>', 'client address other nodes and clients are told (default: --listen-client)')
+  .option('--peers <list>', 'every initial member as id=host:port (peer addresses, this node included); used only on a new data dir')
+  .option('--cluster-id <id>', `cluster name; messages and data of another cluster are refused (default: ${DEFAULTS['cluster-id']})`)
+  .option('--heartbeat-ms <ms>', `leader heartbeat interval (default: ${DEFAULTS['heartbeat-ms']})`)
+  .option('--election-timeout-ms <ms>', `minimum election timeout, randomized up to 2x (default: ${DEFAULTS['election-timeout-ms']})`)
+  .option('--log-level <level>', `fatal, error, warn, info, debug, trace or silent (default: ${DEFAULTS['log-level']})`)
+  .action(async (o: Record<string, string | undefined>) => {
+    const flags: Record<string, string> = {};
+    const map: Record<string, string> = {
+      id: 'id', dataDir: 'data-dir', listenPeer: 'listen-peer', listenClient: 'listen-client', advertisePeer: 'advertise-peer',
+      advertiseClient: 'advertise-client', peers: 'peers', clusterId: 'cluster-id', heartbeatMs: 'heartbeat-ms',
+      electionTimeoutMs: 'election-timeout-ms', logLevel: 'log-level',
+    };
+    for (const [k, name] of Object.entries(map)) if (o[k] !== undefined) flags[name] = o[k]!;
+    await runStart({ ...flags, ...(o.config ? { config: o.config } : {}) });
+  });
+
+program
+  .command('local')
+  .description('run a whole cluster on this machine (one process per node) with a live view')
+  .option('--nodes <n>', 'number of nodes, 1 to 5', '3')
+  .option('--data-dir <dir>', 'where the nodes keep their data and logs', 'data')
+  .option('--heartbeat-ms <ms>', 'passed to every node')
+  .option('--election-timeout-ms <ms>', 'passed to every node')
+  .option('--no-view', 'print leadership changes as lines instead of a live table')
+  .action(runLocal);
+
+const clientOptions = (c: Command) =>
+  c
+    .option('--endpoints <list>', 'client addresses host:port,... (default: the local cluster\'s)')
+    .option('--json', 'machine-readable output')
+    .addOption(new Option('--timeout-ms <ms>', 'deadline per call and endpoint').default('2000'));
+
+clientOptions(program.command('leader').description('who leads, as seen by the first endpoint that answers')).action(runLeader);
+clientOptions(program.command('status').description('every member\'s role, term, leader and log indexes, in a table')).action(runStatus);
+clientOptions(program.command('watch').description('stream leadership changes until Ctrl-C')).action((o) => runWatch(o));
+clientOptions(program.command('members').description('the cluster\'s members and their addresses')).action(runMembers);
+clientOptions(program.command('transfer').description('switchover: hand leadership to another voter').option('--to <id>', 'target node (default: the most up-to-date follower)')).action(runTransfer);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  process.exit(reportError(err));
+}
+// Commands that return (the client commands) are done: let pending handles not keep us alive.
+if (!['start', 'local', 'watch'].includes(program.args[0] ?? '')) process.exit(EXIT_OK);

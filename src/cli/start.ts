@@ -1,0 +1,61 @@
+// `leaderd start`: run one node in this process (no wrapper process, so signals such
+// as SIGKILL and SIGSTOP reach the node itself).
+import { LeaderdNode } from '../server/node.js';
+import { PublicServer } from '../server/public-api.js';
+import { readConfigFile, resolveStartConfig, type RawSettings } from '../server/config.js';
+import { StorageRefusedError } from '../storage/errors.js';
+import { createLogger } from './logger.js';
+import { EXIT_OK, EXIT_RUNTIME } from './usage.js';
+
+export async function runStart(flags: RawSettings & { config?: string }): Promise<void> {
+  const { config: configPath, ...settings } = flags;
+  const cfg = resolveStartConfig(settings, configPath ? readConfigFile(configPath) : {});
+  const log = createLogger(cfg.logLevel);
+  let node: LeaderdNode;
+  try {
+    node = await LeaderdNode.start({
+      id: cfg.id,
+      clusterId: cfg.clusterId,
+      dataDir: cfg.dataDir,
+      listenPeer: cfg.listenPeer,
+      advertisePeer: cfg.advertisePeer,
+      advertiseClient: cfg.advertiseClient,
+      peers: cfg.peers,
+      heartbeatMs: cfg.heartbeatMs,
+      electionTimeoutMs: cfg.electionTimeoutMs,
+      logger: log,
+      onFatal: () => process.exit(EXIT_RUNTIME),
+    });
+  } catch (err) {
+    if (err instanceof StorageRefusedError) {
+      log.fatal({ node: cfg.id, dir: cfg.dataDir, kind: err.kind }, err.message);
+      process.stderr.write(`leaderd: refusing to start: ${err.message}\n`);
+      process.exit(EXIT_RUNTIME);
+    }
+    throw err;
+  }
+  const server = new PublicServer(node, log);
+  try {
+    const port = await server.listen(cfg.listenClient);
+    log.info({ node: cfg.id, client: cfg.listenClient, port }, 'client API listening');
+  } catch (err) {
+    await node.stop({ transfer: false });
+    throw err;
+  }
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) {
+      log.warn({ node: cfg.id, signal }, 'second signal: exiting now');
+      process.exit(EXIT_RUNTIME);
+    }
+    stopping = true;
+    log.info({ node: cfg.id, signal }, 'shutting down');
+    void (async () => {
+      await node.stop(); // a leader hands over first
+      await server.close();
+      process.exit(EXIT_OK);
+    })();
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}

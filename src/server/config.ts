@@ -1,0 +1,144 @@
+// `leaderd start` configuration: defaults < config file < command-line flags.
+// Every problem is reported as a ConfigError whose message is one line naming it;
+// the CLI prints it and exits with code 2.
+import { readFileSync } from 'node:fs';
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+export interface StartConfig {
+  readonly id: string;
+  readonly dataDir: string;
+  readonly listenPeer: string;
+  readonly listenClient: string;
+  readonly advertisePeer: string;
+  readonly advertiseClient: string;
+  /** Every initial member's peer address, this node included. */
+  readonly peers: ReadonlyMap<string, string>;
+  readonly clusterId: string;
+  readonly heartbeatMs: number;
+  readonly electionTimeoutMs: number;
+  readonly logLevel: string;
+}
+
+/** The settings a flag or config file key may carry; keys are the flag names without "--". */
+export const SETTINGS = [
+  'id',
+  'data-dir',
+  'listen-peer',
+  'listen-client',
+  'advertise-peer',
+  'advertise-client',
+  'peers',
+  'cluster-id',
+  'heartbeat-ms',
+  'election-timeout-ms',
+  'log-level',
+] as const;
+export type SettingName = (typeof SETTINGS)[number];
+export type RawSettings = Partial<Record<SettingName, string | number>>;
+
+/**
+ * Defaults tuned for fast failover on a LAN: a follower notices a dead leader after
+ * 300-600 ms without heartbeats (randomized), and heartbeats every 50 ms leave room for
+ * several lost ones before that. See README "Failover time" for the measurements.
+ */
+export const DEFAULTS = {
+  'listen-peer': '127.0.0.1:7101',
+  'listen-client': '127.0.0.1:7001',
+  'cluster-id': 'leaderd',
+  'heartbeat-ms': 50,
+  'election-timeout-ms': 300,
+  'log-level': 'info',
+} as const;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+
+export function parseAddress(value: string, what: string): string {
+  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$/.exec(value);
+  if (!m || Number(m[2]) > 65535) throw new ConfigError(`${what} must be host:port, got '${value}'`);
+  return value;
+}
+
+export function parseId(value: string, what: string): string {
+  if (!ID_RE.test(value)) throw new ConfigError(`${what} must be 1-63 letters, digits, '.', '_' or '-', got '${value}'`);
+  return value;
+}
+
+export function parsePeers(value: string): Map<string, string> {
+  const peers = new Map<string, string>();
+  for (const part of value.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) throw new ConfigError(`--peers entries must be id=host:port, got '${part}'`);
+    const id = parseId(part.slice(0, eq), '--peers node id');
+    if (peers.has(id)) throw new ConfigError(`--peers names ${id} twice`);
+    peers.set(id, parseAddress(part.slice(eq + 1), `--peers address of ${id}`));
+  }
+  if (peers.size === 0) throw new ConfigError('--peers is empty');
+  return peers;
+}
+
+function parseMs(value: string | number, what: string): number {
+  const n = typeof value === 'number' ? value : /^\d+$/.test(value.trim()) ? Number(value) : NaN;
+  if (!Number.isInteger(n) || n < 1 || n > 600_000) throw new ConfigError(`${what} must be a whole number of milliseconds from 1 to 600000, got '${value}'`);
+  return n;
+}
+
+/** Read a JSON config file whose keys are the flag names (e.g. "data-dir"). */
+export function readConfigFile(path: string): RawSettings {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(`config file ${path} must hold a JSON object`);
+  const out: RawSettings = {};
+  for (const [k, v] of Object.entries(raw)) {
+    if (!(SETTINGS as readonly string[]).includes(k)) throw new ConfigError(`config file ${path}: unknown setting '${k}' (known: ${SETTINGS.join(', ')})`);
+    if (typeof v !== 'string' && typeof v !== 'number') throw new ConfigError(`config file ${path}: '${k}' must be a string or number`);
+    out[k as SettingName] = v;
+  }
+  return out;
+}
+
+/** Merge defaults < file < flags and validate everything. */
+export function resolveStartConfig(flags: RawSettings, file: RawSettings = {}): StartConfig {
+  const get = (k: SettingName): string | undefined => {
+    const v = flags[k] ?? file[k] ?? (DEFAULTS as Record<string, string | number>)[k];
+    return v === undefined ? undefined : String(v);
+  };
+  const idRaw = get('id');
+  if (idRaw === undefined) throw new ConfigError('--id is required (this node\'s name, e.g. --id n1)');
+  const id = parseId(idRaw, '--id');
+  const listenPeer = parseAddress(get('listen-peer')!, '--listen-peer');
+  const listenClient = parseAddress(get('listen-client')!, '--listen-client');
+  if (listenPeer === listenClient) throw new ConfigError('--listen-peer and --listen-client must differ');
+  const advertisePeer = parseAddress(get('advertise-peer') ?? listenPeer, '--advertise-peer');
+  const advertiseClient = parseAddress(get('advertise-client') ?? listenClient, '--advertise-client');
+  for (const [flag, addr] of [['--advertise-peer', advertisePeer], ['--advertise-client', advertiseClient]] as const) {
+    if (/^(0\.0\.0\.0|\[::\]):/.test(addr)) throw new ConfigError(`${flag} must be an address others can reach, not ${addr} (set it when listening on all interfaces)`);
+  }
+  const peersRaw = get('peers');
+  const peers = peersRaw === undefined ? new Map([[id, advertisePeer]]) : parsePeers(peersRaw);
+  if (!peers.has(id)) throw new ConfigError(`--peers must include this node (${id}=${advertisePeer})`);
+  const clusterId = get('cluster-id')!;
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(clusterId)) throw new ConfigError(`--cluster-id must be 1-63 letters, digits, '.', '_' or '-', got '${clusterId}'`);
+  const heartbeatMs = parseMs(get('heartbeat-ms')!, '--heartbeat-ms');
+  const electionTimeoutMs = parseMs(get('election-timeout-ms')!, '--election-timeout-ms');
+  if (electionTimeoutMs < 3 * heartbeatMs) {
+    throw new ConfigError(`--election-timeout-ms (${electionTimeoutMs}) must be at least 3x --heartbeat-ms (${heartbeatMs}) so a few lost heartbeats do not start an election`);
+  }
+  const logLevel = get('log-level')!;
+  if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got '${logLevel}'`);
+  const dataDir = get('data-dir') ?? `data/${id}`;
+  return { id, dataDir, listenPeer, listenClient, advertisePeer, advertiseClient, peers, clusterId, heartbeatMs, electionTimeoutMs, logLevel };
+}

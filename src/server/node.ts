@@ -1,0 +1,524 @@
+// The node runtime: drives the pure Raft core with real time, real disk and a real
+// network. It owns the tick timer, the LevelDB storage and the gRPC peer transport,
+// and it is the only place where the core's Ready batches are carried out:
+//
+//   persist (one synced LevelDB batch: group commit for everything proposed meanwhile)
+//   -> send (only now: votes and acknowledgements depend on what was just persisted)
+//   -> apply committed entries -> advance.
+//
+// Failure policy: a storage error is fail-stop. The node stops taking part and reports
+// the error through onFatal; it never retries and carries on with a memory view that
+// may disagree with the disk.
+import { randomInt } from 'node:crypto';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { RaftNode } from '../raft/raft.js';
+import { seededRandom } from '../raft/rand.js';
+import { decodeConfChange } from '../raft/conf-change.js';
+import type { Entry, NodeId, RaftConfig, RaftEvent, Ready, SoftState } from '../raft/types.js';
+import { LevelStorage } from '../storage/leveldb-storage.js';
+import { GrpcTransport } from '../transport/grpc-transport.js';
+import { TickClock } from './tick-clock.js';
+
+/** What a replicated state machine must do. Calls are made in log order, one at a time. */
+export interface StateMachine {
+  apply(entry: Entry): void;
+  /** Everything applied so far, serialized. */
+  snapshot(): Uint8Array;
+  /** Replace the whole state with a snapshot's. */
+  restore(data: Uint8Array): void;
+}
+
+/** A state machine that keeps nothing: leaderd's leadership service needs only the log. */
+export class NullStateMachine implements StateMachine {
+  apply(): void {}
+  snapshot(): Uint8Array {
+    return new Uint8Array(0);
+  }
+  restore(): void {}
+}
+
+export interface NodeOptions {
+  readonly id: NodeId;
+  readonly clusterId: string;
+  readonly dataDir: string;
+  readonly listenPeer: string;
+  readonly advertisePeer: string;
+  /** The public API address other nodes and clients are told. */
+  readonly advertiseClient: string;
+  /** Peer address of every initial member, this node included. Seeds membership only on a new data dir. */
+  readonly peers: ReadonlyMap<NodeId, string>;
+  readonly heartbeatMs: number;
+  /** Minimum election timeout; each timeout is drawn from [this, 2x this). */
+  readonly electionTimeoutMs: number;
+  /** Resolution of the logical clock; default 10 ms. */
+  readonly tickMs?: number;
+  readonly logger: Logger;
+  readonly stateMachine?: StateMachine;
+  /** Take a snapshot and compact the log every this many applied entries; default 10,000. */
+  readonly snapshotEntries?: number;
+  /** Called once if the node hits an unrecoverable error (storage failure) and stopped. */
+  readonly onFatal?: (err: Error) => void;
+}
+
+export interface LeaderView {
+  readonly leaderId: NodeId;
+  readonly leaderAddress: string;
+  readonly term: number;
+}
+
+export interface NodeStatusView {
+  readonly nodeId: NodeId;
+  readonly role: 'leader' | 'follower' | 'candidate' | 'learner';
+  readonly term: number;
+  readonly leaderId: NodeId;
+  readonly commitIndex: number;
+  readonly appliedIndex: number;
+  readonly lastLogIndex: number;
+  readonly leaseValid: boolean;
+}
+
+export interface MemberView {
+  readonly id: NodeId;
+  readonly peerAddress: string;
+  readonly clientAddress: string;
+  readonly learner: boolean;
+}
+
+/** How a duration in milliseconds maps onto ticks; shared by the runtime and its docs/tests. */
+export function tickSettings(heartbeatMs: number, electionTimeoutMs: number, tickMs = 10) {
+  const heartbeatTick = Math.max(1, Math.round(heartbeatMs / tickMs));
+  const electionTick = Math.max(heartbeatTick + 1, Math.round(electionTimeoutMs / tickMs));
+  // The lease is shorter than the election timeout by a margin for clock drift and for
+  // tick rounding on both sides (each side may be up to one tick late).
+  const leaseDriftTicks = Math.min(electionTick - 1, Math.max(2, Math.ceil(electionTick / 10)));
+  return { tickMs, heartbeatTick, electionTick, leaseDriftTicks };
+}
+
+export class LeaderdNode {
+  readonly id: NodeId;
+  private readonly raft: RaftNode;
+  private readonly clock: TickClock;
+  private readonly log: Logger;
+  private readonly sm: StateMachine;
+  private timer: NodeJS.Timeout | null = null;
+  private processing = false;
+  private again = false;
+  private drained: Promise<void> = Promise.resolve();
+  private stopped = false;
+  private fatal: Error | null = null;
+  private lastSoft: SoftState;
+  private readonly leaderListeners = new Set<(l: LeaderView) => void>();
+  private readonly readWaiters = new Map<string, (index: number) => void>();
+  private readSeq = 0;
+  private lastSnapshotIndex: number;
+
+  private constructor(
+    private readonly opts: NodeOptions,
+    private readonly storage: LevelStorage,
+    private readonly transport: GrpcTransport,
+    raftConfig: RaftConfig,
+    readonly peerPort: number,
+  ) {
+    this.id = opts.id;
+    this.log = opts.logger;
+    this.sm = opts.stateMachine ?? new NullStateMachine();
+    const bootstrapConf = { voters: [...opts.peers.keys()], learners: [] };
+    const initial = storage.initialState(bootstrapConf);
+    if (initial.snapshot) this.sm.restore(initial.snapshot.data);
+    this.lastSnapshotIndex = initial.snapshot?.meta.index ?? 0;
+    this.raft = new RaftNode(raftConfig, initial);
+    this.lastSoft = this.raft.softState();
+    const conf = this.raft.status().conf;
+    if (!storage.isNew) {
+      const members = [...conf.voters, ...conf.learners].sort().join(',');
+      const given = [...opts.peers.keys()].sort().join(',');
+      if (members !== given) {
+        this.log.warn({ node: this.id, members, peers: given }, 'replicated membership differs from --peers; the replicated membership wins');
+      }
+    }
+    this.clock = new TickClock(opts.tickMs ?? 10, () => this.raft.tick());
+    transport.onMessage((msg) => {
+      if (this.stopped) return;
+      this.clock.catchUp();
+      const r = this.raft.step(msg);
+      if (!r.ok) this.log.warn({ node: this.id, from: msg.from, type: msg.type, reason: r.reason }, 'peer message refused');
+      this.afterInput();
+    });
+  }
+
+  static async start(opts: NodeOptions): Promise<LeaderdNode> {
+    if (!opts.peers.has(opts.id)) throw new Error(`--peers must include this node (${opts.id})`);
+    const storage = await LevelStorage.open({ dir: join(opts.dataDir, 'raft'), clusterId: opts.clusterId, nodeId: opts.id });
+    let transport: GrpcTransport | null = null;
+    try {
+      transport = new GrpcTransport({
+        nodeId: opts.id,
+        clusterId: opts.clusterId,
+        listenPeer: opts.listenPeer,
+        advertisePeer: opts.advertisePeer,
+        advertiseClient: opts.advertiseClient,
+        logger: opts.logger,
+        // A dead or partitioned link is noticed, and a healed one used again, within
+        // about one election timeout.
+        keepaliveMs: Math.max(100, Math.round(opts.electionTimeoutMs / 2)),
+        minBackoffMs: 20,
+        maxBackoffMs: Math.max(50, Math.round(opts.electionTimeoutMs / 2)),
+      });
+      const { port } = await transport.start();
+      const ticks = tickSettings(opts.heartbeatMs, opts.electionTimeoutMs, opts.tickMs);
+      const cfg: RaftConfig = {
+        id: opts.id,
+        clusterId: opts.clusterId,
+        heartbeatTick: ticks.heartbeatTick,
+        electionTick: ticks.electionTick,
+        leaseDriftTicks: ticks.leaseDriftTicks,
+        leaseReads: true,
+        maxInflight: 256,
+        maxMsgBytes: 1 << 20,
+        snapshotChunkBytes: 1 << 20,
+        random: seededRandom(randomInt(2 ** 31)),
+      };
+      const node = new LeaderdNode(opts, storage, transport, cfg, port);
+      node.updatePeers();
+      node.log.info(
+        { node: opts.id, term: node.lastSoft.term, cluster: opts.clusterId, peer: opts.advertisePeer, client: opts.advertiseClient, new: storage.isNew, ...ticks },
+        'node started',
+      );
+      node.schedule();
+      return node;
+    } catch (err) {
+      await transport?.close().catch(() => {});
+      await storage.close().catch(() => {});
+      throw err;
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Views (always after delivering missed ticks, so a paused node never reports stale leadership)
+
+  status(): NodeStatusView {
+    this.clock.catchUp();
+    this.afterInput();
+    const s = this.raft.status();
+    const role = s.role === 'leader' ? 'leader' : s.role === 'candidate' || s.role === 'precandidate' ? 'candidate' : s.learner ? 'learner' : 'follower';
+    return {
+      nodeId: this.id,
+      role,
+      term: s.term,
+      leaderId: s.leaderId ?? '',
+      commitIndex: s.commitIndex,
+      appliedIndex: s.appliedIndex,
+      lastLogIndex: s.lastLogIndex,
+      leaseValid: s.leaseValid,
+    };
+  }
+
+  leader(): LeaderView {
+    this.clock.catchUp();
+    this.afterInput();
+    return this.leaderView(this.raft.softState());
+  }
+
+  /** True only while this node leads and holds a valid lease. */
+  isLeader(): boolean {
+    this.clock.catchUp();
+    this.afterInput();
+    return this.raft.leaseValid();
+  }
+
+  members(): MemberView[] {
+    const conf = this.raft.status().conf;
+    const view = (id: NodeId, learner: boolean): MemberView => ({
+      id,
+      peerAddress: id === this.id ? this.opts.advertisePeer : this.opts.peers.get(id) ?? this.peerAddrFromLog(id) ?? '',
+      clientAddress: this.clientAddressOf(id),
+      learner,
+    });
+    return [...conf.voters.map((id) => view(id, false)), ...conf.learners.map((id) => view(id, true))];
+  }
+
+  /** Listen to every leadership change this node observes (leader id or term). Returns an unsubscribe function. */
+  onLeaderChange(listener: (l: LeaderView) => void): () => void {
+    this.leaderListeners.add(listener);
+    return () => this.leaderListeners.delete(listener);
+  }
+
+  // -------------------------------------------------------------------------
+  // Operations
+
+  /** Propose an opaque command; resolves with its index once applied on this node. */
+  async propose(data: Uint8Array, signal?: AbortSignal): Promise<number> {
+    this.clock.catchUp();
+    const r = this.raft.propose(data);
+    if (!r.ok) throw Object.assign(new Error(`cannot propose: ${r.error}`), { kind: r.error, leaderId: r.leaderId });
+    this.afterInput();
+    await this.waitApplied(r.index, signal);
+    return r.index;
+  }
+
+  /** A linearizable read barrier (ReadIndex or lease): resolves once this node has applied everything committed before the call. */
+  async readBarrier(signal?: AbortSignal): Promise<void> {
+    this.clock.catchUp();
+    const id = `${this.id}/${++this.readSeq}`;
+    const index = await new Promise<number>((resolve) => {
+      this.readWaiters.set(id, resolve);
+      this.raft.readIndex(id);
+      this.afterInput();
+    });
+    if (index < 0) throw Object.assign(new Error('read index unavailable: no leader or no quorum'), { kind: 'unavailable' });
+    await this.waitApplied(index, signal);
+  }
+
+  /** Hand leadership to `target` (or the most up-to-date follower). Resolves when leadership moved or the attempt ended. */
+  async transferLeadership(target?: NodeId, timeoutMs = 4 * this.opts.electionTimeoutMs): Promise<LeaderView> {
+    this.clock.catchUp();
+    const s = this.raft.status();
+    if (s.role !== 'leader') throw Object.assign(new Error(`not the leader (leader: ${s.leaderId ?? 'unknown'})`), { kind: 'not-leader' });
+    const to = target ?? this.bestTransferTarget();
+    if (to === null) throw Object.assign(new Error('no other voter to transfer leadership to'), { kind: 'invalid' });
+    const r = this.raft.transferLeadership(to);
+    if (!r.ok) throw Object.assign(new Error(`cannot transfer leadership to ${to}: ${r.error}`), { kind: r.error });
+    this.afterInput();
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const l = this.leader();
+      if (l.leaderId !== '' && l.leaderId !== this.id) return l;
+      await sleep(Math.min(20, this.opts.heartbeatMs));
+    }
+    return this.leader();
+  }
+
+  async stop(opts: { transfer?: boolean } = {}): Promise<void> {
+    if (this.stopped) return;
+    if (opts.transfer !== false && !this.fatal) {
+      const s = this.raft.status();
+      if (s.role === 'leader' && this.bestTransferTarget() !== null) {
+        try {
+          const l = await this.transferLeadership(undefined, 2 * this.opts.electionTimeoutMs);
+          if (l.leaderId !== '' && l.leaderId !== this.id) this.log.info({ node: this.id, term: l.term, leader: l.leaderId }, 'leadership handed over before shutdown');
+          else this.log.warn({ node: this.id, term: l.term }, 'leadership transfer before shutdown did not complete');
+        } catch (err) {
+          this.log.warn({ node: this.id, err: (err as Error).message }, 'leadership transfer before shutdown failed');
+        }
+      }
+    }
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    for (const w of this.readWaiters.values()) w(-1);
+    this.readWaiters.clear();
+    await this.transport.close();
+    await this.drained.catch(() => {});
+    await this.storage.close().catch(() => {});
+    this.log.info({ node: this.id }, 'node stopped');
+  }
+
+  // -------------------------------------------------------------------------
+  // The loop
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.clock.catchUp();
+      this.afterInput();
+      this.schedule();
+    }, Math.max(1, this.clock.msUntilNextTick()));
+  }
+
+  private afterInput(): void {
+    this.observe();
+    if (this.stopped) return;
+    if (this.processing) {
+      this.again = true;
+      return;
+    }
+    if (!this.raft.hasReady()) return;
+    this.processing = true;
+    this.drained = this.drain().finally(() => {
+      this.processing = false;
+    });
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      do {
+        this.again = false;
+        while (!this.stopped && this.raft.hasReady()) {
+          const rd = this.raft.ready();
+          await this.handleReady(rd);
+          this.raft.advance(rd);
+          this.observe();
+        }
+      } while (this.again && !this.stopped);
+    } catch (err) {
+      this.fail(err as Error);
+    }
+  }
+
+  private async handleReady(rd: Ready): Promise<void> {
+    if (rd.hardState || rd.entries.length > 0 || rd.snapshot) {
+      await this.storage.persist({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot }, rd.mustSync);
+    }
+    if (this.stopped) return;
+    for (const m of rd.messages) this.transport.send(m);
+    if (rd.snapshot) {
+      this.sm.restore(rd.snapshot.data);
+      this.lastSnapshotIndex = rd.snapshot.meta.index;
+    }
+    let last = 0;
+    for (const e of rd.committedEntries) {
+      if (e.type === 'normal') this.sm.apply(e);
+      else if (e.type === 'conf') await this.rememberPeer(e);
+      last = e.index;
+    }
+    for (const r of rd.readStates) {
+      const w = this.readWaiters.get(r.requestId);
+      if (w) {
+        this.readWaiters.delete(r.requestId);
+        w(r.index);
+      }
+    }
+    for (const ev of rd.events) this.logEvent(ev);
+    if (rd.entries.some((e) => e.type === 'conf') || rd.snapshot) this.updatePeers();
+    if (last > 0) {
+      this.appliedTo = last;
+      this.wakeAppliedWaiters();
+      await this.maybeSnapshot(last);
+    }
+  }
+
+  private async maybeSnapshot(applied: number): Promise<void> {
+    if (applied - this.lastSnapshotIndex < (this.opts.snapshotEntries ?? 10_000)) return;
+    const snapshot = this.raft.compact(applied, this.sm.snapshot());
+    if (snapshot) await this.storage.compact(snapshot);
+    this.lastSnapshotIndex = applied;
+  }
+
+  // -------------------------------------------------------------------------
+  // Applied-index waiters
+
+  private appliedTo = 0;
+  private appliedWaiters: { index: number; resolve: () => void }[] = [];
+
+  private waitApplied(index: number, signal?: AbortSignal): Promise<void> {
+    if (this.raft.status().appliedIndex >= index) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const w = { index, resolve };
+      this.appliedWaiters.push(w);
+      signal?.addEventListener('abort', () => {
+        this.appliedWaiters = this.appliedWaiters.filter((x) => x !== w);
+        reject(signal.reason ?? new Error('aborted'));
+      });
+    });
+  }
+
+  private wakeAppliedWaiters(): void {
+    if (this.appliedWaiters.length === 0) return;
+    const still = [];
+    for (const w of this.appliedWaiters) {
+      if (w.index <= this.appliedTo) w.resolve();
+      else still.push(w);
+    }
+    this.appliedWaiters = still;
+  }
+
+  // -------------------------------------------------------------------------
+  // Observation and logging
+
+  private observe(): void {
+    const soft = this.raft.softState();
+    const prev = this.lastSoft;
+    if (soft.role === prev.role && soft.leaderId === prev.leaderId && soft.term === prev.term && soft.learner === prev.learner) return;
+    this.lastSoft = soft;
+    const fields = { node: this.id, term: soft.term };
+    if (soft.term !== prev.term) this.log.info({ ...fields, from: prev.term }, 'term changed');
+    if (soft.role !== prev.role) this.log.info({ ...fields, role: soft.role, was: prev.role }, 'role changed');
+    if (soft.leaderId !== prev.leaderId || soft.term !== prev.term) {
+      this.log.info({ ...fields, leader: soft.leaderId ?? '', was: prev.leaderId ?? '' }, soft.leaderId ? 'leader known' : 'no leader');
+      const view = this.leaderView(soft);
+      for (const l of this.leaderListeners) l(view);
+    }
+  }
+
+  private logEvent(ev: RaftEvent): void {
+    switch (ev.kind) {
+      case 'vote':
+        this.log.info(
+          { node: this.id, term: ev.term, candidate: ev.candidate, preVote: ev.preVote, reason: ev.reason },
+          ev.granted ? (ev.preVote ? 'pre-vote granted' : 'vote granted') : ev.preVote ? 'pre-vote refused' : 'vote refused',
+        );
+        break;
+      case 'step-down':
+        this.log.warn({ node: this.id, term: ev.term, reason: ev.reason }, 'leader stepped down');
+        break;
+      case 'campaign':
+        this.log.info({ node: this.id, term: ev.term, preVote: ev.preVote, transfer: ev.transfer }, ev.preVote ? 'pre-campaign started' : 'campaign started');
+        break;
+      case 'transfer':
+        this.log.info({ node: this.id, term: ev.term, to: ev.to, outcome: ev.outcome }, 'leadership transfer');
+        break;
+    }
+  }
+
+  private leaderView(soft: SoftState): LeaderView {
+    const id = soft.leaderId ?? '';
+    return { leaderId: id, leaderAddress: id === '' ? '' : this.clientAddressOf(id), term: soft.term };
+  }
+
+  private clientAddressOf(id: NodeId): string {
+    if (id === this.id) return this.opts.advertiseClient;
+    return this.transport.peerClientAddress(id) ?? '';
+  }
+
+  /** Peer addresses: from --peers, and for members added later from their conf change context. */
+  private updatePeers(): void {
+    const conf = this.raft.status().conf;
+    const peers = new Map<NodeId, string>();
+    for (const id of [...conf.voters, ...conf.learners]) {
+      if (id === this.id) continue;
+      const addr = this.opts.peers.get(id) ?? this.peerAddrFromLog(id);
+      if (addr) peers.set(id, addr);
+    }
+    this.transport.setPeers(peers);
+  }
+
+  private peerAddrFromLog(id: NodeId): string | undefined {
+    const stored = this.storage.getMeta(`peer/${id}`);
+    return stored ? new TextDecoder().decode(stored) : undefined;
+  }
+
+  /** A member added at run time brings its peer address in the change's context; keep it across restarts. */
+  private async rememberPeer(e: Entry): Promise<void> {
+    const cc = decodeConfChange(e.data);
+    if (cc.context && cc.op !== 'removeVoter') {
+      await this.storage.putMeta(`peer/${cc.nodeId}`, new TextEncoder().encode(cc.context));
+    }
+    this.updatePeers();
+  }
+
+  private bestTransferTarget(): NodeId | null {
+    const s = this.raft.status();
+    let best: NodeId | null = null;
+    let bestMatch = -1;
+    for (const [id, pr] of s.progress ?? []) {
+      if (!s.conf.voters.includes(id)) continue;
+      if (pr.matchIndex > bestMatch) {
+        best = id;
+        bestMatch = pr.matchIndex;
+      }
+    }
+    return best;
+  }
+
+  private fail(err: Error): void {
+    if (this.fatal) return;
+    this.fatal = err;
+    this.log.fatal({ node: this.id, err: err.message }, 'storage failure: node stops (fail-stop)');
+    void this.stop({ transfer: false }).finally(() => this.opts.onFatal?.(err));
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

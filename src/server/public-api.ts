@@ -1,0 +1,108 @@
+// The public gRPC API on the client address: leaderd.v1.Cluster, gRPC health checking
+// and server reflection. Answers come from the local node's state, never waiting on a
+// quorum (GetLeader, GetStatus), after the node has caught up on missed ticks.
+import * as grpc from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import { ReflectionService } from '@grpc/reflection';
+import type { Logger } from 'pino';
+import type { ClusterHandlers } from '../gen/leaderd/v1/Cluster.js';
+import type { LeaderInfo } from '../gen/leaderd/v1/LeaderInfo.js';
+import { loadDefinition, loadPublicApi } from '../transport/protos.js';
+import type { LeaderdNode, LeaderView } from './node.js';
+
+const CLUSTER_SERVICE = 'leaderd.v1.Cluster';
+
+function toLeaderInfo(l: LeaderView): LeaderInfo {
+  return { leaderId: l.leaderId, leaderAddress: l.leaderAddress, term: l.term };
+}
+
+/** Map an error thrown by the node to a gRPC status, by its kind, never by its message. */
+export function statusFor(err: unknown): { code: grpc.status; details: string } {
+  const e = err as { kind?: string; message?: string };
+  const details = e?.message ?? String(err);
+  switch (e?.kind) {
+    case 'not-leader':
+      return { code: grpc.status.FAILED_PRECONDITION, details };
+    case 'invalid':
+    case 'not-in-config':
+      return { code: grpc.status.INVALID_ARGUMENT, details };
+    case 'transferring':
+    case 'unavailable':
+      return { code: grpc.status.UNAVAILABLE, details };
+    default:
+      return { code: grpc.status.INTERNAL, details };
+  }
+}
+
+export class PublicServer {
+  private readonly server = new grpc.Server();
+  private readonly health = new HealthImplementation({ '': 'NOT_SERVING', [CLUSTER_SERVICE]: 'NOT_SERVING' });
+  private readonly unsubscribe: () => void;
+  private readonly streams = new Set<grpc.ServerWritableStream<unknown, LeaderInfo>>();
+
+  constructor(
+    private readonly node: LeaderdNode,
+    private readonly log: Logger,
+  ) {
+    const api = loadPublicApi();
+    const handlers: ClusterHandlers = {
+      GetLeader: (_call, cb) => cb(null, toLeaderInfo(node.leader())),
+      GetStatus: (_call, cb) => cb(null, node.status()),
+      ListMembers: (_call, cb) => cb(null, { members: node.members() }),
+      WatchLeader: (call) => {
+        this.streams.add(call);
+        const off = node.onLeaderChange((l) => call.write(toLeaderInfo(l)));
+        const end = () => {
+          off();
+          this.streams.delete(call);
+        };
+        call.on('cancelled', end);
+        call.on('close', end);
+        call.on('error', end);
+        call.write(toLeaderInfo(node.leader()));
+      },
+      TransferLeader: (call, cb) => {
+        node
+          .transferLeadership(call.request.targetId || undefined)
+          .then((l) => cb(null, { leader: toLeaderInfo(l) }))
+          .catch((err) => cb(statusFor(err)));
+      },
+    };
+    this.server.addService(api.leaderd.v1.Cluster.service, handlers);
+    this.health.addToServer(this.server);
+    new ReflectionService(loadDefinition('leaderd/v1')).addToServer(this.server);
+    this.unsubscribe = node.onLeaderChange((l) => this.setHealth(l));
+    this.setHealth(node.leader());
+  }
+
+  private setHealth(l: LeaderView): void {
+    const status = l.leaderId !== '' ? 'SERVING' : 'NOT_SERVING';
+    this.health.setStatus('', status);
+    this.health.setStatus(CLUSTER_SERVICE, status);
+  }
+
+  /** Bind to host:port; returns the bound port (port 0 picks one). */
+  listen(address: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => {
+        if (err) reject(new Error(`cannot listen on ${address} for clients: ${err.message}`));
+        else resolve(port);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    this.unsubscribe();
+    for (const s of this.streams) s.end();
+    return new Promise((resolve) => {
+      const force = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, 1000);
+      this.server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+  }
+}
