@@ -255,13 +255,18 @@ export class RaftNode {
     if (this.role !== 'leader') this.startCampaign('pre');
   }
 
-  /** The state machine has a snapshot of everything up to `index` (<= applied): forget the log it covers. */
-  compact(index: number, data: Uint8Array): void {
-    if (index <= this.log.snapshotMeta.index) return;
+  /**
+   * The state machine has a snapshot of everything up to `index` (<= applied): forget
+   * the log it covers. Returns the snapshot for the driver to store, or null when
+   * `index` is not past the current snapshot.
+   */
+  compact(index: number, data: Uint8Array): Snapshot | null {
+    if (index <= this.log.snapshotMeta.index) return null;
     if (index > this.log.applied) throw new Error(`raft: compact(${index}) beyond applied index ${this.log.applied}`);
     const meta = { index, term: this.log.term(index)!, conf: this.log.confAt(index).conf };
     this.snapshot = { meta, data };
     this.log.compact(meta);
+    return this.snapshot;
   }
 
   // -------------------------------------------------------------------------
