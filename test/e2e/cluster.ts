@@ -1,0 +1,212 @@
+// Real leaderd processes on 127.0.0.1 for end-to-end tests and benchmarks: the compiled
+// CLI (`leaderd start`), real LevelDB in a temp dir, real gRPC. Every process started is
+// tracked and killed by PID in stop(), which tests call from afterEach/afterAll so that
+// nothing is left behind even when a test fails.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, openSync, closeSync, existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ClusterClient, type LeaderInfo, type NodeStatus } from '../../src/client/cluster-client.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** The compiled CLI, whether this file runs from test/e2e (vitest) or dist/test/e2e. */
+export const CLI = [resolve(here, '../../dist/src/cli/main.js'), resolve(here, '../../src/cli/main.js')].find((p) => p.includes('dist') && existsSync(p)) ?? resolve(here, '../../dist/src/cli/main.js');
+
+export async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => res(port));
+    });
+  });
+}
+
+export interface NodeSpec {
+  readonly id: string;
+  readonly peerPort: number;
+  readonly clientPort: number;
+  readonly dataDir: string;
+  readonly logPath: string;
+}
+
+export interface ClusterOptions {
+  readonly nodes: number;
+  readonly clusterId?: string;
+  readonly heartbeatMs?: number;
+  readonly electionTimeoutMs?: number;
+  readonly extraArgs?: readonly string[];
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Poll `f` until it returns a value that is not undefined, or fail after `timeoutMs`. */
+export async function waitFor<T>(what: string, f: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000, everyMs = 25): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastErr: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await f();
+      if (v !== undefined) return v;
+    } catch (err) {
+      lastErr = err;
+    }
+    await sleep(everyMs);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? ` (last error: ${(lastErr as Error).message})` : ''}`);
+}
+
+export class LocalCluster {
+  readonly root: string;
+  readonly specs: NodeSpec[] = [];
+  readonly procs = new Map<string, ChildProcess>();
+  readonly clusterId: string;
+  private readonly clients = new Map<string, ClusterClient>();
+
+  private constructor(readonly opts: ClusterOptions) {
+    this.root = mkdtempSync(join(tmpdir(), 'leaderd-e2e-'));
+    this.clusterId = opts.clusterId ?? 'e2e';
+  }
+
+  static async create(opts: ClusterOptions): Promise<LocalCluster> {
+    const c = new LocalCluster(opts);
+    for (let i = 1; i <= opts.nodes; i++) {
+      const id = `n${i}`;
+      c.specs.push({ id, peerPort: await freePort(), clientPort: await freePort(), dataDir: join(c.root, id), logPath: join(c.root, `${id}.log`) });
+    }
+    return c;
+  }
+
+  spec(id: string): NodeSpec {
+    const s = this.specs.find((x) => x.id === id);
+    if (!s) throw new Error(`no node ${id}`);
+    return s;
+  }
+
+  peersFlag(): string {
+    return this.specs.map((s) => `${s.id}=127.0.0.1:${s.peerPort}`).join(',');
+  }
+
+  startArgs(id: string, over: Record<string, string> = {}): string[] {
+    const s = this.spec(id);
+    const flags: Record<string, string> = {
+      '--id': id,
+      '--data-dir': s.dataDir,
+      '--listen-peer': `127.0.0.1:${s.peerPort}`,
+      '--listen-client': `127.0.0.1:${s.clientPort}`,
+      '--peers': this.peersFlag(),
+      '--cluster-id': this.clusterId,
+      '--log-level': 'debug',
+      ...(this.opts.heartbeatMs ? { '--heartbeat-ms': String(this.opts.heartbeatMs) } : {}),
+      ...(this.opts.electionTimeoutMs ? { '--election-timeout-ms': String(this.opts.electionTimeoutMs) } : {}),
+      ...over,
+    };
+    return ['start', ...Object.entries(flags).flat(), ...(this.opts.extraArgs ?? [])];
+  }
+
+  /** Start (or restart) node `id` as a real process; its output goes to its log file. */
+  start(id: string, over: Record<string, string> = {}): ChildProcess {
+    if (this.procs.has(id)) throw new Error(`${id} is already running`);
+    const fd = openSync(this.spec(id).logPath, 'a');
+    const proc = spawn(process.execPath, [CLI, ...this.startArgs(id, over)], { stdio: ['ignore', fd, fd] });
+    closeSync(fd);
+    this.procs.set(id, proc);
+    proc.once('exit', () => {
+      if (this.procs.get(id) === proc) this.procs.delete(id);
+    });
+    return proc;
+  }
+
+  startAll(): void {
+    for (const s of this.specs) this.start(s.id);
+  }
+
+  endpoint(id: string): string {
+    return `127.0.0.1:${this.spec(id).clientPort}`;
+  }
+
+  endpoints(ids: readonly string[] = this.specs.map((s) => s.id)): string[] {
+    return ids.map((id) => this.endpoint(id));
+  }
+
+  client(id: string): ClusterClient {
+    let c = this.clients.get(id);
+    if (!c) {
+      c = new ClusterClient([this.endpoint(id)], { timeoutMs: 1000 });
+      this.clients.set(id, c);
+    }
+    return c;
+  }
+
+  running(): string[] {
+    return [...this.procs.keys()];
+  }
+
+  async status(id: string): Promise<NodeStatus> {
+    return this.client(id).getStatus(this.endpoint(id));
+  }
+
+  async leaderSeenBy(id: string): Promise<LeaderInfo> {
+    return this.client(id).getLeader(this.endpoint(id));
+  }
+
+  /**
+   * Wait until every running node (or `among`) names the same leader in the same term,
+   * and that leader says it leads. Returns it.
+   */
+  async waitForLeader(opts: { among?: readonly string[]; not?: string; timeoutMs?: number } = {}): Promise<LeaderInfo> {
+    const among = opts.among ?? this.running();
+    return waitFor(
+      `one leader agreed by ${among.join(',')}`,
+      async () => {
+        const views = await Promise.all(among.map((id) => this.leaderSeenBy(id)));
+        const first = views[0]!;
+        if (first.leaderId === '' || first.leaderId === opts.not) return undefined;
+        if (!views.every((v) => v.leaderId === first.leaderId && v.term === first.term)) return undefined;
+        if (!among.includes(first.leaderId)) return undefined;
+        const s = await this.status(first.leaderId);
+        return s.role === 'leader' && s.term === first.term ? first : undefined;
+      },
+      opts.timeoutMs ?? 20_000,
+    );
+  }
+
+  kill(id: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const p = this.procs.get(id);
+    if (!p) throw new Error(`${id} is not running`);
+    return new Promise((res) => {
+      if (p.exitCode !== null || p.signalCode !== null) return res();
+      p.once('exit', () => res());
+      p.kill(signal);
+    });
+  }
+
+  /** Send a signal without waiting for exit (SIGSTOP/SIGCONT). */
+  signal(id: string, signal: NodeJS.Signals): void {
+    const p = this.procs.get(id);
+    if (!p) throw new Error(`${id} is not running`);
+    p.kill(signal);
+  }
+
+  /** Kill every process still running (SIGCONT first so stopped ones can die) and remove the temp dir. */
+  async stop(opts: { keepData?: boolean } = {}): Promise<void> {
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+    await Promise.all(
+      [...this.procs.entries()].map(async ([id, p]) => {
+        try {
+          p.kill('SIGCONT');
+        } catch {
+          // already gone
+        }
+        await this.kill(id).catch(() => {});
+      }),
+    );
+    if (!opts.keepData) rmSync(this.root, { recursive: true, force: true });
+  }
+}
