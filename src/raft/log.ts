@@ -144,6 +144,10 @@ export class RaftLog {
     return true;
   }
 
+  hasUnstable(): boolean {
+    return this.unstableFrom <= this.lastIndex();
+  }
+
   unstableEntries(): Entry[] {
     if (this.unstableFrom > this.lastIndex()) return [];
     return this.entries.slice(this.unstableFrom - this.snapshotMeta.index - 1);

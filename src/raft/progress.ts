@@ -19,7 +19,7 @@ export class Progress {
   /** replicate: last index and heartbeat round of each unacknowledged append, oldest first. */
   inflight: { index: number; round: number }[] = [];
   /** snapshot: which snapshot is being sent and how many of its bytes the follower holds. */
-  pendingSnapshot: { index: number; offset: number; acked: boolean } | null = null;
+  pendingSnapshot: { index: number; offset: number; sentRound: number } | null = null;
   /** Heard from since the last CheckQuorum round (thesis §6.2). */
   recentActive = false;
   /** Highest heartbeat round the follower has acknowledged in this term (lease, ReadIndex). */
@@ -84,7 +84,7 @@ export class Progress {
     this.state = 'snapshot';
     this.inflight = [];
     this.probeSent = false;
-    this.pendingSnapshot = { index, offset: 0, acked: true };
+    this.pendingSnapshot = { index, offset: 0, sentRound: 0 };
   }
 
   /** Acknowledged appends up to `index` no longer count against the window. */

@@ -250,9 +250,13 @@ export class RaftNode {
     return { ok: true };
   }
 
-  /** Start an election now, as if the election timer had fired (with PreVote). */
+  /**
+   * Start an election now, as if the election timer had fired (with PreVote). Ignored
+   * while this node has heard from a leader within the election timeout: that leader's
+   * lease may count on this node, which must not vote, not even for itself (§6.4).
+   */
   campaign(): void {
-    if (this.role !== 'leader') this.startCampaign('pre');
+    if (this.role !== 'leader' && !this.inLease()) this.startCampaign('pre');
   }
 
   /**
@@ -283,7 +287,7 @@ export class RaftNode {
       this.snapshotToApply !== null ||
       !sameHard(this.hardState(), this.prevHard) ||
       !sameSoft(this.softState(), this.prevSoft) ||
-      this.log.unstableEntries().length > 0 ||
+      this.log.hasUnstable() ||
       this.log.committed > this.log.applied
     );
   }
@@ -832,6 +836,7 @@ export class RaftNode {
     const offset = Math.min(pending.offset, snap.data.length);
     const data = snap.data.subarray(offset, offset + this.cfg.snapshotChunkBytes);
     const done = offset + data.length >= snap.data.length;
+    pending.sentRound = this.round;
     this.send({ type: 'snap', to, meta: snap.meta, offset, data, done, round: this.round });
   }
 
@@ -859,7 +864,8 @@ export class RaftNode {
           break;
         case 'snapshot':
           if (this.snapshot !== null && pr.pendingSnapshot?.index !== this.snapshot.meta.index) this.sendSnapshot(id, pr);
-          else this.sendSnapshotChunk(id, pr);
+          // A chunk unanswered for a whole heartbeat interval was probably lost: resend it.
+          else if (pr.pendingSnapshot && this.round - pr.pendingSnapshot.sentRound >= 2) this.sendSnapshotChunk(id, pr);
           break;
       }
     }
