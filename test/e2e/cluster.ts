@@ -2,8 +2,9 @@
 // CLI (`leaderd start`), real LevelDB in a temp dir, real gRPC. Every process started is
 // tracked and killed by PID in stop(), which tests call from afterEach/afterAll so that
 // nothing is left behind even when a test fails.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, openSync, closeSync, existsSync } from 'node:fs';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, openSync, closeSync, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
@@ -23,6 +24,88 @@ export async function freePort(): Promise<number> {
       s.close(() => res(port));
     });
   });
+}
+
+/** How a process ended. */
+export interface Exit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+}
+
+/** Resolves when `proc` has exited (at once if it already has); rejects after `timeoutMs`. */
+export function exitOf(proc: ChildProcess, timeoutMs = 15_000): Promise<Exit> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve({ code: proc.exitCode, signal: proc.signalCode as NodeJS.Signals | null });
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`pid ${proc.pid} did not exit within ${timeoutMs} ms`)), timeoutMs);
+    t.unref();
+    proc.once('exit', (code, signal) => {
+      clearTimeout(t);
+      resolve({ code, signal });
+    });
+  });
+}
+
+export interface CliResult extends Exit {
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * Run the compiled `leaderd` CLI to completion and capture its output. A process still
+ * running after `timeoutMs` is killed (by its PID) and the promise rejects, so a command
+ * that unexpectedly starts serving cannot hang a test.
+ */
+export function runCli(args: readonly string[], opts: { timeoutMs?: number; cwd?: string } = {}): Promise<CliResult> {
+  const timeoutMs = opts.timeoutMs ?? 15_000;
+  const spawnOpts: SpawnOptions = { stdio: ['ignore', 'pipe', 'pipe'], ...(opts.cwd ? { cwd: opts.cwd } : {}) };
+  const proc = spawn(process.execPath, [CLI, ...args], spawnOpts);
+  let stdout = '';
+  let stderr = '';
+  proc.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`leaderd ${args.join(' ')} still running after ${timeoutMs} ms (killed); stdout: ${stdout.slice(0, 500)} stderr: ${stderr.slice(0, 500)}`));
+    }, timeoutMs);
+    // 'close' (not 'exit'): every byte of stdout/stderr has been read by then.
+    proc.once('close', (code, signal) => {
+      clearTimeout(t);
+      resolve({ code, signal, stdout, stderr });
+    });
+    proc.once('error', (err) => {
+      clearTimeout(t);
+      reject(err);
+    });
+  });
+}
+
+/** The non-empty lines of `text`. */
+export function lines(text: string): string[] {
+  return text.split('\n').filter((l) => l.trim() !== '');
+}
+
+/**
+ * Every file under `dir` (relative path -> size and sha256), for checking that a
+ * refused start left a directory as it was. `exclude` drops paths by name.
+ */
+export function dirDigest(dir: string, exclude: (relPath: string) => boolean = () => false): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (rel: string) => {
+    for (const name of readdirSync(join(dir, rel)).sort()) {
+      const r = rel === '' ? name : `${rel}/${name}`;
+      if (exclude(r)) continue;
+      const st = statSync(join(dir, r));
+      if (st.isDirectory()) {
+        out[`${r}/`] = 'dir';
+        walk(r);
+      } else {
+        out[r] = `${st.size} ${createHash('sha256').update(readFileSync(join(dir, r))).digest('hex')}`;
+      }
+    }
+  };
+  walk('');
+  return out;
 }
 
 export interface NodeSpec {
@@ -65,6 +148,8 @@ export class LocalCluster {
   readonly root: string;
   readonly specs: NodeSpec[] = [];
   readonly procs = new Map<string, ChildProcess>();
+  /** The exit of the latest process started for each node, kept after it exited. */
+  readonly exits = new Map<string, Promise<Exit>>();
   readonly clusterId: string;
   private readonly clients = new Map<string, ClusterClient>();
 
@@ -116,6 +201,7 @@ export class LocalCluster {
     const proc = spawn(process.execPath, [CLI, ...this.startArgs(id, over)], { stdio: ['ignore', fd, fd] });
     closeSync(fd);
     this.procs.set(id, proc);
+    this.exits.set(id, exitOf(proc, 24 * 3600_000).catch(() => ({ code: null, signal: null })));
     proc.once('exit', () => {
       if (this.procs.get(id) === proc) this.procs.delete(id);
     });
@@ -184,6 +270,15 @@ export class LocalCluster {
       p.once('exit', () => res());
       p.kill(signal);
     });
+  }
+
+  /** Send `signal` (default SIGTERM: a clean shutdown) and return how the process ended. */
+  async terminate(id: string, signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 15_000): Promise<Exit> {
+    const p = this.procs.get(id);
+    if (!p) throw new Error(`${id} is not running`);
+    const exit = exitOf(p, timeoutMs);
+    p.kill(signal);
+    return exit;
   }
 
   /** Send a signal without waiting for exit (SIGSTOP/SIGCONT). */
