@@ -1,0 +1,175 @@
+// Typed client errors with a closed set of kinds. Retry decisions are made from the gRPC
+// status code and the server's machine-readable trailing metadata only, never from a
+// message text (mongodb's error labels are the model: the label decides, not the prose).
+import * as grpc from '@grpc/grpc-js';
+
+/** Trailing metadata on a failed write: may it have taken effect? */
+export const OUTCOME_METADATA_KEY = 'leaderd-outcome';
+/**
+ * Trailing metadata naming the server-side error kind. The client needs it for one
+ * decision: a FAILED_PRECONDITION that means "this node cannot serve, ask the leader"
+ * (`not-leader`, retried elsewhere) versus one that is the caller's problem (e.g.
+ * Proclaim by a candidate that is no longer leader, thrown at once).
+ */
+export const ERROR_KIND_METADATA_KEY = 'leaderd-error';
+
+export type WriteOutcome = 'not-applied' | 'unknown';
+
+export type LeaderdErrorKind =
+  /** No leader / no quorum / connection failure: transient. */
+  | 'unavailable'
+  /** The node answering cannot serve this request; another node (the leader) can. */
+  | 'not-leader'
+  /** The call's deadline passed before an answer. */
+  | 'deadline'
+  | 'invalid-argument'
+  | 'not-found'
+  | 'failed-precondition'
+  | 'out-of-range'
+  | 'resource-exhausted'
+  /** Cancelled by the caller (AbortSignal) or by close(). */
+  | 'cancelled'
+  /** The client was closed. */
+  | 'closed'
+  /** Anything else the server or transport reported (INTERNAL, UNKNOWN, ...). */
+  | 'internal';
+
+export class LeaderdError extends Error {
+  override readonly name = 'LeaderdError';
+  constructor(
+    readonly kind: LeaderdErrorKind,
+    /** The gRPC status code of the last attempt. */
+    readonly code: grpc.status,
+    message: string,
+    /** For a failed write: whether it may have taken effect; undefined for reads and unknown cases. */
+    readonly outcome: WriteOutcome | undefined,
+    /** Transient: the same request may succeed later (the client already retried within its deadline). */
+    readonly retryable: boolean,
+    /** The endpoint of the last attempt, if any. */
+    readonly endpoint?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export type LeaseLostReason =
+  /** The client could no longer prove the lease alive: validUntil passed on the monotonic clock. */
+  | 'expired'
+  /** The server said the lease no longer exists (keep-alive answered ttl_ms = 0). */
+  | 'gone'
+  /** revoke() was called. */
+  | 'revoked'
+  /** The client was closed. */
+  | 'closed';
+
+/** The reason an abort signal of a lease (and what depends on it) carries. */
+export class LeaseLostError extends Error {
+  override readonly name = 'LeaseLostError';
+  constructor(
+    readonly leaseId: number,
+    readonly reason: LeaseLostReason,
+    /** Monotonic time (the client's clock) until which the lease was proven alive. */
+    readonly validUntil: number,
+    /** The monotonic time at which the loss was detected. */
+    readonly detectedAt: number,
+  ) {
+    super(`lease ${leaseId} lost (${reason}): proven valid until ${validUntil.toFixed(1)} ms, detected at ${detectedAt.toFixed(1)} ms`);
+  }
+}
+
+export type LeadershipLostReason = 'lease-lost' | 'superseded' | 'resigned' | 'unlocked' | 'closed';
+
+/** The reason an abort signal of a Leadership or LockHandle carries. */
+export class LeadershipLostError extends Error {
+  override readonly name = 'LeadershipLostError';
+  constructor(
+    readonly reason: LeadershipLostReason,
+    readonly key: string,
+    readonly token: number,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** What the retry loop does with a failed attempt. */
+export interface Classification {
+  readonly kind: LeaderdErrorKind;
+  readonly retryable: boolean;
+  /** The leader hint is stale: ask again before the next attempt. */
+  readonly rediscover: boolean;
+}
+
+/**
+ * Classify a failed attempt. `idempotent` says whether re-sending the request is safe
+ * even if the failed attempt took effect: true for writes carrying client_id + seq (the
+ * server applies a pair at most once, Raft thesis §6.3) and for naturally idempotent
+ * requests (reads, Resign, Unlock, Proclaim, keep-alives).
+ */
+export function classify(code: grpc.status, outcome: WriteOutcome | undefined, errorKind: string | undefined, idempotent: boolean): Classification {
+  const transient = (kind: LeaderdErrorKind, rediscover: boolean): Classification => ({
+    kind,
+    // A request that may have been applied is re-sent only if doing it twice is harmless.
+    retryable: outcome === 'unknown' ? idempotent : outcome === 'not-applied' || idempotent,
+    rediscover,
+  });
+  switch (code) {
+    case grpc.status.UNAVAILABLE:
+      return transient('unavailable', true);
+    case grpc.status.DEADLINE_EXCEEDED:
+      // One attempt's deadline (a hung or paused node); the overall deadline is checked by the loop.
+      return transient('deadline', true);
+    case grpc.status.FAILED_PRECONDITION:
+      if (errorKind === 'not-leader') return transient('not-leader', true);
+      return { kind: 'failed-precondition', retryable: false, rediscover: false };
+    case grpc.status.INVALID_ARGUMENT:
+      return { kind: 'invalid-argument', retryable: false, rediscover: false };
+    case grpc.status.NOT_FOUND:
+      return { kind: 'not-found', retryable: false, rediscover: false };
+    case grpc.status.OUT_OF_RANGE:
+      return { kind: 'out-of-range', retryable: false, rediscover: false };
+    case grpc.status.RESOURCE_EXHAUSTED:
+      return { kind: 'resource-exhausted', retryable: false, rediscover: false };
+    case grpc.status.CANCELLED:
+      return { kind: 'cancelled', retryable: false, rediscover: false };
+    default:
+      return { kind: 'internal', retryable: false, rediscover: false };
+  }
+}
+
+function firstString(md: grpc.Metadata | undefined, key: string): string | undefined {
+  const v = md?.get(key)[0];
+  if (v === undefined) return undefined;
+  return typeof v === 'string' ? v : v.toString('utf8');
+}
+
+export function outcomeOf(err: Partial<grpc.ServiceError>): WriteOutcome | undefined {
+  const v = firstString(err.metadata, OUTCOME_METADATA_KEY);
+  return v === 'not-applied' || v === 'unknown' ? v : undefined;
+}
+
+export function errorKindOf(err: Partial<grpc.ServiceError>): string | undefined {
+  return firstString(err.metadata, ERROR_KIND_METADATA_KEY);
+}
+
+/** The status code of anything thrown by a grpc-js call (a non-gRPC error counts as UNKNOWN). */
+export function codeOf(err: unknown): grpc.status {
+  const c = (err as { code?: unknown })?.code;
+  return typeof c === 'number' ? (c as grpc.status) : grpc.status.UNKNOWN;
+}
+
+/**
+ * The LeaderdError for a failed call. `isWrite`: a write that failed without the server
+ * saying otherwise (connection lost, deadline) has an unknown outcome.
+ */
+export function toLeaderdError(err: unknown, isWrite: boolean, idempotent: boolean, endpoint?: string): LeaderdError {
+  if (err instanceof LeaderdError) return err;
+  const se = err as Partial<grpc.ServiceError>;
+  const code = codeOf(err);
+  const outcome = outcomeOf(se) ?? (isWrite ? 'unknown' : undefined);
+  const c = classify(code, outcome, errorKindOf(se), idempotent);
+  const details = se.details || (err as Error)?.message || String(err);
+  return new LeaderdError(c.kind, code, `${grpc.status[code] ?? code}${endpoint ? ` from ${endpoint}` : ''}: ${details}`, outcome, c.retryable, endpoint, { cause: err });
+}

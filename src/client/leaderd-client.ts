@@ -1,0 +1,855 @@
+// LeaderdClient: the whole leaderd.v1 API over a list of endpoints, with leader
+// discovery, retries by error kind, resumable streams, kept-alive leases and
+// elections/locks whose AbortSignal follows what the client can prove.
+//
+// Retry policy (errors.ts classify()): UNAVAILABLE, per-attempt DEADLINE_EXCEEDED and
+// FAILED_PRECONDITION marked `leaderd-error: not-leader` are retried on another
+// endpoint with exponential backoff + jitter until the call's deadline; every other code
+// is thrown at once. Writes carry this client's id and a fresh seq per logical write,
+// and every retry re-sends the SAME pair, so a write whose outcome was `unknown` is
+// applied at most once (Raft thesis §6.3).
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import * as grpc from '@grpc/grpc-js';
+import type { ClusterClient as GrpcCluster } from '../gen/leaderd/v1/Cluster.js';
+import type { KVClient } from '../gen/leaderd/v1/KV.js';
+import type { LeaseClient } from '../gen/leaderd/v1/Lease.js';
+import type { ElectionClient } from '../gen/leaderd/v1/Election.js';
+import type { LockClient } from '../gen/leaderd/v1/Lock.js';
+import type { KeyValue__Output } from '../gen/leaderd/v1/KeyValue.js';
+import type { GetResponse__Output } from '../gen/leaderd/v1/GetResponse.js';
+import type { Compare } from '../gen/leaderd/v1/Compare.js';
+import type { RequestOp } from '../gen/leaderd/v1/RequestOp.js';
+import type { LeaderResponse__Output } from '../gen/leaderd/v1/LeaderResponse.js';
+import type { LeaderKey } from '../gen/leaderd/v1/LeaderKey.js';
+import type { LeaderInfo__Output } from '../gen/leaderd/v1/LeaderInfo.js';
+import type { NodeStatus__Output } from '../gen/leaderd/v1/NodeStatus.js';
+import type { Member__Output } from '../gen/leaderd/v1/Member.js';
+import { loadPublicApi } from '../transport/protos.js';
+import { backoffDelay, sleep } from './backoff.js';
+import { LeaderdError, LeadershipLostError, LeaseLostError, toLeaderdError, codeOf, type LeadershipLostReason } from './errors.js';
+import { LeaseKeeper, type LeaseHandle, type LeaseHost } from './lease-handle.js';
+import type {
+  CasExpectation,
+  CasResult,
+  CompareOp,
+  CompareTarget,
+  DeleteResult,
+  ElectionLeader,
+  GetResult,
+  KeyValue,
+  LeaderInfo,
+  LeaseInfo,
+  RangeResult,
+  TxnOp,
+  TxnOpResult,
+  TxnRequestSpec,
+  TxnResult,
+  WatchBatch,
+} from './types.js';
+
+export type NodeStatus = NodeStatus__Output;
+export type Member = Member__Output;
+
+export interface RetryOptions {
+  /** Attempts per call, across endpoints (default 20; the deadline usually ends it first). */
+  readonly attempts?: number;
+  /** First backoff, ms (default 50). */
+  readonly backoffMs?: number;
+  /** Backoff cap, ms (default 1000). */
+  readonly maxBackoffMs?: number;
+  /**
+   * Deadline of one attempt, ms (default 2000, never past the call's deadline), so a
+   * hung or SIGSTOPped node costs one attempt, not the whole call.
+   */
+  readonly attemptTimeoutMs?: number;
+}
+
+export interface LeaderdClientOptions {
+  /** Client (public API) addresses, host:port. */
+  readonly endpoints: readonly string[];
+  /** Overall deadline of each call, retries included, ms (default 5000). */
+  readonly timeoutMs?: number;
+  /** Identifies this client's writes for exactly-once retries (default: a random UUID). */
+  readonly clientId?: string;
+  readonly retry?: RetryOptions;
+  /** Monotonic clock for lease validity, ms (default performance.now). Injectable for tests. */
+  readonly now?: () => number;
+  /** [0, 1) source for backoff jitter (default Math.random). */
+  readonly random?: () => number;
+}
+
+export interface Leadership {
+  readonly name: string;
+  /** The candidate's key under _leaderd/election/<name>/. */
+  readonly key: string;
+  /** The fencing token: the key's creation revision, strictly increasing cluster-wide. */
+  readonly token: number;
+  readonly lease: LeaseHandle;
+  /** Aborts (reason: LeadershipLostError) when the lease is lost, another holder is observed, or after resign(). */
+  readonly signal: AbortSignal;
+  /** True while the signal has not aborted and the lease is still proven (checks the clock now). */
+  valid(): boolean;
+  /** Update the leader's value; throws (and aborts the signal) if no longer leader. */
+  proclaim(value: string | Uint8Array): Promise<number>;
+  /** Step down: abort the signal, resign, revoke the lease. */
+  resign(): Promise<void>;
+}
+
+export interface LockHandle {
+  readonly name: string;
+  readonly key: string;
+  readonly token: number;
+  readonly lease: LeaseHandle;
+  readonly signal: AbortSignal;
+  valid(): boolean;
+  unlock(): Promise<void>;
+}
+
+interface Stubs {
+  readonly channel: grpc.Channel;
+  readonly cluster: GrpcCluster;
+  readonly kv: KVClient;
+  readonly lease: LeaseClient;
+  readonly election: ElectionClient;
+  readonly lock: LockClient;
+}
+
+type Callback<T> = (err: grpc.ServiceError | null, res?: T) => void;
+type UnaryStart<T> = (s: Stubs, opts: grpc.CallOptions, cb: Callback<T>) => grpc.ClientUnaryCall;
+
+interface CallSpec {
+  /** Changes state: an attempt that failed without a server verdict has an unknown outcome. */
+  readonly write: boolean;
+  /** Safe to re-send after an unknown outcome (client_id+seq, or naturally idempotent). */
+  readonly idempotent: boolean;
+  /** Send to the leader's address when known (writes, linearizable reads). */
+  readonly preferLeader: boolean;
+  readonly timeoutMs?: number;
+  readonly attemptTimeoutMs?: number;
+  readonly signal?: AbortSignal;
+}
+
+interface Sent<T> {
+  readonly res: T;
+  /** The client clock (`now`) when the successful attempt was sent. */
+  readonly sentAt: number;
+  readonly endpoint: string;
+}
+
+const DEFAULT_LEASE_TTL_MS = 5000;
+
+function toBuffer(v: string | Uint8Array): Buffer {
+  return typeof v === 'string' ? Buffer.from(v, 'utf8') : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+}
+
+function toKeyValue(kv: KeyValue__Output): KeyValue {
+  return { key: kv.key, value: kv.value, createRevision: kv.createRevision, modRevision: kv.modRevision, version: kv.version, lease: kv.lease };
+}
+
+function getToResult(key: string, r: GetResponse__Output): GetResult {
+  return {
+    revision: r.revision,
+    kv: r.found ? { key, value: r.value, createRevision: r.createRevision, modRevision: r.modRevision, version: r.version, lease: r.lease } : null,
+  };
+}
+
+const COMPARE_RESULT: Record<CompareOp, 'EQUAL' | 'NOT_EQUAL' | 'GREATER' | 'LESS'> = { '=': 'EQUAL', '!=': 'NOT_EQUAL', '>': 'GREATER', '<': 'LESS' };
+const COMPARE_TARGET: Record<CompareTarget, 'VALUE' | 'VERSION' | 'CREATE_REVISION' | 'MOD_REVISION' | 'LEASE'> = {
+  value: 'VALUE',
+  version: 'VERSION',
+  createRevision: 'CREATE_REVISION',
+  modRevision: 'MOD_REVISION',
+  lease: 'LEASE',
+};
+
+function toRequestOp(op: TxnOp): RequestOp {
+  switch (op.type) {
+    case 'put':
+      return { put: { key: op.key, value: toBuffer(op.value), lease: op.lease ?? 0 } };
+    case 'delete':
+      return { delete: { key: op.key, prefix: op.prefix ?? false } };
+    case 'get':
+      return { get: { key: op.key } };
+    default: {
+      const never: never = op;
+      throw new Error(`unknown txn op ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+function toCompare(c: TxnCompare): Compare {
+  const base = { key: c.key, target: COMPARE_TARGET[c.target], result: COMPARE_RESULT[c.op] };
+  if (c.target === 'value') {
+    if (typeof c.operand === 'number') throw new LeaderdError('invalid-argument', grpc.status.INVALID_ARGUMENT, 'a value comparison needs a string or bytes operand', undefined, false);
+    return { ...base, value: toBuffer(c.operand) };
+  }
+  if (typeof c.operand !== 'number') throw new LeaderdError('invalid-argument', grpc.status.INVALID_ARGUMENT, `a ${c.target} comparison needs a number operand`, undefined, false);
+  return { ...base, [c.target]: c.operand };
+}
+type TxnCompare = TxnRequestSpec['compare'][number];
+
+export class LeaderdClient {
+  readonly endpoints: readonly string[];
+  readonly clientId: string;
+  private readonly timeoutMs: number;
+  private readonly attempts: number;
+  private readonly backoffOpts: { backoffMs: number; maxBackoffMs: number };
+  private readonly attemptTimeoutMs: number;
+  readonly now: () => number;
+  private readonly random: () => number;
+  private readonly stubsByEndpoint = new Map<string, Stubs>();
+  private readonly closer = new AbortController();
+  private readonly leases = new Set<LeaseKeeper>();
+  private readonly calls = new Set<grpc.Call>();
+  private seq = 0;
+  private rr = 0;
+  private leaderHint: string | undefined;
+  private lastDiscovery = -Infinity;
+
+  constructor(opts: LeaderdClientOptions) {
+    if (opts.endpoints.length === 0) throw new Error('LeaderdClient: no endpoints');
+    this.endpoints = [...opts.endpoints];
+    this.clientId = opts.clientId ?? randomUUID();
+    this.timeoutMs = opts.timeoutMs ?? 5000;
+    this.attempts = opts.retry?.attempts ?? 20;
+    this.backoffOpts = { backoffMs: opts.retry?.backoffMs ?? 50, maxBackoffMs: opts.retry?.maxBackoffMs ?? 1000 };
+    this.attemptTimeoutMs = opts.retry?.attemptTimeoutMs ?? 2000;
+    this.now = opts.now ?? (() => performance.now());
+    this.random = opts.random ?? Math.random;
+  }
+
+  // ---------------------------------------------------------------- plumbing
+
+  private checkOpen(): void {
+    if (this.closer.signal.aborted) throw new LeaderdError('closed', grpc.status.CANCELLED, 'the client is closed', undefined, false);
+  }
+
+  private stubs(endpoint: string): Stubs {
+    this.checkOpen();
+    let s = this.stubsByEndpoint.get(endpoint);
+    if (!s) {
+      const api = loadPublicApi().leaderd.v1;
+      // One HTTP/2 connection per endpoint shared by every service.
+      const channel = new grpc.Channel(endpoint, grpc.credentials.createInsecure(), {
+        'grpc.initial_reconnect_backoff_ms': 100,
+        'grpc.max_reconnect_backoff_ms': 1000,
+      });
+      const o = { channelOverride: channel };
+      const creds = grpc.credentials.createInsecure();
+      s = {
+        channel,
+        cluster: new api.Cluster(endpoint, creds, o),
+        kv: new api.KV(endpoint, creds, o),
+        lease: new api.Lease(endpoint, creds, o),
+        election: new api.Election(endpoint, creds, o),
+        lock: new api.Lock(endpoint, creds, o),
+      };
+      this.stubsByEndpoint.set(endpoint, s);
+    }
+    return s;
+  }
+
+  private track<C extends grpc.Call>(call: C): C {
+    this.calls.add(call);
+    const done = () => this.calls.delete(call);
+    call.once('status', done);
+    return call;
+  }
+
+  /** A signal that aborts when `signal` does or the client closes. */
+  private linked(signal?: AbortSignal): AbortSignal {
+    return signal ? AbortSignal.any([signal, this.closer.signal]) : this.closer.signal;
+  }
+
+  private nextSeq(): number {
+    return ++this.seq;
+  }
+
+  private roundRobin(avoid?: string): string {
+    const n = this.endpoints.length;
+    for (let i = 0; i < n; i++) {
+      const e = this.endpoints[this.rr++ % n]!;
+      if (e !== avoid || n === 1) return e;
+    }
+    return this.endpoints[0]!;
+  }
+
+  private pickEndpoint(preferLeader: boolean, avoid?: string): string {
+    if (preferLeader && this.leaderHint !== undefined && this.leaderHint !== avoid) return this.leaderHint;
+    return this.roundRobin(avoid);
+  }
+
+  /**
+   * Ask the endpoints (other than `avoid`) who leads, and remember the leader's client
+   * address. Bounded by `deadline` (performance.now() time) and ~500 ms per endpoint.
+   */
+  private async discover(deadline: number, avoid: string | undefined, signal: AbortSignal): Promise<void> {
+    this.lastDiscovery = performance.now();
+    for (const e of this.endpoints) {
+      if (e === avoid && this.endpoints.length > 1) continue;
+      const remaining = deadline - performance.now();
+      if (remaining <= 0 || signal.aborted) return;
+      try {
+        const info = await this.unaryOnce<LeaderInfo__Output>(e, (s, o, cb) => s.cluster.GetLeader({}, o, cb), Math.min(500, remaining), signal);
+        if (info.leaderAddress !== '' && info.leaderAddress !== avoid) {
+          this.leaderHint = info.leaderAddress;
+          return;
+        }
+      } catch {
+        // try the next one
+      }
+    }
+  }
+
+  private unaryOnce<T>(endpoint: string, start: UnaryStart<T>, attemptMs: number, signal: AbortSignal): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let call: grpc.ClientUnaryCall;
+      const onAbort = () => call.cancel();
+      try {
+        call = start(this.stubs(endpoint), { deadline: new Date(Date.now() + Math.max(1, attemptMs)) }, (err, res) => {
+          signal.removeEventListener('abort', onAbort);
+          if (err) reject(err);
+          else resolve(res as T);
+        });
+      } catch (err) {
+        reject(err);
+        return;
+      }
+      this.track(call);
+      if (signal.aborted) call.cancel();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  private abortError(signal: AbortSignal): LeaderdError {
+    if (this.closer.signal.aborted) return new LeaderdError('closed', grpc.status.CANCELLED, 'the client is closed', undefined, false);
+    return new LeaderdError('cancelled', grpc.status.CANCELLED, `cancelled: ${String((signal.reason as Error)?.message ?? signal.reason)}`, undefined, false, undefined, {
+      cause: signal.reason,
+    });
+  }
+
+  /** One logical call: attempts on endpoints until success, a non-retryable error, or the deadline. */
+  private async invoke<T>(start: UnaryStart<T>, spec: CallSpec): Promise<Sent<T>> {
+    this.checkOpen();
+    const signal = this.linked(spec.signal);
+    const deadline = performance.now() + (spec.timeoutMs ?? this.timeoutMs);
+    let last: LeaderdError | undefined;
+    let avoid: string | undefined;
+    for (let attempt = 0; attempt < this.attempts; attempt++) {
+      if (signal.aborted) throw this.abortError(signal);
+      if (spec.preferLeader && this.leaderHint === undefined && performance.now() - this.lastDiscovery > 200) {
+        await this.discover(deadline, avoid, signal);
+      }
+      const remaining = deadline - performance.now();
+      if (remaining <= 0) break;
+      const endpoint = this.pickEndpoint(spec.preferLeader, avoid);
+      const sentAt = this.now();
+      try {
+        const res = await this.unaryOnce(endpoint, start, Math.min(remaining, spec.attemptTimeoutMs ?? this.attemptTimeoutMs), signal);
+        return { res, sentAt, endpoint };
+      } catch (err) {
+        if (signal.aborted) throw this.abortError(signal);
+        const e = toLeaderdError(err, spec.write, spec.idempotent, endpoint);
+        last = e;
+        if (!e.retryable) throw e;
+        if (this.leaderHint === endpoint) this.leaderHint = undefined;
+        avoid = endpoint;
+        const delay = backoffDelay(attempt, this.backoffOpts, this.random);
+        if (performance.now() + delay >= deadline) break;
+        await sleep(delay, signal);
+      }
+    }
+    if (last) throw last;
+    throw new LeaderdError('deadline', grpc.status.DEADLINE_EXCEEDED, 'deadline passed before any attempt', spec.write ? 'not-applied' : undefined, true);
+  }
+
+  private async read<T>(start: UnaryStart<T>, opts: { serializable?: boolean; signal?: AbortSignal; timeoutMs?: number } = {}): Promise<T> {
+    const spec: CallSpec = { write: false, idempotent: true, preferLeader: !opts.serializable, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}) };
+    return (await this.invoke(start, spec)).res;
+  }
+
+  private async write<T>(start: UnaryStart<T>, opts: { signal?: AbortSignal; timeoutMs?: number; attemptTimeoutMs?: number } = {}): Promise<Sent<T>> {
+    return this.invoke(start, { write: true, idempotent: true, preferLeader: true, ...opts });
+  }
+
+  // ---------------------------------------------------------------- Cluster
+
+  /** The leader as known by some endpoint (the first that answers). */
+  async leader(opts: { signal?: AbortSignal } = {}): Promise<LeaderInfo> {
+    const { res, endpoint } = await this.invoke<LeaderInfo__Output>((s, o, cb) => s.cluster.GetLeader({}, o, cb), {
+      write: false,
+      idempotent: true,
+      preferLeader: false,
+      ...opts,
+    });
+    if (res.leaderAddress !== '') this.leaderHint = res.leaderAddress;
+    return { leaderId: res.leaderId, leaderAddress: res.leaderAddress, term: res.term, endpoint };
+  }
+
+  getLeader(opts: { signal?: AbortSignal } = {}): Promise<LeaderInfo> {
+    return this.leader(opts);
+  }
+
+  /** One node's own view (no retry on other endpoints: the question is about that node). */
+  status(endpoint: string): Promise<NodeStatus> {
+    return this.unaryOnce<NodeStatus__Output>(endpoint, (s, o, cb) => s.cluster.GetStatus({}, o, cb), this.timeoutMs, this.closer.signal).catch((err: unknown) => {
+      throw toLeaderdError(err, false, true, endpoint);
+    });
+  }
+
+  async members(opts: { signal?: AbortSignal } = {}): Promise<Member[]> {
+    const res = await this.read<{ members: Member__Output[] }>((s, o, cb) => s.cluster.ListMembers({}, o, cb), { serializable: true, ...opts });
+    return res.members;
+  }
+
+  /** Planned handover to `targetId` (or the most up-to-date follower); resolves with the new leadership. */
+  async transferLeader(targetId = '', opts: { signal?: AbortSignal } = {}): Promise<LeaderInfo> {
+    const { res, endpoint } = await this.invoke<{ leader: LeaderInfo__Output | null }>((s, o, cb) => s.cluster.TransferLeader({ targetId }, o, cb), {
+      write: true,
+      idempotent: false,
+      preferLeader: true,
+      timeoutMs: Math.max(this.timeoutMs, 10_000),
+      attemptTimeoutMs: Math.max(this.timeoutMs, 10_000),
+      ...opts,
+    });
+    const l = res.leader ?? { leaderId: '', leaderAddress: '', term: 0 };
+    this.leaderHint = l.leaderAddress || undefined;
+    return { leaderId: l.leaderId, leaderAddress: l.leaderAddress, term: l.term, endpoint };
+  }
+
+  /**
+   * The current leader, then every change. When a stream breaks it continues on another
+   * endpoint; a value equal to the last one yielded (same leader and term) is skipped.
+   * Ends when `signal` aborts or the client closes.
+   */
+  async *watchLeader(signal?: AbortSignal): AsyncGenerator<LeaderInfo> {
+    const sig = this.linked(signal);
+    let last: string | undefined;
+    let failures = 0;
+    let avoid: string | undefined;
+    while (!sig.aborted) {
+      const endpoint = this.roundRobin(avoid);
+      try {
+        for await (const l of this.serverStream<LeaderInfo__Output>(endpoint, (s) => s.cluster.WatchLeader({}), sig)) {
+          failures = 0;
+          const k = `${l.leaderId}@${l.term}`;
+          if (l.leaderAddress !== '') this.leaderHint = l.leaderAddress;
+          if (k === last) continue;
+          last = k;
+          yield { leaderId: l.leaderId, leaderAddress: l.leaderAddress, term: l.term, endpoint };
+        }
+      } catch (err) {
+        if (sig.aborted) return;
+        const e = toLeaderdError(err, false, true, endpoint);
+        if (!e.retryable && e.kind !== 'internal' && e.kind !== 'cancelled') throw e;
+      }
+      if (sig.aborted) return;
+      avoid = endpoint;
+      await sleep(backoffDelay(failures++, this.backoffOpts, this.random), sig);
+    }
+  }
+
+  private async *serverStream<M>(endpoint: string, open: (s: Stubs) => grpc.ClientReadableStream<M>, signal: AbortSignal): AsyncGenerator<M> {
+    if (signal.aborted) return;
+    const call = this.track(open(this.stubs(endpoint)));
+    const onAbort = () => call.cancel();
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const m of call as AsyncIterable<M>) yield m;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      call.cancel();
+    }
+  }
+
+  // ---------------------------------------------------------------- KV
+
+  async put(key: string, value: string | Uint8Array, opts: { lease?: number; signal?: AbortSignal } = {}): Promise<{ revision: number }> {
+    const req = { key, value: toBuffer(value), lease: opts.lease ?? 0, clientId: this.clientId, seq: this.nextSeq() };
+    const { res } = await this.write<{ revision: number }>((s, o, cb) => s.kv.Put(req, o, cb), opts);
+    return { revision: res.revision };
+  }
+
+  async get(key: string, opts: { serializable?: boolean; signal?: AbortSignal } = {}): Promise<GetResult> {
+    const res = await this.read<GetResponse__Output>((s, o, cb) => s.kv.Get({ key, serializable: opts.serializable ?? false }, o, cb), opts);
+    return getToResult(key, res);
+  }
+
+  async delete(key: string, opts: { prefix?: boolean; signal?: AbortSignal } = {}): Promise<DeleteResult> {
+    const req = { key, prefix: opts.prefix ?? false, clientId: this.clientId, seq: this.nextSeq() };
+    const { res } = await this.write<DeleteResult>((s, o, cb) => s.kv.Delete(req, o, cb), opts);
+    return { revision: res.revision, deleted: res.deleted };
+  }
+
+  async range(prefix: string, opts: { limit?: number; startAfter?: string; serializable?: boolean; signal?: AbortSignal } = {}): Promise<RangeResult> {
+    const req = { prefix, limit: opts.limit ?? 0, startAfter: opts.startAfter ?? '', serializable: opts.serializable ?? false };
+    const res = await this.read<{ kvs: KeyValue__Output[]; more: boolean; revision: number }>((s, o, cb) => s.kv.Range(req, o, cb), opts);
+    return { revision: res.revision, kvs: res.kvs.map(toKeyValue), more: res.more };
+  }
+
+  async compareAndSwap(key: string, value: string | Uint8Array, expect: CasExpectation, opts: { lease?: number; signal?: AbortSignal } = {}): Promise<CasResult> {
+    const expectation =
+      'value' in expect ? { expectedValue: toBuffer(expect.value) } : 'absent' in expect ? { expectAbsent: true } : { expectedModRevision: expect.modRevision };
+    const req = { key, value: toBuffer(value), lease: opts.lease ?? 0, clientId: this.clientId, seq: this.nextSeq(), ...expectation };
+    const { res } = await this.write<{ succeeded: boolean; revision: number; currentFound: boolean; currentValue: Buffer; currentModRevision: number }>(
+      (s, o, cb) => s.kv.CompareAndSwap(req, o, cb),
+      opts,
+    );
+    return {
+      succeeded: res.succeeded,
+      revision: res.revision,
+      current: res.currentFound ? { value: res.currentValue, modRevision: res.currentModRevision } : null,
+    };
+  }
+
+  async txn(spec: TxnRequestSpec, opts: { signal?: AbortSignal } = {}): Promise<TxnResult> {
+    const req = {
+      compare: spec.compare.map(toCompare),
+      success: spec.success.map(toRequestOp),
+      failure: (spec.failure ?? []).map(toRequestOp),
+      clientId: this.clientId,
+      seq: this.nextSeq(),
+    };
+    type Out = {
+      succeeded: boolean;
+      revision: number;
+      responses: { put?: { revision: number } | null; delete?: { revision: number; deleted: number } | null; get?: GetResponse__Output | null; response?: string }[];
+    };
+    const { res } = await this.write<Out>((s, o, cb) => s.kv.Txn(req, o, cb), opts);
+    const ops = res.succeeded ? spec.success : (spec.failure ?? []);
+    const responses: TxnOpResult[] = res.responses.map((r, i) => {
+      if (r.response === 'put' && r.put) return { type: 'put', revision: r.put.revision };
+      if (r.response === 'delete' && r.delete) return { type: 'delete', revision: r.delete.revision, deleted: r.delete.deleted };
+      if (r.response === 'get' && r.get) {
+        const g = getToResult(ops[i]?.key ?? '', r.get);
+        return { type: 'get', revision: g.revision, kv: g.kv };
+      }
+      throw new LeaderdError('internal', grpc.status.INTERNAL, `txn response ${i} has no result`, undefined, false);
+    });
+    return { succeeded: res.succeeded, revision: res.revision, responses };
+  }
+
+  /**
+   * Changes to `key` (or every key under it with prefix) as batches of one revision each,
+   * in revision order. Without startRevision it begins after the current revision, read
+   * linearizably first so that a stream broken before its first event still resumes
+   * without a gap. A broken stream resumes on another endpoint at the last revision + 1;
+   * batches at or below the last revision yielded are dropped (no duplicates). Throws
+   * LeaderdError kind 'out-of-range' when the revision to resume from was compacted.
+   */
+  async *watch(key: string, opts: { prefix?: boolean; startRevision?: number; signal?: AbortSignal } = {}): AsyncGenerator<WatchBatch> {
+    const sig = this.linked(opts.signal);
+    const prefix = opts.prefix ?? false;
+    let last: number;
+    if (opts.startRevision !== undefined && opts.startRevision > 0) last = opts.startRevision - 1;
+    else {
+      const head = prefix ? await this.range(key, { limit: 1, signal: sig }) : await this.get(key, { signal: sig });
+      last = head.revision;
+    }
+    let failures = 0;
+    let avoid: string | undefined;
+    while (!sig.aborted) {
+      const endpoint = this.roundRobin(avoid);
+      try {
+        const stream = this.serverStream<{ events: { type: string; kv: KeyValue__Output | null }[]; revision: number }>(
+          endpoint,
+          (s) => s.kv.Watch({ key, prefix, startRevision: last + 1 }),
+          sig,
+        );
+        for await (const m of stream) {
+          failures = 0;
+          if (m.revision <= last || m.events.length === 0) continue;
+          last = m.revision;
+          yield {
+            revision: m.revision,
+            events: m.events.map((e) => ({
+              type: e.type === 'DELETE' ? ('delete' as const) : ('put' as const),
+              kv: e.kv ? toKeyValue(e.kv) : { key: '', value: Buffer.alloc(0), createRevision: 0, modRevision: m.revision, version: 0, lease: 0 },
+            })),
+          };
+        }
+      } catch (err) {
+        if (sig.aborted) return;
+        const e = toLeaderdError(err, false, true, endpoint);
+        if (!e.retryable && e.kind !== 'internal' && e.kind !== 'cancelled') throw e;
+      }
+      if (sig.aborted) return;
+      avoid = endpoint;
+      await sleep(backoffDelay(failures++, this.backoffOpts, this.random), sig);
+    }
+  }
+
+  // ---------------------------------------------------------------- Lease
+
+  /** Grant a lease without keeping it alive (see lease() for a kept-alive handle). */
+  async grantLease(ttlMs: number, opts: { signal?: AbortSignal } = {}): Promise<{ id: number; ttlMs: number }> {
+    return (await this.grantLeaseTimed(ttlMs, opts)).res;
+  }
+
+  private async grantLeaseTimed(ttlMs: number, opts: { signal?: AbortSignal }): Promise<Sent<{ id: number; ttlMs: number }>> {
+    const req = { ttlMs, clientId: this.clientId, seq: this.nextSeq() };
+    return this.write<{ id: number; ttlMs: number }>((s, o, cb) => s.lease.Grant(req, o, cb), opts);
+  }
+
+  async revokeLease(id: number, opts: { signal?: AbortSignal } = {}): Promise<{ revision: number }> {
+    const { res } = await this.write<{ revision: number }>((s, o, cb) => s.lease.Revoke({ id }, o, cb), opts);
+    return { revision: res.revision };
+  }
+
+  async timeToLive(id: number, opts: { keys?: boolean; signal?: AbortSignal } = {}): Promise<LeaseInfo> {
+    const res = await this.read<{ id: number; ttlMs: number; grantedTtlMs: number; keys: string[] }>(
+      (s, o, cb) => s.lease.TimeToLive({ id, keys: opts.keys ?? false }, o, cb),
+      opts,
+    );
+    return { id: res.id, ttlMs: res.ttlMs, grantedTtlMs: res.grantedTtlMs, keys: res.keys };
+  }
+
+  /** One keep-alive: the TTL the lease was renewed for (0 = it no longer exists). */
+  async keepAliveOnce(id: number, opts: { signal?: AbortSignal } = {}): Promise<{ id: number; ttlMs: number }> {
+    const { res } = await this.invoke<{ id: number; ttlMs: number }>((s, o, cb) => s.lease.KeepAliveOnce({ id }, o, cb), {
+      write: true,
+      idempotent: true,
+      preferLeader: true,
+      ...opts,
+    });
+    return { id: res.id, ttlMs: res.ttlMs };
+  }
+
+  /**
+   * Grant a lease of `ttlMs` and keep it alive (a keep-alive every ttl/3 on a KeepAlive
+   * stream that moves to another endpoint when it breaks). See LeaseHandle.
+   */
+  async lease(ttlMs: number, opts: { signal?: AbortSignal } = {}): Promise<LeaseHandle> {
+    const { res, sentAt } = await this.grantLeaseTimed(ttlMs, opts);
+    const keeper = new LeaseKeeper(this.leaseHost(), res.id, res.ttlMs, sentAt);
+    this.leases.add(keeper);
+    keeper.start();
+    return keeper;
+  }
+
+  private leaseHost(): LeaseHost {
+    return {
+      now: this.now,
+      openKeepAlive: (failures) => {
+        const endpoint = failures === 0 ? this.pickEndpoint(true) : this.roundRobin();
+        const call = this.stubs(endpoint).lease.KeepAlive();
+        this.track(call);
+        return { endpoint, call };
+      },
+      backoff: (failures) => backoffDelay(failures, this.backoffOpts, this.random),
+      revokeOnServer: async (id) => {
+        try {
+          await this.revokeLease(id);
+        } catch (err) {
+          // A retried Revoke whose first attempt took effect finds nothing to revoke.
+          if (!(err instanceof LeaderdError && err.kind === 'not-found')) throw err;
+        }
+      },
+      forget: (k) => this.leases.delete(k),
+    };
+  }
+
+  // ---------------------------------------------------------------- Election and Lock
+
+  /** The current holder of election `name`, as the cluster sees it (linearizable unless serializable). */
+  async electionLeader(name: string, opts: { signal?: AbortSignal } = {}): Promise<ElectionLeader> {
+    const res = await this.read<LeaderResponse__Output>((s, o, cb) => s.election.Leader({ name }, o, cb), opts);
+    return toElectionLeader(res);
+  }
+
+  /**
+   * The holder of election `name` now, then every change. A broken stream continues on
+   * another endpoint; an answer identical to the last one yielded is skipped.
+   */
+  async *observe(name: string, signal?: AbortSignal): AsyncGenerator<ElectionLeader> {
+    const sig = this.linked(signal);
+    let last: string | undefined;
+    let failures = 0;
+    let avoid: string | undefined;
+    while (!sig.aborted) {
+      const endpoint = this.roundRobin(avoid);
+      try {
+        for await (const r of this.serverStream<LeaderResponse__Output>(endpoint, (s) => s.election.Observe({ name }), sig)) {
+          failures = 0;
+          const l = toElectionLeader(r);
+          const k = l.found ? `${l.key}@${l.kv?.modRevision ?? 0}` : 'none';
+          if (k === last) continue;
+          last = k;
+          yield l;
+        }
+      } catch (err) {
+        if (sig.aborted) return;
+        const e = toLeaderdError(err, false, true, endpoint);
+        if (!e.retryable && e.kind !== 'internal' && e.kind !== 'cancelled') throw e;
+      }
+      if (sig.aborted) return;
+      avoid = endpoint;
+      await sleep(backoffDelay(failures++, this.backoffOpts, this.random), sig);
+    }
+  }
+
+  /**
+   * Campaign in election `name` with `value`: grants a lease (ttlMs, default 5000; the
+   * server's minimum is 500), then waits until elected, across failovers (a retried
+   * Campaign with the same lease reuses that lease's key). Rejects if `signal` aborts or
+   * the lease is lost while waiting (the lease is then revoked).
+   */
+  async campaign(name: string, value: string | Uint8Array, opts: { ttlMs?: number; signal?: AbortSignal } = {}): Promise<Leadership> {
+    const lease = await this.lease(opts.ttlMs ?? DEFAULT_LEASE_TTL_MS, opts.signal ? { signal: opts.signal } : {});
+    try {
+      const res = await this.blockingUntilGranted<{ leader: LeaderKey | null; fencingToken: number }>(
+        (s, o, cb) => s.election.Campaign({ name, lease: lease.id, value: toBuffer(value) }, o, cb),
+        lease,
+        opts.signal,
+      );
+      const key = res.leader?.key ?? '';
+      const leaderKey: LeaderKey = res.leader ?? { name, key, rev: res.fencingToken, lease: lease.id };
+      return this.makeLeadership(name, key, res.fencingToken, leaderKey, lease);
+    } catch (err) {
+      await this.dropLease(lease);
+      throw err;
+    }
+  }
+
+  /** Take lock `name` (waits until held); the handle's signal follows its lease. */
+  async lock(name: string, opts: { ttlMs?: number; signal?: AbortSignal } = {}): Promise<LockHandle> {
+    const lease = await this.lease(opts.ttlMs ?? DEFAULT_LEASE_TTL_MS, opts.signal ? { signal: opts.signal } : {});
+    try {
+      const res = await this.blockingUntilGranted<{ key: string; fencingToken: number }>((s, o, cb) => s.lock.Lock({ name, lease: lease.id }, o, cb), lease, opts.signal);
+      const controller = new AbortController();
+      const abort = (reason: LeadershipLostReason, msg: string, cause?: unknown) => {
+        if (!controller.signal.aborted) controller.abort(new LeadershipLostError(reason, res.key, res.fencingToken, msg, { cause }));
+      };
+      const onLeaseLost = () => abort('lease-lost', `lock ${name}: ${(lease.signal.reason as Error).message}`, lease.signal.reason);
+      if (lease.signal.aborted) onLeaseLost();
+      else lease.signal.addEventListener('abort', onLeaseLost, { once: true });
+      return {
+        name,
+        key: res.key,
+        token: res.fencingToken,
+        lease,
+        signal: controller.signal,
+        valid: () => lease.valid() && !controller.signal.aborted,
+        unlock: async () => {
+          abort('unlocked', `lock ${name} released`);
+          try {
+            await this.write((s, o, cb) => s.lock.Unlock({ key: res.key }, o, cb));
+          } finally {
+            await lease.revoke();
+          }
+        },
+      };
+    } catch (err) {
+      await this.dropLease(lease);
+      throw err;
+    }
+  }
+
+  private async dropLease(lease: LeaseHandle): Promise<void> {
+    if (this.closer.signal.aborted) return;
+    await lease.revoke().catch(() => {});
+  }
+
+  /**
+   * A call that blocks server-side until granted (Campaign, Lock): retried across
+   * failovers for as long as the lease lives and `signal` has not aborted. Each attempt
+   * gets a long deadline; one that expires is simply re-sent.
+   */
+  private async blockingUntilGranted<T>(start: UnaryStart<T>, lease: LeaseHandle, signal?: AbortSignal): Promise<T> {
+    const sig = signal ? AbortSignal.any([signal, lease.signal]) : lease.signal;
+    for (;;) {
+      try {
+        return (await this.invoke(start, { write: true, idempotent: true, preferLeader: true, timeoutMs: 60_000, attemptTimeoutMs: 30_000, signal: sig })).res;
+      } catch (err) {
+        if (lease.signal.aborted) throw lease.signal.reason as Error;
+        if (err instanceof LeaderdError && (err.kind === 'deadline' || err.retryable) && !sig.aborted) continue;
+        throw err;
+      }
+    }
+  }
+
+  private makeLeadership(name: string, key: string, token: number, leaderKey: LeaderKey, lease: LeaseHandle): Leadership {
+    const controller = new AbortController();
+    const observer = new AbortController();
+    const abort = (reason: LeadershipLostReason, msg: string, cause?: unknown) => {
+      observer.abort();
+      if (!controller.signal.aborted) controller.abort(new LeadershipLostError(reason, key, token, msg, { cause }));
+    };
+    const onLeaseLost = () => abort('lease-lost', `election ${name}: ${(lease.signal.reason as Error).message}`, lease.signal.reason);
+    if (lease.signal.aborted) onLeaseLost();
+    else lease.signal.addEventListener('abort', onLeaseLost, { once: true });
+    this.closer.signal.addEventListener('abort', () => abort('closed', `election ${name}: client closed`), { once: true });
+
+    // Watch for another holder. A lagging node may still show the previous holder for
+    // a while, so only an answer at a revision after one that showed us counts, or a
+    // holder whose key was created after ours (then ours was certainly deleted).
+    void (async () => {
+      let selfSeenAt = Infinity;
+      try {
+        for await (const l of this.observe(name, observer.signal)) {
+          const isSelf = l.found && l.key === key;
+          if (isSelf) selfSeenAt = Math.min(selfSeenAt, l.revision);
+          else if ((l.found && l.token > token) || l.revision > selfSeenAt) {
+            abort('superseded', `election ${name}: ${l.found ? `${l.key} (token ${l.token})` : 'nobody'} holds it now, not ${key} (token ${token})`);
+            return;
+          }
+        }
+      } catch (err) {
+        // Observe failing for good (not transiently) leaves only the lease to go by; it still bounds the leadership.
+        void err;
+      }
+    })();
+
+    return {
+      name,
+      key,
+      token,
+      lease,
+      signal: controller.signal,
+      valid: () => lease.valid() && !controller.signal.aborted,
+      proclaim: async (value) => {
+        if (!lease.valid() || controller.signal.aborted) throw controller.signal.reason ?? lease.signal.reason;
+        try {
+          const { res } = await this.write<{ revision: number }>((s, o, cb) => s.election.Proclaim({ leader: leaderKey, value: toBuffer(value) }, o, cb));
+          return res.revision;
+        } catch (err) {
+          if (err instanceof LeaderdError && err.kind === 'failed-precondition') abort('superseded', `election ${name}: proclaim refused: ${err.message}`, err);
+          throw err;
+        }
+      },
+      resign: async () => {
+        abort('resigned', `election ${name}: resigned`);
+        try {
+          await this.write((s, o, cb) => s.election.Resign({ leader: leaderKey }, o, cb));
+        } finally {
+          await lease.revoke();
+        }
+      },
+    };
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /**
+   * End every stream, keep-alive, timer and connection. Leases are NOT revoked (they
+   * expire on the server after their TTL); every handle's signal aborts with reason 'closed'.
+   */
+  close(): void {
+    if (this.closer.signal.aborted) return;
+    for (const k of [...this.leases]) k.lose('closed');
+    this.closer.abort(new LeaderdError('closed', grpc.status.CANCELLED, 'the client is closed', undefined, false));
+    for (const c of this.calls) c.cancel();
+    this.calls.clear();
+    for (const s of this.stubsByEndpoint.values()) s.channel.close();
+    this.stubsByEndpoint.clear();
+  }
+}
+
+function toElectionLeader(r: LeaderResponse__Output): ElectionLeader {
+  const kv = r.found && r.kv ? toKeyValue(r.kv) : null;
+  return { found: r.found, key: kv?.key ?? '', value: kv?.value ?? Buffer.alloc(0), token: r.fencingToken, revision: r.revision, kv };
+}
+
+export { LeaderdError, LeaseLostError, LeadershipLostError, codeOf };
+export type { LeaseHandle };
