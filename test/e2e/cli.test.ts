@@ -1,0 +1,216 @@
+// The `leaderd` CLI as an operator uses it: `leaderd local` for a whole cluster on one
+// machine, and the client commands against a running cluster.
+import { afterEach, describe, expect, it } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { localClientAddress, localPeerAddress } from '../../src/cli/local-ports.js';
+import { CLI, LocalCluster, exitOf, freePort, lines, runCli, sleep, waitFor } from './cluster.js';
+
+let cluster: LocalCluster | null = null;
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const f of cleanups.splice(0).reverse()) await f();
+  await cluster?.stop();
+  cluster = null;
+});
+
+/** Whether `pid` is a live process; a zombie (exited, never reaped, e.g. orphaned in a container whose init does not reap) counts as gone. */
+function alive(pid: number): boolean {
+  try {
+    if (/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))) return false;
+  } catch {
+    // no /proc entry: gone (or not Linux; then ask kill below)
+  }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The PIDs that wrote each node's log (every pino line carries "pid"). */
+function pidsInLogs(dir: string, ids: readonly string[]): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  for (const id of ids) {
+    const p = join(dir, `${id}.log`);
+    const pids = new Set<number>();
+    if (existsSync(p)) {
+      for (const l of lines(readFileSync(p, 'utf8'))) {
+        try {
+          const pid = (JSON.parse(l) as { pid?: unknown }).pid;
+          if (typeof pid === 'number') pids.add(pid);
+        } catch {
+          // not a JSON log line
+        }
+      }
+    }
+    out.set(id, [...pids]);
+  }
+  return out;
+}
+
+async function portFree(address: string): Promise<boolean> {
+  const [host, port] = address.split(':') as [string, string];
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(Number(port), host, () => s.close(() => resolve(true)));
+  });
+}
+
+/** Collects a child's stdout; `waitFor(re)` resolves with the first match. */
+function watchStdout(proc: ChildProcess): { text: () => string; waitFor: (re: RegExp, timeoutMs: number) => Promise<RegExpMatchArray> } {
+  let buf = '';
+  proc.stdout!.setEncoding('utf8').on('data', (d: string) => (buf += d));
+  return {
+    text: () => buf,
+    waitFor: (re, timeoutMs) => waitFor(`stdout to match ${re} (stdout so far: ${JSON.stringify(buf.slice(-800))})`, () => buf.match(re) ?? undefined, timeoutMs, 20),
+  };
+}
+
+describe('leaderd local', () => {
+  it('runs a 3-node cluster that `leaderd status` sees, and on SIGINT exits 0 leaving no node process behind', async () => {
+    const ids = ['n1', 'n2', 'n3'];
+    const addresses = ids.flatMap((_, i) => [localClientAddress(i + 1), localPeerAddress(i + 1)]);
+    const busy = [];
+    for (const a of addresses) if (!(await portFree(a))) busy.push(a);
+    if (busy.length > 0) throw new Error(`leaderd local uses fixed ports and these are taken on this machine: ${busy.join(', ')}; stop whatever holds them and rerun`);
+
+    const dir = mkdtempSync(join(tmpdir(), 'leaderd-e2e-local-'));
+    const proc = spawn(process.execPath, [CLI, 'local', '--nodes', '3', '--no-view', '--data-dir', dir], { stdio: ['ignore', 'pipe', 'pipe'], detached: false });
+    let stderr = '';
+    proc.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const out = watchStdout(proc);
+    cleanups.push(async () => {
+      // Whatever happened above: the local process and every node it started (found by PID in the logs) must go.
+      if (proc.exitCode === null && proc.signalCode === null) {
+        const e = exitOf(proc, 5000).catch(() => undefined);
+        proc.kill('SIGKILL');
+        await e;
+      }
+      for (const pids of pidsInLogs(dir, ids).values()) for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+      await sleep(100);
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    const m = await out.waitFor(/leader: \S+ -> (n\d) \(term (\d+)\)/, 30_000);
+    const [, leaderId, term] = m;
+    const endpoints = ids.map((_, i) => localClientAddress(i + 1)).join(',');
+    const st = await runCli(['status', '--endpoints', endpoints, '--json']);
+    expect(st.code, st.stderr).toBe(0);
+    const rows = JSON.parse(st.stdout) as { address: string; nodeId: string; role: string; term: number; leaderId: string }[];
+    expect(rows.map((r) => r.nodeId).sort()).toEqual(ids);
+    expect(rows.map((r) => r.address).sort()).toEqual(endpoints.split(','));
+    const leaders = rows.filter((r) => r.role === 'leader');
+    expect(leaders).toHaveLength(1);
+    expect(rows.every((r) => r.leaderId === leaders[0]!.nodeId && r.term === leaders[0]!.term)).toBe(true);
+    // The client commands default to the local cluster's endpoints.
+    const leader = await runCli(['leader', '--json']);
+    expect(leader.code, leader.stderr).toBe(0);
+    expect(JSON.parse(leader.stdout)).toMatchObject({ leaderId: leaders[0]!.nodeId, leaderAddress: rows.find((r) => r.role === 'leader')!.address });
+    console.log(`[e2e] leaderd local: first leader ${leaderId} (term ${term}); status: ${rows.map((r) => `${r.nodeId}=${r.role}`).join(' ')}`);
+
+    const childPids = pidsInLogs(dir, ids);
+    for (const id of ids) expect(childPids.get(id), `pid of ${id} in ${id}.log`).toHaveLength(1);
+    const exit = exitOf(proc, 20_000);
+    proc.kill('SIGINT');
+    expect(await exit).toEqual({ code: 0, signal: null });
+    for (const [id, pids] of childPids) expect(alive(pids[0]!), `${id} (pid ${pids[0]}) still running`).toBe(false);
+    for (const id of ids) expect(out.text()).toContain(`${id}: exited with code 0`);
+    expect(stderr).toBe('');
+    for (const a of addresses) expect(await portFree(a), `${a} released`).toBe(true);
+  });
+});
+
+describe('client commands against a running cluster', () => {
+  it('leader --json, members --json and the status table report the cluster; a dead endpoint listed first is skipped', async () => {
+    const c = (cluster = await LocalCluster.create({ nodes: 3 }));
+    c.startAll();
+    const l = await c.waitForLeader();
+    const dead = `127.0.0.1:${await freePort()}`;
+    const all = c.endpoints().join(',');
+
+    // One at a time: five CLI processes starting at once would starve the nodes of CPU on a 2-core machine.
+    const leader = await runCli(['leader', '--json', '--endpoints', all]);
+    const members = await runCli(['members', '--json', '--endpoints', all]);
+    const status = await runCli(['status', '--endpoints', all]);
+    const leaderViaDead = await runCli(['leader', '--json', '--endpoints', `${dead},${c.endpoint('n2')}`]);
+    const statusViaDead = await runCli(['status', '--endpoints', `${dead},${c.endpoint('n3')}`]);
+
+    expect(leader.code, leader.stderr).toBe(0);
+    expect(JSON.parse(leader.stdout)).toEqual({ leaderId: l.leaderId, leaderAddress: c.endpoint(l.leaderId), term: l.term });
+
+    expect(members.code, members.stderr).toBe(0);
+    const ms = JSON.parse(members.stdout) as { id: string; peerAddress: string; clientAddress: string; learner: boolean }[];
+    expect(ms.map((m) => ({ id: m.id, peerAddress: m.peerAddress, clientAddress: m.clientAddress, learner: m.learner })).sort((a, b) => a.id.localeCompare(b.id))).toEqual(
+      c.specs.map((s) => ({ id: s.id, peerAddress: `127.0.0.1:${s.peerPort}`, clientAddress: c.endpoint(s.id), learner: false })),
+    );
+
+    expect(status.code, status.stderr).toBe(0);
+    const table = lines(status.stdout).map((r) => r.trim().split(/\s+/));
+    expect(table[0]).toEqual(['ID', 'ADDRESS', 'ROLE', 'TERM', 'LEADER', 'COMMIT', 'APPLIED', 'LAST', 'LEASE']);
+    const body = table.slice(1);
+    expect(body.map((r) => r[0]).sort()).toEqual(['n1', 'n2', 'n3']);
+    for (const r of body) {
+      expect(r[1]).toBe(c.endpoint(r[0]!));
+      expect(r[2]).toBe(r[0] === l.leaderId ? 'leader' : 'follower');
+      expect(r[3]).toBe(String(l.term));
+      expect(r[4]).toBe(l.leaderId);
+      expect(r[8]).toBe(r[0] === l.leaderId ? 'valid' : '-');
+    }
+
+    expect(leaderViaDead.code, leaderViaDead.stderr).toBe(0);
+    expect(JSON.parse(leaderViaDead.stdout)).toMatchObject({ leaderId: l.leaderId, term: l.term });
+    expect(statusViaDead.code, statusViaDead.stderr).toBe(0);
+    const viaDead = lines(statusViaDead.stdout).slice(1).map((r) => r.trim().split(/\s+/));
+    expect(viaDead.filter((r) => r[2] === 'unreachable').map((r) => r[1])).toEqual([dead]);
+    expect(viaDead.filter((r) => r[2] !== 'unreachable').map((r) => r[0]).sort()).toEqual(['n1', 'n2', 'n3']);
+    console.log(`[e2e] leaderd status:\n${status.stdout}`);
+  });
+
+  it('transfer moves leadership and watch prints each change; every endpoint dead is exit 1 with one line; a malformed endpoint is exit 2', async () => {
+    const c = (cluster = await LocalCluster.create({ nodes: 3 }));
+    c.startAll();
+    const l = await c.waitForLeader();
+    const all = c.endpoints().join(',');
+
+    const watch = spawn(process.execPath, [CLI, 'watch', '--json', '--endpoints', c.endpoint('n1')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const watchExit = exitOf(watch, 60_000);
+    cleanups.push(async () => {
+      if (watch.exitCode === null && watch.signalCode === null) {
+        watch.kill('SIGKILL');
+        await watchExit.catch(() => undefined);
+      }
+    });
+    const out = watchStdout(watch);
+    await out.waitFor(new RegExp(`"leaderId":"${l.leaderId}".*"term":${l.term}`), 10_000);
+
+    const target = c.specs.map((s) => s.id).find((id) => id !== l.leaderId)!;
+    const moved = await runCli(['transfer', '--to', target, '--json', '--endpoints', all]);
+    expect(moved.code, moved.stderr).toBe(0);
+    const after = JSON.parse(moved.stdout) as { leaderId: string; term: number };
+    expect(after.leaderId).toBe(target);
+    expect(after.term).toBeGreaterThan(l.term);
+    await out.waitFor(new RegExp(`"leaderId":"${target}".*"term":${after.term}`), 10_000);
+    watch.kill('SIGINT');
+    expect(await watchExit).toEqual({ code: 0, signal: null });
+    const events = lines(out.text()).map((x) => JSON.parse(x) as { leaderId: string; term: number; via: string });
+    expect(events[0]).toMatchObject({ leaderId: l.leaderId, term: l.term, via: c.endpoint('n1') });
+    expect(events.filter((e) => e.leaderId !== '').map((e) => `${e.leaderId}@${e.term}`)).toEqual([`${l.leaderId}@${l.term}`, `${target}@${after.term}`]);
+
+    const dead = [`127.0.0.1:${await freePort()}`, `127.0.0.1:${await freePort()}`].join(',');
+    const failures = await Promise.all(['leader', 'members', 'status', 'transfer'].map((cmd) => runCli([cmd, '--endpoints', dead, '--timeout-ms', '1000'])));
+    for (const [i, r] of failures.entries()) {
+      expect(r.code, `${['leader', 'members', 'status', 'transfer'][i]}: ${r.stderr}`).toBe(1);
+      expect(lines(r.stderr)).toHaveLength(1);
+      expect(r.stderr).toMatch(/^leaderd: .*no endpoint answered/);
+    }
+    const malformed = await runCli(['leader', '--endpoints', 'localhost']);
+    expect(malformed.code).toBe(2);
+    expect(lines(malformed.stderr)).toEqual(["leaderd: --endpoints entry must be host:port, got 'localhost'"]);
+  });
+});
