@@ -78,6 +78,12 @@ interface Trial {
   readonly rtoMs: number;
   readonly leaseMs?: number;
   readonly rejoinMs: number;
+  /**
+   * Terms that began between the steady state before the kill and the steady state after
+   * the rejoin, beyond the one election the kill forces: split votes, and leaders that
+   * lost their quorum while the victim restarted. 0 is the ideal.
+   */
+  readonly extraTerms: number;
 }
 
 interface Outcome {
@@ -352,12 +358,14 @@ class TrialRunner {
       rtoMs: elected.at - killedAt,
       ...(leaseMs !== undefined ? { leaseMs } : {}),
       rejoinMs: rejoined.at - restartedAt,
+      extraTerms: rejoined.value.term - before.value.term - 1,
     };
     this.trials.push(t);
     console.log(
       `  ${sys.name.padEnd(12)} trial ${String(i).padStart(2)}/${of}: killed ${t.killed} -> ${t.newLeader} leads term ${String(t.term).padEnd(3)} after ${fmt(t.rtoMs).padStart(4)} ms` +
         (t.leaseMs !== undefined ? `, lease valid after ${fmt(t.leaseMs).padStart(4)} ms` : '') +
-        `; ${t.killed} rejoined ${fmt(t.rejoinMs)} ms after its restart`,
+        `; ${t.killed} rejoined ${fmt(t.rejoinMs)} ms after its restart` +
+        (t.extraTerms > 0 ? `; ${t.extraTerms} extra term(s)` : ''),
     );
     return true;
   }
@@ -461,6 +469,10 @@ async function main(): Promise<number> {
   for (const o of outcomes) {
     const rejoins = o.trials.map((t) => t.rejoinMs);
     console.log(row(`${o.system}: restart -> rejoined, caught up`, rejoins.length, stats(rejoins)));
+  }
+  for (const o of outcomes) {
+    const extra = o.trials.reduce((a, t) => a + t.extraTerms, 0);
+    console.log(`${o.system}: ${extra} extra terms in ${o.trials.length} trials (elections beyond the one each kill forces: split votes, leaders losing quorum during the rejoin)`);
   }
   const leaseBound = (ticks.electionTick - ticks.leaseDriftTicks) * ticks.tickMs;
   console.log(
