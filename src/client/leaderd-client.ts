@@ -27,7 +27,7 @@ import type { NodeStatus__Output } from '../gen/leaderd/v1/NodeStatus.js';
 import type { Member__Output } from '../gen/leaderd/v1/Member.js';
 import { loadPublicApi } from '../transport/protos.js';
 import { backoffDelay, sleep } from './backoff.js';
-import { LeaderdError, LeadershipLostError, LeaseLostError, toLeaderdError, codeOf, type LeadershipLostReason } from './errors.js';
+import { LeaderdError, LeadershipLostError, LeaseLostError, toLeaderdError, codeOf, type LeadershipLostReason, type WriteOutcome } from './errors.js';
 import { LeaseKeeper, type LeaseHandle, type LeaseHost } from './lease-handle.js';
 import type {
   CasExpectation,
@@ -322,9 +322,9 @@ export class LeaderdClient {
     });
   }
 
-  private abortError(signal: AbortSignal): LeaderdError {
-    if (this.closer.signal.aborted) return new LeaderdError('closed', grpc.status.CANCELLED, 'the client is closed', undefined, false);
-    return new LeaderdError('cancelled', grpc.status.CANCELLED, `cancelled: ${String((signal.reason as Error)?.message ?? signal.reason)}`, undefined, false, undefined, {
+  private abortError(signal: AbortSignal, outcome: WriteOutcome | undefined): LeaderdError {
+    if (this.closer.signal.aborted) return new LeaderdError('closed', grpc.status.CANCELLED, 'the client is closed', outcome, false);
+    return new LeaderdError('cancelled', grpc.status.CANCELLED, `cancelled: ${String((signal.reason as Error)?.message ?? signal.reason)}`, outcome, false, undefined, {
       cause: signal.reason,
     });
   }
@@ -336,8 +336,13 @@ export class LeaderdClient {
     const deadline = performance.now() + (spec.timeoutMs ?? this.timeoutMs);
     let last: LeaderdError | undefined;
     let avoid: string | undefined;
+    // Every attempt re-sent the same request (same client_id + seq), so if any of them
+    // may have taken effect, the write as a whole may have.
+    let mayHaveApplied = false;
+    const finish = (e: LeaderdError): LeaderdError =>
+      mayHaveApplied && e.outcome !== 'unknown' ? new LeaderdError(e.kind, e.code, e.message, 'unknown', e.retryable, e.endpoint, { cause: e.cause }) : e;
     for (let attempt = 0; attempt < this.attempts; attempt++) {
-      if (signal.aborted) throw this.abortError(signal);
+      if (signal.aborted) throw this.abortError(signal, spec.write ? (mayHaveApplied ? 'unknown' : 'not-applied') : undefined);
       if (spec.preferLeader && this.leaderHint === undefined && performance.now() - this.lastDiscovery > 200) {
         await this.discover(deadline, avoid, signal);
       }
@@ -345,14 +350,19 @@ export class LeaderdClient {
       if (remaining <= 0) break;
       const endpoint = this.pickEndpoint(spec.preferLeader, avoid);
       const sentAt = this.now();
+      const attemptMs = spec.attemptTimeoutMs ?? this.attemptTimeoutMs;
+      const truncated = remaining < attemptMs;
       try {
-        const res = await this.unaryOnce(endpoint, start, Math.min(remaining, spec.attemptTimeoutMs ?? this.attemptTimeoutMs), signal);
+        const res = await this.unaryOnce(endpoint, start, Math.min(remaining, attemptMs), signal);
         return { res, sentAt, endpoint };
       } catch (err) {
-        if (signal.aborted) throw this.abortError(signal);
+        if (signal.aborted) throw this.abortError(signal, spec.write ? 'unknown' : undefined);
         const e = toLeaderdError(err, spec.write, spec.idempotent, endpoint);
+        // An attempt cut short by the overall deadline says less than the failure before it.
+        if (e.outcome === 'unknown') mayHaveApplied = true;
+        if (e.kind === 'deadline' && truncated && last) throw finish(last);
         last = e;
-        if (!e.retryable) throw e;
+        if (!e.retryable) throw finish(e);
         if (this.leaderHint === endpoint) this.leaderHint = undefined;
         avoid = endpoint;
         const delay = backoffDelay(attempt, this.backoffOpts, this.random);
@@ -360,7 +370,7 @@ export class LeaderdClient {
         await sleep(delay, signal);
       }
     }
-    if (last) throw last;
+    if (last) throw finish(last);
     throw new LeaderdError('deadline', grpc.status.DEADLINE_EXCEEDED, 'deadline passed before any attempt', spec.write ? 'not-applied' : undefined, true);
   }
 

@@ -1,0 +1,156 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import * as grpc from '@grpc/grpc-js';
+import { classify, toLeaderdError, type WriteOutcome } from '../../src/client/errors.js';
+import { LeaderdClient, LeaderdError } from '../../src/client/leaderd-client.js';
+import { failure, startFakeNode, type FakeNode } from './fake-server.js';
+
+const S = grpc.status;
+
+describe('retry classification', () => {
+  // [code, outcome, leaderd-error kind, idempotent] -> [kind, retried?]
+  const table: [grpc.status, WriteOutcome | undefined, string | undefined, boolean, string, boolean][] = [
+    [S.UNAVAILABLE, undefined, undefined, true, 'unavailable', true],
+    [S.UNAVAILABLE, 'not-applied', undefined, true, 'unavailable', true],
+    [S.UNAVAILABLE, 'unknown', undefined, true, 'unavailable', true],
+    // Not exactly-once protected: an unknown outcome must not be re-sent, a not-applied one may.
+    [S.UNAVAILABLE, 'unknown', undefined, false, 'unavailable', false],
+    [S.UNAVAILABLE, 'not-applied', undefined, false, 'unavailable', true],
+    [S.DEADLINE_EXCEEDED, 'unknown', undefined, true, 'deadline', true],
+    [S.DEADLINE_EXCEEDED, 'unknown', undefined, false, 'deadline', false],
+    [S.FAILED_PRECONDITION, 'not-applied', 'not-leader', true, 'not-leader', true],
+    [S.FAILED_PRECONDITION, 'unknown', 'not-leader', true, 'not-leader', true],
+    [S.FAILED_PRECONDITION, 'not-applied', undefined, true, 'failed-precondition', false],
+    [S.FAILED_PRECONDITION, 'not-applied', 'lease-not-found', true, 'failed-precondition', false],
+    [S.INVALID_ARGUMENT, 'not-applied', undefined, true, 'invalid-argument', false],
+    [S.RESOURCE_EXHAUSTED, 'not-applied', undefined, true, 'resource-exhausted', false],
+    [S.NOT_FOUND, undefined, undefined, true, 'not-found', false],
+    [S.OUT_OF_RANGE, undefined, undefined, true, 'out-of-range', false],
+    [S.CANCELLED, undefined, undefined, true, 'cancelled', false],
+    [S.INTERNAL, 'unknown', undefined, true, 'internal', false],
+    [S.UNKNOWN, undefined, undefined, true, 'internal', false],
+  ];
+  it.each(table)('code %s outcome %s kind %s idempotent %s -> %s, retried %s', (code, outcome, kind, idempotent, expectKind, retried) => {
+    const c = classify(code, outcome, kind, idempotent);
+    expect(c.kind).toBe(expectKind);
+    expect(c.retryable).toBe(retried);
+  });
+
+  it('reads the outcome and error kind from trailing metadata, and assumes unknown for a write without one', () => {
+    const md = new grpc.Metadata();
+    md.set('leaderd-outcome', 'not-applied');
+    md.set('leaderd-error', 'not-leader');
+    const e = toLeaderdError({ code: S.FAILED_PRECONDITION, details: 'whatever the text says', metadata: md }, true, false);
+    expect(e).toMatchObject({ kind: 'not-leader', outcome: 'not-applied', retryable: true, code: S.FAILED_PRECONDITION });
+    const lost = toLeaderdError({ code: S.UNAVAILABLE, details: 'Connection dropped', metadata: new grpc.Metadata() }, true, false);
+    expect(lost).toMatchObject({ kind: 'unavailable', outcome: 'unknown', retryable: false });
+  });
+});
+
+type PutReq = { key: string; clientId: string; seq: number };
+
+describe('LeaderdClient retries against real gRPC servers', () => {
+  const nodes: FakeNode[] = [];
+  const clients: LeaderdClient[] = [];
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.close();
+    for (const n of nodes.splice(0)) await n.stop();
+  });
+
+  async function node(kv: grpc.UntypedServiceImplementation, leaderAddress = () => ''): Promise<FakeNode> {
+    const n = await startFakeNode({
+      KV: kv,
+      Cluster: { GetLeader: (_c: unknown, cb: grpc.sendUnaryData<object>) => cb(null, { leaderId: 'x', leaderAddress: leaderAddress(), term: 1 }) },
+    });
+    nodes.push(n);
+    return n;
+  }
+  function client(endpoints: string[]): LeaderdClient {
+    const c = new LeaderdClient({ endpoints, timeoutMs: 3000, retry: { backoffMs: 5, maxBackoffMs: 20 } });
+    clients.push(c);
+    return c;
+  }
+
+  it('re-sends a write whose outcome was unknown with the same client_id and seq, and a new write with the next seq', async () => {
+    const seen: PutReq[] = [];
+    const n = await node({
+      Put: (call: grpc.ServerUnaryCall<PutReq, object>, cb: grpc.sendUnaryData<object>) => {
+        seen.push({ key: call.request.key, clientId: call.request.clientId, seq: call.request.seq });
+        if (seen.length === 1) cb(failure(S.UNAVAILABLE, 'lost quorum', { 'leaderd-outcome': 'unknown' }));
+        else cb(null, { revision: 10 + seen.length });
+      },
+    });
+    const c = client([n.endpoint]);
+    expect(await c.put('k', 'v')).toEqual({ revision: 12 });
+    expect(await c.put('k2', 'v')).toEqual({ revision: 13 });
+    expect(seen.length).toBe(3);
+    expect(seen[0]!.clientId).toBe(c.clientId);
+    expect(seen[1]).toEqual(seen[0]);
+    expect(seen[2]!.seq).toBeGreaterThan(seen[0]!.seq);
+  });
+
+  it('moves to another endpoint after a not-leader refusal and throws non-retryable errors at once', async () => {
+    let refusals = 0;
+    let invalids = 0;
+    const follower = await node({
+      Put: (_c: unknown, cb: grpc.sendUnaryData<object>) => {
+        refusals++;
+        cb(failure(S.FAILED_PRECONDITION, 'not leader', { 'leaderd-outcome': 'not-applied', 'leaderd-error': 'not-leader' }));
+      },
+    });
+    const leader = await node({
+      Put: (call: grpc.ServerUnaryCall<PutReq, object>, cb: grpc.sendUnaryData<object>) => {
+        if (call.request.key === 'bad') {
+          invalids++;
+          cb(failure(S.INVALID_ARGUMENT, 'key too long', { 'leaderd-outcome': 'not-applied' }));
+        } else cb(null, { revision: 5 });
+      },
+    });
+    const c = client([follower.endpoint, leader.endpoint]);
+    expect(await c.put('k', 'v')).toEqual({ revision: 5 });
+    expect(refusals).toBeGreaterThanOrEqual(1);
+    const err = await c.put('bad', 'v').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LeaderdError);
+    expect(err).toMatchObject({ kind: 'invalid-argument', code: S.INVALID_ARGUMENT, outcome: 'not-applied', retryable: false });
+    expect(invalids).toBe(1);
+  });
+
+  it('sends writes to the leader address that GetLeader names', async () => {
+    let followerPuts = 0;
+    let leaderPuts = 0;
+    let leaderEndpoint = '';
+    const leader = await node({ Put: (_c: unknown, cb: grpc.sendUnaryData<object>) => (leaderPuts++, cb(null, { revision: 1 })) }, () => leaderEndpoint);
+    leaderEndpoint = leader.endpoint;
+    const follower = await node({ Put: (_c: unknown, cb: grpc.sendUnaryData<object>) => (followerPuts++, cb(null, { revision: 1 })) }, () => leaderEndpoint);
+    const c = client([follower.endpoint, leader.endpoint]);
+    for (let i = 0; i < 5; i++) await c.put(`k${i}`, 'v');
+    expect(leaderPuts).toBe(5);
+    expect(followerPuts).toBe(0);
+  });
+
+  it('reports outcome unknown when any attempt of a failed write may have applied, even if the last said not-applied', async () => {
+    let n = 0;
+    const node1 = await node({
+      Put: (_c: unknown, cb: grpc.sendUnaryData<object>) => {
+        n++;
+        if (n === 1) cb(failure(S.UNAVAILABLE, 'leader lost after append', { 'leaderd-outcome': 'unknown' }));
+        else cb(failure(S.RESOURCE_EXHAUSTED, 'too many pending', { 'leaderd-outcome': 'not-applied' }));
+      },
+    });
+    const c = client([node1.endpoint]);
+    const err = await c.put('k', 'v').catch((e: unknown) => e);
+    expect(err).toMatchObject({ kind: 'resource-exhausted', outcome: 'unknown', retryable: false });
+    expect(n).toBe(2);
+  });
+
+  it('gives up at the deadline with the last transient error, still marked retryable', async () => {
+    let attempts = 0;
+    const n = await node({ Get: (_c: unknown, cb: grpc.sendUnaryData<object>) => (attempts++, cb(failure(S.UNAVAILABLE, 'no leader'))) });
+    const c = new LeaderdClient({ endpoints: [n.endpoint], timeoutMs: 300, retry: { backoffMs: 10, maxBackoffMs: 40 } });
+    clients.push(c);
+    const started = performance.now();
+    const err = await c.get('k').catch((e: unknown) => e);
+    expect(performance.now() - started).toBeLessThan(1500);
+    expect(err).toMatchObject({ kind: 'unavailable', retryable: true });
+    expect(attempts).toBeGreaterThan(2);
+  });
+});
