@@ -2,6 +2,8 @@
 // as SIGKILL and SIGSTOP reach the node itself).
 import { LeaderdNode } from '../server/node.js';
 import { PublicServer } from '../server/public-api.js';
+import { CoordinationService } from '../server/coordination.js';
+import { KvStore } from '../statemachine/kv-store.js';
 import { readConfigFile, resolveStartConfig, type RawSettings } from '../server/config.js';
 import { StorageRefusedError } from '../storage/errors.js';
 import { createLogger } from './logger.js';
@@ -12,6 +14,7 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
   const cfg = resolveStartConfig(settings, configPath ? readConfigFile(configPath) : {});
   const log = createLogger(cfg.logLevel);
   let node: LeaderdNode;
+  const store = new KvStore();
   try {
     node = await LeaderdNode.start({
       id: cfg.id,
@@ -24,6 +27,7 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
       heartbeatMs: cfg.heartbeatMs,
       electionTimeoutMs: cfg.electionTimeoutMs,
       logger: log,
+      stateMachine: store,
       onFatal: () => process.exit(EXIT_RUNTIME),
     });
   } catch (err) {
@@ -34,7 +38,7 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
     }
     throw err;
   }
-  const server = new PublicServer(node, log);
+  const server = new PublicServer(node, log, new CoordinationService(node, store, { electionTimeoutMs: cfg.electionTimeoutMs, logger: log }));
   try {
     const port = await server.listen(cfg.listenClient);
     log.info({ node: cfg.id, client: cfg.listenClient, port }, 'client API listening');

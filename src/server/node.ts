@@ -22,11 +22,32 @@ import { TickClock } from './tick-clock.js';
 
 /** What a replicated state machine must do. Calls are made in log order, one at a time. */
 export interface StateMachine {
-  apply(entry: Entry): void;
+  /** Apply a committed `normal` entry; the result goes to whoever proposed it on this node. */
+  apply(entry: Entry): unknown;
   /** Everything applied so far, serialized. */
   snapshot(): Uint8Array;
   /** Replace the whole state with a snapshot's. */
   restore(data: Uint8Array): void;
+}
+
+/** Why an operation failed, as a closed set of kinds the server maps to gRPC codes. */
+export type NodeErrorKind = 'not-leader' | 'transferring' | 'conf-change-pending' | 'invalid' | 'not-in-config' | 'unavailable' | 'stopped' | 'timeout' | 'superseded';
+
+/**
+ * A failed operation. `outcome` says whether a write may have taken effect:
+ * 'not-applied' (refused before it entered the log, or provably replaced there) or
+ * 'unknown' (proposed; its fate is not known).
+ */
+export class NodeError extends Error {
+  override readonly name = 'NodeError';
+  constructor(
+    readonly kind: NodeErrorKind,
+    message: string,
+    readonly outcome: 'not-applied' | 'unknown' = 'not-applied',
+    readonly leaderId: NodeId | null = null,
+  ) {
+    super(message);
+  }
 }
 
 /** A state machine that keeps nothing: leaderd's leadership service needs only the log. */
@@ -110,6 +131,7 @@ export class LeaderdNode {
   private lastSoft: SoftState;
   private readonly leaderListeners = new Set<(l: LeaderView) => void>();
   private readonly readWaiters = new Map<string, (index: number) => void>();
+  private readonly proposals = new Map<number, ProposalWaiter>();
   private readSeq = 0;
   private lastSnapshotIndex: number;
 
@@ -247,14 +269,32 @@ export class LeaderdNode {
   // -------------------------------------------------------------------------
   // Operations
 
-  /** Propose an opaque command; resolves with its index once applied on this node. */
-  async propose(data: Uint8Array, signal?: AbortSignal): Promise<number> {
+  /**
+   * Propose an opaque command. Resolves with its index and the state machine's result
+   * once it is applied on this node. Rejects with a NodeError: outcome 'not-applied' when
+   * it never entered the log (not leader, transferring) or was replaced there by another
+   * leader's entry; 'unknown' when the signal aborted (deadline) or the node stopped first.
+   */
+  async propose(data: Uint8Array, signal?: AbortSignal): Promise<{ index: number; result: unknown }> {
+    if (this.stopped) throw new NodeError('stopped', 'node is stopped');
     this.clock.catchUp();
     const r = this.raft.propose(data);
-    if (!r.ok) throw Object.assign(new Error(`cannot propose: ${r.error}`), { kind: r.error, leaderId: r.leaderId });
+    if (!r.ok) throw new NodeError(r.error, r.error === 'not-leader' ? `not the leader (leader: ${r.leaderId ?? 'unknown'})` : `cannot propose: ${r.error}`, 'not-applied', r.leaderId);
+    const done = new Promise<{ index: number; result: unknown }>((resolve, reject) => {
+      const w: ProposalWaiter = { term: r.term, resolve: (result) => resolve({ index: r.index, result }), reject };
+      this.proposals.set(r.index, w);
+      signal?.addEventListener(
+        'abort',
+        () => {
+          if (this.proposals.get(r.index) !== w) return;
+          this.proposals.delete(r.index);
+          reject(new NodeError('timeout', 'deadline passed before the write was known to be committed', 'unknown'));
+        },
+        { once: true },
+      );
+    });
     this.afterInput();
-    await this.waitApplied(r.index, signal);
-    return r.index;
+    return done;
   }
 
   /** A linearizable read barrier (ReadIndex or lease): resolves once this node has applied everything committed before the call. */
@@ -266,7 +306,7 @@ export class LeaderdNode {
       this.raft.readIndex(id);
       this.afterInput();
     });
-    if (index < 0) throw Object.assign(new Error('read index unavailable: no leader or no quorum'), { kind: 'unavailable' });
+    if (index < 0) throw new NodeError('unavailable', 'cannot confirm a linearizable read: no leader or no quorum');
     await this.waitApplied(index, signal);
   }
 
@@ -274,11 +314,11 @@ export class LeaderdNode {
   async transferLeadership(target?: NodeId, timeoutMs = 4 * this.opts.electionTimeoutMs): Promise<LeaderView> {
     this.clock.catchUp();
     const s = this.raft.status();
-    if (s.role !== 'leader') throw Object.assign(new Error(`not the leader (leader: ${s.leaderId ?? 'unknown'})`), { kind: 'not-leader' });
+    if (s.role !== 'leader') throw new NodeError('not-leader', `not the leader (leader: ${s.leaderId ?? 'unknown'})`, 'not-applied', s.leaderId);
     const to = target ?? this.bestTransferTarget();
-    if (to === null) throw Object.assign(new Error('no other voter to transfer leadership to'), { kind: 'invalid' });
+    if (to === null) throw new NodeError('invalid', 'no other voter to transfer leadership to');
     const r = this.raft.transferLeadership(to);
-    if (!r.ok) throw Object.assign(new Error(`cannot transfer leadership to ${to}: ${r.error}`), { kind: r.error });
+    if (!r.ok) throw new NodeError(r.error, `cannot transfer leadership to ${to}: ${r.error}`);
     this.afterInput();
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
@@ -308,6 +348,8 @@ export class LeaderdNode {
     this.timer = null;
     for (const w of this.readWaiters.values()) w(-1);
     this.readWaiters.clear();
+    for (const w of this.proposals.values()) w.reject(new NodeError('stopped', 'node stopped before the write was known to be committed', 'unknown'));
+    this.proposals.clear();
     await this.transport.close();
     await this.drained.catch(() => {});
     await this.storage.close().catch(() => {});
@@ -366,11 +408,29 @@ export class LeaderdNode {
       this.sm.restore(rd.snapshot.data);
       this.lastSnapshotIndex = rd.snapshot.meta.index;
     }
+    if (rd.snapshot) {
+      // Entries this node proposed that the snapshot covers: their fate is in the
+      // snapshot, not known to us.
+      for (const [index, w] of this.proposals) {
+        if (index <= rd.snapshot.meta.index) {
+          this.proposals.delete(index);
+          w.reject(new NodeError('superseded', 'a snapshot from the leader replaced the log before the write applied here', 'unknown'));
+        }
+      }
+    }
     let last = 0;
     for (const e of rd.committedEntries) {
-      if (e.type === 'normal') this.sm.apply(e);
+      let result: unknown = null;
+      if (e.type === 'normal') result = this.sm.apply(e);
       else if (e.type === 'conf') await this.rememberPeer(e);
       last = e.index;
+      const w = this.proposals.get(e.index);
+      if (w) {
+        this.proposals.delete(e.index);
+        if (w.term === e.term) w.resolve(result);
+        // Another leader's entry took this index: ours can never commit (Log Matching).
+        else w.reject(new NodeError('not-leader', `leadership changed (term ${e.term}) before the write committed; it was not applied`, 'not-applied'));
+      }
     }
     for (const r of rd.readStates) {
       const w = this.readWaiters.get(r.requestId);
@@ -431,6 +491,11 @@ export class LeaderdNode {
     const prev = this.lastSoft;
     if (soft.role === prev.role && soft.leaderId === prev.leaderId && soft.term === prev.term && soft.learner === prev.learner) return;
     this.lastSoft = soft;
+    if (prev.role === 'leader' && soft.role !== 'leader' && this.proposals.size > 0) {
+      // Our entries may still commit under the next leader, or be replaced: unknown.
+      for (const w of this.proposals.values()) w.reject(new NodeError('not-leader', 'leadership was lost before the write was known to be committed', 'unknown', soft.leaderId));
+      this.proposals.clear();
+    }
     const fields = { node: this.id, term: soft.term };
     if (soft.term !== prev.term) this.log.info({ ...fields, from: prev.term }, 'term changed');
     if (soft.role !== prev.role) this.log.info({ ...fields, role: soft.role, was: prev.role }, 'role changed');
@@ -517,6 +582,12 @@ export class LeaderdNode {
     this.log.fatal({ node: this.id, err: err.message }, 'storage failure: node stops (fail-stop)');
     void this.stop({ transfer: false }).finally(() => this.opts.onFatal?.(err));
   }
+}
+
+interface ProposalWaiter {
+  readonly term: number;
+  resolve(result: unknown): void;
+  reject(err: Error): void;
 }
 
 function sleep(ms: number): Promise<void> {

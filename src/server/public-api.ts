@@ -9,6 +9,8 @@ import type { ClusterHandlers } from '../gen/leaderd/v1/Cluster.js';
 import type { LeaderInfo } from '../gen/leaderd/v1/LeaderInfo.js';
 import { loadDefinition, loadPublicApi } from '../transport/protos.js';
 import type { LeaderdNode, LeaderView } from './node.js';
+import type { CoordinationService } from './coordination.js';
+import { DEFAULT_LIMITS } from './limits.js';
 
 const CLUSTER_SERVICE = 'leaderd.v1.Cluster';
 
@@ -35,7 +37,10 @@ export function statusFor(err: unknown): { code: grpc.status; details: string } 
 }
 
 export class PublicServer {
-  private readonly server = new grpc.Server();
+  private readonly server = new grpc.Server({
+    // Oversized requests are refused by gRPC itself with RESOURCE_EXHAUSTED.
+    'grpc.max_receive_message_length': DEFAULT_LIMITS.maxRequestBytes,
+  });
   private readonly health = new HealthImplementation({ '': 'NOT_SERVING', [CLUSTER_SERVICE]: 'NOT_SERVING' });
   private readonly unsubscribe: () => void;
   private readonly streams = new Set<grpc.ServerWritableStream<unknown, LeaderInfo>>();
@@ -43,6 +48,7 @@ export class PublicServer {
   constructor(
     private readonly node: LeaderdNode,
     private readonly log: Logger,
+    private readonly coordination: CoordinationService | null = null,
   ) {
     const api = loadPublicApi();
     const handlers: ClusterHandlers = {
@@ -69,6 +75,7 @@ export class PublicServer {
       },
     };
     this.server.addService(api.leaderd.v1.Cluster.service, handlers);
+    coordination?.register(this.server);
     this.health.addToServer(this.server);
     new ReflectionService(loadDefinition('leaderd/v1')).addToServer(this.server);
     this.unsubscribe = node.onLeaderChange((l) => this.setHealth(l));
@@ -93,6 +100,7 @@ export class PublicServer {
 
   close(): Promise<void> {
     this.unsubscribe();
+    this.coordination?.close();
     for (const s of this.streams) s.end();
     return new Promise((resolve) => {
       const force = setTimeout(() => {

@@ -9,6 +9,9 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { ProtoGrpcType as ClusterGrpcType } from '../gen/cluster.js';
+import type { ProtoGrpcType as KvGrpcType } from '../gen/kv.js';
+import type { ProtoGrpcType as LeaseGrpcType } from '../gen/lease.js';
+import type { ProtoGrpcType as ElectionGrpcType } from '../gen/election.js';
 import type { ProtoGrpcType as RaftGrpcType } from '../gen/raft.js';
 
 /**
@@ -76,11 +79,12 @@ function load(relDir: string): grpc.GrpcObject {
 }
 
 /**
- * The public API, package leaderd.v1: every .proto in proto/leaderd/v1/. The type covers
- * cluster.proto; when more services are added there, intersect their generated
- * ProtoGrpcType into PublicApi.
+ * The public API, package leaderd.v1: every .proto in proto/leaderd/v1/ (Cluster, KV,
+ * Lease, Election, Lock).
  */
-export type PublicApi = ClusterGrpcType;
+export type PublicApi = {
+  leaderd: { v1: ClusterGrpcType['leaderd']['v1'] & KvGrpcType['leaderd']['v1'] & LeaseGrpcType['leaderd']['v1'] & ElectionGrpcType['leaderd']['v1'] };
+};
 /** The peer protocol, package leaderd.raft.v1. */
 export type PeerApi = RaftGrpcType;
 

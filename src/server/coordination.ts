@@ -1,0 +1,578 @@
+// The coordination API on top of the replicated KvStore: leaderd.v1.KV, Lease,
+// Election and Lock. Any node accepts any request:
+//  - writes are proposed by the leader; a follower forwards them (forwarder.ts);
+//  - linearizable reads use ReadIndex (or the leader's lease) through the local node and
+//    are then served from local state; serializable reads are served at once;
+//  - lease keep-alives and expiry belong to the leader, whose lease makes it the only
+//    node that may vouch for a lease being alive (lease-keeper.ts).
+// Every failed write carries trailing metadata `leaderd-outcome`.
+import * as grpc from '@grpc/grpc-js';
+import type { MethodDefinition } from '@grpc/proto-loader';
+import type { Logger } from 'pino';
+import type { LeaderdNode } from './node.js';
+import { NodeError } from './node.js';
+import { CompactedError, type HistoryEntry, type KvStore } from '../statemachine/kv-store.js';
+import { encodeCommand, type Command, type CommandResult, type Compare, type Envelope, type KeyValue, type Op, type WatchEvent } from '../statemachine/commands.js';
+import { ApiError, checkClientSeq, checkKey, checkLeaseId, checkName, checkPrefix, checkTtl, checkValue, DEFAULT_LIMITS, RESERVED_PREFIX, type Limits } from './limits.js';
+import { FORWARDED_KEY, Forwarder, OUTCOME_KEY, type CallContext } from './forwarder.js';
+import { LeaseKeeper } from './lease-keeper.js';
+import { loadPublicApi } from '../transport/protos.js';
+import type { KVHandlers } from '../gen/leaderd/v1/KV.js';
+import type { LeaseHandlers } from '../gen/leaderd/v1/Lease.js';
+import type { ElectionHandlers } from '../gen/leaderd/v1/Election.js';
+import type { LockHandlers } from '../gen/leaderd/v1/Lock.js';
+import type { KeyValue as PbKeyValue } from '../gen/leaderd/v1/KeyValue.js';
+import type { Compare__Output } from '../gen/leaderd/v1/Compare.js';
+import type { RequestOp__Output } from '../gen/leaderd/v1/RequestOp.js';
+import type { ResponseOp } from '../gen/leaderd/v1/ResponseOp.js';
+import type { LeaderKey__Output } from '../gen/leaderd/v1/LeaderKey.js';
+import type { LeaderResponse } from '../gen/leaderd/v1/LeaderResponse.js';
+
+const ELECTION_PREFIX = `${RESERVED_PREFIX}election/`;
+const LOCK_PREFIX = `${RESERVED_PREFIX}lock/`;
+/** A write with no deadline of its own gives up (outcome unknown) after this long. */
+const DEFAULT_WRITE_TIMEOUT_MS = 10_000;
+
+export interface CoordinationOptions {
+  readonly electionTimeoutMs: number;
+  readonly logger: Logger;
+  readonly limits?: Limits;
+}
+
+function pbKv(kv: KeyValue): PbKeyValue {
+  return { key: kv.key, value: kv.value, createRevision: kv.createRevision, modRevision: kv.modRevision, version: kv.version, lease: kv.lease };
+}
+
+function bytes(b: Buffer | Uint8Array | string | undefined): Uint8Array {
+  if (b === undefined) return new Uint8Array(0);
+  if (typeof b === 'string') return new TextEncoder().encode(b);
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
+
+/** Map any failure to the gRPC status, details and leaderd-outcome the client should see. */
+function toStatus(err: unknown): Partial<grpc.StatusObject> {
+  let code = grpc.status.INTERNAL;
+  let details = (err as Error)?.message ?? String(err);
+  let outcome: string | null = null;
+  if (err instanceof ApiError) {
+    code = err.code;
+    outcome = err.outcome;
+  } else if (err instanceof NodeError) {
+    outcome = err.outcome;
+    code = err.kind === 'timeout' ? grpc.status.DEADLINE_EXCEEDED : err.kind === 'invalid' ? grpc.status.INVALID_ARGUMENT : grpc.status.UNAVAILABLE;
+  } else if (err instanceof CompactedError) {
+    code = grpc.status.OUT_OF_RANGE;
+  }
+  const metadata = new grpc.Metadata();
+  if (outcome) metadata.set(OUTCOME_KEY, outcome);
+  return { code, details, metadata };
+}
+
+function applyError(r: CommandResult & { ok: false }): ApiError {
+  switch (r.error) {
+    case 'lease-not-found':
+      return new ApiError(grpc.status.NOT_FOUND, r.message, 'not-applied');
+    case 'stale-sequence':
+      return new ApiError(grpc.status.FAILED_PRECONDITION, r.message, 'not-applied');
+  }
+}
+
+type Ok<T extends CommandResult['type' & keyof CommandResult] | string> = Extract<CommandResult, { ok: true; type: T }>;
+
+export class CoordinationService {
+  private readonly limits: Limits;
+  private readonly forwarder = new Forwarder();
+  private readonly keeper: LeaseKeeper;
+  private readonly streams = new Set<grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>>();
+  private readonly log: Logger;
+  private readonly defs: {
+    kv: Record<string, MethodDefinition<unknown, unknown>>;
+    lease: Record<string, MethodDefinition<unknown, unknown>>;
+    election: Record<string, MethodDefinition<unknown, unknown>>;
+    lock: Record<string, MethodDefinition<unknown, unknown>>;
+  };
+
+  constructor(
+    private readonly node: LeaderdNode,
+    private readonly store: KvStore,
+    private readonly opts: CoordinationOptions,
+  ) {
+    this.limits = opts.limits ?? DEFAULT_LIMITS;
+    this.log = opts.logger;
+    this.keeper = new LeaseKeeper(node, store, {
+      electionTimeoutMs: opts.electionTimeoutMs,
+      logger: opts.logger,
+      expire: (id) => this.proposeLocal({ cmd: { type: 'leaseExpire', id } }, AbortSignal.timeout(DEFAULT_WRITE_TIMEOUT_MS)).then(() => {}),
+    });
+    const api = loadPublicApi().leaderd.v1;
+    const asRecord = (s: object) => s as unknown as Record<string, MethodDefinition<unknown, unknown>>;
+    this.defs = { kv: asRecord(api.KV.service), lease: asRecord(api.Lease.service), election: asRecord(api.Election.service), lock: asRecord(api.Lock.service) };
+  }
+
+  register(server: grpc.Server): void {
+    const api = loadPublicApi().leaderd.v1;
+    server.addService(api.KV.service, this.kvHandlers());
+    server.addService(api.Lease.service, this.leaseHandlers());
+    server.addService(api.Election.service, this.electionHandlers());
+    server.addService(api.Lock.service, this.lockHandlers());
+  }
+
+  close(): void {
+    this.keeper.close();
+    for (const s of this.streams) s.emit('error', { code: grpc.status.UNAVAILABLE, details: 'node shutting down' });
+    this.streams.clear();
+    this.forwarder.close();
+  }
+
+  // -------------------------------------------------------------------------
+  // Plumbing
+
+  private context(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, defaultTimeoutMs: number | null): CallContext & { dispose(): void } {
+    const d = call.getDeadline();
+    const deadlineMs = d instanceof Date ? d.getTime() : typeof d === 'number' ? d : Infinity;
+    const deadline = Number.isFinite(deadlineMs) ? deadlineMs : defaultTimeoutMs === null ? Infinity : Date.now() + defaultTimeoutMs;
+    const ac = new AbortController();
+    const events = call as unknown as NodeJS.EventEmitter;
+    let t: NodeJS.Timeout | null = null;
+    if (Number.isFinite(deadline)) {
+      t = setTimeout(() => ac.abort(new Error('deadline')), Math.max(0, deadline - Date.now()));
+      t.unref();
+    }
+    const dispose = () => {
+      if (t) clearTimeout(t);
+    };
+    ac.signal.addEventListener('abort', dispose, { once: true });
+    events.on('close', dispose);
+    events.on('finish', dispose);
+    events.on('cancelled', () => ac.abort(new Error('cancelled')));
+    return { signal: ac.signal, deadline, forwarded: call.metadata.get(FORWARDED_KEY).length > 0, dispose };
+  }
+
+  private unary<Req, Res>(defaultTimeoutMs: number | null, f: (req: Req, ctx: CallContext) => Promise<Res>) {
+    return (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => {
+      let ctx: CallContext & { dispose(): void };
+      try {
+        ctx = this.context(call as grpc.ServerUnaryCall<unknown, unknown>, defaultTimeoutMs);
+      } catch (err) {
+        cb(toStatus(err));
+        return;
+      }
+      Promise.resolve()
+        .then(() => f(call.request, ctx))
+        .then(
+          (res) => cb(null, res),
+          (err) => {
+            if (!(err instanceof ApiError) && !(err instanceof NodeError) && !(err instanceof CompactedError)) this.log.error({ err }, 'unexpected error in request handler');
+            cb(toStatus(err));
+          },
+        )
+        .finally(() => ctx.dispose());
+    };
+  }
+
+  private isLeader(): boolean {
+    return this.node.status().role === 'leader';
+  }
+
+  /** Wait (up to the deadline, at most two election timeouts) for a leader to be known. */
+  private async leaderAddress(ctx: CallContext): Promise<string> {
+    const until = Math.min(ctx.deadline, Date.now() + 2 * this.opts.electionTimeoutMs);
+    for (;;) {
+      const l = this.node.leader();
+      if (l.leaderId !== '' && l.leaderAddress !== '') return l.leaderAddress;
+      if (Date.now() >= until || ctx.signal.aborted) throw new ApiError(grpc.status.UNAVAILABLE, 'no leader is known: the cluster may have lost its quorum', 'not-applied');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  private async proposeLocal(env: Envelope, signal: AbortSignal): Promise<CommandResult> {
+    const { result } = await this.node.propose(encodeCommand(env), signal);
+    const r = result as CommandResult;
+    if (!r.ok) throw applyError(r);
+    return r;
+  }
+
+  /**
+   * Run a write: proposed here when this node leads, otherwise forwarded once to the
+   * leader with the same request (and the client's deadline).
+   */
+  private async write<Req, Res>(service: keyof CoordinationService['defs'], method: string, req: Req, ctx: CallContext, env: Envelope, toResponse: (r: CommandResult) => Res): Promise<Res> {
+    if (this.isLeader()) return toResponse(await this.proposeLocal(env, ctx.signal));
+    return this.forward(service, method, req, ctx);
+  }
+
+  private async forward<Req, Res>(service: keyof CoordinationService['defs'], method: string, req: Req, ctx: CallContext): Promise<Res> {
+    if (ctx.forwarded) throw new ApiError(grpc.status.UNAVAILABLE, 'this node is no longer the leader; retry', 'not-applied');
+    const address = await this.leaderAddress(ctx);
+    return this.forwarder.unary(this.defs[service][method] as MethodDefinition<Req, Res>, req, address, ctx);
+  }
+
+  private async linearizable(serializable: boolean, ctx: CallContext): Promise<void> {
+    if (!serializable) await this.node.readBarrier(ctx.signal);
+  }
+
+  private trackStream(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, cleanup: () => void): void {
+    this.streams.add(call);
+    const end = () => {
+      this.streams.delete(call);
+      cleanup();
+    };
+    call.on('cancelled', end);
+    call.on('close', end);
+    call.on('error', end);
+    call.on('finish', end);
+  }
+
+  // -------------------------------------------------------------------------
+  // KV
+
+  private kvHandlers(): KVHandlers {
+    const L = this.limits;
+    return {
+      Put: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
+        checkKey(req.key, L, { write: true });
+        const value = bytes(req.value);
+        checkValue(value, L);
+        checkLeaseId(req.lease);
+        checkClientSeq(req.clientId, req.seq);
+        return this.write('kv', 'Put', req, ctx, this.env({ type: 'put', key: req.key, value, lease: req.lease }, req), (r) => ({ revision: (r as Ok<'put'>).revision }));
+      }),
+      Get: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
+        checkKey(req.key, L, { write: false });
+        await this.linearizable(req.serializable, ctx);
+        const kv = this.store.get(req.key);
+        const revision = this.store.revision;
+        if (!kv) return { found: false, value: Buffer.alloc(0), modRevision: 0, revision, createRevision: 0, version: 0, lease: 0 };
+        return { found: true, value: kv.value, modRevision: kv.modRevision, revision, createRevision: kv.createRevision, version: kv.version, lease: kv.lease };
+      }),
+      Delete: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
+        checkKey(req.key, L, { write: true });
+        checkClientSeq(req.clientId, req.seq);
+        return this.write('kv', 'Delete', req, ctx, this.env({ type: 'delete', key: req.key, prefix: req.prefix }, req), (r) => {
+          const d = r as Ok<'delete'>;
+          return { revision: d.revision, deleted: d.deleted };
+        });
+      }),
+      Range: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
+        checkPrefix(req.prefix, L);
+        await this.linearizable(req.serializable, ctx);
+        const { kvs, more } = this.store.range(req.prefix, req.limit, req.startAfter);
+        return { kvs: kvs.map(pbKv), more, revision: this.store.revision };
+      }),
+      CompareAndSwap: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
+        checkKey(req.key, L, { write: true });
+        const value = bytes(req.value);
+        checkValue(value, L);
+        checkLeaseId(req.lease);
+        checkClientSeq(req.clientId, req.seq);
+        let compare: Compare;
+        switch (req.expect) {
+          case 'expectedValue':
+            compare = { key: req.key, target: 'VALUE', result: 'EQUAL', value: bytes(req.expectedValue) };
+            break;
+          case 'expectAbsent':
+            compare = { key: req.key, target: 'CREATE_REVISION', result: 'EQUAL', number: 0 };
+            break;
+          case 'expectedModRevision':
+            compare = { key: req.key, target: 'MOD_REVISION', result: 'EQUAL', number: req.expectedModRevision ?? 0 };
+            break;
+          default:
+            throw new ApiError(grpc.status.INVALID_ARGUMENT, 'one of expected_value, expect_absent or expected_mod_revision is required');
+        }
+        const cmd: Command = { type: 'txn', compare: [compare], success: [{ type: 'put', key: req.key, value, lease: req.lease }], failure: [] };
+        return this.write('kv', 'CompareAndSwap', req, ctx, this.env(cmd, req), (r) => {
+          const t = r as Ok<'txn'>;
+          const cur = t.compared.get(req.key) ?? null;
+          return {
+            succeeded: t.succeeded,
+            revision: t.revision,
+            currentFound: cur !== null,
+            currentValue: cur ? cur.value : new Uint8Array(0),
+            currentModRevision: cur ? cur.modRevision : 0,
+          };
+        });
+      }),
+      Txn: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
+        checkClientSeq(req.clientId, req.seq);
+        if (req.compare.length + req.success.length + req.failure.length > L.maxTxnOps) {
+          throw new ApiError(grpc.status.RESOURCE_EXHAUSTED, `a transaction may hold at most ${L.maxTxnOps} compares and operations, got ${req.compare.length + req.success.length + req.failure.length}`);
+        }
+        const compare = req.compare.map((c) => this.compareFrom(c));
+        const success = req.success.map((o) => this.opFrom(o));
+        const failure = req.failure.map((o) => this.opFrom(o));
+        return this.write('kv', 'Txn', req, ctx, this.env({ type: 'txn', compare, success, failure }, req), (r) => {
+          const t = r as Ok<'txn'>;
+          const responses: ResponseOp[] = t.responses.map((x) =>
+            x.type === 'put'
+              ? { put: { revision: x.revision } }
+              : x.type === 'delete'
+                ? { delete: { revision: x.revision, deleted: x.deleted } }
+                : { get: x.kv ? { found: true, value: x.kv.value, modRevision: x.kv.modRevision, revision: x.revision, createRevision: x.kv.createRevision, version: x.kv.version, lease: x.kv.lease } : { found: false, revision: x.revision } },
+          );
+          return { succeeded: t.succeeded, responses, revision: t.revision };
+        });
+      }),
+      Watch: (call) => {
+        const req = call.request;
+        try {
+          if (req.key !== '' || !req.prefix) checkKey(req.key, L, { write: false });
+        } catch (err) {
+          call.emit('error', toStatus(err));
+          return;
+        }
+        const matches = (k: string) => (req.prefix ? k.startsWith(req.key) : k === req.key);
+        const send = (h: HistoryEntry) => {
+          const events = h.events.filter((e) => matches(e.kv.key));
+          if (events.length > 0) call.write({ events: events.map((e) => ({ type: e.type, kv: pbKv(e.kv) })), revision: h.revision });
+        };
+        let sub: ReturnType<KvStore['watchFrom']>;
+        try {
+          sub = this.store.watchFrom(req.startRevision, send);
+        } catch (err) {
+          call.emit('error', toStatus(err));
+          return;
+        }
+        this.trackStream(call as grpc.ServerWritableStream<unknown, unknown>, sub.cancel);
+        for (const h of sub.backlog) send(h);
+      },
+    };
+  }
+
+  private env(cmd: Command, req: { clientId: string; seq: number }): Envelope {
+    return req.clientId !== '' ? { cmd, clientId: req.clientId, seq: req.seq } : { cmd };
+  }
+
+  private compareFrom(c: Compare__Output): Compare {
+    checkKey(c.key, this.limits, { write: false });
+    const target = c.target as Compare['target'];
+    const result = c.result as Compare['result'];
+    if (target === 'VALUE') {
+      if (c.operand !== 'value' && c.operand !== undefined) throw new ApiError(grpc.status.INVALID_ARGUMENT, `compare on VALUE of ${c.key} needs a value operand`);
+      return { key: c.key, target, result, value: bytes(c.value) };
+    }
+    const n = c.operand === 'version' ? c.version : c.operand === 'createRevision' ? c.createRevision : c.operand === 'modRevision' ? c.modRevision : c.operand === 'lease' ? c.lease : 0;
+    return { key: c.key, target, result, number: n ?? 0 };
+  }
+
+  private opFrom(o: RequestOp__Output): Op {
+    switch (o.request) {
+      case 'put': {
+        const p = o.put!;
+        checkKey(p.key, this.limits, { write: true });
+        const value = bytes(p.value);
+        checkValue(value, this.limits);
+        checkLeaseId(p.lease);
+        return { type: 'put', key: p.key, value, lease: p.lease };
+      }
+      case 'delete':
+        checkKey(o.delete!.key, this.limits, { write: true });
+        return { type: 'delete', key: o.delete!.key, prefix: o.delete!.prefix };
+      case 'get':
+        checkKey(o.get!.key, this.limits, { write: false });
+        return { type: 'get', key: o.get!.key };
+      default:
+        throw new ApiError(grpc.status.INVALID_ARGUMENT, 'a transaction operation must be one of put, delete, get');
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Lease
+
+  private leaseHandlers(): LeaseHandlers {
+    return {
+      Grant: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
+        checkTtl(req.ttlMs, this.limits);
+        checkClientSeq(req.clientId, req.seq);
+        return this.write('lease', 'Grant', req, ctx, this.env({ type: 'leaseGrant', ttlMs: req.ttlMs }, req), (r) => {
+          const g = r as Ok<'leaseGrant'>;
+          return { id: g.id, ttlMs: g.ttlMs };
+        });
+      }),
+      Revoke: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
+        checkLeaseId(req.id);
+        return this.write('lease', 'Revoke', req, ctx, { cmd: { type: 'leaseRevoke', id: req.id } }, (r) => ({ revision: (r as Ok<'leaseRevoke'>).revision }));
+      }),
+      KeepAliveOnce: this.unary(5000, (req, ctx) => this.keepAliveOnce(req.id, req, ctx)),
+      KeepAlive: (call) => {
+        const ctx = this.context(call as grpc.ServerDuplexStream<unknown, unknown>, null);
+        let chain = Promise.resolve();
+        this.trackStream(call as grpc.ServerDuplexStream<unknown, unknown>, () => {});
+        call.on('data', (req: { id: number }) => {
+          chain = chain.then(async () => {
+            try {
+              checkLeaseId(req.id);
+              call.write(await this.keepAliveOnce(req.id, req, { ...ctx, deadline: Date.now() + 2000 }));
+            } catch (err) {
+              // Not the leader and no leader reachable: end the stream so the client
+              // moves to another node; its lease clock keeps running meanwhile.
+              call.emit('error', toStatus(err));
+            }
+          });
+        });
+        call.on('end', () => void chain.then(() => call.end()));
+      },
+      TimeToLive: this.unary(5000, async (req, ctx) => {
+        checkLeaseId(req.id);
+        if (!this.node.isLeader()) return this.forward('lease', 'TimeToLive', req, ctx);
+        const info = this.store.leaseInfo(req.id);
+        if (!info) return { id: req.id, ttlMs: -1, grantedTtlMs: 0, keys: [] };
+        return { id: req.id, ttlMs: this.keeper.remainingMs(req.id), grantedTtlMs: info.ttlMs, keys: req.keys ? info.keys : [] };
+      }),
+    };
+  }
+
+  private async keepAliveOnce(id: number, req: { id: number }, ctx: CallContext): Promise<{ id: number; ttlMs: number }> {
+    // Only a leader holding a valid lease may vouch for a lease (a deposed or paused
+    // leader must not extend it): isLeader() delivers missed ticks first.
+    if (this.node.isLeader()) return { id, ttlMs: this.keeper.keepAlive(id) };
+    return this.forward('lease', 'KeepAliveOnce', req, ctx);
+  }
+
+  // -------------------------------------------------------------------------
+  // Election and Lock
+
+  private async grant(prefix: string, name: string, lease: number, value: Uint8Array, ctx: CallContext): Promise<{ key: string; rev: number }> {
+    const key = `${prefix}${name}/${lease.toString(16).padStart(16, '0')}`;
+    // Create our key, or find it if an earlier attempt with this lease already did (a
+    // retried Campaign after a failover): first come, first served by creation revision.
+    const r = (await this.proposeLocal(
+      {
+        cmd: {
+          type: 'txn',
+          compare: [{ key, target: 'CREATE_REVISION', result: 'EQUAL', number: 0 }],
+          success: [{ type: 'put', key, value, lease }],
+          failure: [{ type: 'get', key }],
+        },
+      },
+      ctx.signal,
+    )) as Ok<'txn'>;
+    const rev = r.succeeded ? r.revision : ((r.responses[0] as { kv: KeyValue | null }).kv?.createRevision ?? 0);
+    if (rev === 0) throw new ApiError(grpc.status.NOT_FOUND, `lease ${lease} ended while campaigning`, 'unknown');
+    await this.waitUntilFirst(`${prefix}${name}/`, key, rev, ctx);
+    return { key, rev };
+  }
+
+  /** Resolve once `key` (created at `rev`) is the oldest key under `prefix`; fail if it disappears. */
+  private waitUntilFirst(prefix: string, key: string, rev: number, ctx: CallContext): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let sub: ReturnType<KvStore['watchFrom']> | null = null;
+      const finish = (err?: Error) => {
+        sub?.cancel();
+        ctx.signal.removeEventListener('abort', onAbort);
+        if (err) reject(err);
+        else resolve();
+      };
+      const check = () => {
+        const mine = this.store.get(key);
+        if (!mine || mine.createRevision !== rev) return finish(new ApiError(grpc.status.NOT_FOUND, `${key} is gone (its lease ended) before it was granted`, 'unknown'));
+        const first = this.first(prefix);
+        if (first?.key === key) finish();
+      };
+      const onAbort = () => finish(new ApiError(grpc.status.DEADLINE_EXCEEDED, `not granted before the deadline; ${key} keeps its place in the queue while its lease lives`, 'unknown'));
+      ctx.signal.addEventListener('abort', onAbort, { once: true });
+      sub = this.store.watchFrom(0, (h) => {
+        if (h.events.some((e) => e.kv.key.startsWith(prefix))) check();
+      });
+      check();
+    });
+  }
+
+  private first(prefix: string): KeyValue | null {
+    let best: KeyValue | null = null;
+    for (const kv of this.store.range(prefix).kvs) if (best === null || kv.createRevision < best.createRevision) best = kv;
+    return best;
+  }
+
+  private leaderResponse(name: string): LeaderResponse {
+    const kv = this.first(`${ELECTION_PREFIX}${name}/`);
+    return kv ? { found: true, kv: pbKv(kv), fencingToken: kv.createRevision, revision: this.store.revision } : { found: false, revision: this.store.revision };
+  }
+
+  private checkLeaderKey(k: LeaderKey__Output | null): LeaderKey__Output {
+    if (!k || !k.key.startsWith(ELECTION_PREFIX)) throw new ApiError(grpc.status.INVALID_ARGUMENT, 'leader must be the LeaderKey returned by Campaign');
+    return k;
+  }
+
+  private electionHandlers(): ElectionHandlers {
+    return {
+      Campaign: this.unary(null, async (req, ctx) => {
+        checkName(req.name, this.limits, 'election');
+        checkLeaseId(req.lease);
+        if (req.lease === 0) throw new ApiError(grpc.status.INVALID_ARGUMENT, 'campaign needs a lease (grant one with Lease.Grant)');
+        const value = bytes(req.value);
+        checkValue(value, this.limits);
+        if (!this.isLeader()) return this.forward('election', 'Campaign', req, ctx);
+        const { key, rev } = await this.grant(ELECTION_PREFIX, req.name, req.lease, value, ctx);
+        return { leader: { name: req.name, key, rev, lease: req.lease }, fencingToken: rev };
+      }),
+      Proclaim: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
+        const k = this.checkLeaderKey(req.leader);
+        const value = bytes(req.value);
+        checkValue(value, this.limits);
+        if (!this.isLeader()) return this.forward('election', 'Proclaim', req, ctx);
+        const r = (await this.proposeLocal(
+          { cmd: { type: 'txn', compare: [{ key: k.key, target: 'CREATE_REVISION', result: 'EQUAL', number: k.rev }], success: [{ type: 'put', key: k.key, value, lease: k.lease }], failure: [] } },
+          ctx.signal,
+        )) as Ok<'txn'>;
+        if (!r.succeeded) throw new ApiError(grpc.status.FAILED_PRECONDITION, `no longer the leader of ${k.name}: ${k.key} (revision ${k.rev}) is gone`, 'not-applied');
+        return { revision: r.revision };
+      }),
+      Leader: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
+        checkName(req.name, this.limits, 'election');
+        await this.linearizable(false, ctx);
+        return this.leaderResponse(req.name);
+      }),
+      Observe: (call) => {
+        try {
+          checkName(call.request.name, this.limits, 'election');
+        } catch (err) {
+          call.emit('error', toStatus(err));
+          return;
+        }
+        const prefix = `${ELECTION_PREFIX}${call.request.name}/`;
+        let last = '';
+        const send = () => {
+          const r = this.leaderResponse(call.request.name);
+          const id = r.found && r.kv ? `${r.kv.key}@${r.kv.modRevision}` : '';
+          if (id === last) return;
+          last = id;
+          call.write(r);
+        };
+        const sub = this.store.watchFrom(0, (h) => {
+          if (h.events.some((e: WatchEvent) => e.kv.key.startsWith(prefix))) send();
+        });
+        this.trackStream(call as grpc.ServerWritableStream<unknown, unknown>, sub.cancel);
+        last = '\u0000';
+        send();
+      },
+      Resign: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
+        const k = this.checkLeaderKey(req.leader);
+        if (!this.isLeader()) return this.forward('election', 'Resign', req, ctx);
+        const r = (await this.proposeLocal(
+          { cmd: { type: 'txn', compare: [{ key: k.key, target: 'CREATE_REVISION', result: 'EQUAL', number: k.rev }], success: [{ type: 'delete', key: k.key, prefix: false }], failure: [] } },
+          ctx.signal,
+        )) as Ok<'txn'>;
+        return { revision: r.revision };
+      }),
+    };
+  }
+
+  private lockHandlers(): LockHandlers {
+    return {
+      Lock: this.unary(null, async (req, ctx) => {
+        checkName(req.name, this.limits, 'lock');
+        checkLeaseId(req.lease);
+        if (req.lease === 0) throw new ApiError(grpc.status.INVALID_ARGUMENT, 'a lock needs a lease (grant one with Lease.Grant)');
+        if (!this.isLeader()) return this.forward('lock', 'Lock', req, ctx);
+        const { key, rev } = await this.grant(LOCK_PREFIX, req.name, req.lease, new Uint8Array(0), ctx);
+        return { key, fencingToken: rev };
+      }),
+      Unlock: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
+        if (!req.key.startsWith(LOCK_PREFIX)) throw new ApiError(grpc.status.INVALID_ARGUMENT, 'key must be the key returned by Lock');
+        if (!this.isLeader()) return this.forward('lock', 'Unlock', req, ctx);
+        const r = (await this.proposeLocal({ cmd: { type: 'delete', key: req.key, prefix: false } }, ctx.signal)) as Ok<'delete'>;
+        return { revision: r.revision };
+      }),
+    };
+  }
+}

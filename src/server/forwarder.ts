@@ -1,0 +1,74 @@
+// Followers forward writes (and leader-only operations) to the leader over the leader's
+// public API, passing on the client's deadline. A forwarded call is marked so the
+// receiver never forwards it again, and it is sent at most once: if the channel to the
+// leader cannot be made ready, nothing was sent (`not-applied`); once sent, a failure
+// without the leader's own verdict is `unknown`. Never re-sent: a write that may have
+// been proposed must not be proposed twice.
+import * as grpc from '@grpc/grpc-js';
+import type { MethodDefinition } from '@grpc/proto-loader';
+import { ApiError, type Outcome } from './limits.js';
+
+export const FORWARDED_KEY = 'leaderd-forwarded';
+export const OUTCOME_KEY = 'leaderd-outcome';
+
+export interface CallContext {
+  readonly signal: AbortSignal;
+  /** Absolute deadline (ms since epoch), Infinity for none. */
+  readonly deadline: number;
+  readonly forwarded: boolean;
+}
+
+export class Forwarder {
+  private readonly clients = new Map<string, grpc.Client>();
+
+  private client(address: string): grpc.Client {
+    let c = this.clients.get(address);
+    if (!c) {
+      c = new grpc.Client(address, grpc.credentials.createInsecure(), {
+        'grpc.initial_reconnect_backoff_ms': 50,
+        'grpc.max_reconnect_backoff_ms': 500,
+        'grpc.keepalive_time_ms': 10_000,
+      });
+      this.clients.set(address, c);
+    }
+    return c;
+  }
+
+  async unary<Req, Res>(def: MethodDefinition<Req, Res>, request: Req, address: string, ctx: CallContext): Promise<Res> {
+    const client = this.client(address);
+    const readyBy = Math.min(ctx.deadline, Date.now() + 2000);
+    await new Promise<void>((resolve, reject) => {
+      client.waitForReady(readyBy, (err) => {
+        if (err) reject(new ApiError(grpc.status.UNAVAILABLE, `cannot reach the leader at ${address}: ${err.message}`, 'not-applied'));
+        else resolve();
+      });
+    });
+    const md = new grpc.Metadata();
+    md.set(FORWARDED_KEY, '1');
+    return new Promise<Res>((resolve, reject) => {
+      const call = client.makeUnaryRequest(
+        def.path,
+        def.requestSerialize,
+        def.responseDeserialize,
+        request,
+        md,
+        { deadline: Number.isFinite(ctx.deadline) ? ctx.deadline : Infinity },
+        (err, res) => {
+          ctx.signal.removeEventListener('abort', cancel);
+          if (err) {
+            const verdict = err.metadata?.get(OUTCOME_KEY)[0];
+            const outcome: Outcome | null = verdict === 'not-applied' || verdict === 'unknown' ? verdict : 'unknown';
+            reject(new ApiError(err.code, err.details || err.message, outcome));
+          } else resolve(res!);
+        },
+      );
+      const cancel = () => call.cancel();
+      ctx.signal.addEventListener('abort', cancel, { once: true });
+    });
+  }
+
+  close(): void {
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+  }
+}

@@ -1,0 +1,169 @@
+// The commands leaderd's coordination state machine applies from the Raft log, and
+// their results. Everything that decides an outcome travels in the command (including
+// the leader's decision that a lease expired), so applying is deterministic: every
+// node computes the same state and the same result at every index.
+
+export type CompareTarget = 'VALUE' | 'VERSION' | 'CREATE_REVISION' | 'MOD_REVISION' | 'LEASE';
+export type CompareResult = 'EQUAL' | 'NOT_EQUAL' | 'GREATER' | 'LESS';
+
+export interface Compare {
+  readonly key: string;
+  readonly target: CompareTarget;
+  readonly result: CompareResult;
+  /** Operand for VALUE. */
+  readonly value?: Uint8Array;
+  /** Operand for every other target. */
+  readonly number?: number;
+}
+
+export type Op =
+  | { readonly type: 'put'; readonly key: string; readonly value: Uint8Array; readonly lease: number }
+  | { readonly type: 'delete'; readonly key: string; readonly prefix: boolean }
+  | { readonly type: 'get'; readonly key: string };
+
+export type Command =
+  | { readonly type: 'put'; readonly key: string; readonly value: Uint8Array; readonly lease: number }
+  | { readonly type: 'delete'; readonly key: string; readonly prefix: boolean }
+  | { readonly type: 'txn'; readonly compare: readonly Compare[]; readonly success: readonly Op[]; readonly failure: readonly Op[] }
+  | { readonly type: 'leaseGrant'; readonly ttlMs: number }
+  | { readonly type: 'leaseRevoke'; readonly id: number }
+  /** Proposed by the leader once a lease's deadline passed without a keep-alive. */
+  | { readonly type: 'leaseExpire'; readonly id: number };
+
+export interface Envelope {
+  readonly cmd: Command;
+  /** Exactly-once (thesis §6.3): a (clientId, seq) pair is applied at most once. */
+  readonly clientId?: string;
+  readonly seq?: number;
+}
+
+export interface KeyValue {
+  readonly key: string;
+  readonly value: Uint8Array;
+  readonly createRevision: number;
+  readonly modRevision: number;
+  readonly version: number;
+  readonly lease: number;
+}
+
+export interface WatchEvent {
+  readonly type: 'PUT' | 'DELETE';
+  readonly kv: KeyValue;
+}
+
+export type OpResult =
+  | { readonly type: 'put'; readonly revision: number }
+  | { readonly type: 'delete'; readonly revision: number; readonly deleted: number }
+  | { readonly type: 'get'; readonly kv: KeyValue | null; readonly revision: number };
+
+export type ApplyError = 'lease-not-found' | 'stale-sequence';
+
+export type CommandResult =
+  | { readonly ok: false; readonly error: ApplyError; readonly message: string }
+  | { readonly ok: true; readonly type: 'put'; readonly revision: number }
+  | { readonly ok: true; readonly type: 'delete'; readonly revision: number; readonly deleted: number }
+  | { readonly ok: true; readonly type: 'txn'; readonly succeeded: boolean; readonly responses: readonly OpResult[]; readonly revision: number; readonly compared: ReadonlyMap<string, KeyValue | null> }
+  | { readonly ok: true; readonly type: 'leaseGrant'; readonly id: number; readonly ttlMs: number; readonly revision: number }
+  | { readonly ok: true; readonly type: 'leaseRevoke'; readonly revision: number };
+
+// ---------------------------------------------------------------------------
+// Encoding: JSON with bytes as base64. Small, readable in a log dump, and versioned by
+// the `v` field so a later format can be told apart.
+
+const b64 = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength).toString('base64');
+const unb64 = (s: unknown): Uint8Array => {
+  if (typeof s !== 'string') throw new Error('command: bytes must be base64 text');
+  return new Uint8Array(Buffer.from(s, 'base64'));
+};
+
+function encodeOp(op: Op | Command): unknown {
+  switch (op.type) {
+    case 'put':
+      return { type: 'put', key: op.key, value: b64(op.value), lease: op.lease };
+    default:
+      return op;
+  }
+}
+
+export function encodeCommand(env: Envelope): Uint8Array {
+  const cmd = env.cmd;
+  let c: unknown;
+  switch (cmd.type) {
+    case 'txn':
+      c = {
+        type: 'txn',
+        compare: cmd.compare.map((x) => ({ ...x, value: x.value ? b64(x.value) : undefined })),
+        success: cmd.success.map(encodeOp),
+        failure: cmd.failure.map(encodeOp),
+      };
+      break;
+    default:
+      c = encodeOp(cmd);
+  }
+  return new TextEncoder().encode(JSON.stringify({ v: 1, cmd: c, clientId: env.clientId, seq: env.seq }));
+}
+
+function decodeOp(o: Record<string, unknown>): Op {
+  switch (o['type']) {
+    case 'put':
+      return { type: 'put', key: str(o['key']), value: unb64(o['value']), lease: num(o['lease']) };
+    case 'delete':
+      return { type: 'delete', key: str(o['key']), prefix: o['prefix'] === true };
+    case 'get':
+      return { type: 'get', key: str(o['key']) };
+    default:
+      throw new Error(`command: unknown op ${String(o['type'])}`);
+  }
+}
+
+function str(v: unknown): string {
+  if (typeof v !== 'string') throw new Error('command: expected a string');
+  return v;
+}
+
+function num(v: unknown): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw new Error('command: expected an integer');
+  return v;
+}
+
+export function decodeCommand(data: Uint8Array): Envelope {
+  const raw = JSON.parse(new TextDecoder().decode(data)) as Record<string, unknown>;
+  if (raw['v'] !== 1) throw new Error(`command: unsupported format ${String(raw['v'])}`);
+  const c = raw['cmd'] as Record<string, unknown>;
+  let cmd: Command;
+  switch (c['type']) {
+    case 'put':
+    case 'delete':
+      cmd = decodeOp(c) as Command;
+      break;
+    case 'txn':
+      cmd = {
+        type: 'txn',
+        compare: (c['compare'] as Record<string, unknown>[]).map((x) => ({
+          key: str(x['key']),
+          target: x['target'] as CompareTarget,
+          result: x['result'] as CompareResult,
+          ...(x['value'] !== undefined ? { value: unb64(x['value']) } : {}),
+          ...(x['number'] !== undefined ? { number: num(x['number']) } : {}),
+        })),
+        success: (c['success'] as Record<string, unknown>[]).map(decodeOp),
+        failure: (c['failure'] as Record<string, unknown>[]).map(decodeOp),
+      };
+      break;
+    case 'leaseGrant':
+      cmd = { type: 'leaseGrant', ttlMs: num(c['ttlMs']) };
+      break;
+    case 'leaseRevoke':
+    case 'leaseExpire':
+      cmd = { type: c['type'], id: num(c['id']) };
+      break;
+    default:
+      throw new Error(`command: unknown type ${String(c['type'])}`);
+  }
+  const env: { cmd: Command; clientId?: string; seq?: number } = { cmd };
+  if (typeof raw['clientId'] === 'string' && raw['clientId'] !== '') {
+    env.clientId = raw['clientId'];
+    env.seq = num(raw['seq']);
+  }
+  return env;
+}

@@ -1,0 +1,429 @@
+// leaderd's coordination state machine: a key-value store with cluster-wide revisions
+// (in the manner of etcd's MVCC store, but keeping only the latest version of each key
+// plus a bounded history of changes for watches), leases that own keys, and
+// exactly-once sessions. Applied from the Raft log, one committed entry at a time, on
+// every node; nothing here reads a clock or does I/O, so all nodes agree.
+import type { Entry } from '../raft/types.js';
+import {
+  decodeCommand,
+  type Command,
+  type CommandResult,
+  type Compare,
+  type Envelope,
+  type KeyValue,
+  type Op,
+  type OpResult,
+  type WatchEvent,
+} from './commands.js';
+
+interface Lease {
+  readonly id: number;
+  readonly ttlMs: number;
+  readonly keys: Set<string>;
+}
+
+export interface HistoryEntry {
+  readonly revision: number;
+  readonly events: readonly WatchEvent[];
+}
+
+export type RevisionListener = (h: HistoryEntry) => void;
+export type LeaseListener = (change: { type: 'granted'; id: number; ttlMs: number } | { type: 'ended'; id: number }) => void;
+
+export class CompactedError extends Error {
+  override readonly name = 'CompactedError';
+  constructor(
+    readonly requested: number,
+    readonly oldest: number,
+  ) {
+    super(`revision ${requested} is no longer retained; the oldest revision a watch can start from is ${oldest}`);
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+export interface KvStoreOptions {
+  /** Revisions of change history kept for watches; default 10,000. */
+  readonly historyRevisions?: number;
+  /** Exactly-once sessions remembered (least recently used are forgotten first); default 10,000. */
+  readonly maxSessions?: number;
+}
+
+export class KvStore {
+  /** The revision of the last change (0 for an empty store). */
+  revision = 0;
+  /** Index of the last Raft entry applied. */
+  appliedIndex = 0;
+  private readonly kvs = new Map<string, KeyValue>();
+  /** Keys in order, for prefix ranges. */
+  private sortedKeys: string[] = [];
+  private readonly leases = new Map<number, Lease>();
+  private nextLeaseId = 1;
+  /** clientId -> last seq applied and its result. Map order = least recently used first. */
+  private readonly sessions = new Map<string, { seq: number; result: CommandResult }>();
+  private history: HistoryEntry[] = [];
+  /** Watches may start at this revision or later. */
+  private firstRetained = 1;
+  private readonly revisionListeners = new Set<RevisionListener>();
+  private readonly leaseListeners = new Set<LeaseListener>();
+  private pendingEvents: WatchEvent[] = [];
+  private readonly historyRevisions: number;
+  private readonly maxSessions: number;
+
+  constructor(opts: KvStoreOptions = {}) {
+    this.historyRevisions = opts.historyRevisions ?? 10_000;
+    this.maxSessions = opts.maxSessions ?? 10_000;
+  }
+
+  // -------------------------------------------------------------------------
+  // Apply
+
+  /** Apply one committed entry. Entries that are not commands (no-ops, config) only advance the applied index. */
+  apply(entry: Entry): CommandResult | null {
+    this.appliedIndex = entry.index;
+    if (entry.type !== 'normal') return null;
+    let env: Envelope;
+    try {
+      env = decodeCommand(entry.data);
+    } catch {
+      // Validated before proposing; an undecodable entry (another version's command?) changes nothing.
+      return null;
+    }
+    if (env.clientId !== undefined && env.seq !== undefined) {
+      const s = this.sessions.get(env.clientId);
+      if (s && env.seq <= s.seq) {
+        if (env.seq === s.seq) return s.result;
+        return { ok: false, error: 'stale-sequence', message: `sequence ${env.seq} of client ${env.clientId} is older than ${s.seq}, already applied` };
+      }
+      const result = this.applyCommand(env.cmd);
+      this.sessions.delete(env.clientId);
+      this.sessions.set(env.clientId, { seq: env.seq, result });
+      if (this.sessions.size > this.maxSessions) this.sessions.delete(this.sessions.keys().next().value!);
+      return result;
+    }
+    return this.applyCommand(env.cmd);
+  }
+
+  private applyCommand(cmd: Command): CommandResult {
+    switch (cmd.type) {
+      case 'put': {
+        if (cmd.lease !== 0 && !this.leases.has(cmd.lease)) return leaseNotFound(cmd.lease);
+        const rev = this.revision + 1;
+        this.doPut(cmd.key, cmd.value, cmd.lease, rev);
+        this.commitRevision(rev);
+        return { ok: true, type: 'put', revision: rev };
+      }
+      case 'delete': {
+        const rev = this.revision + 1;
+        const deleted = this.doDelete(cmd.key, cmd.prefix, rev);
+        if (deleted > 0) this.commitRevision(rev);
+        return { ok: true, type: 'delete', revision: this.revision, deleted };
+      }
+      case 'txn':
+        return this.applyTxn(cmd.compare, cmd.success, cmd.failure);
+      case 'leaseGrant': {
+        const id = this.nextLeaseId++;
+        this.leases.set(id, { id, ttlMs: cmd.ttlMs, keys: new Set() });
+        for (const l of this.leaseListeners) l({ type: 'granted', id, ttlMs: cmd.ttlMs });
+        return { ok: true, type: 'leaseGrant', id, ttlMs: cmd.ttlMs, revision: this.revision };
+      }
+      case 'leaseRevoke':
+      case 'leaseExpire': {
+        const lease = this.leases.get(cmd.id);
+        if (!lease) {
+          // An expiry racing a revoke (or a second expiry) is harmless.
+          if (cmd.type === 'leaseExpire') return { ok: true, type: 'leaseRevoke', revision: this.revision };
+          return leaseNotFound(cmd.id);
+        }
+        const rev = this.revision + 1;
+        let deleted = 0;
+        for (const key of [...lease.keys].sort()) deleted += this.doDelete(key, false, rev);
+        this.leases.delete(cmd.id);
+        if (deleted > 0) this.commitRevision(rev);
+        for (const l of this.leaseListeners) l({ type: 'ended', id: cmd.id });
+        return { ok: true, type: 'leaseRevoke', revision: this.revision };
+      }
+    }
+  }
+
+  private applyTxn(compare: readonly Compare[], success: readonly Op[], failure: readonly Op[]): CommandResult {
+    const compared = new Map<string, KeyValue | null>();
+    let succeeded = true;
+    for (const c of compare) {
+      const kv = this.kvs.get(c.key) ?? null;
+      compared.set(c.key, kv);
+      if (!compareHolds(kv, c)) succeeded = false;
+    }
+    const ops = succeeded ? success : failure;
+    for (const op of ops) if (op.type === 'put' && op.lease !== 0 && !this.leases.has(op.lease)) return leaseNotFound(op.lease);
+    const rev = this.revision + 1;
+    let wrote = false;
+    const responses: OpResult[] = [];
+    for (const op of ops) {
+      switch (op.type) {
+        case 'put':
+          this.doPut(op.key, op.value, op.lease, rev);
+          wrote = true;
+          responses.push({ type: 'put', revision: rev });
+          break;
+        case 'delete': {
+          const deleted = this.doDelete(op.key, op.prefix, rev);
+          if (deleted > 0) wrote = true;
+          responses.push({ type: 'delete', revision: rev, deleted });
+          break;
+        }
+        case 'get':
+          responses.push({ type: 'get', kv: this.kvs.get(op.key) ?? null, revision: wrote ? rev : this.revision });
+          break;
+      }
+    }
+    if (wrote) this.commitRevision(rev);
+    return { ok: true, type: 'txn', succeeded, responses, revision: this.revision, compared };
+  }
+
+  private doPut(key: string, value: Uint8Array, lease: number, rev: number): void {
+    const old = this.kvs.get(key);
+    if (old && old.lease !== 0 && old.lease !== lease) this.leases.get(old.lease)?.keys.delete(key);
+    if (lease !== 0) this.leases.get(lease)!.keys.add(key);
+    const kv: KeyValue = {
+      key,
+      value,
+      createRevision: old ? old.createRevision : rev,
+      modRevision: rev,
+      version: old ? old.version + 1 : 1,
+      lease,
+    };
+    if (!old) this.insertKey(key);
+    this.kvs.set(key, kv);
+    this.pendingEvents.push({ type: 'PUT', kv });
+  }
+
+  private doDelete(key: string, prefix: boolean, rev: number): number {
+    const keys = prefix ? this.keysWithPrefix(key) : this.kvs.has(key) ? [key] : [];
+    for (const k of keys) {
+      const old = this.kvs.get(k)!;
+      if (old.lease !== 0) this.leases.get(old.lease)?.keys.delete(k);
+      this.kvs.delete(k);
+      this.removeKey(k);
+      this.pendingEvents.push({ type: 'DELETE', kv: { key: k, value: EMPTY, createRevision: 0, modRevision: rev, version: 0, lease: 0 } });
+    }
+    return keys.length;
+  }
+
+  private commitRevision(rev: number): void {
+    this.revision = rev;
+    const h: HistoryEntry = { revision: rev, events: this.pendingEvents };
+    this.pendingEvents = [];
+    this.history.push(h);
+    if (this.history.length > this.historyRevisions) {
+      this.history = this.history.slice(this.history.length - this.historyRevisions);
+      this.firstRetained = this.history[0]!.revision;
+    }
+    for (const l of this.revisionListeners) l(h);
+  }
+
+  // -------------------------------------------------------------------------
+  // Reads (from local state: the caller has made them linearizable, or asked for serializable)
+
+  get(key: string): KeyValue | null {
+    return this.kvs.get(key) ?? null;
+  }
+
+  range(prefix: string, limit = 0, startAfter = ''): { kvs: KeyValue[]; more: boolean } {
+    const keys = this.keysWithPrefix(prefix, startAfter);
+    const take = limit > 0 ? keys.slice(0, limit) : keys;
+    return { kvs: take.map((k) => this.kvs.get(k)!), more: take.length < keys.length };
+  }
+
+  leaseInfo(id: number): { ttlMs: number; keys: string[] } | null {
+    const l = this.leases.get(id);
+    return l ? { ttlMs: l.ttlMs, keys: [...l.keys].sort() } : null;
+  }
+
+  leaseIds(): { id: number; ttlMs: number }[] {
+    return [...this.leases.values()].map((l) => ({ id: l.id, ttlMs: l.ttlMs }));
+  }
+
+  // -------------------------------------------------------------------------
+  // Watches
+
+  /**
+   * History from `start` on (inclusive), then every new revision through `listener`.
+   * Throws CompactedError when `start` is older than what is retained.
+   */
+  watchFrom(start: number, listener: RevisionListener): { backlog: HistoryEntry[]; cancel: () => void } {
+    if (start !== 0 && start <= this.revision && start < this.firstRetained) throw new CompactedError(start, this.firstRetained);
+    const backlog = start === 0 ? [] : this.history.filter((h) => h.revision >= start);
+    this.revisionListeners.add(listener);
+    return { backlog, cancel: () => this.revisionListeners.delete(listener) };
+  }
+
+  onLeaseChange(listener: LeaseListener): () => void {
+    this.leaseListeners.add(listener);
+    return () => this.leaseListeners.delete(listener);
+  }
+
+  // -------------------------------------------------------------------------
+  // Snapshots
+
+  snapshot(): Uint8Array {
+    const b64 = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength).toString('base64');
+    return new TextEncoder().encode(
+      JSON.stringify({
+        v: 1,
+        revision: this.revision,
+        appliedIndex: this.appliedIndex,
+        nextLeaseId: this.nextLeaseId,
+        kvs: [...this.kvs.values()].map((kv) => [kv.key, b64(kv.value), kv.createRevision, kv.modRevision, kv.version, kv.lease]),
+        leases: [...this.leases.values()].map((l) => [l.id, l.ttlMs]),
+        sessions: [...this.sessions].map(([id, s]) => [id, s.seq, sessionResultToJson(s.result)]),
+      }),
+    );
+  }
+
+  restore(data: Uint8Array): void {
+    const s = JSON.parse(new TextDecoder().decode(data)) as {
+      v: number;
+      revision: number;
+      appliedIndex: number;
+      nextLeaseId: number;
+      kvs: [string, string, number, number, number, number][];
+      leases: [number, number][];
+      sessions: [string, number, unknown][];
+    };
+    if (s.v !== 1) throw new Error(`snapshot: unsupported format ${s.v}`);
+    const ended = [...this.leases.keys()];
+    this.kvs.clear();
+    this.leases.clear();
+    this.sessions.clear();
+    this.revision = s.revision;
+    this.appliedIndex = s.appliedIndex;
+    this.nextLeaseId = s.nextLeaseId;
+    for (const [id, ttlMs] of s.leases) this.leases.set(id, { id, ttlMs, keys: new Set() });
+    for (const [key, value, createRevision, modRevision, version, lease] of s.kvs) {
+      this.kvs.set(key, { key, value: new Uint8Array(Buffer.from(value, 'base64')), createRevision, modRevision, version, lease });
+      if (lease !== 0) this.leases.get(lease)?.keys.add(key);
+    }
+    this.sortedKeys = [...this.kvs.keys()].sort(compareKeys);
+    for (const [id, seq, result] of s.sessions) this.sessions.set(id, { seq, result: sessionResultFromJson(result) });
+    // History before the snapshot is gone: watches must start after it.
+    this.history = [];
+    this.firstRetained = this.revision + 1;
+    for (const id of ended) if (!this.leases.has(id)) for (const l of this.leaseListeners) l({ type: 'ended', id });
+    for (const l of this.leases.values()) for (const f of this.leaseListeners) f({ type: 'granted', id: l.id, ttlMs: l.ttlMs });
+  }
+
+  // -------------------------------------------------------------------------
+  // Key order
+
+  private insertKey(key: string): void {
+    const i = lowerBound(this.sortedKeys, key);
+    this.sortedKeys.splice(i, 0, key);
+  }
+
+  private removeKey(key: string): void {
+    const i = lowerBound(this.sortedKeys, key);
+    if (this.sortedKeys[i] === key) this.sortedKeys.splice(i, 1);
+  }
+
+  private keysWithPrefix(prefix: string, startAfter = ''): string[] {
+    const from = startAfter > prefix ? startAfter : prefix;
+    let i = lowerBound(this.sortedKeys, from);
+    if (this.sortedKeys[i] === startAfter && startAfter !== '') i++;
+    const out: string[] = [];
+    for (; i < this.sortedKeys.length; i++) {
+      const k = this.sortedKeys[i]!;
+      if (!k.startsWith(prefix)) break;
+      out.push(k);
+    }
+    return out;
+  }
+}
+
+function compareKeys(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function lowerBound(arr: readonly string[], key: string): number {
+  let lo = 0;
+  let hi = arr.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (arr[mid]! < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function leaseNotFound(id: number): CommandResult {
+  return { ok: false, error: 'lease-not-found', message: `lease ${id} not found (expired, revoked or never granted)` };
+}
+
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return a.length - b.length;
+}
+
+function compareHolds(kv: KeyValue | null, c: Compare): boolean {
+  let cmp: number;
+  if (c.target === 'VALUE') {
+    // An absent key compares like an empty value, but never EQUAL to one (etcd semantics
+    // differ here; absent-vs-empty matters for compare-and-swap, see kv-service).
+    if (kv === null) return c.result === 'NOT_EQUAL';
+    cmp = compareBytes(kv.value, c.value ?? EMPTY);
+  } else {
+    const actual =
+      kv === null
+        ? 0
+        : c.target === 'VERSION'
+          ? kv.version
+          : c.target === 'CREATE_REVISION'
+            ? kv.createRevision
+            : c.target === 'MOD_REVISION'
+              ? kv.modRevision
+              : kv.lease;
+    cmp = actual - (c.number ?? 0);
+  }
+  switch (c.result) {
+    case 'EQUAL':
+      return cmp === 0;
+    case 'NOT_EQUAL':
+      return cmp !== 0;
+    case 'GREATER':
+      return cmp > 0;
+    case 'LESS':
+      return cmp < 0;
+  }
+}
+
+// Session results are cached for retries; they go into snapshots so a retry after a
+// snapshot install still gets the original answer.
+function sessionResultToJson(r: CommandResult): unknown {
+  if (r.ok && r.type === 'txn') {
+    return { ...r, compared: [...r.compared].map(([k, v]) => [k, v && kvToJson(v)]), responses: r.responses.map((x) => (x.type === 'get' ? { ...x, kv: x.kv && kvToJson(x.kv) } : x)) };
+  }
+  return r;
+}
+
+function sessionResultFromJson(j: unknown): CommandResult {
+  const r = j as CommandResult & { compared?: [string, unknown][]; responses?: unknown[] };
+  if (r.ok && r.type === 'txn') {
+    const raw = j as { compared: [string, unknown][]; responses: { type: string; kv?: unknown }[] };
+    return {
+      ...r,
+      compared: new Map(raw.compared.map(([k, v]) => [k, v ? kvFromJson(v) : null])),
+      responses: raw.responses.map((x) => (x.type === 'get' ? { ...x, kv: x.kv ? kvFromJson(x.kv) : null } : x)) as OpResult[],
+    };
+  }
+  return r;
+}
+
+function kvToJson(kv: KeyValue): unknown {
+  return { ...kv, value: Buffer.from(kv.value).toString('base64') };
+}
+
+function kvFromJson(j: unknown): KeyValue {
+  const o = j as KeyValue & { value: string };
+  return { ...o, value: new Uint8Array(Buffer.from(o.value, 'base64')) };
+}
