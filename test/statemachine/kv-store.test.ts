@@ -1,0 +1,158 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { KvStore, CompactedError } from '../../src/statemachine/kv-store.js';
+import { encodeCommand, decodeCommand, type Command, type Envelope } from '../../src/statemachine/commands.js';
+import type { Entry } from '../../src/raft/types.js';
+
+const enc = (s: string) => new TextEncoder().encode(s);
+const dec = (u: Uint8Array) => new TextDecoder().decode(u);
+
+function applier() {
+  let index = 0;
+  return (store: KvStore, env: Envelope | Command) => {
+    const e: Envelope = 'cmd' in env ? env : { cmd: env };
+    const entry: Entry = { index: ++index, term: 1, type: 'normal', data: encodeCommand(e) };
+    return store.apply(entry);
+  };
+}
+
+describe('KvStore', () => {
+  it('every change gets the next revision; keys keep create/mod revision and version', () => {
+    const s = new KvStore();
+    const apply = applier();
+    expect(apply(s, { type: 'put', key: 'a', value: enc('1'), lease: 0 })).toMatchObject({ ok: true, revision: 1 });
+    expect(apply(s, { type: 'put', key: 'b', value: enc('1'), lease: 0 })).toMatchObject({ ok: true, revision: 2 });
+    expect(apply(s, { type: 'put', key: 'a', value: enc('2'), lease: 0 })).toMatchObject({ ok: true, revision: 3 });
+    expect(s.get('a')).toMatchObject({ createRevision: 1, modRevision: 3, version: 2 });
+    // Deleting nothing is not a change.
+    expect(apply(s, { type: 'delete', key: 'zzz', prefix: false })).toMatchObject({ ok: true, revision: 3, deleted: 0 });
+    expect(apply(s, { type: 'delete', key: '', prefix: true })).toMatchObject({ ok: true, revision: 4, deleted: 2 });
+    expect(s.get('a')).toBeNull();
+  });
+
+  it('a transaction runs the success or failure branch atomically, as one revision', () => {
+    const s = new KvStore();
+    const apply = applier();
+    apply(s, { type: 'put', key: 'x', value: enc('1'), lease: 0 });
+    const r = apply(s, {
+      type: 'txn',
+      compare: [{ key: 'x', target: 'VALUE', result: 'EQUAL', value: enc('1') }],
+      success: [
+        { type: 'put', key: 'x', value: enc('2'), lease: 0 },
+        { type: 'put', key: 'y', value: enc('2'), lease: 0 },
+        { type: 'get', key: 'x' },
+      ],
+      failure: [{ type: 'delete', key: 'x', prefix: false }],
+    });
+    expect(r).toMatchObject({ ok: true, type: 'txn', succeeded: true, revision: 2 });
+    expect(s.get('y')!.modRevision).toBe(2);
+    const f = apply(s, { type: 'txn', compare: [{ key: 'x', target: 'VERSION', result: 'GREATER', number: 5 }], success: [], failure: [{ type: 'delete', key: 'y', prefix: false }] });
+    expect(f).toMatchObject({ succeeded: false, revision: 3 });
+    expect(s.get('y')).toBeNull();
+  });
+
+  it('an absent key fails a value comparison but matches create revision 0', () => {
+    const s = new KvStore();
+    const apply = applier();
+    const cas = (cmp: 'VALUE' | 'CREATE_REVISION') =>
+      apply(s, { type: 'txn', compare: [{ key: 'k', target: cmp, result: 'EQUAL', ...(cmp === 'VALUE' ? { value: enc('') } : { number: 0 }) }], success: [{ type: 'put', key: 'k', value: enc('v'), lease: 0 }], failure: [] });
+    expect(cas('VALUE')).toMatchObject({ succeeded: false });
+    expect(cas('CREATE_REVISION')).toMatchObject({ succeeded: true });
+  });
+
+  it('keys attached to a lease go with it, all in one revision; a put with an unknown lease changes nothing', () => {
+    const s = new KvStore();
+    const apply = applier();
+    const g = apply(s, { type: 'leaseGrant', ttlMs: 1000 }) as { id: number };
+    apply(s, { type: 'put', key: 'l1', value: enc('v'), lease: g.id });
+    apply(s, { type: 'put', key: 'l2', value: enc('v'), lease: g.id });
+    apply(s, { type: 'put', key: 'keep', value: enc('v'), lease: 0 });
+    const before = s.revision;
+    expect(apply(s, { type: 'put', key: 'z', value: enc('v'), lease: 999 })).toMatchObject({ ok: false, error: 'lease-not-found' });
+    expect(s.revision).toBe(before);
+    const events: string[] = [];
+    s.watchFrom(0, (h) => events.push(`${h.revision}:${h.events.map((e) => `${e.type} ${e.kv.key}`).join(',')}`));
+    apply(s, { type: 'leaseExpire', id: g.id });
+    expect(events).toEqual([`${before + 1}:DELETE l1,DELETE l2`]);
+    expect(s.get('keep')).not.toBeNull();
+    expect(s.leaseInfo(g.id)).toBeNull();
+    // A second expiry (or one racing a revoke) is harmless; revoking a gone lease is an error.
+    expect(apply(s, { type: 'leaseExpire', id: g.id })).toMatchObject({ ok: true });
+    expect(apply(s, { type: 'leaseRevoke', id: g.id })).toMatchObject({ ok: false, error: 'lease-not-found' });
+  });
+
+  it('applies a (client, seq) once: a retry gets the first answer, an older seq is refused', () => {
+    const s = new KvStore();
+    const apply = applier();
+    const put = (seq: number, v: string) => apply(s, { cmd: { type: 'put', key: 'k', value: enc(v), lease: 0 }, clientId: 'c', seq });
+    const first = put(1, 'a');
+    expect(put(1, 'a')).toEqual(first);
+    expect(s.get('k')!.version).toBe(1);
+    put(2, 'b');
+    expect(put(1, 'a')).toMatchObject({ ok: false, error: 'stale-sequence' });
+    expect(dec(s.get('k')!.value)).toBe('b');
+  });
+
+  it('a watch from a revision no longer retained fails with a clear error', () => {
+    const s = new KvStore({ historyRevisions: 3 });
+    const apply = applier();
+    for (let i = 0; i < 10; i++) apply(s, { type: 'put', key: `k${i}`, value: enc('v'), lease: 0 });
+    expect(() => s.watchFrom(2, () => {})).toThrow(CompactedError);
+    expect(() => s.watchFrom(2, () => {})).toThrow(/revision 2 is no longer retained; the oldest revision a watch can start from is 8/);
+    expect(s.watchFrom(8, () => {}).backlog.map((h) => h.revision)).toEqual([8, 9, 10]);
+  });
+
+  it('range lists keys under a prefix in order, with limit and paging', () => {
+    const s = new KvStore();
+    const apply = applier();
+    for (const k of ['b/2', 'a', 'b/1', 'b/3', 'c']) apply(s, { type: 'put', key: k, value: enc(k), lease: 0 });
+    expect(s.range('b/').kvs.map((kv) => kv.key)).toEqual(['b/1', 'b/2', 'b/3']);
+    expect(s.range('b/', 2)).toMatchObject({ more: true });
+    expect(s.range('b/', 2, 'b/2').kvs.map((kv) => kv.key)).toEqual(['b/3']);
+    expect(s.range('').kvs.length).toBe(5);
+  });
+
+  it('the same commands give the same state on every replica, and a snapshot restores it exactly (property)', () => {
+    const keys = ['a', 'b', 'c', 'a/1', 'a/2'];
+    const cmdArb: fc.Arbitrary<Envelope> = fc
+      .oneof(
+        fc.record({ type: fc.constant('put' as const), key: fc.constantFrom(...keys), value: fc.uint8Array({ maxLength: 4 }), lease: fc.constantFrom(0, 1, 2) }),
+        fc.record({ type: fc.constant('delete' as const), key: fc.constantFrom(...keys, 'a'), prefix: fc.boolean() }),
+        fc.record({ type: fc.constant('leaseGrant' as const), ttlMs: fc.constantFrom(500, 1000) }),
+        fc.record({ type: fc.constant('leaseExpire' as const), id: fc.constantFrom(1, 2) }),
+        fc.record({
+          type: fc.constant('txn' as const),
+          compare: fc.array(fc.record({ key: fc.constantFrom(...keys), target: fc.constant('VERSION' as const), result: fc.constantFrom('EQUAL' as const, 'GREATER' as const), number: fc.nat(3) }), { maxLength: 2 }),
+          success: fc.array(fc.record({ type: fc.constant('put' as const), key: fc.constantFrom(...keys), value: fc.uint8Array({ maxLength: 2 }), lease: fc.constant(0) }), { maxLength: 2 }),
+          failure: fc.array(fc.record({ type: fc.constant('delete' as const), key: fc.constantFrom(...keys), prefix: fc.boolean() }), { maxLength: 2 }),
+        }),
+      )
+      .chain((cmd) => fc.oneof(fc.constant({ cmd } as Envelope), fc.record({ cmd: fc.constant(cmd as Command), clientId: fc.constantFrom('p', 'q'), seq: fc.integer({ min: 1, max: 6 }) })));
+    fc.assert(
+      fc.property(fc.array(cmdArb, { maxLength: 40 }), fc.nat(40), (cmds, cut) => {
+        const a = new KvStore();
+        const b = new KvStore();
+        const applyA = applier();
+        const applyB = applier();
+        const split = Math.min(cut, cmds.length);
+        for (const c of cmds.slice(0, split)) expect(applyB(b, c)).toEqual(applyA(a, c));
+        // b is replaced by a restore from a's snapshot mid-way; both then continue.
+        const c2 = new KvStore();
+        c2.restore(a.snapshot());
+        expect(dec(c2.snapshot())).toBe(dec(a.snapshot()));
+        const applyC = applier();
+        for (const c of cmds.slice(split)) {
+          const ra = applyA(a, c);
+          expect(applyC(c2, c)).toEqual(ra);
+        }
+        expect(dec(c2.snapshot()).replace(/"appliedIndex":\d+/, '')).toBe(dec(a.snapshot()).replace(/"appliedIndex":\d+/, ''));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('commands survive an encode/decode round trip', () => {
+    const env: Envelope = { cmd: { type: 'txn', compare: [{ key: 'k', target: 'VALUE', result: 'EQUAL', value: enc('v') }], success: [{ type: 'put', key: 'k', value: enc('w'), lease: 3 }], failure: [{ type: 'get', key: 'k' }] }, clientId: 'c', seq: 4 };
+    expect(decodeCommand(encodeCommand(env))).toEqual(env);
+  });
+});
