@@ -70,7 +70,10 @@ export interface LeaderdClientOptions {
   readonly endpoints: readonly string[];
   /** Overall deadline of each call, retries included, ms (default 5000). */
   readonly timeoutMs?: number;
-  /** Identifies this client's writes for exactly-once retries (default: a random UUID). */
+  /**
+   * Identifies this client's writes for exactly-once retries (default: a random UUID).
+   * Writes are sent with client_id `<clientId>:<n>`, one n per concurrently running write.
+   */
   readonly clientId?: string;
   readonly retry?: RetryOptions;
   /** Monotonic clock for lease validity, ms (default performance.now). Injectable for tests. */
@@ -202,7 +205,8 @@ export class LeaderdClient {
   private readonly closer = new AbortController();
   private readonly leases = new Set<LeaseKeeper>();
   private readonly calls = new Set<grpc.Call>();
-  private seq = 0;
+  private readonly idleSessions: { id: string; seq: number }[] = [];
+  private sessionCount = 0;
   private rr = 0;
   private leaderHint: string | undefined;
   private lastDiscovery = -Infinity;
@@ -262,8 +266,21 @@ export class LeaderdClient {
     return signal ? AbortSignal.any([signal, this.closer.signal]) : this.closer.signal;
   }
 
-  private nextSeq(): number {
-    return ++this.seq;
+  /**
+   * Run one logical write under an exactly-once session: a (client_id, seq) pair that
+   * every retry of it re-sends. The server keeps one session per client_id and refuses a
+   * seq older than the last it applied (Raft thesis §6.3 assumes one outstanding request
+   * per session), so concurrent writes each take their own session,
+   * `<clientId>:<n>`; a session serves one write at a time, then the next, in seq order.
+   */
+  private async session<T>(f: (ids: { clientId: string; seq: number }) => Promise<T>): Promise<T> {
+    const s = this.idleSessions.pop() ?? { id: `${this.clientId}:${this.sessionCount++}`, seq: 0 };
+    s.seq++;
+    try {
+      return await f({ clientId: s.id, seq: s.seq });
+    } finally {
+      this.idleSessions.push(s);
+    }
   }
 
   private roundRobin(avoid?: string): string {
@@ -476,8 +493,10 @@ export class LeaderdClient {
   // ---------------------------------------------------------------- KV
 
   async put(key: string, value: string | Uint8Array, opts: { lease?: number; signal?: AbortSignal } = {}): Promise<{ revision: number }> {
-    const req = { key, value: toBuffer(value), lease: opts.lease ?? 0, clientId: this.clientId, seq: this.nextSeq() };
-    const { res } = await this.write<{ revision: number }>((s, o, cb) => s.kv.Put(req, o, cb), opts);
+    const { res } = await this.session((ids) => {
+      const req = { key, value: toBuffer(value), lease: opts.lease ?? 0, ...ids };
+      return this.write<{ revision: number }>((s, o, cb) => s.kv.Put(req, o, cb), opts);
+    });
     return { revision: res.revision };
   }
 
@@ -487,8 +506,10 @@ export class LeaderdClient {
   }
 
   async delete(key: string, opts: { prefix?: boolean; signal?: AbortSignal } = {}): Promise<DeleteResult> {
-    const req = { key, prefix: opts.prefix ?? false, clientId: this.clientId, seq: this.nextSeq() };
-    const { res } = await this.write<DeleteResult>((s, o, cb) => s.kv.Delete(req, o, cb), opts);
+    const { res } = await this.session((ids) => {
+      const req = { key, prefix: opts.prefix ?? false, ...ids };
+      return this.write<DeleteResult>((s, o, cb) => s.kv.Delete(req, o, cb), opts);
+    });
     return { revision: res.revision, deleted: res.deleted };
   }
 
@@ -501,11 +522,13 @@ export class LeaderdClient {
   async compareAndSwap(key: string, value: string | Uint8Array, expect: CasExpectation, opts: { lease?: number; signal?: AbortSignal } = {}): Promise<CasResult> {
     const expectation =
       'value' in expect ? { expectedValue: toBuffer(expect.value) } : 'absent' in expect ? { expectAbsent: true } : { expectedModRevision: expect.modRevision };
-    const req = { key, value: toBuffer(value), lease: opts.lease ?? 0, clientId: this.clientId, seq: this.nextSeq(), ...expectation };
-    const { res } = await this.write<{ succeeded: boolean; revision: number; currentFound: boolean; currentValue: Buffer; currentModRevision: number }>(
-      (s, o, cb) => s.kv.CompareAndSwap(req, o, cb),
-      opts,
-    );
+    const { res } = await this.session((ids) => {
+      const req = { key, value: toBuffer(value), lease: opts.lease ?? 0, ...ids, ...expectation };
+      return this.write<{ succeeded: boolean; revision: number; currentFound: boolean; currentValue: Buffer; currentModRevision: number }>(
+        (s, o, cb) => s.kv.CompareAndSwap(req, o, cb),
+        opts,
+      );
+    });
     return {
       succeeded: res.succeeded,
       revision: res.revision,
@@ -514,19 +537,20 @@ export class LeaderdClient {
   }
 
   async txn(spec: TxnRequestSpec, opts: { signal?: AbortSignal } = {}): Promise<TxnResult> {
-    const req = {
+    const body = {
       compare: spec.compare.map(toCompare),
       success: spec.success.map(toRequestOp),
       failure: (spec.failure ?? []).map(toRequestOp),
-      clientId: this.clientId,
-      seq: this.nextSeq(),
     };
     type Out = {
       succeeded: boolean;
       revision: number;
       responses: { put?: { revision: number } | null; delete?: { revision: number; deleted: number } | null; get?: GetResponse__Output | null; response?: string }[];
     };
-    const { res } = await this.write<Out>((s, o, cb) => s.kv.Txn(req, o, cb), opts);
+    const { res } = await this.session((ids) => {
+      const req = { ...body, ...ids };
+      return this.write<Out>((s, o, cb) => s.kv.Txn(req, o, cb), opts);
+    });
     const ops = res.succeeded ? spec.success : (spec.failure ?? []);
     const responses: TxnOpResult[] = res.responses.map((r, i) => {
       if (r.response === 'put' && r.put) return { type: 'put', revision: r.put.revision };
@@ -598,8 +622,10 @@ export class LeaderdClient {
   }
 
   private async grantLeaseTimed(ttlMs: number, opts: { signal?: AbortSignal }): Promise<Sent<{ id: number; ttlMs: number }>> {
-    const req = { ttlMs, clientId: this.clientId, seq: this.nextSeq() };
-    return this.write<{ id: number; ttlMs: number }>((s, o, cb) => s.lease.Grant(req, o, cb), opts);
+    return this.session((ids) => {
+      const req = { ttlMs, ...ids };
+      return this.write<{ id: number; ttlMs: number }>((s, o, cb) => s.lease.Grant(req, o, cb), opts);
+    });
   }
 
   async revokeLease(id: number, opts: { signal?: AbortSignal } = {}): Promise<{ revision: number }> {

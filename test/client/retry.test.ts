@@ -83,9 +83,32 @@ describe('LeaderdClient retries against real gRPC servers', () => {
     expect(await c.put('k', 'v')).toEqual({ revision: 12 });
     expect(await c.put('k2', 'v')).toEqual({ revision: 13 });
     expect(seen.length).toBe(3);
-    expect(seen[0]!.clientId).toBe(c.clientId);
+    expect(seen[0]!.clientId.startsWith(`${c.clientId}:`)).toBe(true);
     expect(seen[1]).toEqual(seen[0]);
     expect(seen[2]!.seq).toBeGreaterThan(seen[0]!.seq);
+  });
+
+  it('never has two writes outstanding on one client_id, so the server sees each session in seq order', async () => {
+    const seen: PutReq[] = [];
+    const outstanding = new Set<string>();
+    let overlaps = 0;
+    const n = await node({
+      Put: (call: grpc.ServerUnaryCall<PutReq, object>, cb: grpc.sendUnaryData<object>) => {
+        const id = call.request.clientId;
+        if (outstanding.has(id)) overlaps++;
+        outstanding.add(id);
+        seen.push({ key: call.request.key, clientId: id, seq: call.request.seq });
+        setTimeout(() => (outstanding.delete(id), cb(null, { revision: seen.length })), (seen.length * 7) % 30);
+      },
+    });
+    const c = client([n.endpoint]);
+    await Promise.all(Array.from({ length: 20 }, (_, i) => c.put(`k${i}`, 'v')));
+    await Promise.all(Array.from({ length: 20 }, (_, i) => c.put(`again${i}`, 'v')));
+    const bySession = new Map<string, number[]>();
+    for (const r of seen) bySession.set(r.clientId, [...(bySession.get(r.clientId) ?? []), r.seq]);
+    expect(overlaps).toBe(0);
+    expect(bySession.size).toBeGreaterThan(1);
+    for (const seqs of bySession.values()) for (let i = 1; i < seqs.length; i++) expect(seqs[i]!).toBeGreaterThan(seqs[i - 1]!);
   });
 
   it('moves to another endpoint after a not-leader refusal and throws non-retryable errors at once', async () => {
