@@ -6,11 +6,11 @@
 // --keep leaves the members' data dirs and logs in place (their paths are printed).
 //
 // One trial: wait until every member agrees on one leader and is caught up; SIGKILL that
-// leader; poll the two survivors every ~5 ms until both name the same new leader in the
-// same term and that leader itself says it leads. RTO is the time from the kill to the
+// leader; poll the two survivors every ~5 ms until both name the same new leader (for
+// leaderd also in the same term) and that leader itself says it leads. RTO is the time from the kill to the
 // poll answer that showed it. The killed member is then restarted on its data dir and
 // must rejoin before the next trial. Both systems are measured with the same method
-// (two loopback requests per poll), so the poll overhead cancels out in the ratio.
+// (two loopback requests per poll), so both carry the same poll lag (up to ~5 ms).
 //
 // Why the numbers are what they are: with heartbeat 50 ms and election timeout 300 ms,
 // a follower campaigns after a randomized timeout in [300, 600) ms without hearing from
