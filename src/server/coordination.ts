@@ -65,6 +65,7 @@ function toStatus(err: unknown): Partial<grpc.StatusObject> {
   }
   const metadata = new grpc.Metadata();
   if (outcome) metadata.set(OUTCOME_KEY, outcome);
+  if (err instanceof NodeError) metadata.set('leaderd-error', err.kind);
   return { code, details, metadata };
 }
 

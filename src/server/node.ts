@@ -130,6 +130,8 @@ export class LeaderdNode {
   private fatal: Error | null = null;
   private lastSoft: SoftState;
   private readonly leaderListeners = new Set<(l: LeaderView) => void>();
+  private readonly leaseListeners = new Set<(valid: boolean) => void>();
+  private lastLeaseValid = false;
   private readonly readWaiters = new Map<string, (index: number) => void>();
   private readonly proposals = new Map<number, ProposalWaiter>();
   private readSeq = 0;
@@ -486,8 +488,25 @@ export class LeaderdNode {
   // -------------------------------------------------------------------------
   // Observation and logging
 
+  /**
+   * Listen to this node's own lease: true when it starts leading with a valid lease,
+   * false the moment that lease is no longer valid (checked after every input and tick,
+   * so after a stall it fires before anything else is handled). Returns an unsubscribe.
+   */
+  onLeaseChange(listener: (valid: boolean) => void): () => void {
+    this.leaseListeners.add(listener);
+    return () => this.leaseListeners.delete(listener);
+  }
+
   private observe(): void {
     const soft = this.raft.softState();
+    if (this.leaseListeners.size > 0 && (soft.role === 'leader' || this.lastLeaseValid)) {
+      const valid = this.raft.leaseValid();
+      if (valid !== this.lastLeaseValid) {
+        this.lastLeaseValid = valid;
+        for (const l of this.leaseListeners) l(valid);
+      }
+    }
     const prev = this.lastSoft;
     if (soft.role === prev.role && soft.leaderId === prev.leaderId && soft.term === prev.term && soft.learner === prev.learner) return;
     this.lastSoft = soft;
