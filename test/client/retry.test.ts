@@ -168,12 +168,12 @@ describe('LeaderdClient retries against real gRPC servers', () => {
   it('gives up at the deadline with the last transient error, still marked retryable', async () => {
     let attempts = 0;
     const n = await node({ Get: (_c: unknown, cb: grpc.sendUnaryData<object>) => (attempts++, cb(failure(S.UNAVAILABLE, 'no leader'))) });
-    const c = new LeaderdClient({ endpoints: [n.endpoint], timeoutMs: 300, retry: { backoffMs: 10, maxBackoffMs: 40 } });
+    const c = new LeaderdClient({ endpoints: [n.endpoint], timeoutMs: 1000, retry: { backoffMs: 10, maxBackoffMs: 20 } });
     clients.push(c);
     const started = performance.now();
     const err = await c.get('k').catch((e: unknown) => e);
-    expect(performance.now() - started).toBeLessThan(1500);
+    expect(performance.now() - started).toBeLessThan(3000);
     expect(err).toMatchObject({ kind: 'unavailable', retryable: true });
-    expect(attempts).toBeGreaterThan(2);
+    expect(attempts).toBeGreaterThanOrEqual(2);
   });
 });
