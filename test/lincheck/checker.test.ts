@@ -195,10 +195,10 @@ describe('non-linearizable histories are caught', () => {
 });
 
 describe('search budget', () => {
-  // Twelve writes all overlapping and a read of a value none of them wrote: refuting it
+  // Ten writes all overlapping and a read of a value none of them wrote: refuting it
   // needs every subset of the writes, far more than 100 steps.
   const wide = history();
-  for (let c = 0; c < 12; c++) wide.put(c, c, 1000, `v${c}`);
+  for (let c = 0; c < 10; c++) wide.put(c, c, 1000, `v${c}`);
   wide.get(99, 2000, 2001, 'never');
 
   it('an exhausted budget gives verdict unknown, never a pass', () => {
@@ -219,6 +219,44 @@ describe('search budget', () => {
     const r = checkLinearizable(ops, { maxSteps: 100 });
     expect(r.verdict).toBe('not-linearizable');
     expect(r.keys.map((k) => k.verdict)).toEqual(['not-linearizable', 'unknown']);
+  });
+});
+
+describe('unknown writes left behind by failovers', () => {
+  // Forty timed-out writes, none ever observed, all still "in flight" for the whole history:
+  // without dropping them the search would try their 2^40 subsets.
+  function withLostWrites(): ReturnType<typeof history> {
+    const h = history();
+    for (let c = 0; c < 40; c++) h.put(c, c, null, `lost${c}`, { status: 'unknown' });
+    return h;
+  }
+
+  it('many unobserved unknown writes do not blow up a passing check', () => {
+    const h = withLostWrites().put(100, 50, 60, 'a').get(101, 70, 80, 'a').cas(100, 90, 95, 'a', 'b', true).get(101, 96, 99, 'b');
+    const r = checkLinearizable(h.ops);
+    expect(r.verdict).toBe('linearizable');
+    expect(r.operations).toBe(44);
+    expect(r.keys[0]!.steps).toBeLessThan(100);
+  });
+
+  it('many unobserved unknown writes do not hide or slow down a violation', () => {
+    const h = withLostWrites().put(100, 50, 60, 'a').get(101, 70, 80, null);
+    const r = checkLinearizable(h.ops);
+    expect(r.verdict).toBe('not-linearizable');
+    expect(r.keys[0]!.steps).toBeLessThan(100);
+  });
+
+  it('an unknown write is kept when a CAS expected its value', () => {
+    const h = history().put(1, 0, 10, 'a').put(1, 20, null, 'v', { status: 'unknown' }).cas(2, 30, 40, 'v', 'w', true).get(2, 50, 60, 'w');
+    expect(checkLinearizable(h.ops).verdict).toBe('linearizable');
+  });
+
+  it('an unknown write is kept when a failed CAS did not report the current value', () => {
+    // Only the lost write explains why CAS(a -> b) failed at all.
+    const h = history().put(1, 0, 10, 'a').put(1, 20, null, 'v', { status: 'unknown' }).cas(2, 30, 40, 'a', 'b', false);
+    expect(checkLinearizable(h.ops).verdict).toBe('linearizable');
+    const reported = history().put(1, 0, 10, 'a').put(1, 20, null, 'v', { status: 'unknown' }).cas(2, 30, 40, 'a', 'b', false, { current: 'v' });
+    expect(checkLinearizable(reported.ops).verdict).toBe('linearizable');
   });
 });
 

@@ -68,7 +68,9 @@ export function simulateHistory(rng: Chooser, o: SimulateOptions): Operation[] {
     });
     limbo.forEach((_, at) => actions.push({ kind: 'limbo', at }));
     if (actions.length === 0) break;
-    now += rng.int(3);
+    // Choice 0 (what a shrunk or exhausted choice list yields) must still move time on, or
+    // every operation collapses into one instant and the history is all-concurrent.
+    now += [1, 0, 2][rng.int(3)]!;
     const a = actions[rng.int(actions.length)]!;
     if (a.kind === 'limbo') {
       const [id] = limbo.splice(a.at, 1);
