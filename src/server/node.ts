@@ -183,9 +183,12 @@ export class LeaderdNode {
         advertisePeer: opts.advertisePeer,
         advertiseClient: opts.advertiseClient,
         logger: opts.logger,
-        // A dead or partitioned link is noticed, and a healed one used again, within
-        // about one election timeout.
+        // Ping every half election timeout; a link is declared dead after about three
+        // election timeouts (at least 1 s) without an answer, so a briefly starved
+        // process keeps its connections, while a partitioned one is torn down and
+        // redialed (backoff below) well before TCP's retransmission backoff would.
         keepaliveMs: Math.max(100, Math.round(opts.electionTimeoutMs / 2)),
+        keepaliveTimeoutMs: Math.max(1000, 3 * opts.electionTimeoutMs),
         minBackoffMs: 20,
         maxBackoffMs: Math.max(50, Math.round(opts.electionTimeoutMs / 2)),
       });

@@ -40,6 +40,12 @@ export interface TransportOptions {
    * under the election timeout so a healed partition is used again before an election.
    */
   readonly keepaliveMs?: number;
+  /**
+   * How long an unanswered ping may wait before the connection is declared dead;
+   * default keepaliveMs. Longer than the ping interval keeps a briefly starved process
+   * (GC, CPU contention) from tearing down healthy connections.
+   */
+  readonly keepaliveTimeoutMs?: number;
   /** Messages queued per peer before the oldest is dropped; default 1024. */
   readonly maxQueueMessages?: number;
   /** Approximate bytes queued per peer before the oldest is dropped; default 64 MiB. */
@@ -391,6 +397,7 @@ export class GrpcTransport {
     this.log = opts.logger.child({ component: 'transport' });
     this.maxMessageBytes = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     const keepaliveMs = opts.keepaliveMs ?? DEFAULT_KEEPALIVE_MS;
+    const keepaliveTimeoutMs = opts.keepaliveTimeoutMs ?? keepaliveMs;
     const minBackoffMs = opts.minBackoffMs ?? 50;
     const maxBackoffMs = Math.max(minBackoffMs, opts.maxBackoffMs ?? 1000);
 
@@ -401,7 +408,7 @@ export class GrpcTransport {
       // without an answer: a half-open TCP connection (peer's host died, partition)
       // would otherwise look healthy until the kernel's retransmission timeout, minutes.
       'grpc.keepalive_time_ms': keepaliveMs,
-      'grpc.keepalive_timeout_ms': keepaliveMs,
+      'grpc.keepalive_timeout_ms': keepaliveTimeoutMs,
       'grpc.keepalive_permit_without_calls': 1,
       // The channel's own reconnect backoff defaults to 1 s .. 120 s; ours is the one
       // that should govern how fast a healed link is used again.
@@ -416,7 +423,7 @@ export class GrpcTransport {
       'grpc.max_receive_message_length': this.maxMessageBytes,
       'grpc.max_send_message_length': this.maxMessageBytes,
       'grpc.keepalive_time_ms': keepaliveMs,
-      'grpc.keepalive_timeout_ms': keepaliveMs,
+      'grpc.keepalive_timeout_ms': keepaliveTimeoutMs,
       'grpc.keepalive_permit_without_calls': 1,
       // Accept the clients' frequent pings (other gRPC servers would answer them with
       // GOAWAY too_many_pings under the default 5-minute policy).
@@ -436,7 +443,7 @@ export class GrpcTransport {
       maxQueueBytes: opts.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES,
       minBackoffMs,
       maxBackoffMs,
-      handshakeTimeoutMs: Math.max(1000, 4 * keepaliveMs),
+      handshakeTimeoutMs: Math.max(1000, 4 * keepaliveMs, keepaliveTimeoutMs),
       warnLimiter: this.warnLimiter,
     };
   }
