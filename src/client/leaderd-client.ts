@@ -27,7 +27,7 @@ import type { NodeStatus__Output } from '../gen/leaderd/v1/NodeStatus.js';
 import type { Member__Output } from '../gen/leaderd/v1/Member.js';
 import { loadPublicApi } from '../transport/protos.js';
 import { backoffDelay, sleep } from './backoff.js';
-import { LeaderdError, LeadershipLostError, LeaseLostError, toLeaderdError, codeOf, type LeadershipLostReason, type WriteOutcome } from './errors.js';
+import { LeaderdError, LeadershipLostError, LeaseLostError, toLeaderdError, type LeadershipLostReason, type WriteOutcome } from './errors.js';
 import { LeaseKeeper, type LeaseHandle, type LeaseHost } from './lease-handle.js';
 import type {
   CasExpectation,
@@ -238,6 +238,10 @@ export class LeaderdClient {
       const channel = new grpc.Channel(endpoint, grpc.credentials.createInsecure(), {
         'grpc.initial_reconnect_backoff_ms': 100,
         'grpc.max_reconnect_backoff_ms': 1000,
+        // A watch on a node that hangs (SIGSTOP, a dead host without RST) would otherwise
+        // wait forever; pings only while calls are open (grpc-js servers accept them).
+        'grpc.keepalive_time_ms': 2000,
+        'grpc.keepalive_timeout_ms': 2000,
       });
       const o = { channelOverride: channel };
       const creds = grpc.credentials.createInsecure();
@@ -815,7 +819,7 @@ export class LeaderdClient {
     const onLeaseLost = () => abort('lease-lost', `election ${name}: ${(lease.signal.reason as Error).message}`, lease.signal.reason);
     if (lease.signal.aborted) onLeaseLost();
     else lease.signal.addEventListener('abort', onLeaseLost, { once: true });
-    this.closer.signal.addEventListener('abort', () => abort('closed', `election ${name}: client closed`), { once: true });
+    this.closer.signal.addEventListener('abort', () => abort('closed', `election ${name}: client closed`), { once: true, signal: observer.signal });
 
     // Watch for another holder. A lagging node may still show the previous holder for
     // a while, so only an answer at a revision after one that showed us counts, or a
@@ -887,5 +891,7 @@ function toElectionLeader(r: LeaderResponse__Output): ElectionLeader {
   return { found: r.found, key: kv?.key ?? '', value: kv?.value ?? Buffer.alloc(0), token: r.fencingToken, revision: r.revision, kv };
 }
 
-export { LeaderdError, LeaseLostError, LeadershipLostError, codeOf };
+export { LeaderdError, LeaseLostError, LeadershipLostError };
+export type { LeaderdErrorKind, WriteOutcome, LeaseLostReason, LeadershipLostReason } from './errors.js';
 export type { LeaseHandle };
+export type * from './types.js';
