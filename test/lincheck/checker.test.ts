@@ -246,6 +246,17 @@ describe('unknown writes left behind by failovers', () => {
     expect(r.keys[0]!.steps).toBeLessThan(100);
   });
 
+  it('identical unknown writes are searched as a count, not as subsets', () => {
+    // Thirty clients retried the same write and all lost the answer; a read saw it, so they
+    // stay in the search, but which of them took effect cannot matter.
+    const h = history();
+    for (let c = 0; c < 30; c++) h.put(c, c, null, 'a', { status: 'unknown' });
+    h.get(100, 50, 60, 'a').put(101, 70, 80, 'b').get(100, 90, 95, null);
+    const r = checkLinearizable(h.ops);
+    expect(r.verdict).toBe('not-linearizable');
+    expect(r.keys[0]!.steps).toBeLessThan(10_000);
+  });
+
   it('an unknown write is kept when a CAS expected its value', () => {
     const h = history().put(1, 0, 10, 'a').put(1, 20, null, 'v', { status: 'unknown' }).cas(2, 30, 40, 'v', 'w', true).get(2, 50, 60, 'w');
     expect(checkLinearizable(h.ops).verdict).toBe('linearizable');

@@ -28,6 +28,13 @@ interface Compiled {
   readonly expected: number;
   /** cas-failed: value id reported as current, or -1 when the server did not say. */
   readonly current: number;
+  /**
+   * Unknown writes with the same effect (same kind, expected and value) are interchangeable:
+   * in any linearization the earlier-invoked one can take the later one's place, since neither
+   * has a return time. So each may be linearized only after this earlier twin (-1: none),
+   * which turns 2^k subsets of k twins into k+1 counts.
+   */
+  readonly twinBefore: number;
 }
 
 /** Applies an operation to the register; null when its recorded result is impossible there. */
@@ -96,7 +103,7 @@ function compile(ops: readonly Operation[]): { compiled: Compiled[]; values: str
   };
   const compiled = ops.map((op, index): Compiled => {
     const definite = op.status === 'ok';
-    const base = { op, index, definite, value: 0, expected: 0, current: -1 };
+    const base = { op, index, definite, value: 0, expected: 0, current: -1, twinBefore: -1 };
     switch (op.kind) {
       case 'put':
         return { ...base, kind: 'put', value: intern(op.input.value) };
@@ -112,6 +119,15 @@ function compile(ops: readonly Operation[]): { compiled: Compiled[]; values: str
       }
     }
   });
+  const lastTwin = new Map<string, number>();
+  const byCall = [...compiled].sort((a, b) => a.op.call - b.op.call || a.index - b.index);
+  for (const c of byCall) {
+    if (c.definite) continue;
+    const effect = `${c.kind}:${c.expected}:${c.value}`;
+    const before = lastTwin.get(effect);
+    if (before !== undefined) compiled[c.index] = { ...c, twinBefore: before };
+    lastTwin.set(effect, c.index);
+  }
   return { compiled, values };
 }
 
@@ -244,6 +260,11 @@ function search(compiled: readonly Compiled[], maxSteps: number): SearchOutcome 
     // scan always stops at the first return event, so it never runs off the end.
     const e = entry!;
     if (e.call) {
+      const twin = e.c.twinBefore;
+      if (twin !== -1 && (bits[twin >>> 5]! & (1 << (twin & 31))) === 0) {
+        entry = e.next;
+        continue;
+      }
       const next = step(state, e.c);
       if (next !== null) {
         const i = e.c.index;
@@ -375,27 +396,42 @@ function explain(compiled: readonly Compiled[], values: readonly string[], longe
  *
  * Sound because: take any valid linearization containing such a write U (value v). First drop
  * every unknown operation that was a no-op in it (still valid). Between U and the next write W
- * only reads of v, CASes expecting v, or failed CASes could sit, and none exist here: no get
- * reads v, no CAS expects v or reports v as current, and no failed CAS leaves its current
- * value unreported (such a CAS observes "not the expected value", which v might have provided).
- * So nothing lies between U and W, W is a put, and dropping U leaves the rest valid.
+ * only reads of v, CASes expecting v, or failed CASes could sit, and only ones that returned
+ * after U's call. None of the first two exist, and a failed CAS reporting its current value
+ * would report v, which none does. A failed CAS
+ * that did not report its current value observes only "not the expected value", which v might
+ * have provided, so U is kept if any such CAS could follow it (returned after U's call). So
+ * nothing lies between U and W, W is a put, and dropping U leaves the rest valid.
  */
 function dropUnobservedUnknownWrites(ops: readonly Operation[]): Operation[] {
-  const observed = new Set<string>();
+  // For each value: the latest return of an operation that observed it. An observation that
+  // returned before U was even invoked cannot follow U in any linearization.
+  const lastObserved = new Map<string, number>();
+  const observe = (v: string, at: number): void => {
+    lastObserved.set(v, Math.max(lastObserved.get(v) ?? -Infinity, at));
+  };
+  let lastBlindFailure = -Infinity;
   for (const op of ops) {
+    // An unknown op has no return: it may observe at any time after its call.
+    const at = op.status === 'ok' ? op.ret! : Infinity;
     if (op.kind === 'cas') {
-      if (typeof op.input.expected === 'string') observed.add(op.input.expected);
+      if (typeof op.input.expected === 'string') observe(op.input.expected, at);
       if (op.status === 'ok' && op.output?.succeeded !== true) {
         const cur = op.output?.current;
-        if (cur === undefined) return [...ops];
-        if (cur !== null) observed.add(cur);
+        if (cur === undefined) lastBlindFailure = Math.max(lastBlindFailure, at);
+        else if (cur !== null) observe(cur, at);
       }
     }
     if (op.kind === 'get' && op.status === 'ok' && op.output?.found === true && op.output.value !== undefined) {
-      observed.add(op.output.value);
+      observe(op.output.value, at);
     }
   }
-  return ops.filter((op) => op.status !== 'unknown' || observed.has(op.input.value!));
+  return ops.filter(
+    (op) =>
+      op.status !== 'unknown' ||
+      op.call <= lastBlindFailure ||
+      op.call <= (lastObserved.get(op.input.value!) ?? -Infinity),
+  );
 }
 
 function checkKey(key: string, all: readonly Operation[], maxSteps: number): KeyResult {

@@ -79,3 +79,4 @@ export interface CheckOptions {
 }
 
 export { checkLinearizable, formatOperation } from './checker.js';
+export { HistoryRecorder } from './recorder.js';

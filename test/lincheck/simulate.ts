@@ -21,6 +21,11 @@ export interface SimulateOptions {
   readonly failPercent: number;
   /** Percent of operations whose outcome is lost (timeouts, leader change). */
   readonly unknownPercent: number;
+  /**
+   * Whether a failed CAS reports the value it compared against (leaderd's
+   * CompareAndSwapResponse always does). Default 'sometimes'.
+   */
+  readonly reportCurrent?: 'always' | 'sometimes';
 }
 
 type ClientState =
@@ -54,7 +59,8 @@ export function simulateHistory(rng: Chooser, o: SimulateOptions): Operation[] {
           register.set(p.key, p.value!);
           return { succeeded: true };
         }
-        return rng.int(2) === 0 ? { succeeded: false } : { succeeded: false, current: cur };
+        if (o.reportCurrent !== 'always' && rng.int(2) === 0) return { succeeded: false };
+        return { succeeded: false, current: cur };
     }
   };
 
