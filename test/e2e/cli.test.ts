@@ -7,11 +7,13 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { localClientAddress, localPeerAddress } from '../../src/cli/local-ports.js';
+import type { LeaderInfo } from '../../src/client/cluster-client.js';
 import { CLI, LocalCluster, exitOf, freePort, lines, runCli, sleep, waitFor } from './cluster.js';
 
 let cluster: LocalCluster | null = null;
 const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
+afterEach(async (ctx) => {
+  if (ctx.task.result?.state === 'fail' && cluster) console.error(cluster.logTails());
   for (const f of cleanups.splice(0).reverse()) await f();
   await cluster?.stop();
   cluster = null;
@@ -126,19 +128,33 @@ describe('leaderd local', () => {
   });
 });
 
+/**
+ * Run `observe` between two identical leader readings: a leader change in between (on a
+ * loaded machine) is retried rather than blamed on the command under test.
+ */
+async function withStableLeader<T>(c: LocalCluster, observe: () => Promise<T>, attempts = 3): Promise<{ l: LeaderInfo; out: T }> {
+  for (let i = 0; i < attempts; i++) {
+    const before = await c.waitForLeader();
+    const out = await observe();
+    const after = await c.waitForLeader();
+    if (after.leaderId === before.leaderId && after.term === before.term) return { l: before, out };
+  }
+  throw new Error(`the cluster's leader changed during each of ${attempts} attempts`);
+}
+
 describe('client commands against a running cluster', () => {
   it('leader --json, members --json and the status table report the cluster; a dead endpoint listed first is skipped', async () => {
     const c = (cluster = await LocalCluster.create({ nodes: 3 }));
     c.startAll();
-    const l = await c.waitForLeader();
+    await c.waitForLeader();
     const dead = `127.0.0.1:${await freePort()}`;
     const all = c.endpoints().join(',');
 
     // One at a time: five CLI processes starting at once would starve the nodes of CPU on a 2-core machine.
-    const leader = await runCli(['leader', '--json', '--endpoints', all]);
+    const { l, out: leader } = await withStableLeader(c, () => runCli(['leader', '--json', '--endpoints', all]));
     const members = await runCli(['members', '--json', '--endpoints', all]);
-    const status = await runCli(['status', '--endpoints', all]);
-    const leaderViaDead = await runCli(['leader', '--json', '--endpoints', `${dead},${c.endpoint('n2')}`]);
+    const { l: l2, out: status } = await withStableLeader(c, () => runCli(['status', '--endpoints', all]));
+    const { l: l3, out: leaderViaDead } = await withStableLeader(c, () => runCli(['leader', '--json', '--endpoints', `${dead},${c.endpoint('n2')}`]));
     const statusViaDead = await runCli(['status', '--endpoints', `${dead},${c.endpoint('n3')}`]);
 
     expect(leader.code, leader.stderr).toBe(0);
@@ -157,14 +173,14 @@ describe('client commands against a running cluster', () => {
     expect(body.map((r) => r[0]).sort()).toEqual(['n1', 'n2', 'n3']);
     for (const r of body) {
       expect(r[1]).toBe(c.endpoint(r[0]!));
-      expect(r[2]).toBe(r[0] === l.leaderId ? 'leader' : 'follower');
-      expect(r[3]).toBe(String(l.term));
-      expect(r[4]).toBe(l.leaderId);
-      expect(r[8]).toBe(r[0] === l.leaderId ? 'valid' : '-');
+      expect(r[2]).toBe(r[0] === l2.leaderId ? 'leader' : 'follower');
+      expect(r[3]).toBe(String(l2.term));
+      expect(r[4]).toBe(l2.leaderId);
+      expect(r[8]).toBe(r[0] === l2.leaderId ? 'valid' : '-');
     }
 
     expect(leaderViaDead.code, leaderViaDead.stderr).toBe(0);
-    expect(JSON.parse(leaderViaDead.stdout)).toMatchObject({ leaderId: l.leaderId, term: l.term });
+    expect(JSON.parse(leaderViaDead.stdout)).toMatchObject({ leaderId: l3.leaderId, term: l3.term });
     expect(statusViaDead.code, statusViaDead.stderr).toBe(0);
     const viaDead = lines(statusViaDead.stdout).slice(1).map((r) => r.trim().split(/\s+/));
     expect(viaDead.filter((r) => r[2] === 'unreachable').map((r) => r[1])).toEqual([dead]);

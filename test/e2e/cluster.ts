@@ -288,6 +288,25 @@ export class LocalCluster {
     p.kill(signal);
   }
 
+  /**
+   * The last `n` info-or-higher lines of each node's log, for a failed test's output
+   * (the temp dir with the full logs is removed by stop()).
+   */
+  logTails(n = 25): string {
+    return this.specs
+      .map((s) => {
+        let text = '';
+        try {
+          text = readFileSync(s.logPath, 'utf8');
+        } catch {
+          return `--- ${s.id}: no log`;
+        }
+        const info = text.split('\n').filter((l) => l !== '' && !l.startsWith('{"level":20') && !l.startsWith('{"level":10'));
+        return `--- ${s.id} (${s.logPath}), last ${Math.min(n, info.length)} of ${info.length} lines at info or above:\n${info.slice(-n).join('\n')}`;
+      })
+      .join('\n');
+  }
+
   /** Kill every process still running (SIGCONT first so stopped ones can die) and remove the temp dir. */
   async stop(opts: { keepData?: boolean } = {}): Promise<void> {
     for (const c of this.clients.values()) c.close();

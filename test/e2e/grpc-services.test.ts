@@ -10,7 +10,8 @@ import { LocalCluster, sleep, waitFor } from './cluster.js';
 
 let cluster: LocalCluster | null = null;
 const clients: grpc.Client[] = [];
-afterEach(async () => {
+afterEach(async (ctx) => {
+  if (ctx.task.result?.state === 'fail' && cluster) console.error(cluster.logTails());
   for (const c of clients.splice(0)) c.close();
   await cluster?.stop();
   cluster = null;
