@@ -231,12 +231,9 @@ export class CoordinationService {
     const L = this.limits;
     return {
       Put: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
-        checkKey(req.key, L, { write: true });
-        const value = bytes(req.value);
-        checkValue(value, L);
-        checkLeaseId(req.lease);
+        const put = this.putOp(req.key, req.value, req.lease);
         checkClientSeq(req.clientId, req.seq);
-        return this.write('kv', 'Put', req, ctx, this.env({ type: 'put', key: req.key, value, lease: req.lease }, req), (r) => ({ revision: (r as Ok<'put'>).revision }));
+        return this.write('kv', 'Put', req, ctx, this.env(put, req), (r) => ({ revision: (r as Ok<'put'>).revision }));
       }),
       Get: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
         checkKey(req.key, L, { write: false });
@@ -261,10 +258,7 @@ export class CoordinationService {
         return { kvs: kvs.map(pbKv), more, revision: this.store.revision };
       }),
       CompareAndSwap: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
-        checkKey(req.key, L, { write: true });
-        const value = bytes(req.value);
-        checkValue(value, L);
-        checkLeaseId(req.lease);
+        const put = this.putOp(req.key, req.value, req.lease);
         checkClientSeq(req.clientId, req.seq);
         let compare: Compare;
         switch (req.expect) {
@@ -280,7 +274,7 @@ export class CoordinationService {
           default:
             throw new ApiError(grpc.status.INVALID_ARGUMENT, 'one of expected_value, expect_absent or expected_mod_revision is required');
         }
-        const cmd: Command = { type: 'txn', compare: [compare], success: [{ type: 'put', key: req.key, value, lease: req.lease }], failure: [] };
+        const cmd: Command = { type: 'txn', compare: [compare], success: [put], failure: [] };
         return this.write('kv', 'CompareAndSwap', req, ctx, this.env(cmd, req), (r) => {
           const t = r as Ok<'txn'>;
           const cur = t.compared.get(req.key) ?? null;
@@ -343,6 +337,15 @@ export class CoordinationService {
     return req.clientId !== '' ? { cmd, clientId: req.clientId, seq: req.seq } : { cmd };
   }
 
+  /** A validated put: key writable, value and lease within limits. */
+  private putOp(key: string, value: Buffer | Uint8Array | string | undefined, lease: number): Op & { type: 'put' } {
+    checkKey(key, this.limits, { write: true });
+    const v = bytes(value);
+    checkValue(v, this.limits);
+    checkLeaseId(lease);
+    return { type: 'put', key, value: v, lease };
+  }
+
   private compareFrom(c: Compare__Output): Compare {
     checkKey(c.key, this.limits, { write: false });
     const target = c.target as Compare['target'];
@@ -357,14 +360,8 @@ export class CoordinationService {
 
   private opFrom(o: RequestOp__Output): Op {
     switch (o.request) {
-      case 'put': {
-        const p = o.put!;
-        checkKey(p.key, this.limits, { write: true });
-        const value = bytes(p.value);
-        checkValue(value, this.limits);
-        checkLeaseId(p.lease);
-        return { type: 'put', key: p.key, value, lease: p.lease };
-      }
+      case 'put':
+        return this.putOp(o.put!.key, o.put!.value, o.put!.lease);
       case 'delete':
         checkKey(o.delete!.key, this.limits, { write: true });
         return { type: 'delete', key: o.delete!.key, prefix: o.delete!.prefix };
