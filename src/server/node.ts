@@ -17,6 +17,7 @@ import { seededRandom } from '../raft/rand.js';
 import { decodeConfChange } from '../raft/conf-change.js';
 import type { Entry, NodeId, RaftConfig, RaftEvent, Ready, SoftState } from '../raft/types.js';
 import { LevelStorage } from '../storage/leveldb-storage.js';
+import { checkIdentity, writeIdentity } from '../storage/identity.js';
 import { GrpcTransport } from '../transport/grpc-transport.js';
 import { TickClock } from './tick-clock.js';
 
@@ -173,7 +174,10 @@ export class LeaderdNode {
 
   static async start(opts: NodeOptions): Promise<LeaderdNode> {
     if (!opts.peers.has(opts.id)) throw new Error(`--peers must include this node (${opts.id})`);
+    const identity = { clusterId: opts.clusterId, nodeId: opts.id };
+    const known = checkIdentity(opts.dataDir, identity);
     const storage = await LevelStorage.open({ dir: join(opts.dataDir, 'raft'), clusterId: opts.clusterId, nodeId: opts.id });
+    if (!known) writeIdentity(opts.dataDir, identity);
     let transport: GrpcTransport | null = null;
     try {
       transport = new GrpcTransport({

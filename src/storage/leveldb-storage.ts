@@ -56,7 +56,7 @@ import {
   sealValue,
   unsealValue,
 } from './codec.js';
-import { StorageRefusedError } from './errors.js';
+import { StorageRefusedError, newerFormat, wrongCluster, wrongNode } from './errors.js';
 
 export { StorageRefusedError } from './errors.js';
 export type { StorageRefusedKind } from './errors.js';
@@ -452,11 +452,7 @@ async function load(db: Db, dir: string, opts: OpenOptions): Promise<LoadedStore
   const fmt = format;
   const version = decode(() => decodeFormat(fmt));
   if (version > FORMAT_VERSION) {
-    throw new StorageRefusedError(
-      'newer-format',
-      dir,
-      `data dir ${dir} uses storage format ${version}; this leaderd reads formats up to ${FORMAT_VERSION} (upgrade leaderd)`,
-    );
+    throw newerFormat(dir, version, FORMAT_VERSION);
   }
   if (version < 1) throw corrupt(`invalid format version ${version}`);
 
@@ -464,22 +460,14 @@ async function load(db: Db, dir: string, opts: OpenOptions): Promise<LoadedStore
   const cl = cluster;
   const clusterId = decode(() => decodeString(CLUSTER_KEY, cl));
   if (clusterId !== opts.clusterId) {
-    throw new StorageRefusedError(
-      'wrong-cluster',
-      dir,
-      `data dir ${dir} belongs to cluster '${clusterId}', not '${opts.clusterId}'`,
-    );
+    throw wrongCluster(dir, clusterId, opts.clusterId);
   }
 
   if (node === undefined) throw corrupt('it has no node id record');
   const nd = node;
   const nodeId = decode(() => decodeString(NODE_KEY, nd));
   if (nodeId !== opts.nodeId) {
-    throw new StorageRefusedError(
-      'wrong-node',
-      dir,
-      `data dir ${dir} belongs to node '${nodeId}' of cluster '${clusterId}', not '${opts.nodeId}'`,
-    );
+    throw wrongNode(dir, nodeId, clusterId, opts.nodeId);
   }
 
   const firstUnknown = unknown[0];
