@@ -2,11 +2,13 @@
 // leaderd: one executable, subcommands for a node, a local cluster and the client side.
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
-import { runStart } from './start.js';
-import { runLocal } from './local.js';
-import { runLeader, runMembers, runStatus, runTransfer, runWatch } from './client-commands.js';
 import { DEFAULTS } from '../server/config.js';
 import { EXIT_OK, reportError } from './usage.js';
+// Each subcommand loads only what it needs: a client command does not pay for LevelDB,
+// pino or the node runtime.
+const start = () => import('./start.js');
+const local = () => import('./local.js');
+const client = () => import('./client-commands.js');
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -40,7 +42,7 @@ program
       electionTimeoutMs: 'election-timeout-ms', logLevel: 'log-level',
     };
     for (const [k, name] of Object.entries(map)) if (o[k] !== undefined) flags[name] = o[k]!;
-    await runStart({ ...flags, ...(o.config ? { config: o.config } : {}) });
+    await (await start()).runStart({ ...flags, ...(o.config ? { config: o.config } : {}) });
   });
 
 program
@@ -51,7 +53,7 @@ program
   .option('--heartbeat-ms <ms>', 'passed to every node')
   .option('--election-timeout-ms <ms>', 'passed to every node')
   .option('--no-view', 'print leadership changes as lines instead of a live table')
-  .action(runLocal);
+  .action(async (o) => (await local()).runLocal(o));
 
 const clientOptions = (c: Command) =>
   c
@@ -59,11 +61,11 @@ const clientOptions = (c: Command) =>
     .option('--json', 'machine-readable output')
     .addOption(new Option('--timeout-ms <ms>', 'deadline per call and endpoint').default('2000'));
 
-clientOptions(program.command('leader').description('who leads, as seen by the first endpoint that answers')).action(runLeader);
-clientOptions(program.command('status').description('every member\'s role, term, leader and log indexes, in a table')).action(runStatus);
-clientOptions(program.command('watch').description('stream leadership changes until Ctrl-C')).action((o) => runWatch(o));
-clientOptions(program.command('members').description('the cluster\'s members and their addresses')).action(runMembers);
-clientOptions(program.command('transfer').description('switchover: hand leadership to another voter').option('--to <id>', 'target node (default: the most up-to-date follower)')).action(runTransfer);
+clientOptions(program.command('leader').description('who leads, as seen by the first endpoint that answers')).action(async (o) => (await client()).runLeader(o));
+clientOptions(program.command('status').description('every member\'s role, term, leader and log indexes, in a table')).action(async (o) => (await client()).runStatus(o));
+clientOptions(program.command('watch').description('stream leadership changes until Ctrl-C')).action(async (o) => (await client()).runWatch(o));
+clientOptions(program.command('members').description('the cluster\'s members and their addresses')).action(async (o) => (await client()).runMembers(o));
+clientOptions(program.command('transfer').description('switchover: hand leadership to another voter').option('--to <id>', 'target node (default: the most up-to-date follower)')).action(async (o) => (await client()).runTransfer(o));
 
 try {
   await program.parseAsync(process.argv);
