@@ -25,6 +25,8 @@ export interface CreateNodeOptions {
   readonly electionTimeoutMs?: number;
   /** Your replicated state machine; commands you propose() are applied to it on every node, in log order. */
   readonly stateMachine?: StateMachine;
+  /** Snapshot the state machine and compact the log every this many applied entries; default 10,000. */
+  readonly snapshotEntries?: number;
   readonly logger?: Logger;
 }
 
@@ -85,6 +87,7 @@ export async function createNode(opts: CreateNodeOptions): Promise<EmbeddedNode>
     electionTimeoutMs,
     logger,
     stateMachine: opts.stateMachine ?? store!,
+    ...(opts.snapshotEntries !== undefined ? { snapshotEntries: opts.snapshotEntries } : {}),
   });
   let server: PublicServer | null = null;
   if (opts.listenClient) {

@@ -107,8 +107,10 @@ export class LeaseKeeper implements LeaseHandle {
         this.lose('gone');
         return;
       }
+      // Check before crediting the answer: an answer must never revive a lease whose
+      // proven validity already ran out (the server may have expired it meanwhile).
+      if (!this.valid()) return;
       if (this.validity.acked(res.ttlMs)) this.failures = 0;
-      this.valid();
     });
     const broken = () => {
       if (this.call !== call || this.lost) return;
@@ -121,7 +123,7 @@ export class LeaseKeeper implements LeaseHandle {
   }
 
   private tick(): void {
-    if (this.lost || !this.call) return;
+    if (this.lost || !this.call || !this.valid()) return;
     // At most one keep-alive in flight per stream: answers then pair with requests
     // unambiguously even if the server answers a forwarded one late. An answer still
     // missing after ttl/3 means this path is slow or dead: try another.

@@ -373,6 +373,11 @@ export class RaftNode {
     return this.quorumAckedAt() + this.leaseTicks() > this.now;
   }
 
+  /** Term of the entry at `index` (undefined if compacted away or beyond the log). */
+  termAt(index: number): number | undefined {
+    return this.log.term(index);
+  }
+
   /** Volatile state: role, leader, term. Cheap; the driver may call it after every input. */
   softState(): SoftState {
     return { role: this.role, leaderId: this.leaderId, term: this.term, learner: !this.conf.voters.includes(this.id) };
@@ -423,6 +428,15 @@ export class RaftNode {
       if (this.leadTransferee !== null) {
         this.events.push({ kind: 'transfer', to: this.leadTransferee, term: this.term, outcome: 'abandoned' });
         this.leadTransferee = null;
+        if (this.timeoutNowSent) {
+          // TimeoutNow went out but no new term reached us (lost message, crashed target).
+          // Our lease stays void for this term (a delayed TimeoutNow still lets the
+          // target's voters ignore their leases), and a leader without a lease cannot
+          // serve lease-dependent work; step down so a fresh election settles it.
+          this.events.push({ kind: 'step-down', term: this.term, reason: 'lost-quorum' });
+          this.becomeFollower(this.term, null);
+          return;
+        }
       }
     }
     if (this.heartbeatElapsed >= this.cfg.heartbeatTick) {

@@ -412,6 +412,7 @@ export class CoordinationService {
       TimeToLive: this.unary(5000, async (req, ctx) => {
         checkLeaseId(req.id);
         if (!this.node.isLeader()) return this.forward('lease', 'TimeToLive', req, ctx);
+        if (!this.node.isLeaderCaughtUp()) throw new ApiError(grpc.status.UNAVAILABLE, 'the leader is still catching up on its log; retry', null);
         const info = this.store.leaseInfo(req.id);
         if (!info) return { id: req.id, ttlMs: -1, grantedTtlMs: 0, keys: [] };
         return { id: req.id, ttlMs: this.keeper.remainingMs(req.id), grantedTtlMs: info.ttlMs, keys: req.keys ? info.keys : [] };
@@ -421,8 +422,11 @@ export class CoordinationService {
 
   private async keepAliveOnce(id: number, req: { id: number }, ctx: CallContext): Promise<{ id: number; ttlMs: number }> {
     // Only a leader holding a valid lease may vouch for a lease (a deposed or paused
-    // leader must not extend it): isLeader() delivers missed ticks first.
-    if (this.node.isLeader()) return { id, ttlMs: this.keeper.keepAlive(id) };
+    // leader must not extend it: isLeader() delivers missed ticks first), and only once
+    // it has applied everything its predecessors committed (an expiry of this very
+    // lease may be among it).
+    if (this.node.isLeaderCaughtUp()) return { id, ttlMs: this.keeper.keepAlive(id) };
+    if (this.node.isLeader()) throw new ApiError(grpc.status.UNAVAILABLE, 'the leader is still catching up on its log; retry', null);
     return this.forward('lease', 'KeepAliveOnce', req, ctx);
   }
 

@@ -76,7 +76,7 @@ export class LeaseKeeper {
   }
 
   private check(): void {
-    if (this.deadlines.size === 0 || !this.node.isLeader()) return;
+    if (this.deadlines.size === 0 || !this.node.isLeaderCaughtUp()) return;
     const now = this.now();
     for (const [id, d] of this.deadlines) {
       if (d.deadline > now || this.expiring.has(id)) continue;

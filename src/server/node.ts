@@ -258,6 +258,18 @@ export class LeaderdNode {
     return this.raft.leaseValid();
   }
 
+  /**
+   * isLeader(), and this node's state machine has applied an entry of its own term, so
+   * it reflects everything committed before it took over (a lease expiry its predecessor
+   * committed, say). Leader-only decisions about replicated state wait for this.
+   */
+  isLeaderCaughtUp(): boolean {
+    if (!this.isLeader()) return false;
+    const s = this.raft.status();
+    const applied = Math.min(this.appliedTo, s.appliedIndex);
+    return this.raft.termAt(applied) === s.term;
+  }
+
   members(): MemberView[] {
     const conf = this.raft.status().conf;
     const view = (id: NodeId, learner: boolean): MemberView => ({
@@ -400,6 +412,10 @@ export class LeaderdNode {
           await this.handleReady(rd);
           this.raft.advance(rd);
           this.observe();
+          // Only after advance(): the core counts these entries as applied (and persisted)
+          // from then on, and may compact up to them.
+          const last = rd.committedEntries[rd.committedEntries.length - 1];
+          if (last && !this.stopped) await this.maybeSnapshot(last.index);
         }
       } while (this.again && !this.stopped);
     } catch (err) {
@@ -450,11 +466,9 @@ export class LeaderdNode {
     }
     for (const ev of rd.events) this.logEvent(ev);
     if (rd.entries.some((e) => e.type === 'conf') || rd.snapshot) this.updatePeers();
-    if (last > 0) {
-      this.appliedTo = last;
-      this.wakeAppliedWaiters();
-      await this.maybeSnapshot(last);
-    }
+    if (rd.snapshot) this.appliedTo = Math.max(this.appliedTo, rd.snapshot.meta.index);
+    if (last > 0) this.appliedTo = Math.max(this.appliedTo, last);
+    this.wakeAppliedWaiters();
   }
 
   private async maybeSnapshot(applied: number): Promise<void> {
@@ -471,14 +485,23 @@ export class LeaderdNode {
   private appliedWaiters: { index: number; resolve: () => void }[] = [];
 
   private waitApplied(index: number, signal?: AbortSignal): Promise<void> {
-    if (this.raft.status().appliedIndex >= index) return Promise.resolve();
+    // appliedTo moves as soon as the state machine has applied (before the core's own
+    // applied index, which waits for advance()).
+    if (Math.max(this.appliedTo, this.raft.status().appliedIndex) >= index) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const w = { index, resolve };
-      this.appliedWaiters.push(w);
-      signal?.addEventListener('abort', () => {
+      const onAbort = () => {
         this.appliedWaiters = this.appliedWaiters.filter((x) => x !== w);
-        reject(signal.reason ?? new Error('aborted'));
-      });
+        reject(signal?.reason ?? new Error('aborted'));
+      };
+      const w = {
+        index,
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+      };
+      this.appliedWaiters.push(w);
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 

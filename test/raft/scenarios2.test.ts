@@ -55,14 +55,30 @@ describe('leadership transfer (thesis §3.10)', () => {
     for (const id of ids) expect(c.appliedValues(id)).toEqual([...Array.from({ length: 10 }, (_, i) => `v${i}`), 'after']);
   });
 
-  it('an unreachable target: the transfer is abandoned after an election timeout and the leader serves again', () => {
+  it('a lost TimeoutNow: the leader, whose lease is void for the term, steps down and a new leader with a valid lease is elected', () => {
+    const c = new Cluster(['a', 'b', 'c']);
+    c.forceElect('a');
+    c.tick(2);
+    c.filter = (m) => m.type !== 'timeoutNow';
+    expect(c.node('a').transferLeadership('b')).toEqual({ ok: true });
+    expect(c.node('a').leaseValid()).toBe(false);
+    c.tick(12);
+    c.filter = null;
+    expect(c.node('a').status().role).not.toBe('leader');
+    c.tickUntil(() => c.leaders().length === 1 && c.node(c.leaders()[0]!).leaseValid(), 200);
+    expect(c.node(c.leader()).status().term).toBeGreaterThan(1);
+  });
+
+  it('an unreachable lagging target: the transfer is abandoned after an election timeout and the leader serves again, lease and all', () => {
     const c = new Cluster(['a', 'b', 'c']);
     c.forceElect('a');
     c.isolate('c');
+    c.propose('c-misses-this'); // c lags, so TimeoutNow is never sent
     c.node('a').transferLeadership('c');
     c.tick(10);
     expect(c.leaders()).toEqual(['a']);
     expect(c.node('a').status().leadTransferee).toBeNull();
+    expect(c.node('a').leaseValid()).toBe(true);
     expect(c.node('a').propose(enc('x')).ok).toBe(true);
   });
 });
