@@ -4,7 +4,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { LevelStorage } from '../../src/storage/leveldb-storage.js';
 import { LeaderdNode, type StateMachine } from '../../src/server/node.js';
 import { createNode, type EmbeddedNode, type Entry } from '../../src/index.js';
 import { freePort, waitFor } from '../e2e/cluster.js';
@@ -63,6 +64,20 @@ describe('LeaderdNode', () => {
     const ms = performance.now() - t0;
     await Promise.all([pa, pb]);
     expect(ms).toBeLessThan(1000);
+  });
+
+  it('group commit: many concurrent proposals share a few synced writes', async () => {
+    const { node } = await single(tempDir(), new Counter());
+    const persist = vi.spyOn(LevelStorage.prototype, 'persist');
+    try {
+      const results = await Promise.all(Array.from({ length: 200 }, (_, i) => node.propose(cmd(i))));
+      expect(new Set(results.map((r) => r.index)).size).toBe(200);
+      const synced = persist.mock.calls.filter(([, sync]) => sync).length;
+      console.log(`200 concurrent proposals: ${synced} synced writes`);
+      expect(synced).toBeLessThan(50);
+    } finally {
+      persist.mockRestore();
+    }
   });
 
   it('takes snapshots as it applies, keeps running, and restarts from the snapshot with the same state', async () => {
