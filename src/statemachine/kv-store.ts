@@ -45,6 +45,8 @@ const EMPTY = new Uint8Array(0);
 export interface KvStoreOptions {
   /** Revisions of change history kept for watches; default 10,000. */
   readonly historyRevisions?: number;
+  /** Bytes of values that history may hold (it keeps at least the latest revision); default 64 MiB. */
+  readonly historyBytes?: number;
   /** Exactly-once sessions remembered (least recently used are forgotten first); default 10,000. */
   readonly maxSessions?: number;
 }
@@ -68,10 +70,13 @@ export class KvStore {
   private readonly leaseListeners = new Set<LeaseListener>();
   private pendingEvents: WatchEvent[] = [];
   private readonly historyRevisions: number;
+  private readonly historyBytes: number;
+  private historySize = 0;
   private readonly maxSessions: number;
 
   constructor(opts: KvStoreOptions = {}) {
     this.historyRevisions = opts.historyRevisions ?? 10_000;
+    this.historyBytes = opts.historyBytes ?? 64 << 20;
     this.maxSessions = opts.maxSessions ?? 10_000;
   }
 
@@ -215,8 +220,15 @@ export class KvStore {
     const h: HistoryEntry = { revision: rev, events: this.pendingEvents };
     this.pendingEvents = [];
     this.history.push(h);
-    if (this.history.length > this.historyRevisions) {
-      this.history = this.history.slice(this.history.length - this.historyRevisions);
+    this.historySize += entrySize(h);
+    // Bounded by count and by bytes (values may be up to a MiB each); the oldest go first.
+    let drop = 0;
+    while (this.history.length - drop > 1 && (this.history.length - drop > this.historyRevisions || this.historySize > this.historyBytes)) {
+      this.historySize -= entrySize(this.history[drop]!);
+      drop++;
+    }
+    if (drop > 0) {
+      this.history = this.history.slice(drop);
       this.firstRetained = this.history[0]!.revision;
     }
     for (const l of this.revisionListeners) l(h);
@@ -308,6 +320,7 @@ export class KvStore {
     for (const [id, seq, result] of s.sessions) this.sessions.set(id, { seq, result: sessionResultFromJson(result) });
     // History before the snapshot is gone: watches must start after it.
     this.history = [];
+    this.historySize = 0;
     this.firstRetained = this.revision + 1;
     for (const id of ended) if (!this.leases.has(id)) for (const l of this.leaseListeners) l({ type: 'ended', id });
     for (const l of this.leases.values()) for (const f of this.leaseListeners) f({ type: 'granted', id: l.id, ttlMs: l.ttlMs });
@@ -338,6 +351,12 @@ export class KvStore {
     }
     return out;
   }
+}
+
+function entrySize(h: HistoryEntry): number {
+  let n = 0;
+  for (const e of h.events) n += e.kv.key.length + e.kv.value.length + 64;
+  return n;
 }
 
 function compareKeys(a: string, b: string): number {

@@ -102,6 +102,17 @@ describe('KvStore', () => {
     expect(s.watchFrom(8, () => {}).backlog.map((h) => h.revision)).toEqual([8, 9, 10]);
   });
 
+  it('watch history is bounded by bytes as well as revisions', () => {
+    const s = new KvStore({ historyBytes: 10_000 });
+    const apply = applier();
+    for (let i = 0; i < 20; i++) apply(s, { type: 'put', key: `k${i}`, value: new Uint8Array(1000), lease: 0 });
+    const kept = s.watchFrom(s.revision, () => {}).backlog.length;
+    expect(() => s.watchFrom(1, () => {})).toThrow(CompactedError);
+    const oldest = 20 - 9 + 1;
+    expect(s.watchFrom(oldest, () => {}).backlog.map((h) => h.revision)[0]).toBe(oldest);
+    expect(kept).toBe(1);
+  });
+
   it('range lists keys under a prefix in order, with limit and paging', () => {
     const s = new KvStore();
     const apply = applier();
