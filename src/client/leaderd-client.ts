@@ -82,30 +82,28 @@ export interface LeaderdClientOptions {
   readonly random?: () => number;
 }
 
-export interface Leadership {
+/** What every Election or Lock grant carries. */
+export interface Grant {
   readonly name: string;
-  /** The candidate's key under _leaderd/election/<name>/. */
+  /** The holder's key under _leaderd/election/<name>/ or _leaderd/lock/<name>/. */
   readonly key: string;
   /** The fencing token: the key's creation revision, strictly increasing cluster-wide. */
   readonly token: number;
   readonly lease: LeaseHandle;
-  /** Aborts (reason: LeadershipLostError) when the lease is lost, another holder is observed, or after resign(). */
+  /** Aborts (reason: LeadershipLostError) when the lease is lost, another holder is observed, or the grant is given up. */
   readonly signal: AbortSignal;
   /** True while the signal has not aborted and the lease is still proven (checks the clock now). */
   valid(): boolean;
+}
+
+export interface Leadership extends Grant {
   /** Update the leader's value; throws (and aborts the signal) if no longer leader. */
   proclaim(value: string | Uint8Array): Promise<number>;
   /** Step down: abort the signal, resign, revoke the lease. */
   resign(): Promise<void>;
 }
 
-export interface LockHandle {
-  readonly name: string;
-  readonly key: string;
-  readonly token: number;
-  readonly lease: LeaseHandle;
-  readonly signal: AbortSignal;
-  valid(): boolean;
+export interface LockHandle extends Grant {
   unlock(): Promise<void>;
 }
 
