@@ -175,7 +175,12 @@ class Etcd implements System {
     preVote: boolean,
   ) {
     this.name = `etcd ${version}`;
-    this.flags = [`--heartbeat-interval=${HEARTBEAT_MS}`, `--election-timeout=${ELECTION_MS}`, ...(preVote ? ['--pre-vote=true'] : []), '--logger=zap'];
+    this.flags = [
+      `--heartbeat-interval=${HEARTBEAT_MS}`,
+      `--election-timeout=${ELECTION_MS}`,
+      ...(preVote ? ['--pre-vote=true'] : []),
+      '--logger=zap',
+    ];
   }
 
   /** The etcd binary's version and whether it has --pre-vote, or why it cannot be used. */
@@ -234,7 +239,11 @@ class Etcd implements System {
 
   /** etcd's gRPC gateway on the member's client URL (loopback), one keep-alive connection per member. */
   private async status(name: string): Promise<EtcdStatus> {
-    const res = await fetch(`${this.url(name, 'client')}/v3/maintenance/status`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(1000) });
+    const res = await fetch(`${this.url(name, 'client')}/v3/maintenance/status`, {
+      method: 'POST',
+      body: '{}',
+      signal: AbortSignal.timeout(1000),
+    });
     if (!res.ok) throw new Error(`${name}: HTTP ${res.status}`);
     const s = (await res.json()) as EtcdStatus;
     this.ids.set(name, s.header.member_id);
@@ -288,7 +297,11 @@ class Etcd implements System {
 // The trial loop, the same for both systems
 
 /** Poll `f` every `everyMs` until it returns a value or `limitMs` passed; errors count as "not yet". */
-async function pollUntil<T>(f: () => Promise<T | undefined>, limitMs: number, everyMs: number): Promise<{ value: T; at: number } | undefined> {
+async function pollUntil<T>(
+  f: () => Promise<T | undefined>,
+  limitMs: number,
+  everyMs: number,
+): Promise<{ value: T; at: number } | undefined> {
   const deadline = performance.now() + limitMs;
   while (performance.now() < deadline) {
     const started = performance.now();
@@ -316,7 +329,8 @@ class TrialRunner {
 
   async start(): Promise<void> {
     await this.sys.start();
-    if (!(await pollUntil(() => this.sys.whole(), STEADY_LIMIT_MS, 25))) this.failure = `no leader agreed by all members within ${STEADY_LIMIT_MS} ms of start`;
+    if (!(await pollUntil(() => this.sys.whole(), STEADY_LIMIT_MS, 25)))
+      this.failure = `no leader agreed by all members within ${STEADY_LIMIT_MS} ms of start`;
   }
 
   /** One trial; on failure, records why and returns false (the cluster's state is then unknown). */
@@ -438,8 +452,12 @@ async function main(): Promise<number> {
   const trials = Number(values.trials);
   if (!Number.isInteger(trials) || trials < 1) throw new Error(`--trials must be a whole number >= 1, got '${values.trials}'`);
   const ticks = tickSettings(HEARTBEAT_MS, ELECTION_MS);
-  console.log(`Failover benchmark: 3 members on 127.0.0.1, SIGKILL the leader, ${trials} trials per system, poll every ${POLL_EVERY_MS} ms`);
-  console.log(`settings: heartbeat ${HEARTBEAT_MS} ms, election timeout ${ELECTION_MS} ms (randomized in [${ELECTION_MS}, ${2 * ELECTION_MS}) ms); trials of the systems interleaved\n`);
+  console.log(
+    `Failover benchmark: 3 members on 127.0.0.1, SIGKILL the leader, ${trials} trials per system, poll every ${POLL_EVERY_MS} ms`,
+  );
+  console.log(
+    `settings: heartbeat ${HEARTBEAT_MS} ms, election timeout ${ELECTION_MS} ms (randomized in [${ELECTION_MS}, ${2 * ELECTION_MS}) ms); trials of the systems interleaved\n`,
+  );
 
   const systems: System[] = [];
   const leaderd = await Leaderd.create();
@@ -465,14 +483,22 @@ async function main(): Promise<number> {
   console.log(`${''.padEnd(44)}${'trials'.padStart(7)}${'min'.padStart(7)}${'median'.padStart(7)}${'p90'.padStart(7)}${'max'.padStart(7)}`);
   for (const o of outcomes) console.log(row(`${o.system}: RTO`, o.trials.length, stats(o.trials.map((t) => t.rtoMs))));
   const ld = outcomes[0]!;
-  console.log(row('leaderd: kill -> new leader lease valid', ld.trials.length, stats(ld.trials.flatMap((t) => (t.leaseMs === undefined ? [] : [t.leaseMs])))));
+  console.log(
+    row(
+      'leaderd: kill -> new leader lease valid',
+      ld.trials.length,
+      stats(ld.trials.flatMap((t) => (t.leaseMs === undefined ? [] : [t.leaseMs]))),
+    ),
+  );
   for (const o of outcomes) {
     const rejoins = o.trials.map((t) => t.rejoinMs);
     console.log(row(`${o.system}: restart -> rejoined, caught up`, rejoins.length, stats(rejoins)));
   }
   for (const o of outcomes) {
     const extra = o.trials.reduce((a, t) => a + t.extraTerms, 0);
-    console.log(`${o.system}: ${extra} extra terms in ${o.trials.length} trials (elections beyond the one each kill forces: split votes, leaders losing quorum during the rejoin)`);
+    console.log(
+      `${o.system}: ${extra} extra terms in ${o.trials.length} trials (elections beyond the one each kill forces: split votes, leaders losing quorum during the rejoin)`,
+    );
   }
   const leaseBound = (ticks.electionTick - ticks.leaseDriftTicks) * ticks.tickMs;
   console.log(
@@ -487,7 +513,9 @@ async function main(): Promise<number> {
   }
   if (etcdNote) console.log(`\n${etcdNote}`);
 
-  const failures = outcomes.filter((o) => o.failure !== undefined || o.trials.length < trials || o.trials.some((t) => t.rtoMs > TRIAL_LIMIT_MS));
+  const failures = outcomes.filter(
+    (o) => o.failure !== undefined || o.trials.length < trials || o.trials.some((t) => t.rtoMs > TRIAL_LIMIT_MS),
+  );
   for (const o of failures) console.error(`FAILED ${o.system}: ${o.failure ?? 'a trial exceeded the limit'}`);
   return failures.length > 0 ? 1 : 0;
 }

@@ -84,7 +84,9 @@ if (positionals[0] === 'resource') {
   process.on('SIGTERM', () => stop.abort());
   const everyMs = Number(values['every-ms']);
   while (!stop.signal.aborted) {
-    const leadership = await client.campaign('resource-owner', id, { ttlMs: Number(values['ttl-ms']), signal: stop.signal }).catch(() => null);
+    const leadership = await client
+      .campaign('resource-owner', id, { ttlMs: Number(values['ttl-ms']), signal: stop.signal })
+      .catch(() => null);
     if (!leadership) continue;
     say(`GRANTED ${leadership.token} ${Date.now()}`);
     leadership.signal.addEventListener('abort', () => {
@@ -112,6 +114,8 @@ if (positionals[0] === 'resource') {
   client.close();
   resource.close();
 } else {
-  process.stderr.write('usage: fenced-resource.js resource --listen host:port --log FILE | primary --id ID --endpoints LIST --resource host:port\n');
+  process.stderr.write(
+    'usage: fenced-resource.js resource --listen host:port --log FILE | primary --id ID --endpoints LIST --resource host:port\n',
+  );
   process.exit(2);
 }

@@ -132,7 +132,10 @@ export async function createNode(opts: CreateNodeOptions): Promise<EmbeddedNode>
     },
   });
 
-  const runWhileLeader = async (work: (signal: AbortSignal, fencingToken: number) => Promise<void>, signal?: AbortSignal): Promise<void> => {
+  const runWhileLeader = async (
+    work: (signal: AbortSignal, fencingToken: number) => Promise<void>,
+    signal?: AbortSignal,
+  ): Promise<void> => {
     const stopped = () => signal?.aborted || closed.signal.aborted;
     while (!stopped()) {
       // Wait until this node leads with a valid lease.
@@ -206,7 +209,8 @@ export async function createNode(opts: CreateNodeOptions): Promise<EmbeddedNode>
     leadershipChanges,
     runWhileLeader,
     async propose(command, signal) {
-      if (!opts.stateMachine) throw new NodeError('invalid', 'propose() is for nodes created with your own stateMachine; use the KV API otherwise');
+      if (!opts.stateMachine)
+        throw new NodeError('invalid', 'propose() is for nodes created with your own stateMachine; use the KV API otherwise');
       return (await node.propose(command, signal)).result;
     },
     read: (signal) => node.readBarrier(signal),

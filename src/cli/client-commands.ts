@@ -12,7 +12,10 @@ export interface ClientFlags {
 
 export function parseEndpoints(value: string | undefined): string[] {
   if (value === undefined) return LOCAL_CLIENT_ENDPOINTS;
-  const list = value.split(',').map((e) => e.trim()).filter((e) => e !== '');
+  const list = value
+    .split(',')
+    .map((e) => e.trim())
+    .filter((e) => e !== '');
   if (list.length === 0) throw new UsageError('--endpoints is empty');
   try {
     return list.map((e) => parseAddress(e, '--endpoints entry'));
@@ -25,7 +28,8 @@ function makeClient(flags: ClientFlags): ClusterClient {
   let timeoutMs = 2000;
   if (flags.timeoutMs !== undefined) {
     timeoutMs = Number(flags.timeoutMs);
-    if (!Number.isInteger(timeoutMs) || timeoutMs < 1) throw new UsageError(`--timeout-ms must be a positive whole number, got '${flags.timeoutMs}'`);
+    if (!Number.isInteger(timeoutMs) || timeoutMs < 1)
+      throw new UsageError(`--timeout-ms must be a positive whole number, got '${flags.timeoutMs}'`);
   }
   return new ClusterClient(parseEndpoints(flags.endpoints), { timeoutMs });
 }
@@ -40,7 +44,14 @@ function describeLeader(l: LeaderInfo): string {
 
 export function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 export async function runLeader(flags: ClientFlags): Promise<void> {
@@ -83,7 +94,17 @@ export async function runStatus(flags: ClientFlags): Promise<void> {
       for (const r of results) {
         const s = r.status;
         if (s) {
-          rows.push([s.nodeId, r.address, s.role, String(s.term), s.leaderId || '-', String(s.commitIndex), String(s.appliedIndex), String(s.lastLogIndex), s.leaseValid ? 'valid' : '-']);
+          rows.push([
+            s.nodeId,
+            r.address,
+            s.role,
+            String(s.term),
+            s.leaderId || '-',
+            String(s.commitIndex),
+            String(s.appliedIndex),
+            String(s.lastLogIndex),
+            s.leaseValid ? 'valid' : '-',
+          ]);
         } else {
           rows.push(['?', r.address, 'unreachable', '', '', '', '', '', '']);
         }
@@ -101,7 +122,13 @@ export async function runMembers(flags: ClientFlags): Promise<void> {
   try {
     const members = await c.listMembers();
     if (flags.json) out(JSON.stringify(members));
-    else out(table([['ID', 'PEER', 'CLIENT', 'LEARNER'], ...members.map((m) => [m.id, m.peerAddress, m.clientAddress || '-', m.learner ? 'yes' : 'no'])]));
+    else
+      out(
+        table([
+          ['ID', 'PEER', 'CLIENT', 'LEARNER'],
+          ...members.map((m) => [m.id, m.peerAddress, m.clientAddress || '-', m.learner ? 'yes' : 'no']),
+        ]),
+      );
   } finally {
     c.close();
   }
@@ -111,7 +138,11 @@ export async function runTransfer(flags: ClientFlags & { to?: string }): Promise
   const c = makeClient(flags);
   try {
     const l = await c.transferLeader(flags.to ?? '');
-    out(flags.json ? JSON.stringify({ leaderId: l.leaderId, leaderAddress: l.leaderAddress, term: l.term }) : `leader is now ${describeLeader(l)}`);
+    out(
+      flags.json
+        ? JSON.stringify({ leaderId: l.leaderId, leaderAddress: l.leaderAddress, term: l.term })
+        : `leader is now ${describeLeader(l)}`,
+    );
   } finally {
     c.close();
   }

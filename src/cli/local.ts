@@ -30,7 +30,8 @@ const RESET = '\x1b[0m';
 
 export async function runLocal(flags: LocalFlags): Promise<void> {
   const n = Number(flags.nodes ?? '3');
-  if (!Number.isInteger(n) || n < 1 || n > LOCAL_MAX_NODES) throw new UsageError(`--nodes must be a whole number from 1 to ${LOCAL_MAX_NODES}, got '${flags.nodes}'`);
+  if (!Number.isInteger(n) || n < 1 || n > LOCAL_MAX_NODES)
+    throw new UsageError(`--nodes must be a whole number from 1 to ${LOCAL_MAX_NODES}, got '${flags.nodes}'`);
   const base = resolve(flags.dataDir ?? 'data');
   mkdirSync(base, { recursive: true });
   const peers = Array.from({ length: n }, (_, i) => `n${i + 1}=${localPeerAddress(i + 1)}`).join(',');
@@ -40,7 +41,22 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
     const id = `n${i}`;
     const logPath = join(base, `${id}.log`);
     const fd = openSync(logPath, 'a');
-    const args = [script, 'start', '--id', id, '--data-dir', join(base, id), '--listen-peer', localPeerAddress(i), '--listen-client', localClientAddress(i), '--peers', peers, '--cluster-id', 'local'];
+    const args = [
+      script,
+      'start',
+      '--id',
+      id,
+      '--data-dir',
+      join(base, id),
+      '--listen-peer',
+      localPeerAddress(i),
+      '--listen-client',
+      localClientAddress(i),
+      '--peers',
+      peers,
+      '--cluster-id',
+      'local',
+    ];
     if (flags.heartbeatMs) args.push('--heartbeat-ms', flags.heartbeatMs);
     if (flags.electionTimeoutMs) args.push('--election-timeout-ms', flags.electionTimeoutMs);
     // Own process group: a terminal's Ctrl-C reaches only this process, which then stops
@@ -54,9 +70,14 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
     children.push(child);
   }
   const endpoints = children.map((c) => c.client).join(',');
-  process.stdout.write(`${BOLD}leaderd local: ${n} nodes${RESET}\n  client endpoints: ${endpoints}\n  data and logs:    ${base}\n  try: leaderd status --endpoints ${endpoints}\n  Ctrl-C stops every node.\n\n`);
+  process.stdout.write(
+    `${BOLD}leaderd local: ${n} nodes${RESET}\n  client endpoints: ${endpoints}\n  data and logs:    ${base}\n  try: leaderd status --endpoints ${endpoints}\n  Ctrl-C stops every node.\n\n`,
+  );
 
-  const client = new ClusterClient(children.map((c) => c.client), { timeoutMs: 500 });
+  const client = new ClusterClient(
+    children.map((c) => c.client),
+    { timeoutMs: 500 },
+  );
   const events: string[] = [];
   let lastLeader = '';
   let stopping = false;

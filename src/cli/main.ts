@@ -23,7 +23,7 @@ program
   .command('start')
   .description('run one node (a new data dir starts a node; an existing one restarts it)')
   .option('--config <file>', 'JSON file with the same settings, keys named like the flags ("data-dir": ...); flags override it')
-  .option('--id <id>', 'this node\'s id (required)')
+  .option('--id <id>', "this node's id (required)")
   .option('--data-dir <dir>', 'where this node keeps its data (default: data/<id>)')
   .option('--listen-peer <host:port>', `address for Raft traffic from peers (default: ${DEFAULTS['listen-peer']})`)
   .option('--listen-client <host:port>', `address for the public gRPC API (default: ${DEFAULTS['listen-client']})`)
@@ -37,9 +37,17 @@ program
   .action(async (o: Record<string, string | undefined>) => {
     const flags: Record<string, string> = {};
     const map: Record<string, string> = {
-      id: 'id', dataDir: 'data-dir', listenPeer: 'listen-peer', listenClient: 'listen-client', advertisePeer: 'advertise-peer',
-      advertiseClient: 'advertise-client', peers: 'peers', clusterId: 'cluster-id', heartbeatMs: 'heartbeat-ms',
-      electionTimeoutMs: 'election-timeout-ms', logLevel: 'log-level',
+      id: 'id',
+      dataDir: 'data-dir',
+      listenPeer: 'listen-peer',
+      listenClient: 'listen-client',
+      advertisePeer: 'advertise-peer',
+      advertiseClient: 'advertise-client',
+      peers: 'peers',
+      clusterId: 'cluster-id',
+      heartbeatMs: 'heartbeat-ms',
+      electionTimeoutMs: 'election-timeout-ms',
+      logLevel: 'log-level',
     };
     for (const [k, name] of Object.entries(map)) if (o[k] !== undefined) flags[name] = o[k]!;
     await (await start()).runStart({ ...flags, ...(o.config ? { config: o.config } : {}) });
@@ -57,15 +65,28 @@ program
 
 const clientOptions = (c: Command) =>
   c
-    .option('--endpoints <list>', 'client addresses host:port,... (default: the local cluster\'s)')
+    .option('--endpoints <list>', "client addresses host:port,... (default: the local cluster's)")
     .option('--json', 'machine-readable output')
     .addOption(new Option('--timeout-ms <ms>', 'deadline per call and endpoint').default('2000'));
 
-clientOptions(program.command('leader').description('who leads, as seen by the first endpoint that answers')).action(async (o) => (await client()).runLeader(o));
-clientOptions(program.command('status').description('every member\'s role, term, leader and log indexes, in a table')).action(async (o) => (await client()).runStatus(o));
-clientOptions(program.command('watch').description('stream leadership changes until Ctrl-C')).action(async (o) => (await client()).runWatch(o));
-clientOptions(program.command('members').description('the cluster\'s members and their addresses')).action(async (o) => (await client()).runMembers(o));
-clientOptions(program.command('transfer').description('switchover: hand leadership to another voter').option('--to <id>', 'target node (default: the most up-to-date follower)')).action(async (o) => (await client()).runTransfer(o));
+clientOptions(program.command('leader').description('who leads, as seen by the first endpoint that answers')).action(async (o) =>
+  (await client()).runLeader(o),
+);
+clientOptions(program.command('status').description("every member's role, term, leader and log indexes, in a table")).action(async (o) =>
+  (await client()).runStatus(o),
+);
+clientOptions(program.command('watch').description('stream leadership changes until Ctrl-C')).action(async (o) =>
+  (await client()).runWatch(o),
+);
+clientOptions(program.command('members').description("the cluster's members and their addresses")).action(async (o) =>
+  (await client()).runMembers(o),
+);
+clientOptions(
+  program
+    .command('transfer')
+    .description('switchover: hand leadership to another voter')
+    .option('--to <id>', 'target node (default: the most up-to-date follower)'),
+).action(async (o) => (await client()).runTransfer(o));
 
 try {
   await program.parseAsync(process.argv);

@@ -38,7 +38,11 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
     }
     throw err;
   }
-  const server = new PublicServer(node, log, new CoordinationService(node, store, { electionTimeoutMs: cfg.electionTimeoutMs, logger: log }));
+  const server = new PublicServer(
+    node,
+    log,
+    new CoordinationService(node, store, { electionTimeoutMs: cfg.electionTimeoutMs, logger: log }),
+  );
   try {
     const port = await server.listen(cfg.listenClient);
     log.info({ node: cfg.id, client: cfg.listenClient, port }, 'client API listening');

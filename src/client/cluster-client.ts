@@ -37,7 +37,10 @@ export class ClusterClient {
     let c = this.clients.get(endpoint);
     if (!c) {
       const Ctor = loadPublicApi().leaderd.v1.Cluster;
-      c = new Ctor(endpoint, grpc.credentials.createInsecure(), { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 1000 });
+      c = new Ctor(endpoint, grpc.credentials.createInsecure(), {
+        'grpc.initial_reconnect_backoff_ms': 100,
+        'grpc.max_reconnect_backoff_ms': 1000,
+      });
       this.clients.set(endpoint, c);
     }
     return c;
@@ -47,7 +50,10 @@ export class ClusterClient {
     return new Date(Date.now() + this.timeoutMs);
   }
 
-  private unary<T>(endpoint: string, call: (c: GrpcClusterClient, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: T) => void) => void): Promise<T> {
+  private unary<T>(
+    endpoint: string,
+    call: (c: GrpcClusterClient, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: T) => void) => void,
+  ): Promise<T> {
     return new Promise((resolve, reject) => {
       call(this.client(endpoint), { deadline: this.deadline() }, (err, res) => {
         if (err) reject(err);
@@ -88,10 +94,14 @@ export class ClusterClient {
     if (leader.leaderId === '') throw new UnavailableError('no leader is known right now');
     const endpoint = leader.leaderAddress || leader.endpoint;
     return new Promise((resolve, reject) => {
-      this.client(endpoint).TransferLeader({ targetId }, { deadline: new Date(Date.now() + Math.max(this.timeoutMs, 10_000)) }, (err, res) => {
-        if (err) reject(err);
-        else resolve({ ...(res!.leader ?? { leaderId: '', leaderAddress: '', term: 0 }), endpoint });
-      });
+      this.client(endpoint).TransferLeader(
+        { targetId },
+        { deadline: new Date(Date.now() + Math.max(this.timeoutMs, 10_000)) },
+        (err, res) => {
+          if (err) reject(err);
+          else resolve({ ...(res!.leader ?? { leaderId: '', leaderAddress: '', term: 0 }), endpoint });
+        },
+      );
     });
   }
 

@@ -108,7 +108,12 @@ export interface Classification {
  * server applies a pair at most once, Raft thesis §6.3) and for naturally idempotent
  * requests (reads, Resign, Unlock, Proclaim, keep-alives).
  */
-export function classify(code: grpc.status, outcome: WriteOutcome | undefined, errorKind: string | undefined, idempotent: boolean): Classification {
+export function classify(
+  code: grpc.status,
+  outcome: WriteOutcome | undefined,
+  errorKind: string | undefined,
+  idempotent: boolean,
+): Classification {
   const transient = (kind: LeaderdErrorKind, rediscover: boolean): Classification => ({
     kind,
     // A request that may have been applied is re-sent only if doing it twice is harmless.
@@ -171,5 +176,13 @@ export function toLeaderdError(err: unknown, isWrite: boolean, idempotent: boole
   const outcome = outcomeOf(se) ?? (isWrite ? 'unknown' : undefined);
   const c = classify(code, outcome, errorKindOf(se), idempotent);
   const details = se.details || (err as Error)?.message || String(err);
-  return new LeaderdError(c.kind, code, `${grpc.status[code] ?? code}${endpoint ? ` from ${endpoint}` : ''}: ${details}`, outcome, c.retryable, endpoint, { cause: err });
+  return new LeaderdError(
+    c.kind,
+    code,
+    `${grpc.status[code] ?? code}${endpoint ? ` from ${endpoint}` : ''}: ${details}`,
+    outcome,
+    c.retryable,
+    endpoint,
+    { cause: err },
+  );
 }

@@ -27,7 +27,14 @@ import type { NodeStatus__Output } from '../gen/leaderd/v1/NodeStatus.js';
 import type { Member__Output } from '../gen/leaderd/v1/Member.js';
 import { loadPublicApi } from '../transport/protos.js';
 import { backoffDelay, sleep } from './backoff.js';
-import { LeaderdError, LeadershipLostError, LeaseLostError, toLeaderdError, type LeadershipLostReason, type WriteOutcome } from './errors.js';
+import {
+  LeaderdError,
+  LeadershipLostError,
+  LeaseLostError,
+  toLeaderdError,
+  type LeadershipLostReason,
+  type WriteOutcome,
+} from './errors.js';
 import { LeaseKeeper, type LeaseHandle, type LeaseHost } from './lease-handle.js';
 import type {
   CasExpectation,
@@ -145,17 +152,31 @@ function toBuffer(v: string | Uint8Array): Buffer {
 }
 
 function toKeyValue(kv: KeyValue__Output): KeyValue {
-  return { key: kv.key, value: kv.value, createRevision: kv.createRevision, modRevision: kv.modRevision, version: kv.version, lease: kv.lease };
+  return {
+    key: kv.key,
+    value: kv.value,
+    createRevision: kv.createRevision,
+    modRevision: kv.modRevision,
+    version: kv.version,
+    lease: kv.lease,
+  };
 }
 
 function getToResult(key: string, r: GetResponse__Output): GetResult {
   return {
     revision: r.revision,
-    kv: r.found ? { key, value: r.value, createRevision: r.createRevision, modRevision: r.modRevision, version: r.version, lease: r.lease } : null,
+    kv: r.found
+      ? { key, value: r.value, createRevision: r.createRevision, modRevision: r.modRevision, version: r.version, lease: r.lease }
+      : null,
   };
 }
 
-const COMPARE_RESULT: Record<CompareOp, 'EQUAL' | 'NOT_EQUAL' | 'GREATER' | 'LESS'> = { '=': 'EQUAL', '!=': 'NOT_EQUAL', '>': 'GREATER', '<': 'LESS' };
+const COMPARE_RESULT: Record<CompareOp, 'EQUAL' | 'NOT_EQUAL' | 'GREATER' | 'LESS'> = {
+  '=': 'EQUAL',
+  '!=': 'NOT_EQUAL',
+  '>': 'GREATER',
+  '<': 'LESS',
+};
 const COMPARE_TARGET: Record<CompareTarget, 'VALUE' | 'VERSION' | 'CREATE_REVISION' | 'MOD_REVISION' | 'LEASE'> = {
   value: 'VALUE',
   version: 'VERSION',
@@ -182,10 +203,24 @@ function toRequestOp(op: TxnOp): RequestOp {
 function toCompare(c: TxnCompare): Compare {
   const base = { key: c.key, target: COMPARE_TARGET[c.target], result: COMPARE_RESULT[c.op] };
   if (c.target === 'value') {
-    if (typeof c.operand === 'number') throw new LeaderdError('invalid-argument', grpc.status.INVALID_ARGUMENT, 'a value comparison needs a string or bytes operand', undefined, false);
+    if (typeof c.operand === 'number')
+      throw new LeaderdError(
+        'invalid-argument',
+        grpc.status.INVALID_ARGUMENT,
+        'a value comparison needs a string or bytes operand',
+        undefined,
+        false,
+      );
     return { ...base, value: toBuffer(c.operand) };
   }
-  if (typeof c.operand !== 'number') throw new LeaderdError('invalid-argument', grpc.status.INVALID_ARGUMENT, `a ${c.target} comparison needs a number operand`, undefined, false);
+  if (typeof c.operand !== 'number')
+    throw new LeaderdError(
+      'invalid-argument',
+      grpc.status.INVALID_ARGUMENT,
+      `a ${c.target} comparison needs a number operand`,
+      undefined,
+      false,
+    );
   return { ...base, [c.target]: c.operand };
 }
 type TxnCompare = TxnRequestSpec['compare'][number];
@@ -310,7 +345,12 @@ export class LeaderdClient {
       const remaining = deadline - performance.now();
       if (remaining <= 0 || signal.aborted) return;
       try {
-        const info = await this.unaryOnce<LeaderInfo__Output>(e, (s, o, cb) => s.cluster.GetLeader({}, o, cb), Math.min(500, remaining), signal);
+        const info = await this.unaryOnce<LeaderInfo__Output>(
+          e,
+          (s, o, cb) => s.cluster.GetLeader({}, o, cb),
+          Math.min(500, remaining),
+          signal,
+        );
         if (info.leaderAddress !== '' && info.leaderAddress !== avoid) {
           this.leaderHint = info.leaderAddress;
           return;
@@ -343,9 +383,17 @@ export class LeaderdClient {
 
   private abortError(signal: AbortSignal, outcome: WriteOutcome | undefined): LeaderdError {
     if (this.closer.signal.aborted) return new LeaderdError('closed', grpc.status.CANCELLED, 'the client is closed', outcome, false);
-    return new LeaderdError('cancelled', grpc.status.CANCELLED, `cancelled: ${String((signal.reason as Error)?.message ?? signal.reason)}`, outcome, false, undefined, {
-      cause: signal.reason,
-    });
+    return new LeaderdError(
+      'cancelled',
+      grpc.status.CANCELLED,
+      `cancelled: ${String((signal.reason as Error)?.message ?? signal.reason)}`,
+      outcome,
+      false,
+      undefined,
+      {
+        cause: signal.reason,
+      },
+    );
   }
 
   /** One logical call: attempts on endpoints until success, a non-retryable error, or the deadline. */
@@ -359,7 +407,9 @@ export class LeaderdClient {
     // may have taken effect, the write as a whole may have.
     let mayHaveApplied = false;
     const finish = (e: LeaderdError): LeaderdError =>
-      mayHaveApplied && e.outcome !== 'unknown' ? new LeaderdError(e.kind, e.code, e.message, 'unknown', e.retryable, e.endpoint, { cause: e.cause }) : e;
+      mayHaveApplied && e.outcome !== 'unknown'
+        ? new LeaderdError(e.kind, e.code, e.message, 'unknown', e.retryable, e.endpoint, { cause: e.cause })
+        : e;
     for (let attempt = 0; attempt < this.attempts; attempt++) {
       if (signal.aborted) throw this.abortError(signal, spec.write ? (mayHaveApplied ? 'unknown' : 'not-applied') : undefined);
       if (spec.preferLeader && this.leaderHint === undefined && performance.now() - this.lastDiscovery > 200) {
@@ -390,15 +440,30 @@ export class LeaderdClient {
       }
     }
     if (last) throw finish(last);
-    throw new LeaderdError('deadline', grpc.status.DEADLINE_EXCEEDED, 'deadline passed before any attempt', spec.write ? 'not-applied' : undefined, true);
+    throw new LeaderdError(
+      'deadline',
+      grpc.status.DEADLINE_EXCEEDED,
+      'deadline passed before any attempt',
+      spec.write ? 'not-applied' : undefined,
+      true,
+    );
   }
 
   private async read<T>(start: UnaryStart<T>, opts: { serializable?: boolean; signal?: AbortSignal; timeoutMs?: number } = {}): Promise<T> {
-    const spec: CallSpec = { write: false, idempotent: true, preferLeader: !opts.serializable, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}) };
+    const spec: CallSpec = {
+      write: false,
+      idempotent: true,
+      preferLeader: !opts.serializable,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
+    };
     return (await this.invoke(start, spec)).res;
   }
 
-  private async write<T>(start: UnaryStart<T>, opts: { signal?: AbortSignal; timeoutMs?: number; attemptTimeoutMs?: number } = {}): Promise<Sent<T>> {
+  private async write<T>(
+    start: UnaryStart<T>,
+    opts: { signal?: AbortSignal; timeoutMs?: number; attemptTimeoutMs?: number } = {},
+  ): Promise<Sent<T>> {
     return this.invoke(start, { write: true, idempotent: true, preferLeader: true, ...opts });
   }
 
@@ -422,26 +487,37 @@ export class LeaderdClient {
 
   /** One node's own view (no retry on other endpoints: the question is about that node). */
   status(endpoint: string): Promise<NodeStatus> {
-    return this.unaryOnce<NodeStatus__Output>(endpoint, (s, o, cb) => s.cluster.GetStatus({}, o, cb), this.timeoutMs, this.closer.signal).catch((err: unknown) => {
+    return this.unaryOnce<NodeStatus__Output>(
+      endpoint,
+      (s, o, cb) => s.cluster.GetStatus({}, o, cb),
+      this.timeoutMs,
+      this.closer.signal,
+    ).catch((err: unknown) => {
       throw toLeaderdError(err, false, true, endpoint);
     });
   }
 
   async members(opts: { signal?: AbortSignal } = {}): Promise<Member[]> {
-    const res = await this.read<{ members: Member__Output[] }>((s, o, cb) => s.cluster.ListMembers({}, o, cb), { serializable: true, ...opts });
+    const res = await this.read<{ members: Member__Output[] }>((s, o, cb) => s.cluster.ListMembers({}, o, cb), {
+      serializable: true,
+      ...opts,
+    });
     return res.members;
   }
 
   /** Planned handover to `targetId` (or the most up-to-date follower); resolves with the new leadership. */
   async transferLeader(targetId = '', opts: { signal?: AbortSignal } = {}): Promise<LeaderInfo> {
-    const { res, endpoint } = await this.invoke<{ leader: LeaderInfo__Output | null }>((s, o, cb) => s.cluster.TransferLeader({ targetId }, o, cb), {
-      write: true,
-      idempotent: false,
-      preferLeader: true,
-      timeoutMs: Math.max(this.timeoutMs, 10_000),
-      attemptTimeoutMs: Math.max(this.timeoutMs, 10_000),
-      ...opts,
-    });
+    const { res, endpoint } = await this.invoke<{ leader: LeaderInfo__Output | null }>(
+      (s, o, cb) => s.cluster.TransferLeader({ targetId }, o, cb),
+      {
+        write: true,
+        idempotent: false,
+        preferLeader: true,
+        timeoutMs: Math.max(this.timeoutMs, 10_000),
+        attemptTimeoutMs: Math.max(this.timeoutMs, 10_000),
+        ...opts,
+      },
+    );
     const l = res.leader ?? { leaderId: '', leaderAddress: '', term: 0 };
     this.leaderHint = l.leaderAddress || undefined;
     return { leaderId: l.leaderId, leaderAddress: l.leaderAddress, term: l.term, endpoint };
@@ -479,7 +555,11 @@ export class LeaderdClient {
     }
   }
 
-  private async *serverStream<M>(endpoint: string, open: (s: Stubs) => grpc.ClientReadableStream<M>, signal: AbortSignal): AsyncGenerator<M> {
+  private async *serverStream<M>(
+    endpoint: string,
+    open: (s: Stubs) => grpc.ClientReadableStream<M>,
+    signal: AbortSignal,
+  ): AsyncGenerator<M> {
     if (signal.aborted) return;
     const call = this.track(open(this.stubs(endpoint)));
     const onAbort = () => call.cancel();
@@ -503,7 +583,10 @@ export class LeaderdClient {
   }
 
   async get(key: string, opts: { serializable?: boolean; signal?: AbortSignal } = {}): Promise<GetResult> {
-    const res = await this.read<GetResponse__Output>((s, o, cb) => s.kv.Get({ key, serializable: opts.serializable ?? false }, o, cb), opts);
+    const res = await this.read<GetResponse__Output>(
+      (s, o, cb) => s.kv.Get({ key, serializable: opts.serializable ?? false }, o, cb),
+      opts,
+    );
     return getToResult(key, res);
   }
 
@@ -515,15 +598,27 @@ export class LeaderdClient {
     return { revision: res.revision, deleted: res.deleted };
   }
 
-  async range(prefix: string, opts: { limit?: number; startAfter?: string; serializable?: boolean; signal?: AbortSignal } = {}): Promise<RangeResult> {
+  async range(
+    prefix: string,
+    opts: { limit?: number; startAfter?: string; serializable?: boolean; signal?: AbortSignal } = {},
+  ): Promise<RangeResult> {
     const req = { prefix, limit: opts.limit ?? 0, startAfter: opts.startAfter ?? '', serializable: opts.serializable ?? false };
     const res = await this.read<{ kvs: KeyValue__Output[]; more: boolean; revision: number }>((s, o, cb) => s.kv.Range(req, o, cb), opts);
     return { revision: res.revision, kvs: res.kvs.map(toKeyValue), more: res.more };
   }
 
-  async compareAndSwap(key: string, value: string | Uint8Array, expect: CasExpectation, opts: { lease?: number; signal?: AbortSignal } = {}): Promise<CasResult> {
+  async compareAndSwap(
+    key: string,
+    value: string | Uint8Array,
+    expect: CasExpectation,
+    opts: { lease?: number; signal?: AbortSignal } = {},
+  ): Promise<CasResult> {
     const expectation =
-      'value' in expect ? { expectedValue: toBuffer(expect.value) } : 'absent' in expect ? { expectAbsent: true } : { expectedModRevision: expect.modRevision };
+      'value' in expect
+        ? { expectedValue: toBuffer(expect.value) }
+        : 'absent' in expect
+          ? { expectAbsent: true }
+          : { expectedModRevision: expect.modRevision };
     const { res } = await this.session((ids) => {
       const req = { key, value: toBuffer(value), lease: opts.lease ?? 0, ...ids, ...expectation };
       return this.write<{ succeeded: boolean; revision: number; currentFound: boolean; currentValue: Buffer; currentModRevision: number }>(
@@ -547,7 +642,12 @@ export class LeaderdClient {
     type Out = {
       succeeded: boolean;
       revision: number;
-      responses: { put?: { revision: number } | null; delete?: { revision: number; deleted: number } | null; get?: GetResponse__Output | null; response?: string }[];
+      responses: {
+        put?: { revision: number } | null;
+        delete?: { revision: number; deleted: number } | null;
+        get?: GetResponse__Output | null;
+        response?: string;
+      }[];
     };
     const { res } = await this.session((ids) => {
       const req = { ...body, ...ids };
@@ -601,7 +701,9 @@ export class LeaderdClient {
             revision: m.revision,
             events: m.events.map((e) => ({
               type: e.type === 'DELETE' ? ('delete' as const) : ('put' as const),
-              kv: e.kv ? toKeyValue(e.kv) : { key: '', value: Buffer.alloc(0), createRevision: 0, modRevision: m.revision, version: 0, lease: 0 },
+              kv: e.kv
+                ? toKeyValue(e.kv)
+                : { key: '', value: Buffer.alloc(0), createRevision: 0, modRevision: m.revision, version: 0, lease: 0 },
             })),
           };
         }
@@ -754,7 +856,11 @@ export class LeaderdClient {
   async lock(name: string, opts: { ttlMs?: number; signal?: AbortSignal } = {}): Promise<LockHandle> {
     const lease = await this.lease(opts.ttlMs ?? DEFAULT_LEASE_TTL_MS, opts.signal ? { signal: opts.signal } : {});
     try {
-      const res = await this.blockingUntilGranted<{ key: string; fencingToken: number }>((s, o, cb) => s.lock.Lock({ name, lease: lease.id }, o, cb), lease, opts.signal);
+      const res = await this.blockingUntilGranted<{ key: string; fencingToken: number }>(
+        (s, o, cb) => s.lock.Lock({ name, lease: lease.id }, o, cb),
+        lease,
+        opts.signal,
+      );
       const controller = new AbortController();
       const abort = (reason: LeadershipLostReason, msg: string, cause?: unknown) => {
         if (!controller.signal.aborted) controller.abort(new LeadershipLostError(reason, res.key, res.fencingToken, msg, { cause }));
@@ -798,7 +904,16 @@ export class LeaderdClient {
     const sig = signal ? AbortSignal.any([signal, lease.signal]) : lease.signal;
     for (;;) {
       try {
-        return (await this.invoke(start, { write: true, idempotent: true, preferLeader: true, timeoutMs: 60_000, attemptTimeoutMs: 30_000, signal: sig })).res;
+        return (
+          await this.invoke(start, {
+            write: true,
+            idempotent: true,
+            preferLeader: true,
+            timeoutMs: 60_000,
+            attemptTimeoutMs: 30_000,
+            signal: sig,
+          })
+        ).res;
       } catch (err) {
         if (lease.signal.aborted) throw lease.signal.reason as Error;
         if (err instanceof LeaderdError && (err.kind === 'deadline' || err.retryable) && !sig.aborted) continue;
@@ -817,7 +932,10 @@ export class LeaderdClient {
     const onLeaseLost = () => abort('lease-lost', `election ${name}: ${(lease.signal.reason as Error).message}`, lease.signal.reason);
     if (lease.signal.aborted) onLeaseLost();
     else lease.signal.addEventListener('abort', onLeaseLost, { once: true });
-    this.closer.signal.addEventListener('abort', () => abort('closed', `election ${name}: client closed`), { once: true, signal: observer.signal });
+    this.closer.signal.addEventListener('abort', () => abort('closed', `election ${name}: client closed`), {
+      once: true,
+      signal: observer.signal,
+    });
 
     // Watch for another holder. A lagging node may still show the previous holder for
     // a while, so only an answer at a revision after one that showed us counts, or a
@@ -829,7 +947,10 @@ export class LeaderdClient {
           const isSelf = l.found && l.key === key;
           if (isSelf) selfSeenAt = Math.min(selfSeenAt, l.revision);
           else if ((l.found && l.token > token) || l.revision > selfSeenAt) {
-            abort('superseded', `election ${name}: ${l.found ? `${l.key} (token ${l.token})` : 'nobody'} holds it now, not ${key} (token ${token})`);
+            abort(
+              'superseded',
+              `election ${name}: ${l.found ? `${l.key} (token ${l.token})` : 'nobody'} holds it now, not ${key} (token ${token})`,
+            );
             return;
           }
         }
@@ -849,10 +970,13 @@ export class LeaderdClient {
       proclaim: async (value) => {
         if (!lease.valid() || controller.signal.aborted) throw controller.signal.reason ?? lease.signal.reason;
         try {
-          const { res } = await this.write<{ revision: number }>((s, o, cb) => s.election.Proclaim({ leader: leaderKey, value: toBuffer(value) }, o, cb));
+          const { res } = await this.write<{ revision: number }>((s, o, cb) =>
+            s.election.Proclaim({ leader: leaderKey, value: toBuffer(value) }, o, cb),
+          );
           return res.revision;
         } catch (err) {
-          if (err instanceof LeaderdError && err.kind === 'failed-precondition') abort('superseded', `election ${name}: proclaim refused: ${err.message}`, err);
+          if (err instanceof LeaderdError && err.kind === 'failed-precondition')
+            abort('superseded', `election ${name}: proclaim refused: ${err.message}`, err);
           throw err;
         }
       },

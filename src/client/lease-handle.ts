@@ -24,7 +24,10 @@ export interface LeaseHandle {
 export interface LeaseHost {
   readonly now: () => number;
   /** Open a KeepAlive stream on the next endpoint to try (rotating after failures). */
-  openKeepAlive(failures: number): { endpoint: string; call: grpc.ClientDuplexStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse__Output> };
+  openKeepAlive(failures: number): {
+    endpoint: string;
+    call: grpc.ClientDuplexStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse__Output>;
+  };
   backoff(failures: number): number;
   revokeOnServer(id: number): Promise<void>;
   forget(keeper: LeaseKeeper): void;
@@ -159,9 +162,12 @@ export class LeaseKeeper implements LeaseHandle {
     this.streamFailed = true;
     this.stopStream();
     this.failures++;
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = null;
-      this.connect();
-    }, this.host.backoff(this.failures - 1));
+    this.retryTimer = setTimeout(
+      () => {
+        this.retryTimer = null;
+        this.connect();
+      },
+      this.host.backoff(this.failures - 1),
+    );
   }
 }

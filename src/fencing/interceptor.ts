@@ -3,7 +3,7 @@
 // client-side helper to attach the token. The check happens when the request metadata
 // arrives, before any message is handed to the handler.
 import * as grpc from '@grpc/grpc-js';
-import { FencingVerifier, toToken } from './verifier.js';
+import { type FencingVerifier, toToken } from './verifier.js';
 
 export const FENCING_METADATA_KEY = 'leaderd-fencing-token';
 /** Trailing metadata on a refusal: the highest token the resource has accepted (decimal). */
@@ -91,7 +91,10 @@ export function fencingMetadata(token: number | bigint, opts: { metadataKey?: st
  * A grpc-js client interceptor that attaches the current token (from `tokenOf`, e.g.
  * `() => leadership.token`) to every call; a call is sent without a token when it returns undefined.
  */
-export function fencingClientInterceptor(tokenOf: () => number | bigint | undefined, opts: { metadataKey?: string } = {}): grpc.Interceptor {
+export function fencingClientInterceptor(
+  tokenOf: () => number | bigint | undefined,
+  opts: { metadataKey?: string } = {},
+): grpc.Interceptor {
   return (options, nextCall) =>
     new grpc.InterceptingCall(nextCall(options), {
       start: (metadata, listener, next) => {

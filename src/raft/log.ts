@@ -169,7 +169,8 @@ export class RaftLog {
 
   /** The local state machine took a snapshot at `index`: forget the entries it covers. */
   compact(meta: SnapshotMeta): void {
-    if (meta.index >= this.unstableFrom) throw new Error(`log: compact(${meta.index}) reaches entries not yet persisted (from ${this.unstableFrom})`);
+    if (meta.index >= this.unstableFrom)
+      throw new Error(`log: compact(${meta.index}) reaches entries not yet persisted (from ${this.unstableFrom})`);
     const keep = this.entries.slice(meta.index - this.snapshotMeta.index);
     this.entries = keep;
     this.snapshotMeta = meta;

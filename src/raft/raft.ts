@@ -14,8 +14,8 @@
 // (§3.10) and membership changes (§4).
 import { RaftLog } from './log.js';
 import { Progress } from './progress.js';
-import { majority, quorumValue, tallyVotes } from './quorum.js';
-import { applyConfChange, confChangeError, encodeConfChange } from './conf-change.js';
+import { quorumValue, tallyVotes } from './quorum.js';
+import { confChangeError, encodeConfChange } from './conf-change.js';
 import type {
   AppendRequest,
   AppendResponse,
@@ -165,7 +165,14 @@ export class RaftNode {
         // A node that still hears from a leader ignores campaigns: this is what keeps a
         // rejoining or removed server from deposing a healthy leader (thesis §4.2.3,
         // §9.6) and what the leader's lease relies on (§6.4).
-        this.events.push({ kind: 'vote', candidate: msg.from, term: msg.term, preVote: msg.preVote, granted: false, reason: 'leader-lease' });
+        this.events.push({
+          kind: 'vote',
+          candidate: msg.from,
+          term: msg.term,
+          preVote: msg.preVote,
+          granted: false,
+          reason: 'leader-lease',
+        });
         return { ok: true };
       }
       const keepsTerm = (msg.type === 'vote' && msg.preVote) || (msg.type === 'voteResp' && msg.preVote && msg.granted);
@@ -563,9 +570,7 @@ export class RaftNode {
     // before the grant leaves: the grant is in the same Ready as the new hard state), and
     // only for a candidate whose log is at least as up to date as ours (§5.4.1).
     const canVote =
-      this.votedFor === msg.from ||
-      (this.votedFor === null && this.leaderId === null) ||
-      (msg.preVote && msg.term > this.term);
+      this.votedFor === msg.from || (this.votedFor === null && this.leaderId === null) || (msg.preVote && msg.term > this.term);
     const upToDate = this.log.isUpToDate(msg.lastLogIndex, msg.lastLogTerm);
     const granted = canVote && upToDate;
     const reason = granted ? 'granted' : !canVote ? (this.votedFor !== null ? 'already-voted' : 'has-leader') : 'log-not-up-to-date';
@@ -744,8 +749,7 @@ export class RaftNode {
         this.sendAppend(from, true);
         return;
       }
-    }
-    else if (pr.state === 'snapshot' && pr.pendingSnapshot && pr.matchIndex >= pr.pendingSnapshot.index) pr.becomeProbe();
+    } else if (pr.state === 'snapshot' && pr.pendingSnapshot && pr.matchIndex >= pr.pendingSnapshot.index) pr.becomeProbe();
     if (updated) {
       if (this.maybeCommit()) this.broadcastAppend();
       if (from === this.leadTransferee && pr.matchIndex === this.log.lastIndex()) this.sendTimeoutNow(from);
@@ -783,11 +787,7 @@ export class RaftNode {
 
   /** Figure 2: commit the highest index a majority holds, but only counting entries of this term (§5.4.2, Figure 8). */
   private maybeCommit(): boolean {
-    const index = quorumValue(
-      this.conf.voters,
-      (id) => (id === this.id ? this.log.lastIndex() : this.progress.get(id)?.matchIndex),
-      0,
-    );
+    const index = quorumValue(this.conf.voters, (id) => (id === this.id ? this.log.lastIndex() : this.progress.get(id)?.matchIndex), 0);
     if (index <= this.log.committed || this.log.term(index) !== this.term) return false;
     this.log.commitTo(index);
     this.onLeaderCommit();
@@ -894,7 +894,15 @@ export class RaftNode {
       this.sendAppend(to, true);
       return;
     }
-    this.send({ type: 'app', to, prevLogIndex: pr.matchIndex, prevLogTerm, entries: [], leaderCommit: this.log.committed, round: this.round });
+    this.send({
+      type: 'app',
+      to,
+      prevLogIndex: pr.matchIndex,
+      prevLogTerm,
+      entries: [],
+      leaderCommit: this.log.committed,
+      round: this.round,
+    });
   }
 
   private sendTimeoutNow(to: NodeId): void {
@@ -926,11 +934,7 @@ export class RaftNode {
 
   private checkReads(): void {
     if (this.pendingReads.length === 0) return;
-    const acked = quorumValue(
-      this.conf.voters,
-      (id) => (id === this.id ? Infinity : this.progress.get(id)?.ackedRound),
-      0,
-    );
+    const acked = quorumValue(this.conf.voters, (id) => (id === this.id ? Infinity : this.progress.get(id)?.ackedRound), 0);
     const still: PendingRead[] = [];
     for (const r of this.pendingReads) {
       if (r.round <= acked) this.answerRead(r.requestId, r.from, r.index);
@@ -1015,7 +1019,6 @@ export class RaftNode {
   private hardState(): HardState {
     return { term: this.term, votedFor: this.votedFor, commit: this.log.committed };
   }
-
 }
 
 function sameHard(a: HardState, b: HardState): boolean {

@@ -202,10 +202,22 @@ export interface ReadState {
  * core cannot log (it does no I/O); the driver logs these.
  */
 export type RaftEvent =
-  | { readonly kind: 'vote'; readonly candidate: NodeId; readonly term: number; readonly preVote: boolean; readonly granted: boolean; readonly reason: 'granted' | 'already-voted' | 'has-leader' | 'log-not-up-to-date' | 'leader-lease' }
+  | {
+      readonly kind: 'vote';
+      readonly candidate: NodeId;
+      readonly term: number;
+      readonly preVote: boolean;
+      readonly granted: boolean;
+      readonly reason: 'granted' | 'already-voted' | 'has-leader' | 'log-not-up-to-date' | 'leader-lease';
+    }
   | { readonly kind: 'step-down'; readonly term: number; readonly reason: 'lost-quorum' | 'higher-term' | 'removed' }
   | { readonly kind: 'campaign'; readonly term: number; readonly preVote: boolean; readonly transfer: boolean }
-  | { readonly kind: 'transfer'; readonly to: NodeId; readonly term: number; readonly outcome: 'started' | 'timeout-now-sent' | 'abandoned' };
+  | {
+      readonly kind: 'transfer';
+      readonly to: NodeId;
+      readonly term: number;
+      readonly outcome: 'started' | 'timeout-now-sent' | 'abandoned';
+    };
 
 /**
  * Everything the core wants done, drained with `ready()` and acknowledged with
@@ -264,20 +276,13 @@ export interface RaftConfig {
 }
 
 /** Why the core refused a request; the server maps each kind to one gRPC status. */
-export type RaftErrorKind =
-  | 'not-leader'
-  | 'transferring'
-  | 'conf-change-pending'
-  | 'not-in-config'
-  | 'invalid';
+export type RaftErrorKind = 'not-leader' | 'transferring' | 'conf-change-pending' | 'not-in-config' | 'invalid';
 
 export type ProposeResult =
   | { readonly ok: true; readonly index: number; readonly term: number }
   | { readonly ok: false; readonly error: RaftErrorKind; readonly leaderId: NodeId | null };
 
-export type StepResult =
-  | { readonly ok: true }
-  | { readonly ok: false; readonly reason: 'wrong-cluster' | 'wrong-recipient' | 'malformed' };
+export type StepResult = { readonly ok: true } | { readonly ok: false; readonly reason: 'wrong-cluster' | 'wrong-recipient' | 'malformed' };
 
 export interface ProgressStatus {
   readonly matchIndex: number;

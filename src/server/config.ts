@@ -69,7 +69,10 @@ export function parseId(value: string, what: string): string {
 
 export function parsePeers(value: string): Map<string, string> {
   const peers = new Map<string, string>();
-  for (const part of value.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
+  for (const part of value
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p !== '')) {
     const eq = part.indexOf('=');
     if (eq <= 0) throw new ConfigError(`--peers entries must be id=host:port, got '${part}'`);
     const id = parseId(part.slice(0, eq), '--peers node id');
@@ -82,7 +85,8 @@ export function parsePeers(value: string): Map<string, string> {
 
 function parseMs(value: string | number, what: string): number {
   const n = typeof value === 'number' ? value : /^\d+$/.test(value.trim()) ? Number(value) : NaN;
-  if (!Number.isInteger(n) || n < 1 || n > 600_000) throw new ConfigError(`${what} must be a whole number of milliseconds from 1 to 600000, got '${value}'`);
+  if (!Number.isInteger(n) || n < 1 || n > 600_000)
+    throw new ConfigError(`${what} must be a whole number of milliseconds from 1 to 600000, got '${value}'`);
   return n;
 }
 
@@ -103,7 +107,8 @@ export function readConfigFile(path: string): RawSettings {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(`config file ${path} must hold a JSON object`);
   const out: RawSettings = {};
   for (const [k, v] of Object.entries(raw)) {
-    if (!(SETTINGS as readonly string[]).includes(k)) throw new ConfigError(`config file ${path}: unknown setting '${k}' (known: ${SETTINGS.join(', ')})`);
+    if (!(SETTINGS as readonly string[]).includes(k))
+      throw new ConfigError(`config file ${path}: unknown setting '${k}' (known: ${SETTINGS.join(', ')})`);
     if (typeof v !== 'string' && typeof v !== 'number') throw new ConfigError(`config file ${path}: '${k}' must be a string or number`);
     out[k as SettingName] = v;
   }
@@ -117,28 +122,47 @@ export function resolveStartConfig(flags: RawSettings, file: RawSettings = {}): 
     return v === undefined ? undefined : String(v);
   };
   const idRaw = get('id');
-  if (idRaw === undefined) throw new ConfigError('--id is required (this node\'s name, e.g. --id n1)');
+  if (idRaw === undefined) throw new ConfigError("--id is required (this node's name, e.g. --id n1)");
   const id = parseId(idRaw, '--id');
   const listenPeer = parseAddress(get('listen-peer')!, '--listen-peer');
   const listenClient = parseAddress(get('listen-client')!, '--listen-client');
   if (listenPeer === listenClient) throw new ConfigError('--listen-peer and --listen-client must differ');
   const advertisePeer = parseAddress(get('advertise-peer') ?? listenPeer, '--advertise-peer');
   const advertiseClient = parseAddress(get('advertise-client') ?? listenClient, '--advertise-client');
-  for (const [flag, addr] of [['--advertise-peer', advertisePeer], ['--advertise-client', advertiseClient]] as const) {
-    if (/^(0\.0\.0\.0|\[::\]):/.test(addr)) throw new ConfigError(`${flag} must be an address others can reach, not ${addr} (set it when listening on all interfaces)`);
+  for (const [flag, addr] of [
+    ['--advertise-peer', advertisePeer],
+    ['--advertise-client', advertiseClient],
+  ] as const) {
+    if (/^(0\.0\.0\.0|\[::\]):/.test(addr))
+      throw new ConfigError(`${flag} must be an address others can reach, not ${addr} (set it when listening on all interfaces)`);
   }
   const peersRaw = get('peers');
   const peers = peersRaw === undefined ? new Map([[id, advertisePeer]]) : parsePeers(peersRaw);
   if (!peers.has(id)) throw new ConfigError(`--peers must include this node (${id}=${advertisePeer})`);
   const clusterId = get('cluster-id')!;
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(clusterId)) throw new ConfigError(`--cluster-id must be 1-63 letters, digits, '.', '_' or '-', got '${clusterId}'`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(clusterId))
+    throw new ConfigError(`--cluster-id must be 1-63 letters, digits, '.', '_' or '-', got '${clusterId}'`);
   const heartbeatMs = parseMs(get('heartbeat-ms')!, '--heartbeat-ms');
   const electionTimeoutMs = parseMs(get('election-timeout-ms')!, '--election-timeout-ms');
   if (electionTimeoutMs < 3 * heartbeatMs) {
-    throw new ConfigError(`--election-timeout-ms (${electionTimeoutMs}) must be at least 3x --heartbeat-ms (${heartbeatMs}) so a few lost heartbeats do not start an election`);
+    throw new ConfigError(
+      `--election-timeout-ms (${electionTimeoutMs}) must be at least 3x --heartbeat-ms (${heartbeatMs}) so a few lost heartbeats do not start an election`,
+    );
   }
   const logLevel = get('log-level')!;
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got '${logLevel}'`);
   const dataDir = get('data-dir') ?? `data/${id}`;
-  return { id, dataDir, listenPeer, listenClient, advertisePeer, advertiseClient, peers, clusterId, heartbeatMs, electionTimeoutMs, logLevel };
+  return {
+    id,
+    dataDir,
+    listenPeer,
+    listenClient,
+    advertisePeer,
+    advertiseClient,
+    peers,
+    clusterId,
+    heartbeatMs,
+    electionTimeoutMs,
+    logLevel,
+  };
 }

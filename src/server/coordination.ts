@@ -12,8 +12,29 @@ import type { Logger } from 'pino';
 import type { LeaderdNode } from './node.js';
 import { NodeError } from './node.js';
 import { CompactedError, type HistoryEntry, type KvStore } from '../statemachine/kv-store.js';
-import { encodeCommand, type Command, type CommandResult, type Compare, type Envelope, type KeyValue, type Op, type WatchEvent } from '../statemachine/commands.js';
-import { ApiError, checkClientSeq, checkKey, checkLeaseId, checkName, checkPrefix, checkTtl, checkValue, DEFAULT_LIMITS, RESERVED_PREFIX, type Limits } from './limits.js';
+import {
+  encodeCommand,
+  type Command,
+  type CommandResult,
+  type Compare,
+  type Envelope,
+  type KeyValue,
+  type Op,
+  type WatchEvent,
+} from '../statemachine/commands.js';
+import {
+  ApiError,
+  checkClientSeq,
+  checkKey,
+  checkLeaseId,
+  checkName,
+  checkPrefix,
+  checkTtl,
+  checkValue,
+  DEFAULT_LIMITS,
+  RESERVED_PREFIX,
+  type Limits,
+} from './limits.js';
 import { FORWARDED_KEY, Forwarder, OUTCOME_KEY, type CallContext } from './forwarder.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { loadPublicApi } from '../transport/protos.js';
@@ -40,7 +61,14 @@ export interface CoordinationOptions {
 }
 
 function pbKv(kv: KeyValue): PbKeyValue {
-  return { key: kv.key, value: kv.value, createRevision: kv.createRevision, modRevision: kv.modRevision, version: kv.version, lease: kv.lease };
+  return {
+    key: kv.key,
+    value: kv.value,
+    createRevision: kv.createRevision,
+    modRevision: kv.modRevision,
+    version: kv.version,
+    lease: kv.lease,
+  };
 }
 
 function bytes(b: Buffer | Uint8Array | string | undefined): Uint8Array {
@@ -52,14 +80,19 @@ function bytes(b: Buffer | Uint8Array | string | undefined): Uint8Array {
 /** Map any failure to the gRPC status, details and leaderd-outcome the client should see. */
 function toStatus(err: unknown): Partial<grpc.StatusObject> {
   let code = grpc.status.INTERNAL;
-  let details = (err as Error)?.message ?? String(err);
+  const details = (err as Error)?.message ?? String(err);
   let outcome: string | null = null;
   if (err instanceof ApiError) {
     code = err.code;
     outcome = err.outcome;
   } else if (err instanceof NodeError) {
     outcome = err.outcome;
-    code = err.kind === 'timeout' ? grpc.status.DEADLINE_EXCEEDED : err.kind === 'invalid' ? grpc.status.INVALID_ARGUMENT : grpc.status.UNAVAILABLE;
+    code =
+      err.kind === 'timeout'
+        ? grpc.status.DEADLINE_EXCEEDED
+        : err.kind === 'invalid'
+          ? grpc.status.INVALID_ARGUMENT
+          : grpc.status.UNAVAILABLE;
   } else if (err instanceof CompactedError) {
     code = grpc.status.OUT_OF_RANGE;
   }
@@ -107,7 +140,12 @@ export class CoordinationService {
     });
     const api = loadPublicApi().leaderd.v1;
     const asRecord = (s: object) => s as unknown as Record<string, MethodDefinition<unknown, unknown>>;
-    this.defs = { kv: asRecord(api.KV.service), lease: asRecord(api.Lease.service), election: asRecord(api.Election.service), lock: asRecord(api.Lock.service) };
+    this.defs = {
+      kv: asRecord(api.KV.service),
+      lease: asRecord(api.Lease.service),
+      election: asRecord(api.Election.service),
+      lock: asRecord(api.Lock.service),
+    };
   }
 
   register(server: grpc.Server): void {
@@ -128,7 +166,10 @@ export class CoordinationService {
   // -------------------------------------------------------------------------
   // Plumbing
 
-  private context(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, defaultTimeoutMs: number | null): CallContext & { dispose(): void } {
+  private context(
+    call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>,
+    defaultTimeoutMs: number | null,
+  ): CallContext & { dispose(): void } {
     const d = call.getDeadline();
     const deadlineMs = d instanceof Date ? d.getTime() : typeof d === 'number' ? d : Infinity;
     const deadline = Number.isFinite(deadlineMs) ? deadlineMs : defaultTimeoutMs === null ? Infinity : Date.now() + defaultTimeoutMs;
@@ -163,7 +204,8 @@ export class CoordinationService {
         .then(
           (res) => cb(null, res),
           (err) => {
-            if (!(err instanceof ApiError) && !(err instanceof NodeError) && !(err instanceof CompactedError)) this.log.error({ err }, 'unexpected error in request handler');
+            if (!(err instanceof ApiError) && !(err instanceof NodeError) && !(err instanceof CompactedError))
+              this.log.error({ err }, 'unexpected error in request handler');
             cb(toStatus(err));
           },
         )
@@ -181,7 +223,8 @@ export class CoordinationService {
     for (;;) {
       const l = this.node.leader();
       if (l.leaderId !== '' && l.leaderAddress !== '') return l.leaderAddress;
-      if (Date.now() >= until || ctx.signal.aborted) throw new ApiError(grpc.status.UNAVAILABLE, 'no leader is known: the cluster may have lost its quorum', 'not-applied');
+      if (Date.now() >= until || ctx.signal.aborted)
+        throw new ApiError(grpc.status.UNAVAILABLE, 'no leader is known: the cluster may have lost its quorum', 'not-applied');
       await new Promise((r) => setTimeout(r, 10));
     }
   }
@@ -197,7 +240,14 @@ export class CoordinationService {
    * Run a write: proposed here when this node leads, otherwise forwarded once to the
    * leader with the same request (and the client's deadline).
    */
-  private async write<Req, Res>(service: keyof CoordinationService['defs'], method: string, req: Req, ctx: CallContext, env: Envelope, toResponse: (r: CommandResult) => Res): Promise<Res> {
+  private async write<Req, Res>(
+    service: keyof CoordinationService['defs'],
+    method: string,
+    req: Req,
+    ctx: CallContext,
+    env: Envelope,
+    toResponse: (r: CommandResult) => Res,
+  ): Promise<Res> {
     if (this.isLeader()) return toResponse(await this.proposeLocal(env, ctx.signal));
     return this.forward(service, method, req, ctx);
   }
@@ -212,7 +262,10 @@ export class CoordinationService {
     if (!serializable) await this.node.readBarrier(ctx.signal);
   }
 
-  private trackStream(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, cleanup: () => void): void {
+  private trackStream(
+    call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>,
+    cleanup: () => void,
+  ): void {
     this.streams.add(call);
     const end = () => {
       this.streams.delete(call);
@@ -241,7 +294,15 @@ export class CoordinationService {
         const kv = this.store.get(req.key);
         const revision = this.store.revision;
         if (!kv) return { found: false, value: Buffer.alloc(0), modRevision: 0, revision, createRevision: 0, version: 0, lease: 0 };
-        return { found: true, value: kv.value, modRevision: kv.modRevision, revision, createRevision: kv.createRevision, version: kv.version, lease: kv.lease };
+        return {
+          found: true,
+          value: kv.value,
+          modRevision: kv.modRevision,
+          revision,
+          createRevision: kv.createRevision,
+          version: kv.version,
+          lease: kv.lease,
+        };
       }),
       Delete: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
         checkKey(req.key, L, { write: true });
@@ -290,7 +351,10 @@ export class CoordinationService {
       Txn: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
         checkClientSeq(req.clientId, req.seq);
         if (req.compare.length + req.success.length + req.failure.length > L.maxTxnOps) {
-          throw new ApiError(grpc.status.RESOURCE_EXHAUSTED, `a transaction may hold at most ${L.maxTxnOps} compares and operations, got ${req.compare.length + req.success.length + req.failure.length}`);
+          throw new ApiError(
+            grpc.status.RESOURCE_EXHAUSTED,
+            `a transaction may hold at most ${L.maxTxnOps} compares and operations, got ${req.compare.length + req.success.length + req.failure.length}`,
+          );
         }
         const compare = req.compare.map((c) => this.compareFrom(c));
         const success = req.success.map((o) => this.opFrom(o));
@@ -302,7 +366,19 @@ export class CoordinationService {
               ? { put: { revision: x.revision } }
               : x.type === 'delete'
                 ? { delete: { revision: x.revision, deleted: x.deleted } }
-                : { get: x.kv ? { found: true, value: x.kv.value, modRevision: x.kv.modRevision, revision: x.revision, createRevision: x.kv.createRevision, version: x.kv.version, lease: x.kv.lease } : { found: false, revision: x.revision } },
+                : {
+                    get: x.kv
+                      ? {
+                          found: true,
+                          value: x.kv.value,
+                          modRevision: x.kv.modRevision,
+                          revision: x.revision,
+                          createRevision: x.kv.createRevision,
+                          version: x.kv.version,
+                          lease: x.kv.lease,
+                        }
+                      : { found: false, revision: x.revision },
+                  },
           );
           return { succeeded: t.succeeded, responses, revision: t.revision };
         });
@@ -351,10 +427,20 @@ export class CoordinationService {
     const target = c.target as Compare['target'];
     const result = c.result as Compare['result'];
     if (target === 'VALUE') {
-      if (c.operand !== 'value' && c.operand !== undefined) throw new ApiError(grpc.status.INVALID_ARGUMENT, `compare on VALUE of ${c.key} needs a value operand`);
+      if (c.operand !== 'value' && c.operand !== undefined)
+        throw new ApiError(grpc.status.INVALID_ARGUMENT, `compare on VALUE of ${c.key} needs a value operand`);
       return { key: c.key, target, result, value: bytes(c.value) };
     }
-    const n = c.operand === 'version' ? c.version : c.operand === 'createRevision' ? c.createRevision : c.operand === 'modRevision' ? c.modRevision : c.operand === 'lease' ? c.lease : 0;
+    const n =
+      c.operand === 'version'
+        ? c.version
+        : c.operand === 'createRevision'
+          ? c.createRevision
+          : c.operand === 'modRevision'
+            ? c.modRevision
+            : c.operand === 'lease'
+              ? c.lease
+              : 0;
     return { key: c.key, target, result, number: n ?? 0 };
   }
 
@@ -388,7 +474,9 @@ export class CoordinationService {
       }),
       Revoke: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
         checkLeaseId(req.id);
-        return this.write('lease', 'Revoke', req, ctx, { cmd: { type: 'leaseRevoke', id: req.id } }, (r) => ({ revision: (r as Ok<'leaseRevoke'>).revision }));
+        return this.write('lease', 'Revoke', req, ctx, { cmd: { type: 'leaseRevoke', id: req.id } }, (r) => ({
+          revision: (r as Ok<'leaseRevoke'>).revision,
+        }));
       }),
       KeepAliveOnce: this.unary(5000, (req, ctx) => this.keepAliveOnce(req.id, req, ctx)),
       KeepAlive: (call) => {
@@ -412,7 +500,8 @@ export class CoordinationService {
       TimeToLive: this.unary(5000, async (req, ctx) => {
         checkLeaseId(req.id);
         if (!this.node.isLeader()) return this.forward('lease', 'TimeToLive', req, ctx);
-        if (!this.node.isLeaderCaughtUp()) throw new ApiError(grpc.status.UNAVAILABLE, 'the leader is still catching up on its log; retry', null);
+        if (!this.node.isLeaderCaughtUp())
+          throw new ApiError(grpc.status.UNAVAILABLE, 'the leader is still catching up on its log; retry', null);
         const info = this.store.leaseInfo(req.id);
         if (!info) return { id: req.id, ttlMs: -1, grantedTtlMs: 0, keys: [] };
         return { id: req.id, ttlMs: this.keeper.remainingMs(req.id), grantedTtlMs: info.ttlMs, keys: req.keys ? info.keys : [] };
@@ -433,7 +522,13 @@ export class CoordinationService {
   // -------------------------------------------------------------------------
   // Election and Lock
 
-  private async grant(prefix: string, name: string, lease: number, value: Uint8Array, ctx: CallContext): Promise<{ key: string; rev: number }> {
+  private async grant(
+    prefix: string,
+    name: string,
+    lease: number,
+    value: Uint8Array,
+    ctx: CallContext,
+  ): Promise<{ key: string; rev: number }> {
     const key = `${prefix}${name}/${lease.toString(16).padStart(16, '0')}`;
     // Create our key, or find it if an earlier attempt with this lease already did (a
     // retried Campaign after a failover): first come, first served by creation revision.
@@ -466,11 +561,19 @@ export class CoordinationService {
       };
       const check = () => {
         const mine = this.store.get(key);
-        if (!mine || mine.createRevision !== rev) return finish(new ApiError(grpc.status.NOT_FOUND, `${key} is gone (its lease ended) before it was granted`, 'unknown'));
+        if (!mine || mine.createRevision !== rev)
+          return finish(new ApiError(grpc.status.NOT_FOUND, `${key} is gone (its lease ended) before it was granted`, 'unknown'));
         const first = this.first(prefix);
         if (first?.key === key) finish();
       };
-      const onAbort = () => finish(new ApiError(grpc.status.DEADLINE_EXCEEDED, `not granted before the deadline; ${key} keeps its place in the queue while its lease lives`, 'unknown'));
+      const onAbort = () =>
+        finish(
+          new ApiError(
+            grpc.status.DEADLINE_EXCEEDED,
+            `not granted before the deadline; ${key} keeps its place in the queue while its lease lives`,
+            'unknown',
+          ),
+        );
       ctx.signal.addEventListener('abort', onAbort, { once: true });
       sub = this.store.watchFrom(0, (h) => {
         if (h.events.some((e) => e.kv.key.startsWith(prefix))) check();
@@ -487,11 +590,14 @@ export class CoordinationService {
 
   private leaderResponse(name: string): LeaderResponse {
     const kv = this.first(`${ELECTION_PREFIX}${name}/`);
-    return kv ? { found: true, kv: pbKv(kv), fencingToken: kv.createRevision, revision: this.store.revision } : { found: false, revision: this.store.revision };
+    return kv
+      ? { found: true, kv: pbKv(kv), fencingToken: kv.createRevision, revision: this.store.revision }
+      : { found: false, revision: this.store.revision };
   }
 
   private checkLeaderKey(k: LeaderKey__Output | null): LeaderKey__Output {
-    if (!k || !k.key.startsWith(ELECTION_PREFIX)) throw new ApiError(grpc.status.INVALID_ARGUMENT, 'leader must be the LeaderKey returned by Campaign');
+    if (!k || !k.key.startsWith(ELECTION_PREFIX))
+      throw new ApiError(grpc.status.INVALID_ARGUMENT, 'leader must be the LeaderKey returned by Campaign');
     return k;
   }
 
@@ -513,10 +619,22 @@ export class CoordinationService {
         checkValue(value, this.limits);
         if (!this.isLeader()) return this.forward('election', 'Proclaim', req, ctx);
         const r = (await this.proposeLocal(
-          { cmd: { type: 'txn', compare: [{ key: k.key, target: 'CREATE_REVISION', result: 'EQUAL', number: k.rev }], success: [{ type: 'put', key: k.key, value, lease: k.lease }], failure: [] } },
+          {
+            cmd: {
+              type: 'txn',
+              compare: [{ key: k.key, target: 'CREATE_REVISION', result: 'EQUAL', number: k.rev }],
+              success: [{ type: 'put', key: k.key, value, lease: k.lease }],
+              failure: [],
+            },
+          },
           ctx.signal,
         )) as Ok<'txn'>;
-        if (!r.succeeded) throw new ApiError(grpc.status.FAILED_PRECONDITION, `no longer the leader of ${k.name}: ${k.key} (revision ${k.rev}) is gone`, 'not-applied');
+        if (!r.succeeded)
+          throw new ApiError(
+            grpc.status.FAILED_PRECONDITION,
+            `no longer the leader of ${k.name}: ${k.key} (revision ${k.rev}) is gone`,
+            'not-applied',
+          );
         return { revision: r.revision };
       }),
       Leader: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
@@ -551,7 +669,14 @@ export class CoordinationService {
         const k = this.checkLeaderKey(req.leader);
         if (!this.isLeader()) return this.forward('election', 'Resign', req, ctx);
         const r = (await this.proposeLocal(
-          { cmd: { type: 'txn', compare: [{ key: k.key, target: 'CREATE_REVISION', result: 'EQUAL', number: k.rev }], success: [{ type: 'delete', key: k.key, prefix: false }], failure: [] } },
+          {
+            cmd: {
+              type: 'txn',
+              compare: [{ key: k.key, target: 'CREATE_REVISION', result: 'EQUAL', number: k.rev }],
+              success: [{ type: 'delete', key: k.key, prefix: false }],
+              failure: [],
+            },
+          },
           ctx.signal,
         )) as Ok<'txn'>;
         return { revision: r.revision };

@@ -45,10 +45,16 @@ const utf8Bytes = (s: string) => Buffer.byteLength(s, 'utf8');
 export function checkKey(key: string, limits: Limits, opts: { write: boolean; what?: string }): void {
   const what = opts.what ?? 'key';
   if (key === '') throw new ApiError(grpc.status.INVALID_ARGUMENT, `${what} is empty`);
-  if (utf8Bytes(key) > limits.maxKeyBytes) throw new ApiError(grpc.status.RESOURCE_EXHAUSTED, `${what} is ${utf8Bytes(key)} bytes, more than the limit of ${limits.maxKeyBytes}`);
+  if (utf8Bytes(key) > limits.maxKeyBytes)
+    throw new ApiError(grpc.status.RESOURCE_EXHAUSTED, `${what} is ${utf8Bytes(key)} bytes, more than the limit of ${limits.maxKeyBytes}`);
   // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f\ufffd]/.test(key)) throw new ApiError(grpc.status.INVALID_ARGUMENT, `${what} contains a control character or invalid UTF-8`);
-  if (opts.write && key.startsWith(RESERVED_PREFIX)) throw new ApiError(grpc.status.INVALID_ARGUMENT, `${what} '${key}' is under ${RESERVED_PREFIX}, which only Election and Lock may write`);
+  if (/[\u0000-\u001f\u007f\ufffd]/.test(key))
+    throw new ApiError(grpc.status.INVALID_ARGUMENT, `${what} contains a control character or invalid UTF-8`);
+  if (opts.write && key.startsWith(RESERVED_PREFIX))
+    throw new ApiError(
+      grpc.status.INVALID_ARGUMENT,
+      `${what} '${key}' is under ${RESERVED_PREFIX}, which only Election and Lock may write`,
+    );
 }
 
 export function checkPrefix(prefix: string, limits: Limits): void {
@@ -57,28 +63,36 @@ export function checkPrefix(prefix: string, limits: Limits): void {
 }
 
 export function checkValue(value: Uint8Array, limits: Limits): void {
-  if (value.length > limits.maxValueBytes) throw new ApiError(grpc.status.RESOURCE_EXHAUSTED, `value is ${value.length} bytes, more than the limit of ${limits.maxValueBytes}`);
+  if (value.length > limits.maxValueBytes)
+    throw new ApiError(grpc.status.RESOURCE_EXHAUSTED, `value is ${value.length} bytes, more than the limit of ${limits.maxValueBytes}`);
 }
 
 export function checkLeaseId(id: number, what = 'lease'): void {
-  if (!Number.isSafeInteger(id) || id < 0) throw new ApiError(grpc.status.INVALID_ARGUMENT, `${what} must be a non-negative integer, got ${id}`);
+  if (!Number.isSafeInteger(id) || id < 0)
+    throw new ApiError(grpc.status.INVALID_ARGUMENT, `${what} must be a non-negative integer, got ${id}`);
 }
 
 export function checkTtl(ttlMs: number, limits: Limits): void {
   if (!Number.isSafeInteger(ttlMs) || ttlMs < limits.minLeaseTtlMs || ttlMs > limits.maxLeaseTtlMs) {
-    throw new ApiError(grpc.status.INVALID_ARGUMENT, `ttl_ms must be from ${limits.minLeaseTtlMs} to ${limits.maxLeaseTtlMs}, got ${ttlMs}`);
+    throw new ApiError(
+      grpc.status.INVALID_ARGUMENT,
+      `ttl_ms must be from ${limits.minLeaseTtlMs} to ${limits.maxLeaseTtlMs}, got ${ttlMs}`,
+    );
   }
 }
 
 export function checkName(name: string, limits: Limits, what: string): void {
   if (name === '') throw new ApiError(grpc.status.INVALID_ARGUMENT, `${what} name is empty`);
-  if (utf8Bytes(name) > limits.maxNameBytes) throw new ApiError(grpc.status.RESOURCE_EXHAUSTED, `${what} name is longer than ${limits.maxNameBytes} bytes`);
+  if (utf8Bytes(name) > limits.maxNameBytes)
+    throw new ApiError(grpc.status.RESOURCE_EXHAUSTED, `${what} name is longer than ${limits.maxNameBytes} bytes`);
   // eslint-disable-next-line no-control-regex
-  if (/[/\u0000-\u001f\u007f\ufffd]/.test(name)) throw new ApiError(grpc.status.INVALID_ARGUMENT, `${what} name must not contain '/' or control characters`);
+  if (/[/\u0000-\u001f\u007f\ufffd]/.test(name))
+    throw new ApiError(grpc.status.INVALID_ARGUMENT, `${what} name must not contain '/' or control characters`);
 }
 
 export function checkClientSeq(clientId: string, seq: number): void {
   if (clientId === '') return;
   if (clientId.length > 128) throw new ApiError(grpc.status.INVALID_ARGUMENT, 'client_id is longer than 128 characters');
-  if (!Number.isSafeInteger(seq) || seq < 1) throw new ApiError(grpc.status.INVALID_ARGUMENT, `seq must be a positive integer when client_id is set, got ${seq}`);
+  if (!Number.isSafeInteger(seq) || seq < 1)
+    throw new ApiError(grpc.status.INVALID_ARGUMENT, `seq must be a positive integer when client_id is set, got ${seq}`);
 }

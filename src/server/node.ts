@@ -32,7 +32,16 @@ export interface StateMachine {
 }
 
 /** Why an operation failed, as a closed set of kinds the server maps to gRPC codes. */
-export type NodeErrorKind = 'not-leader' | 'transferring' | 'conf-change-pending' | 'invalid' | 'not-in-config' | 'unavailable' | 'stopped' | 'timeout' | 'superseded';
+export type NodeErrorKind =
+  | 'not-leader'
+  | 'transferring'
+  | 'conf-change-pending'
+  | 'invalid'
+  | 'not-in-config'
+  | 'unavailable'
+  | 'stopped'
+  | 'timeout'
+  | 'superseded';
 
 /**
  * A failed operation. `outcome` says whether a write may have taken effect:
@@ -159,7 +168,10 @@ export class LeaderdNode {
       const members = [...conf.voters, ...conf.learners].sort().join(',');
       const given = [...opts.peers.keys()].sort().join(',');
       if (members !== given) {
-        this.log.warn({ node: this.id, members, peers: given }, 'replicated membership differs from --peers; the replicated membership wins');
+        this.log.warn(
+          { node: this.id, members, peers: given },
+          'replicated membership differs from --peers; the replicated membership wins',
+        );
       }
     }
     this.clock = new TickClock(opts.tickMs ?? 10, () => this.raft.tick());
@@ -213,7 +225,15 @@ export class LeaderdNode {
       const node = new LeaderdNode(opts, storage, transport, cfg, port);
       node.updatePeers();
       node.log.info(
-        { node: opts.id, term: node.lastSoft.term, cluster: opts.clusterId, peer: opts.advertisePeer, client: opts.advertiseClient, new: storage.isNew, ...ticks },
+        {
+          node: opts.id,
+          term: node.lastSoft.term,
+          cluster: opts.clusterId,
+          peer: opts.advertisePeer,
+          client: opts.advertiseClient,
+          new: storage.isNew,
+          ...ticks,
+        },
         'node started',
       );
       node.schedule();
@@ -232,7 +252,14 @@ export class LeaderdNode {
     this.clock.catchUp();
     this.afterInput();
     const s = this.raft.status();
-    const role = s.role === 'leader' ? 'leader' : s.role === 'candidate' || s.role === 'precandidate' ? 'candidate' : s.learner ? 'learner' : 'follower';
+    const role =
+      s.role === 'leader'
+        ? 'leader'
+        : s.role === 'candidate' || s.role === 'precandidate'
+          ? 'candidate'
+          : s.learner
+            ? 'learner'
+            : 'follower';
     return {
       nodeId: this.id,
       role,
@@ -274,7 +301,7 @@ export class LeaderdNode {
     const conf = this.raft.status().conf;
     const view = (id: NodeId, learner: boolean): MemberView => ({
       id,
-      peerAddress: id === this.id ? this.opts.advertisePeer : this.opts.peers.get(id) ?? this.peerAddrFromLog(id) ?? '',
+      peerAddress: id === this.id ? this.opts.advertisePeer : (this.opts.peers.get(id) ?? this.peerAddrFromLog(id) ?? ''),
       clientAddress: this.clientAddressOf(id),
       learner,
     });
@@ -300,7 +327,13 @@ export class LeaderdNode {
     if (this.stopped) throw new NodeError('stopped', 'node is stopped');
     this.clock.catchUp();
     const r = this.raft.propose(data);
-    if (!r.ok) throw new NodeError(r.error, r.error === 'not-leader' ? `not the leader (leader: ${r.leaderId ?? 'unknown'})` : `cannot propose: ${r.error}`, 'not-applied', r.leaderId);
+    if (!r.ok)
+      throw new NodeError(
+        r.error,
+        r.error === 'not-leader' ? `not the leader (leader: ${r.leaderId ?? 'unknown'})` : `cannot propose: ${r.error}`,
+        'not-applied',
+        r.leaderId,
+      );
     const done = new Promise<{ index: number; result: unknown }>((resolve, reject) => {
       const w: ProposalWaiter = { term: r.term, resolve: (result) => resolve({ index: r.index, result }), reject };
       this.proposals.set(r.index, w);
@@ -335,7 +368,8 @@ export class LeaderdNode {
   async transferLeadership(target?: NodeId, timeoutMs = 4 * this.opts.electionTimeoutMs): Promise<LeaderView> {
     this.clock.catchUp();
     const s = this.raft.status();
-    if (s.role !== 'leader') throw new NodeError('not-leader', `not the leader (leader: ${s.leaderId ?? 'unknown'})`, 'not-applied', s.leaderId);
+    if (s.role !== 'leader')
+      throw new NodeError('not-leader', `not the leader (leader: ${s.leaderId ?? 'unknown'})`, 'not-applied', s.leaderId);
     const to = target ?? this.bestTransferTarget();
     if (to === null) throw new NodeError('invalid', 'no other voter to transfer leadership to');
     const r = this.raft.transferLeadership(to);
@@ -357,7 +391,8 @@ export class LeaderdNode {
       if (s.role === 'leader' && this.bestTransferTarget() !== null) {
         try {
           const l = await this.transferLeadership(undefined, 2 * this.opts.electionTimeoutMs);
-          if (l.leaderId !== '' && l.leaderId !== this.id) this.log.info({ node: this.id, term: l.term, leader: l.leaderId }, 'leadership handed over before shutdown');
+          if (l.leaderId !== '' && l.leaderId !== this.id)
+            this.log.info({ node: this.id, term: l.term, leader: l.leaderId }, 'leadership handed over before shutdown');
           else this.log.warn({ node: this.id, term: l.term }, 'leadership transfer before shutdown did not complete');
         } catch (err) {
           this.log.warn({ node: this.id, err: (err as Error).message }, 'leadership transfer before shutdown failed');
@@ -369,7 +404,8 @@ export class LeaderdNode {
     this.timer = null;
     for (const w of this.readWaiters.values()) w(-1);
     this.readWaiters.clear();
-    for (const w of this.proposals.values()) w.reject(new NodeError('stopped', 'node stopped before the write was known to be committed', 'unknown'));
+    for (const w of this.proposals.values())
+      w.reject(new NodeError('stopped', 'node stopped before the write was known to be committed', 'unknown'));
     this.proposals.clear();
     await this.transport.close();
     await this.drained.catch(() => {});
@@ -382,11 +418,14 @@ export class LeaderdNode {
 
   private schedule(): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.clock.catchUp();
-      this.afterInput();
-      this.schedule();
-    }, Math.max(1, this.clock.msUntilNextTick()));
+    this.timer = setTimeout(
+      () => {
+        this.clock.catchUp();
+        this.afterInput();
+        this.schedule();
+      },
+      Math.max(1, this.clock.msUntilNextTick()),
+    );
   }
 
   private afterInput(): void {
@@ -454,7 +493,14 @@ export class LeaderdNode {
         this.proposals.delete(e.index);
         if (w.term === e.term) w.resolve(result);
         // Another leader's entry took this index: ours can never commit (Log Matching).
-        else w.reject(new NodeError('not-leader', `leadership changed (term ${e.term}) before the write committed; it was not applied`, 'not-applied'));
+        else
+          w.reject(
+            new NodeError(
+              'not-leader',
+              `leadership changed (term ${e.term}) before the write committed; it was not applied`,
+              'not-applied',
+            ),
+          );
       }
     }
     for (const r of rd.readStates) {
@@ -542,7 +588,8 @@ export class LeaderdNode {
     this.lastSoft = soft;
     if (prev.role === 'leader' && soft.role !== 'leader' && this.proposals.size > 0) {
       // Our entries may still commit under the next leader, or be replaced: unknown.
-      for (const w of this.proposals.values()) w.reject(new NodeError('not-leader', 'leadership was lost before the write was known to be committed', 'unknown', soft.leaderId));
+      for (const w of this.proposals.values())
+        w.reject(new NodeError('not-leader', 'leadership was lost before the write was known to be committed', 'unknown', soft.leaderId));
       this.proposals.clear();
     }
     const fields = { node: this.id, term: soft.term };
@@ -567,7 +614,10 @@ export class LeaderdNode {
         this.log.warn({ node: this.id, term: ev.term, reason: ev.reason }, 'leader stepped down');
         break;
       case 'campaign':
-        this.log.info({ node: this.id, term: ev.term, preVote: ev.preVote, transfer: ev.transfer }, ev.preVote ? 'pre-campaign started' : 'campaign started');
+        this.log.info(
+          { node: this.id, term: ev.term, preVote: ev.preVote, transfer: ev.transfer },
+          ev.preVote ? 'pre-campaign started' : 'campaign started',
+        );
         break;
       case 'transfer':
         this.log.info({ node: this.id, term: ev.term, to: ev.to, outcome: ev.outcome }, 'leadership transfer');

@@ -62,7 +62,14 @@ export type CommandResult =
   | { readonly ok: false; readonly error: ApplyError; readonly message: string }
   | { readonly ok: true; readonly type: 'put'; readonly revision: number }
   | { readonly ok: true; readonly type: 'delete'; readonly revision: number; readonly deleted: number }
-  | { readonly ok: true; readonly type: 'txn'; readonly succeeded: boolean; readonly responses: readonly OpResult[]; readonly revision: number; readonly compared: ReadonlyMap<string, KeyValue | null> }
+  | {
+      readonly ok: true;
+      readonly type: 'txn';
+      readonly succeeded: boolean;
+      readonly responses: readonly OpResult[];
+      readonly revision: number;
+      readonly compared: ReadonlyMap<string, KeyValue | null>;
+    }
   | { readonly ok: true; readonly type: 'leaseGrant'; readonly id: number; readonly ttlMs: number; readonly revision: number }
   | { readonly ok: true; readonly type: 'leaseRevoke'; readonly revision: number };
 

@@ -98,7 +98,11 @@ export class KvStore {
       const s = this.sessions.get(env.clientId);
       if (s && env.seq <= s.seq) {
         if (env.seq === s.seq) return s.result;
-        return { ok: false, error: 'stale-sequence', message: `sequence ${env.seq} of client ${env.clientId} is older than ${s.seq}, already applied` };
+        return {
+          ok: false,
+          error: 'stale-sequence',
+          message: `sequence ${env.seq} of client ${env.clientId} is older than ${s.seq}, already applied`,
+        };
       }
       const result = this.applyCommand(env.cmd);
       this.sessions.delete(env.clientId);
@@ -420,7 +424,11 @@ function compareHolds(kv: KeyValue | null, c: Compare): boolean {
 // snapshot install still gets the original answer.
 function sessionResultToJson(r: CommandResult): unknown {
   if (r.ok && r.type === 'txn') {
-    return { ...r, compared: [...r.compared].map(([k, v]) => [k, v && kvToJson(v)]), responses: r.responses.map((x) => (x.type === 'get' ? { ...x, kv: x.kv && kvToJson(x.kv) } : x)) };
+    return {
+      ...r,
+      compared: [...r.compared].map(([k, v]) => [k, v && kvToJson(v)]),
+      responses: r.responses.map((x) => (x.type === 'get' ? { ...x, kv: x.kv && kvToJson(x.kv) } : x)),
+    };
   }
   return r;
 }

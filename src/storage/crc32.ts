@@ -30,9 +30,7 @@ export function crc32Portable(data: Uint8Array, value = 0): number {
 type Crc32Fn = (data: Uint8Array, value?: number) => number;
 
 const native: Crc32Fn | undefined =
-  typeof (zlib as { crc32?: unknown }).crc32 === 'function'
-    ? (zlib as unknown as { crc32: Crc32Fn }).crc32
-    : undefined;
+  typeof (zlib as { crc32?: unknown }).crc32 === 'function' ? (zlib as unknown as { crc32: Crc32Fn }).crc32 : undefined;
 
 /** CRC-32 of `data`, continuing from the checksum `value` of preceding bytes (0 to start). */
 export function crc32(data: Uint8Array, value = 0): number {

@@ -29,7 +29,11 @@ export class StorageRefusedError extends Error {
 // The refusals both identity checks make (the identity file, checked before LevelDB is
 // opened, and the records inside LevelDB), worded the same way.
 export function newerFormat(dir: string, version: number, supported: number): StorageRefusedError {
-  return new StorageRefusedError('newer-format', dir, `data dir ${dir} uses storage format ${version}; this leaderd reads formats up to ${supported} (upgrade leaderd)`);
+  return new StorageRefusedError(
+    'newer-format',
+    dir,
+    `data dir ${dir} uses storage format ${version}; this leaderd reads formats up to ${supported} (upgrade leaderd)`,
+  );
 }
 
 export function wrongCluster(dir: string, stored: string, wanted: string): StorageRefusedError {
@@ -37,5 +41,9 @@ export function wrongCluster(dir: string, stored: string, wanted: string): Stora
 }
 
 export function wrongNode(dir: string, storedNode: string, storedCluster: string, wanted: string): StorageRefusedError {
-  return new StorageRefusedError('wrong-node', dir, `data dir ${dir} belongs to node '${storedNode}' of cluster '${storedCluster}', not '${wanted}'`);
+  return new StorageRefusedError(
+    'wrong-node',
+    dir,
+    `data dir ${dir} belongs to node '${storedNode}' of cluster '${storedCluster}', not '${wanted}'`,
+  );
 }

@@ -26,7 +26,12 @@ export function checkIdentity(dataDir: string, want: Identity): boolean {
   try {
     raw = JSON.parse(readFileSync(path, 'utf8')) as typeof raw;
   } catch (err) {
-    throw new StorageRefusedError('corrupt', dataDir, `data dir ${dataDir} is corrupt: ${IDENTITY_FILE} is unreadable (${(err as Error).message})`, { cause: err });
+    throw new StorageRefusedError(
+      'corrupt',
+      dataDir,
+      `data dir ${dataDir} is corrupt: ${IDENTITY_FILE} is unreadable (${(err as Error).message})`,
+      { cause: err },
+    );
   }
   if (typeof raw.format !== 'number' || typeof raw.clusterId !== 'string' || typeof raw.nodeId !== 'string') {
     throw new StorageRefusedError('corrupt', dataDir, `data dir ${dataDir} is corrupt: ${IDENTITY_FILE} lacks format, clusterId or nodeId`);

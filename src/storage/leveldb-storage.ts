@@ -205,9 +205,7 @@ export class LevelStorage {
       let log = this.#log;
       if (p.snapshot !== null) {
         if (p.snapshot.meta.index < log.snapIndex) {
-          throw new Error(
-            `persist: snapshot at index ${p.snapshot.meta.index} is older than the stored one at ${log.snapIndex}`,
-          );
+          throw new Error(`persist: snapshot at index ${p.snapshot.meta.index} is older than the stored one at ${log.snapIndex}`);
         }
         log = installSnapshot(log, p.snapshot, ops);
       }

@@ -7,15 +7,7 @@
 // Message, and must never throw out of the transport. So fromWire checks every field's
 // type and range and returns a ValidationError naming the first bad field instead.
 
-import type {
-  ConfState,
-  Entry,
-  EntryType,
-  Message,
-  MessageType,
-  NodeId,
-  SnapshotMeta,
-} from '../raft/types.js';
+import type { ConfState, Entry, EntryType, Message, MessageType, NodeId, SnapshotMeta } from '../raft/types.js';
 import type { PeerEnvelope } from '../gen/leaderd/raft/v1/PeerEnvelope.js';
 import type { RaftMessage } from '../gen/leaderd/raft/v1/RaftMessage.js';
 import type { Entry as WireEntry } from '../gen/leaderd/raft/v1/Entry.js';
@@ -40,9 +32,7 @@ export interface Hello {
   readonly clientAddress: string;
 }
 
-export type Frame =
-  | { readonly kind: 'hello'; readonly hello: Hello }
-  | { readonly kind: 'message'; readonly message: Message };
+export type Frame = { readonly kind: 'hello'; readonly hello: Hello } | { readonly kind: 'message'; readonly message: Message };
 
 // The oneof member names in RaftMessage.body are the Message `type` tags themselves
 // (proto-loader camelCases vote_resp to voteResp, ...), so no mapping table is needed.
@@ -238,9 +228,7 @@ function bytes(o: Obj, key: string, path: string): Uint8Array {
   if (!(v instanceof Uint8Array)) fail(`${path}.${key}`, `expected bytes, got ${describe(v)}`);
   // A plain view, not a Buffer: the core compares and stores Uint8Arrays, and a
   // Buffer's extra methods must not leak into code that is meant to be pure.
-  return Object.getPrototypeOf(v) === Uint8Array.prototype
-    ? v
-    : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  return Object.getPrototypeOf(v) === Uint8Array.prototype ? v : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
 }
 
 function arr(o: Obj, key: string, path: string): readonly unknown[] {
@@ -434,11 +422,7 @@ export function approxWireSize(msg: Message): number {
     case 'app':
       return msg.entries.reduce((n, e) => n + e.data.byteLength + 32, overhead);
     case 'snap':
-      return (
-        overhead +
-        msg.data.byteLength +
-        [...msg.meta.conf.voters, ...msg.meta.conf.learners].reduce((n, v) => n + v.length + 2, 32)
-      );
+      return overhead + msg.data.byteLength + [...msg.meta.conf.voters, ...msg.meta.conf.learners].reduce((n, v) => n + v.length + 2, 32);
     case 'readIndex':
     case 'readIndexResp':
       return overhead + msg.requestId.length;

@@ -180,10 +180,7 @@ class PeerLink {
     const size = approxWireSize(msg);
     this.queue.push(msg);
     this.queueBytes += size;
-    while (
-      this.queue.length > 1 &&
-      (this.queue.length > this.shared.maxQueueMessages || this.queueBytes > this.shared.maxQueueBytes)
-    ) {
+    while (this.queue.length > 1 && (this.queue.length > this.shared.maxQueueMessages || this.queueBytes > this.shared.maxQueueBytes)) {
       const oldest = this.queue.shift();
       if (oldest !== undefined) this.queueBytes -= approxWireSize(oldest);
       this.shared.counters.dropped++;
@@ -457,9 +454,7 @@ export class GrpcTransport {
     });
     this.server = server;
     const port = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(this.opts.listenPeer, grpc.ServerCredentials.createInsecure(), (err, p) =>
-        err ? reject(err) : resolve(p),
-      );
+      server.bindAsync(this.opts.listenPeer, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
     });
     this.log.debug({ listen: this.opts.listenPeer, port }, 'peer server listening');
     return { port };
@@ -621,10 +616,7 @@ export class GrpcTransport {
         const fields = { from: h.nodeId, clusterId: h.clusterId };
         if (h.clusterId !== this.opts.clusterId) {
           this.logRefusal(`cluster:${h.nodeId}:${h.clusterId}`, fields, 'refusing peer stream: wrong cluster id');
-          refuse(
-            grpc.status.FAILED_PRECONDITION,
-            `cluster id mismatch: this is ${this.opts.clusterId}, peer says ${h.clusterId}`,
-          );
+          refuse(grpc.status.FAILED_PRECONDITION, `cluster id mismatch: this is ${this.opts.clusterId}, peer says ${h.clusterId}`);
           return;
         }
         if (!this.peers.has(h.nodeId)) {

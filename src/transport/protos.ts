@@ -83,7 +83,9 @@ function load(relDir: string): grpc.GrpcObject {
  * Lease, Election, Lock).
  */
 export type PublicApi = {
-  leaderd: { v1: ClusterGrpcType['leaderd']['v1'] & KvGrpcType['leaderd']['v1'] & LeaseGrpcType['leaderd']['v1'] & ElectionGrpcType['leaderd']['v1'] };
+  leaderd: {
+    v1: ClusterGrpcType['leaderd']['v1'] & KvGrpcType['leaderd']['v1'] & LeaseGrpcType['leaderd']['v1'] & ElectionGrpcType['leaderd']['v1'];
+  };
 };
 /** The peer protocol, package leaderd.raft.v1. */
 export type PeerApi = RaftGrpcType;

@@ -57,7 +57,29 @@ describe('a real network partition (network namespaces)', () => {
     for (const id of IDS) {
       const fd = openSync(join(dir, `${id}.log`), 'a');
       procs.push(
-        lab.spawnIn(id, process.execPath, [CLI, 'start', '--id', id, '--data-dir', join(dir, id), '--listen-peer', `${lab.address(id)}:7100`, '--listen-client', `${lab.address(id)}:7000`, '--peers', peers, '--cluster-id', 'chaos', '--log-level', 'debug'], fd),
+        lab.spawnIn(
+          id,
+          process.execPath,
+          [
+            CLI,
+            'start',
+            '--id',
+            id,
+            '--data-dir',
+            join(dir, id),
+            '--listen-peer',
+            `${lab.address(id)}:7100`,
+            '--listen-client',
+            `${lab.address(id)}:7000`,
+            '--peers',
+            peers,
+            '--cluster-id',
+            'chaos',
+            '--log-level',
+            'debug',
+          ],
+          fd,
+        ),
       );
       closeSync(fd);
     }
@@ -65,13 +87,18 @@ describe('a real network partition (network namespaces)', () => {
     client = new ClusterClient(IDS.map(endpoint), { timeoutMs: 500 });
     const c = client;
     const agreed = (among: string[], not?: string) =>
-      waitFor(`a leader agreed by ${among.join(',')}`, async () => {
-        const views = await Promise.all(among.map((id) => c.getLeader(endpoint(id))));
-        const l = views[0]!;
-        if (l.leaderId === '' || l.leaderId === not || !views.every((v) => v.leaderId === l.leaderId && v.term === l.term)) return undefined;
-        const s = await c.getStatus(endpoint(l.leaderId));
-        return s.role === 'leader' && s.leaseValid ? l : undefined;
-      }, 20_000);
+      waitFor(
+        `a leader agreed by ${among.join(',')}`,
+        async () => {
+          const views = await Promise.all(among.map((id) => c.getLeader(endpoint(id))));
+          const l = views[0]!;
+          if (l.leaderId === '' || l.leaderId === not || !views.every((v) => v.leaderId === l.leaderId && v.term === l.term))
+            return undefined;
+          const s = await c.getStatus(endpoint(l.leaderId));
+          return s.role === 'leader' && s.leaseValid ? l : undefined;
+        },
+        20_000,
+      );
     const first = await agreed(IDS);
     const old = first.leaderId;
     const rest = IDS.filter((id) => id !== old);
@@ -90,15 +117,22 @@ describe('a real network partition (network namespaces)', () => {
     await sleep(1500);
     const healedAt = Date.now();
     lab.heal(old);
-    const rejoined = await waitFor('the old leader following the new one', async () => {
-      const s = await c.getStatus(endpoint(old));
-      return s.leaderId === next.leaderId && s.role === 'follower' ? Date.now() : undefined;
-    }, 20_000);
+    const rejoined = await waitFor(
+      'the old leader following the new one',
+      async () => {
+        const s = await c.getStatus(endpoint(old));
+        return s.leaderId === next.leaderId && s.role === 'follower' ? Date.now() : undefined;
+      },
+      20_000,
+    );
     await sleep(300);
     prober.kill('SIGTERM');
     await new Promise((r) => prober.once('exit', r));
 
-    const probes: Probe[] = probeOut.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Probe);
+    const probes: Probe[] = probeOut
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => JSON.parse(l) as Probe);
     // Answers the old leader gave to requests sent after the new leader existed.
     const afterElection = probes.filter((p) => p.sent >= electedAt);
     const lastLeaseClaim = Math.max(...probes.filter((p) => p.leaseValid).map((p) => p.at));

@@ -15,7 +15,10 @@ while (!stopped && Date.now() < deadline) {
   await new Promise<void>((resolve) => {
     const sent = Date.now();
     client.GetStatus({}, { deadline: sent + 500 }, (err, s) => {
-      if (!err && s) process.stdout.write(JSON.stringify({ sent, at: Date.now(), role: s.role, term: s.term, leaseValid: s.leaseValid, leaderId: s.leaderId }) + '\n');
+      if (!err && s)
+        process.stdout.write(
+          JSON.stringify({ sent, at: Date.now(), role: s.role, term: s.term, leaseValid: s.leaseValid, leaderId: s.leaderId }) + '\n',
+        );
       resolve();
     });
   });

@@ -18,7 +18,9 @@ export async function startFakeNode(handlers: Handlers): Promise<FakeNode> {
     const impl = handlers[name];
     if (impl) server.addService(api[name].service, impl);
   }
-  const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+  const port = await new Promise<number>((res, rej) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))),
+  );
   return {
     endpoint: `127.0.0.1:${port}`,
     stop: () =>

@@ -1,7 +1,7 @@
 // LeaseHandle validity against a real gRPC Lease service whose answers the test releases
 // one by one, with the client's monotonic clock injected.
 import { afterEach, describe, expect, it } from 'vitest';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { LeaderdClient, LeaseLostError } from '../../src/client/leaderd-client.js';
 import { LeaseValidity } from '../../src/client/lease-validity.js';
 import { startFakeNode, type FakeNode } from './fake-server.js';

@@ -59,7 +59,9 @@ describe('LeaderdClient retries against real gRPC servers', () => {
   async function node(kv: grpc.UntypedServiceImplementation, leaderAddress = () => ''): Promise<FakeNode> {
     const n = await startFakeNode({
       KV: kv,
-      Cluster: { GetLeader: (_c: unknown, cb: grpc.sendUnaryData<object>) => cb(null, { leaderId: 'x', leaderAddress: leaderAddress(), term: 1 }) },
+      Cluster: {
+        GetLeader: (_c: unknown, cb: grpc.sendUnaryData<object>) => cb(null, { leaderId: 'x', leaderAddress: leaderAddress(), term: 1 }),
+      },
     });
     nodes.push(n);
     return n;
@@ -141,9 +143,15 @@ describe('LeaderdClient retries against real gRPC servers', () => {
     let followerPuts = 0;
     let leaderPuts = 0;
     let leaderEndpoint = '';
-    const leader = await node({ Put: (_c: unknown, cb: grpc.sendUnaryData<object>) => (leaderPuts++, cb(null, { revision: 1 })) }, () => leaderEndpoint);
+    const leader = await node(
+      { Put: (_c: unknown, cb: grpc.sendUnaryData<object>) => (leaderPuts++, cb(null, { revision: 1 })) },
+      () => leaderEndpoint,
+    );
     leaderEndpoint = leader.endpoint;
-    const follower = await node({ Put: (_c: unknown, cb: grpc.sendUnaryData<object>) => (followerPuts++, cb(null, { revision: 1 })) }, () => leaderEndpoint);
+    const follower = await node(
+      { Put: (_c: unknown, cb: grpc.sendUnaryData<object>) => (followerPuts++, cb(null, { revision: 1 })) },
+      () => leaderEndpoint,
+    );
     const c = client([follower.endpoint, leader.endpoint]);
     for (let i = 0; i < 5; i++) await c.put(`k${i}`, 'v');
     expect(leaderPuts).toBe(5);

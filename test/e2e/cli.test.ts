@@ -83,10 +83,16 @@ describe('leaderd local', () => {
     const addresses = ids.flatMap((_, i) => [localClientAddress(i + 1), localPeerAddress(i + 1)]);
     const busy = [];
     for (const a of addresses) if (!(await portFree(a))) busy.push(a);
-    if (busy.length > 0) throw new Error(`leaderd local uses fixed ports and these are taken on this machine: ${busy.join(', ')}; stop whatever holds them and rerun`);
+    if (busy.length > 0)
+      throw new Error(
+        `leaderd local uses fixed ports and these are taken on this machine: ${busy.join(', ')}; stop whatever holds them and rerun`,
+      );
 
     const dir = mkdtempSync(join(tmpdir(), 'leaderd-e2e-local-'));
-    const proc = spawn(process.execPath, [CLI, 'local', '--nodes', '3', '--no-view', '--data-dir', dir], { stdio: ['ignore', 'pipe', 'pipe'], detached: false });
+    const proc = spawn(process.execPath, [CLI, 'local', '--nodes', '3', '--no-view', '--data-dir', dir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: false,
+    });
     let stderr = '';
     proc.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     const out = watchStdout(proc);
@@ -116,8 +122,13 @@ describe('leaderd local', () => {
     // The client commands default to the local cluster's endpoints.
     const leader = await runCli(['leader', '--json']);
     expect(leader.code, leader.stderr).toBe(0);
-    expect(JSON.parse(leader.stdout)).toMatchObject({ leaderId: leaders[0]!.nodeId, leaderAddress: rows.find((r) => r.role === 'leader')!.address });
-    console.log(`[e2e] leaderd local: first leader ${leaderId} (term ${term}); status: ${rows.map((r) => `${r.nodeId}=${r.role}`).join(' ')}`);
+    expect(JSON.parse(leader.stdout)).toMatchObject({
+      leaderId: leaders[0]!.nodeId,
+      leaderAddress: rows.find((r) => r.role === 'leader')!.address,
+    });
+    console.log(
+      `[e2e] leaderd local: first leader ${leaderId} (term ${term}); status: ${rows.map((r) => `${r.nodeId}=${r.role}`).join(' ')}`,
+    );
 
     const childPids = pidsInLogs(dir, ids);
     for (const id of ids) expect(childPids.get(id), `pid of ${id} in ${id}.log`).toHaveLength(1);
@@ -157,7 +168,9 @@ describe('client commands against a running cluster', () => {
     const { l, out: leader } = await withStableLeader(c, () => runCli(['leader', '--json', '--endpoints', all]));
     const members = await runCli(['members', '--json', '--endpoints', all]);
     const { l: l2, out: status } = await withStableLeader(c, () => runCli(['status', '--endpoints', all]));
-    const { l: l3, out: leaderViaDead } = await withStableLeader(c, () => runCli(['leader', '--json', '--endpoints', `${dead},${c.endpoint('n2')}`]));
+    const { l: l3, out: leaderViaDead } = await withStableLeader(c, () =>
+      runCli(['leader', '--json', '--endpoints', `${dead},${c.endpoint('n2')}`]),
+    );
     const statusViaDead = await runCli(['status', '--endpoints', `${dead},${c.endpoint('n3')}`]);
 
     expect(leader.code, leader.stderr).toBe(0);
@@ -165,9 +178,11 @@ describe('client commands against a running cluster', () => {
 
     expect(members.code, members.stderr).toBe(0);
     const ms = JSON.parse(members.stdout) as { id: string; peerAddress: string; clientAddress: string; learner: boolean }[];
-    expect(ms.map((m) => ({ id: m.id, peerAddress: m.peerAddress, clientAddress: m.clientAddress, learner: m.learner })).sort((a, b) => a.id.localeCompare(b.id))).toEqual(
-      c.specs.map((s) => ({ id: s.id, peerAddress: `127.0.0.1:${s.peerPort}`, clientAddress: c.endpoint(s.id), learner: false })),
-    );
+    expect(
+      ms
+        .map((m) => ({ id: m.id, peerAddress: m.peerAddress, clientAddress: m.clientAddress, learner: m.learner }))
+        .sort((a, b) => a.id.localeCompare(b.id)),
+    ).toEqual(c.specs.map((s) => ({ id: s.id, peerAddress: `127.0.0.1:${s.peerPort}`, clientAddress: c.endpoint(s.id), learner: false })));
 
     expect(status.code, status.stderr).toBe(0);
     const table = lines(status.stdout).map((r) => r.trim().split(/\s+/));
@@ -185,9 +200,16 @@ describe('client commands against a running cluster', () => {
     expect(leaderViaDead.code, leaderViaDead.stderr).toBe(0);
     expect(JSON.parse(leaderViaDead.stdout)).toMatchObject({ leaderId: l3.leaderId, term: l3.term });
     expect(statusViaDead.code, statusViaDead.stderr).toBe(0);
-    const viaDead = lines(statusViaDead.stdout).slice(1).map((r) => r.trim().split(/\s+/));
+    const viaDead = lines(statusViaDead.stdout)
+      .slice(1)
+      .map((r) => r.trim().split(/\s+/));
     expect(viaDead.filter((r) => r[2] === 'unreachable').map((r) => r[1])).toEqual([dead]);
-    expect(viaDead.filter((r) => r[2] !== 'unreachable').map((r) => r[0]).sort()).toEqual(['n1', 'n2', 'n3']);
+    expect(
+      viaDead
+        .filter((r) => r[2] !== 'unreachable')
+        .map((r) => r[0])
+        .sort(),
+    ).toEqual(['n1', 'n2', 'n3']);
     console.log(`[e2e] leaderd status:\n${status.stdout}`);
   });
 
@@ -237,7 +259,9 @@ describe('client commands against a running cluster', () => {
     expect(new Set(leaders).size).toBeGreaterThanOrEqual(2);
 
     const dead = [`127.0.0.1:${await freePort()}`, `127.0.0.1:${await freePort()}`].join(',');
-    const failures = await Promise.all(['leader', 'members', 'status', 'transfer'].map((cmd) => runCli([cmd, '--endpoints', dead, '--timeout-ms', '1000'])));
+    const failures = await Promise.all(
+      ['leader', 'members', 'status', 'transfer'].map((cmd) => runCli([cmd, '--endpoints', dead, '--timeout-ms', '1000'])),
+    );
     for (const [i, r] of failures.entries()) {
       expect(r.code, `${['leader', 'members', 'status', 'transfer'][i]}: ${r.stderr}`).toBe(1);
       expect(lines(r.stderr)).toHaveLength(1);

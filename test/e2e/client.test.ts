@@ -2,7 +2,7 @@
 // a watch that survives a SIGKILLed leader without gap or duplicate, kept-alive leases,
 // and election/lock failover when a holder dies without resigning.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { LeaderdClient, LeaderdError, LeadershipLostError, type Leadership } from '../../src/client/leaderd-client.js';
+import { LeaderdClient, LeaderdError, type LeadershipLostError, type Leadership } from '../../src/client/leaderd-client.js';
 import { FencingVerifier } from '../../src/fencing/verifier.js';
 import { LocalCluster, sleep, waitFor } from './cluster.js';
 
@@ -73,7 +73,11 @@ describe('LeaderdClient on a 3-node cluster', () => {
     expect(t.responses[0]).toMatchObject({ type: 'put', revision: t.revision });
     const r1 = t.responses[1];
     expect(r1?.type === 'get' && r1.kv?.value.toString()).toBe('v3');
-    const f = await c.txn({ compare: [{ key: 'cas/k', target: 'version', op: '>', operand: 100 }], success: [], failure: [{ type: 'delete', key: 'cas/', prefix: true }] });
+    const f = await c.txn({
+      compare: [{ key: 'cas/k', target: 'version', op: '>', operand: 100 }],
+      success: [],
+      failure: [{ type: 'delete', key: 'cas/', prefix: true }],
+    });
     expect(f.succeeded).toBe(false);
     expect(f.responses[0]).toMatchObject({ type: 'delete', deleted: 2 });
   });
@@ -113,7 +117,11 @@ describe('LeaderdClient on a 3-node cluster', () => {
     const drain = async (it: AsyncIterable<unknown>) => {
       for await (const _ of it) void _;
     };
-    const streams = [drain(c.watch('leak/', { prefix: true, signal: stop.signal })), drain(c.watchLeader(stop.signal)), drain(c.observe('leak', stop.signal))];
+    const streams = [
+      drain(c.watch('leak/', { prefix: true, signal: stop.signal })),
+      drain(c.watchLeader(stop.signal)),
+      drain(c.observe('leak', stop.signal)),
+    ];
     await c.lease(1000);
     await c.campaign('leak', 'x', { ttlMs: 1000 });
     await c.put('leak/k', 'v');

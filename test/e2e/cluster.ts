@@ -13,7 +13,9 @@ import { ClusterClient, type LeaderInfo, type NodeStatus } from '../../src/clien
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** The compiled CLI, whether this file runs from test/e2e (vitest) or dist/test/e2e. */
-export const CLI = [resolve(here, '../../dist/src/cli/main.js'), resolve(here, '../../src/cli/main.js')].find((p) => p.includes('dist') && existsSync(p)) ?? resolve(here, '../../dist/src/cli/main.js');
+export const CLI =
+  [resolve(here, '../../dist/src/cli/main.js'), resolve(here, '../../src/cli/main.js')].find((p) => p.includes('dist') && existsSync(p)) ??
+  resolve(here, '../../dist/src/cli/main.js');
 
 export async function freePort(): Promise<number> {
   return new Promise((res, rej) => {
@@ -34,7 +36,8 @@ export interface Exit {
 
 /** Resolves when `proc` has exited (at once if it already has); rejects after `timeoutMs`. */
 export function exitOf(proc: ChildProcess, timeoutMs = 15_000): Promise<Exit> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve({ code: proc.exitCode, signal: proc.signalCode as NodeJS.Signals | null });
+  if (proc.exitCode !== null || proc.signalCode !== null)
+    return Promise.resolve({ code: proc.exitCode, signal: proc.signalCode as NodeJS.Signals | null });
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`pid ${proc.pid} did not exit within ${timeoutMs} ms`)), timeoutMs);
     t.unref();
@@ -66,7 +69,11 @@ export function runCli(args: readonly string[], opts: { timeoutMs?: number; cwd?
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => {
       proc.kill('SIGKILL');
-      reject(new Error(`leaderd ${args.join(' ')} still running after ${timeoutMs} ms (killed); stdout: ${stdout.slice(0, 500)} stderr: ${stderr.slice(0, 500)}`));
+      reject(
+        new Error(
+          `leaderd ${args.join(' ')} still running after ${timeoutMs} ms (killed); stdout: ${stdout.slice(0, 500)} stderr: ${stderr.slice(0, 500)}`,
+        ),
+      );
     }, timeoutMs);
     // 'close' (not 'exit'): every byte of stdout/stderr has been read by then.
     proc.once('close', (code, signal) => {
@@ -100,7 +107,9 @@ export function dirDigest(dir: string, exclude: (relPath: string) => boolean = (
         out[`${r}/`] = 'dir';
         walk(r);
       } else {
-        out[r] = `${st.size} ${createHash('sha256').update(readFileSync(join(dir, r))).digest('hex')}`;
+        out[r] = `${st.size} ${createHash('sha256')
+          .update(readFileSync(join(dir, r)))
+          .digest('hex')}`;
       }
     }
   };
@@ -129,7 +138,12 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Poll `f` until it returns a value that is not undefined, or fail after `timeoutMs`. */
-export async function waitFor<T>(what: string, f: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000, everyMs = 25): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  f: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 15_000,
+  everyMs = 25,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastErr: unknown;
   while (Date.now() < deadline) {
@@ -162,7 +176,13 @@ export class LocalCluster {
     const c = new LocalCluster(opts);
     for (let i = 1; i <= opts.nodes; i++) {
       const id = `n${i}`;
-      c.specs.push({ id, peerPort: await freePort(), clientPort: await freePort(), dataDir: join(c.root, id), logPath: join(c.root, `${id}.log`) });
+      c.specs.push({
+        id,
+        peerPort: await freePort(),
+        clientPort: await freePort(),
+        dataDir: join(c.root, id),
+        logPath: join(c.root, `${id}.log`),
+      });
     }
     return c;
   }
@@ -201,7 +221,10 @@ export class LocalCluster {
     const proc = spawn(process.execPath, [CLI, ...this.startArgs(id, over)], { stdio: ['ignore', fd, fd] });
     closeSync(fd);
     this.procs.set(id, proc);
-    this.exits.set(id, exitOf(proc, 24 * 3600_000).catch(() => ({ code: null, signal: null })));
+    this.exits.set(
+      id,
+      exitOf(proc, 24 * 3600_000).catch(() => ({ code: null, signal: null })),
+    );
     proc.once('exit', () => {
       if (this.procs.get(id) === proc) this.procs.delete(id);
     });
@@ -295,7 +318,7 @@ export class LocalCluster {
   logTails(n = 25): string {
     return this.specs
       .map((s) => {
-        let text = '';
+        let text: string;
         try {
           text = readFileSync(s.logPath, 'utf8');
         } catch {

@@ -17,7 +17,10 @@ afterEach(async (ctx) => {
 });
 
 /** Kill the current leader with `signal` and measure how long until the survivors agree on a new one. */
-async function failover(c: LocalCluster, signal: NodeJS.Signals): Promise<{ old: LeaderInfo; next: LeaderInfo; ms: number; exit: { code: number | null; signal: string | null } }> {
+async function failover(
+  c: LocalCluster,
+  signal: NodeJS.Signals,
+): Promise<{ old: LeaderInfo; next: LeaderInfo; ms: number; exit: { code: number | null; signal: string | null } }> {
   const old = await c.waitForLeader();
   const survivors = c.running().filter((id) => id !== old.leaderId);
   const t0 = performance.now();
@@ -32,7 +35,9 @@ describe('failover after a leader crash (SIGKILL)', () => {
     cluster = await LocalCluster.create({ nodes: 3 });
     cluster.startAll();
     const { old, next, ms, exit } = await failover(cluster, 'SIGKILL');
-    console.log(`[e2e] 3 nodes, SIGKILL leader ${old.leaderId} (term ${old.term}): new leader ${next.leaderId} (term ${next.term}) after ${ms} ms`);
+    console.log(
+      `[e2e] 3 nodes, SIGKILL leader ${old.leaderId} (term ${old.term}): new leader ${next.leaderId} (term ${next.term}) after ${ms} ms`,
+    );
     expect(exit.signal).toBe('SIGKILL');
     expect(next.leaderId).not.toBe(old.leaderId);
     expect(next.term).toBeGreaterThan(old.term);
@@ -43,9 +48,13 @@ describe('failover after a leader crash (SIGKILL)', () => {
     cluster = await LocalCluster.create({ nodes: 5 });
     cluster.startAll();
     const first = await failover(cluster, 'SIGKILL');
-    console.log(`[e2e] 5 nodes, SIGKILL leader ${first.old.leaderId} (term ${first.old.term}): new leader ${first.next.leaderId} (term ${first.next.term}) after ${first.ms} ms`);
+    console.log(
+      `[e2e] 5 nodes, SIGKILL leader ${first.old.leaderId} (term ${first.old.term}): new leader ${first.next.leaderId} (term ${first.next.term}) after ${first.ms} ms`,
+    );
     const second = await failover(cluster, 'SIGKILL');
-    console.log(`[e2e] 5 nodes (4 left), SIGKILL leader ${second.old.leaderId} (term ${second.old.term}): new leader ${second.next.leaderId} (term ${second.next.term}) after ${second.ms} ms`);
+    console.log(
+      `[e2e] 5 nodes (4 left), SIGKILL leader ${second.old.leaderId} (term ${second.old.term}): new leader ${second.next.leaderId} (term ${second.next.term}) after ${second.ms} ms`,
+    );
     for (const f of [first, second]) {
       expect(f.next.leaderId).not.toBe(f.old.leaderId);
       expect(f.next.term).toBeGreaterThan(f.old.term);
@@ -60,7 +69,9 @@ describe('clean shutdown of the leader (SIGTERM)', () => {
     cluster = await LocalCluster.create({ nodes: 3 });
     cluster.startAll();
     const { old, next, ms, exit } = await failover(cluster, 'SIGTERM');
-    console.log(`[e2e] 3 nodes, SIGTERM leader ${old.leaderId} (term ${old.term}): new leader ${next.leaderId} (term ${next.term}) after ${ms} ms; exit code ${exit.code}`);
+    console.log(
+      `[e2e] 3 nodes, SIGTERM leader ${old.leaderId} (term ${old.term}): new leader ${next.leaderId} (term ${next.term}) after ${ms} ms; exit code ${exit.code}`,
+    );
     expect(exit).toEqual({ code: 0, signal: null });
     expect(next.leaderId).not.toBe(old.leaderId);
     expect(next.term).toBeGreaterThan(old.term);
@@ -95,7 +106,10 @@ describe('a paused leader (SIGSTOP) wakes up knowing it lost its lease', () => {
     // Stay stopped well past an election timeout (2 s in all).
     await sleep(Math.max(0, 2000 - (performance.now() - tStop)));
 
-    type Answer = { at: number; kind: 'status'; s: NodeStatus } | { at: number; kind: 'leader'; l: LeaderInfo } | { at: number; kind: 'error'; err: string };
+    type Answer =
+      | { at: number; kind: 'status'; s: NodeStatus }
+      | { at: number; kind: 'leader'; l: LeaderInfo }
+      | { at: number; kind: 'error'; err: string };
     const answers: Answer[] = [];
     const ask = async (kind: 'status' | 'leader', t0: number): Promise<void> => {
       try {
@@ -136,10 +150,13 @@ describe('a paused leader (SIGSTOP) wakes up knowing it lost its lease', () => {
     expect(leaders.filter((l) => l.leaderId === paused)).toEqual([]);
     // And it settles as a follower of the new leader.
     await expect
-      .poll(async () => {
-        const s = await probe.getStatus(cluster!.endpoint(paused));
-        return s.role === 'follower' && s.leaderId !== '' && s.leaderId !== paused && s.term >= next.term;
-      }, { timeout: 5000, interval: 50 })
+      .poll(
+        async () => {
+          const s = await probe.getStatus(cluster!.endpoint(paused));
+          return s.role === 'follower' && s.leaderId !== '' && s.leaderId !== paused && s.term >= next.term;
+        },
+        { timeout: 5000, interval: 50 },
+      )
       .toBe(true);
   });
 });

@@ -34,7 +34,10 @@ interface HealthClient extends grpc.Client {
 }
 
 function healthClient(address: string): HealthClient {
-  const c = new (serviceCtor(healthProtoPath, ['grpc', 'health', 'v1', 'Health']))(address, grpc.credentials.createInsecure()) as HealthClient;
+  const c = new (serviceCtor(healthProtoPath, ['grpc', 'health', 'v1', 'Health']))(
+    address,
+    grpc.credentials.createInsecure(),
+  ) as HealthClient;
   clients.push(c);
   return c;
 }
@@ -89,7 +92,9 @@ interface ReflectionResponse {
 /** One request on a ServerReflectionInfo stream; resolves with the first response. */
 function reflect(address: string, version: 'v1' | 'v1alpha', request: Record<string, string>): Promise<ReflectionResponse> {
   const Client = serviceCtor(join(reflectionProtoDir, version, 'reflection.proto'), ['grpc', 'reflection', version, 'ServerReflection']);
-  const c = new Client(address, grpc.credentials.createInsecure()) as grpc.Client & { ServerReflectionInfo(opts: grpc.CallOptions): grpc.ClientDuplexStream<unknown, ReflectionResponse> };
+  const c = new Client(address, grpc.credentials.createInsecure()) as grpc.Client & {
+    ServerReflectionInfo(opts: grpc.CallOptions): grpc.ClientDuplexStream<unknown, ReflectionResponse>;
+  };
   clients.push(c);
   return new Promise((resolve, reject) => {
     const call = c.ServerReflectionInfo({ deadline: Date.now() + 5000 });

@@ -36,15 +36,23 @@ describe('KV over a real cluster', () => {
 
   it('compare-and-swap succeeds only on the expected value and reports the current one', async () => {
     await call((o, cb) => leaderApi.kv.Put({ key: 'cas', value: enc('x') }, o, cb));
-    const bad = await call<{ succeeded: boolean; currentValue: Buffer; currentFound: boolean }>((o, cb) => followerApi.kv.CompareAndSwap({ key: 'cas', value: enc('z'), expectedValue: enc('nope') }, o, cb));
+    const bad = await call<{ succeeded: boolean; currentValue: Buffer; currentFound: boolean }>((o, cb) =>
+      followerApi.kv.CompareAndSwap({ key: 'cas', value: enc('z'), expectedValue: enc('nope') }, o, cb),
+    );
     expect(bad.succeeded).toBe(false);
     expect(bad.currentFound).toBe(true);
     expect(bad.currentValue.toString()).toBe('x');
-    const good = await call<{ succeeded: boolean }>((o, cb) => followerApi.kv.CompareAndSwap({ key: 'cas', value: enc('y'), expectedValue: enc('x') }, o, cb));
+    const good = await call<{ succeeded: boolean }>((o, cb) =>
+      followerApi.kv.CompareAndSwap({ key: 'cas', value: enc('y'), expectedValue: enc('x') }, o, cb),
+    );
     expect(good.succeeded).toBe(true);
-    const absent = await call<{ succeeded: boolean }>((o, cb) => leaderApi.kv.CompareAndSwap({ key: 'cas-new', value: enc('1'), expectAbsent: true }, o, cb));
+    const absent = await call<{ succeeded: boolean }>((o, cb) =>
+      leaderApi.kv.CompareAndSwap({ key: 'cas-new', value: enc('1'), expectAbsent: true }, o, cb),
+    );
     expect(absent.succeeded).toBe(true);
-    const again = await call<{ succeeded: boolean }>((o, cb) => leaderApi.kv.CompareAndSwap({ key: 'cas-new', value: enc('2'), expectAbsent: true }, o, cb));
+    const again = await call<{ succeeded: boolean }>((o, cb) =>
+      leaderApi.kv.CompareAndSwap({ key: 'cas-new', value: enc('2'), expectAbsent: true }, o, cb),
+    );
     expect(again.succeeded).toBe(false);
   });
 
@@ -65,14 +73,35 @@ describe('KV over a real cluster', () => {
     const cases: [string, grpc.status, (o: grpc.CallOptions, cb: (e: grpc.ServiceError | null) => void) => unknown][] = [
       ['empty key', grpc.status.INVALID_ARGUMENT, (o, cb) => followerApi.kv.Put({ key: '', value: enc('v') }, o, cb)],
       ['oversized key', grpc.status.RESOURCE_EXHAUSTED, (o, cb) => followerApi.kv.Put({ key: 'k'.repeat(5000), value: enc('v') }, o, cb)],
-      ['oversized value', grpc.status.RESOURCE_EXHAUSTED, (o, cb) => followerApi.kv.Put({ key: 'big', value: Buffer.alloc((1 << 20) + 1) }, o, cb)],
-      ['oversized request', grpc.status.RESOURCE_EXHAUSTED, (o, cb) => followerApi.kv.Put({ key: 'huge', value: Buffer.alloc(2 << 20) }, o, cb)],
+      [
+        'oversized value',
+        grpc.status.RESOURCE_EXHAUSTED,
+        (o, cb) => followerApi.kv.Put({ key: 'big', value: Buffer.alloc((1 << 20) + 1) }, o, cb),
+      ],
+      [
+        'oversized request',
+        grpc.status.RESOURCE_EXHAUSTED,
+        (o, cb) => followerApi.kv.Put({ key: 'huge', value: Buffer.alloc(2 << 20) }, o, cb),
+      ],
       ['unknown lease', grpc.status.NOT_FOUND, (o, cb) => followerApi.kv.Put({ key: 'x', value: enc('v'), lease: 987654 }, o, cb)],
       ['control character', grpc.status.INVALID_ARGUMENT, (o, cb) => followerApi.kv.Put({ key: 'a\u0001b', value: enc('v') }, o, cb)],
-      ['reserved prefix', grpc.status.INVALID_ARGUMENT, (o, cb) => followerApi.kv.Put({ key: '_leaderd/election/x/1', value: enc('v') }, o, cb)],
-      ['cas without expectation', grpc.status.INVALID_ARGUMENT, (o, cb) => followerApi.kv.CompareAndSwap({ key: 'c', value: enc('v') }, o, cb)],
+      [
+        'reserved prefix',
+        grpc.status.INVALID_ARGUMENT,
+        (o, cb) => followerApi.kv.Put({ key: '_leaderd/election/x/1', value: enc('v') }, o, cb),
+      ],
+      [
+        'cas without expectation',
+        grpc.status.INVALID_ARGUMENT,
+        (o, cb) => followerApi.kv.CompareAndSwap({ key: 'c', value: enc('v') }, o, cb),
+      ],
       ['ttl too short', grpc.status.INVALID_ARGUMENT, (o, cb) => followerApi.lease.Grant({ ttlMs: 1 }, o, cb)],
-      ['too many txn ops', grpc.status.RESOURCE_EXHAUSTED, (o, cb) => followerApi.kv.Txn({ success: Array.from({ length: 200 }, (_, i) => ({ put: { key: `t${i}`, value: enc('v') } })) }, o, cb)],
+      [
+        'too many txn ops',
+        grpc.status.RESOURCE_EXHAUSTED,
+        (o, cb) =>
+          followerApi.kv.Txn({ success: Array.from({ length: 200 }, (_, i) => ({ put: { key: `t${i}`, value: enc('v') } })) }, o, cb),
+      ],
     ];
     for (const [what, code, f] of cases) {
       const err = await call(f).then(
@@ -88,8 +117,12 @@ describe('KV over a real cluster', () => {
   });
 
   it('a retried write with the same client id and sequence is applied once', async () => {
-    const first = await call<{ revision: number }>((o, cb) => followerApi.kv.Put({ key: 'once', value: enc('1'), clientId: 'c1', seq: 1 }, o, cb));
-    const retry = await call<{ revision: number }>((o, cb) => leaderApi.kv.Put({ key: 'once', value: enc('1'), clientId: 'c1', seq: 1 }, o, cb));
+    const first = await call<{ revision: number }>((o, cb) =>
+      followerApi.kv.Put({ key: 'once', value: enc('1'), clientId: 'c1', seq: 1 }, o, cb),
+    );
+    const retry = await call<{ revision: number }>((o, cb) =>
+      leaderApi.kv.Put({ key: 'once', value: enc('1'), clientId: 'c1', seq: 1 }, o, cb),
+    );
     expect(retry.revision).toBe(first.revision);
     const got = await call<{ version: number }>((o, cb) => leaderApi.kv.Get({ key: 'once' }, o, cb));
     expect(got.version).toBe(1);

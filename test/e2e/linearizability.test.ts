@@ -2,7 +2,7 @@
 // 3-node cluster while the leader is killed (SIGKILL) and restarted over and over. The
 // recorded history must be linearizable (Wing & Gong search, test/lincheck), which also
 // means no acknowledged write is lost.
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LocalCluster, sleep } from './cluster.js';
 import { api, outcomeOf, type Api } from './api.js';
@@ -20,7 +20,10 @@ afterAll(async () => {
 
 type Reply = { err: grpc.ServiceError | null; res?: Record<string, unknown> };
 
-function unary(f: (opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: unknown) => void) => unknown, timeoutMs: number): Promise<Reply> {
+function unary(
+  f: (opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: unknown) => void) => unknown,
+  timeoutMs: number,
+): Promise<Reply> {
   return new Promise((resolve) => {
     f({ deadline: Date.now() + timeoutMs }, (err, res) => resolve({ err, res: res as Record<string, unknown> | undefined }));
   });
@@ -59,11 +62,19 @@ describe('linearizability under leader crashes', () => {
           else rec.unknown(id);
         } else {
           const value = `${n}-${++seq}`;
-          const expected = Math.random() < 0.2 ? null : `${Math.floor(Math.random() * CLIENTS)}-${Math.max(1, seq - Math.floor(Math.random() * 6))}`;
+          const expected =
+            Math.random() < 0.2 ? null : `${Math.floor(Math.random() * CLIENTS)}-${Math.max(1, seq - Math.floor(Math.random() * 6))}`;
           const id = rec.invoke(n, key, 'cas', { value, expected });
-          const req = expected === null ? { key, value: Buffer.from(value), expectAbsent: true } : { key, value: Buffer.from(value), expectedValue: Buffer.from(expected) };
+          const req =
+            expected === null
+              ? { key, value: Buffer.from(value), expectAbsent: true }
+              : { key, value: Buffer.from(value), expectedValue: Buffer.from(expected) };
           const { err, res } = await unary((o, cb) => a.kv.CompareAndSwap(req, o, cb), 1000);
-          if (!err) rec.complete(id, { succeeded: res!['succeeded'] as boolean, current: res!['currentFound'] ? (res!['currentValue'] as Buffer).toString() : null });
+          if (!err)
+            rec.complete(id, {
+              succeeded: res!['succeeded'] as boolean,
+              current: res!['currentFound'] ? (res!['currentValue'] as Buffer).toString() : null,
+            });
           else if (outcomeOf(err) === 'not-applied') rec.fail(id);
           else rec.unknown(id);
         }
@@ -90,8 +101,14 @@ describe('linearizability under leader crashes', () => {
 
     const history = rec.history();
     const result = checkLinearizable(history);
-    const counts = { ok: history.filter((o) => o.status === 'ok').length, fail: history.filter((o) => o.status === 'fail').length, unknown: history.filter((o) => o.status === 'unknown').length };
-    console.log(`linearizability: ${result.verdict}; ${history.length} operations (${counts.ok} ok, ${counts.fail} not applied, ${counts.unknown} unknown), ${result.operations} checked; faults: ${faults.join(', ')}`);
+    const counts = {
+      ok: history.filter((o) => o.status === 'ok').length,
+      fail: history.filter((o) => o.status === 'fail').length,
+      unknown: history.filter((o) => o.status === 'unknown').length,
+    };
+    console.log(
+      `linearizability: ${result.verdict}; ${history.length} operations (${counts.ok} ok, ${counts.fail} not applied, ${counts.unknown} unknown), ${result.operations} checked; faults: ${faults.join(', ')}`,
+    );
     for (const k of result.keys) if (k.verdict !== 'linearizable') console.log(`key ${k.key}: ${k.verdict}\n${k.explanation ?? ''}`);
     expect(faults.filter((f) => f.startsWith('kill')).length).toBeGreaterThanOrEqual(2);
     expect(counts.ok).toBeGreaterThan(100);

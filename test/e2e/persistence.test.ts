@@ -61,7 +61,9 @@ describe('persistence across crashes and restarts', () => {
       async () => {
         const now = await c.waitForLeader({ timeoutMs: 5000 });
         const [f, l] = await Promise.all([c.status(follower), c.status(now.leaderId)]);
-        return f.lastLogIndex === l.lastLogIndex && f.commitIndex === l.commitIndex && f.term === l.term && f.leaderId === l.nodeId ? { f, l } : undefined;
+        return f.lastLogIndex === l.lastLogIndex && f.commitIndex === l.commitIndex && f.term === l.term && f.leaderId === l.nodeId
+          ? { f, l }
+          : undefined;
       },
       20_000,
     );
@@ -79,7 +81,10 @@ describe('persistence across crashes and restarts', () => {
     const c = (cluster = await LocalCluster.create({ nodes: 3 }));
     c.startAll();
     const first = await c.waitForLeader();
-    await transferTo(c, c.specs.map((s) => s.id).find((id) => id !== first.leaderId)!);
+    await transferTo(
+      c,
+      c.specs.map((s) => s.id).find((id) => id !== first.leaderId)!,
+    );
     const leader = await c.waitForLeader();
     // Let every follower learn the latest commit index before taking the picture.
     const before = await waitFor(
@@ -117,7 +122,8 @@ describe('persistence across crashes and restarts', () => {
       expect(s.commitIndex, `${s.nodeId} commit_index`).toBeGreaterThanOrEqual(was.commitIndex);
     }
     const membersAfter = await c.client(again.leaderId).listMembers();
-    const shape = (ms: typeof membersBefore) => ms.map((m) => ({ id: m.id, peerAddress: m.peerAddress, learner: m.learner })).sort((x, y) => x.id.localeCompare(y.id));
+    const shape = (ms: typeof membersBefore) =>
+      ms.map((m) => ({ id: m.id, peerAddress: m.peerAddress, learner: m.learner })).sort((x, y) => x.id.localeCompare(y.id));
     expect(shape(membersAfter)).toEqual(shape(membersBefore));
     expect(shape(membersAfter).map((m) => m.id)).toEqual(['n1', 'n2', 'n3']);
     console.log(
@@ -128,7 +134,7 @@ describe('persistence across crashes and restarts', () => {
 });
 
 describe('a data dir belongs to one cluster and one node', () => {
-  it('a node pointed at another cluster\'s data dir, or another node\'s, refuses to start: exit 1, one line naming the mismatch, the stored data unchanged', async () => {
+  it("a node pointed at another cluster's data dir, or another node's, refuses to start: exit 1, one line naming the mismatch, the stored data unchanged", async () => {
     const c = (cluster = await LocalCluster.create({ nodes: 3, clusterId: 'alpha' }));
     c.startAll();
     const leader = await c.waitForLeader();
@@ -144,8 +150,21 @@ describe('a data dir belongs to one cluster and one node', () => {
     const refusedStart = async (id: string, clusterId: string) => {
       const peer = `127.0.0.1:${await freePort()}`;
       return runCli([
-        'start', '--id', id, '--data-dir', dataDir, '--cluster-id', clusterId, '--listen-peer', peer,
-        '--listen-client', `127.0.0.1:${await freePort()}`, '--peers', `${id}=${peer}`, '--log-level', 'error',
+        'start',
+        '--id',
+        id,
+        '--data-dir',
+        dataDir,
+        '--cluster-id',
+        clusterId,
+        '--listen-peer',
+        peer,
+        '--listen-client',
+        `127.0.0.1:${await freePort()}`,
+        '--peers',
+        `${id}=${peer}`,
+        '--log-level',
+        'error',
       ]);
     };
 

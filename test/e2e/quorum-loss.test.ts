@@ -44,7 +44,9 @@ describe('without a quorum', () => {
       expect(outcomeOf(again.err)).toBe('not-applied');
       const stale = await call<{ found: boolean; value: Buffer }>((o, cb) => a.kv.Get({ key: 'k', serializable: true }, o, cb));
       expect(stale.value.toString()).toBe('before');
-      console.log(`without quorum: Put failed in ${Math.round(put.ms)} ms (${outcomeOf(put.err)}), Get in ${Math.round(get.ms)} ms, next Put in ${Math.round(again.ms)} ms (${outcomeOf(again.err)})`);
+      console.log(
+        `without quorum: Put failed in ${Math.round(put.ms)} ms (${outcomeOf(put.err)}), Get in ${Math.round(get.ms)} ms, next Put in ${Math.round(again.ms)} ms (${outcomeOf(again.err)})`,
+      );
     } finally {
       a.close();
     }

@@ -80,13 +80,16 @@ describe('WatchLeader', () => {
 
     // The stream has caught up once it shows the final leader.
     await waitFor('the stream to show the last leader', () => (got.some((l) => key(l) === key(afterKill)) ? true : undefined), 5000, 10);
-    console.log(`[e2e] WatchLeader on ${watched}: ${got.map((l) => `${l.leaderId || '-'}@${l.term}`).join(' ')}; cluster history: ${history.map(key).join(' ')}`);
+    console.log(
+      `[e2e] WatchLeader on ${watched}: ${got.map((l) => `${l.leaderId || '-'}@${l.term}`).join(' ')}; cluster history: ${history.map(key).join(' ')}`,
+    );
 
     expect(streamProblem).toBeNull();
     for (let i = 1; i < got.length; i++) expect(got[i]!.term, `message ${i} term`).toBeGreaterThanOrEqual(got[i - 1]!.term);
     const leadersStreamed: Seen[] = [];
     for (const l of got) {
-      if (l.leaderId !== '' && (leadersStreamed.length === 0 || key(leadersStreamed[leadersStreamed.length - 1]!) !== key(l))) leadersStreamed.push(l);
+      if (l.leaderId !== '' && (leadersStreamed.length === 0 || key(leadersStreamed[leadersStreamed.length - 1]!) !== key(l)))
+        leadersStreamed.push(l);
     }
     // Every leader the polling and the transfers saw, in the same order...
     const streamedKeys = leadersStreamed.map(key);
@@ -102,7 +105,8 @@ describe('WatchLeader', () => {
     for (const s of c.specs) {
       for (const line of lines(readFileSync(s.logPath, 'utf8'))) {
         const e = JSON.parse(line) as { msg?: string; role?: string; node?: string; term?: number };
-        if (e.msg === 'role changed' && e.role === 'leader' && e.node && e.term !== undefined && e.term >= initial.term) logged.push({ leaderId: e.node, term: e.term });
+        if (e.msg === 'role changed' && e.role === 'leader' && e.node && e.term !== undefined && e.term >= initial.term)
+          logged.push({ leaderId: e.node, term: e.term });
       }
     }
     logged.sort((a, b) => a.term - b.term);

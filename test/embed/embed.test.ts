@@ -37,7 +37,9 @@ async function cluster(n = 3): Promise<{ nodes: EmbeddedNode[]; sms: Counter[] }
   const sms = ids.map(() => new Counter());
   const dir = mkdtempSync(join(tmpdir(), 'leaderd-embed-'));
   dirs.push(dir);
-  nodes = await Promise.all(ids.map((id, i) => createNode({ id, dataDir: join(dir, id), listenPeer: peers[id]!, peers, stateMachine: sms[i]! })));
+  nodes = await Promise.all(
+    ids.map((id, i) => createNode({ id, dataDir: join(dir, id), listenPeer: peers[id]!, peers, stateMachine: sms[i]! })),
+  );
   return { nodes, sms };
 }
 

@@ -40,7 +40,8 @@ function run(args: string[]): { proc: ChildProcess; out: () => string[] } {
 
 /** Accepted writes must never go back to an older token. */
 export function checkAcceptedTokens(tokens: number[]): void {
-  for (let i = 1; i < tokens.length; i++) expect(tokens[i], `token ${tokens[i]} accepted after ${tokens[i - 1]}`).toBeGreaterThanOrEqual(tokens[i - 1]!);
+  for (let i = 1; i < tokens.length; i++)
+    expect(tokens[i], `token ${tokens[i]} accepted after ${tokens[i - 1]}`).toBeGreaterThanOrEqual(tokens[i - 1]!);
 }
 
 describe('example: fenced resource (LeaderdClient.campaign + fencing interceptor)', () => {
@@ -53,7 +54,18 @@ describe('example: fenced resource (LeaderdClient.campaign + fencing interceptor
     const resourceAddr = `127.0.0.1:${await freePort()}`;
     const log = join(dir, 'accepted.log');
     run(['resource', '--listen', resourceAddr, '--log', log]);
-    const a = run(['primary', '--id', 'a', '--endpoints', endpoints, '--resource', resourceAddr, '--ttl-ms', '1000', '--stale-write-after-loss']);
+    const a = run([
+      'primary',
+      '--id',
+      'a',
+      '--endpoints',
+      endpoints,
+      '--resource',
+      resourceAddr,
+      '--ttl-ms',
+      '1000',
+      '--stale-write-after-loss',
+    ]);
     await waitFor('a granted', () => a.out().find((l) => l.startsWith('GRANTED')), 20_000);
     const b = run(['primary', '--id', 'b', '--endpoints', endpoints, '--resource', resourceAddr, '--ttl-ms', '1000']);
     await waitFor('a writing', () => a.out().find((l) => l.startsWith('WROTE')), 10_000);
@@ -69,7 +81,12 @@ describe('example: fenced resource (LeaderdClient.campaign + fencing interceptor
     const lost = await waitFor('a notices it lost leadership', () => a.out().find((l) => l.startsWith('LOST')), 10_000);
     await sleep(1000);
 
-    const aToken = Number(a.out().find((l) => l.startsWith('GRANTED'))!.split(' ')[1]);
+    const aToken = Number(
+      a
+        .out()
+        .find((l) => l.startsWith('GRANTED'))!
+        .split(' ')[1],
+    );
     expect(Number(bToken)).toBeGreaterThan(aToken);
     // a's leadership was provable only until validUntil, which ended before b's grant.
     const validUntil = Number(/validUntil=(\d+)/.exec(lost)![1]);
@@ -78,7 +95,10 @@ describe('example: fenced resource (LeaderdClient.campaign + fencing interceptor
     const stale = await waitFor('a tries its stale token', () => a.out().find((l) => l.startsWith('STALE-')), 10_000);
     expect(stale).toMatch(new RegExp(`^STALE-REFUSED ${aToken} .*stale`));
     // After waking, a wrote nothing that the resource accepted.
-    const accepted = readFileSync(log, 'utf8').split('\n').filter((l) => l !== '').map((l) => l.split(' '));
+    const accepted = readFileSync(log, 'utf8')
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => l.split(' '));
     const afterB = accepted.slice(accepted.findIndex((l) => l[0] === bToken));
     expect(afterB.filter((l) => l[1] === 'a')).toEqual([]);
     checkAcceptedTokens(accepted.map((l) => Number(l[0])));

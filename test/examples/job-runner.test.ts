@@ -67,7 +67,11 @@ describe('example: job runner (embedded nodes, runWhileLeader)', () => {
     for (const id of ids) ports.set(id, await freePort());
     const peers = ids.map((id) => `${id}=127.0.0.1:${ports.get(id)}`).join(',');
     const start = (id: string) => {
-      const p = spawn(process.execPath, [SCRIPT, '--id', id, '--data-dir', join(dir, id), '--listen-peer', `127.0.0.1:${ports.get(id)}`, '--peers', peers, '--out', out], { stdio: 'ignore' });
+      const p = spawn(
+        process.execPath,
+        [SCRIPT, '--id', id, '--data-dir', join(dir, id), '--listen-peer', `127.0.0.1:${ports.get(id)}`, '--peers', peers, '--out', out],
+        { stdio: 'ignore' },
+      );
       procs.set(id, p);
     };
     ids.forEach(start);
@@ -101,7 +105,18 @@ describe('example: job runner (embedded nodes, runWhileLeader)', () => {
   });
 
   it('the exclusivity check catches a stale primary writing after a newer one', () => {
-    expect(() => checkExclusive([{ token: 2, id: 'a', at: 1 }, { token: 3, id: 'b', at: 2 }, { token: 2, id: 'a', at: 3 }])).toThrow(/stale primary/);
-    expect(() => checkExclusive([{ token: 2, id: 'a', at: 1 }, { token: 2, id: 'b', at: 2 }])).toThrow(/two processes/);
+    expect(() =>
+      checkExclusive([
+        { token: 2, id: 'a', at: 1 },
+        { token: 3, id: 'b', at: 2 },
+        { token: 2, id: 'a', at: 3 },
+      ]),
+    ).toThrow(/stale primary/);
+    expect(() =>
+      checkExclusive([
+        { token: 2, id: 'a', at: 1 },
+        { token: 2, id: 'b', at: 2 },
+      ]),
+    ).toThrow(/two processes/);
   });
 });

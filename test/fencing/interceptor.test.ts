@@ -5,7 +5,12 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { FencingVerifier } from '../../src/fencing/verifier.js';
-import { FENCING_HIGHEST_METADATA_KEY, fencingClientInterceptor, fencingInterceptor, fencingMetadata } from '../../src/fencing/interceptor.js';
+import {
+  FENCING_HIGHEST_METADATA_KEY,
+  fencingClientInterceptor,
+  fencingInterceptor,
+  fencingMetadata,
+} from '../../src/fencing/interceptor.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const def = protoLoader.loadSync(join(here, 'fenced.proto'), { keepCase: false, defaults: true });
@@ -14,7 +19,12 @@ const pkg = grpc.loadPackageDefinition(def) as unknown as {
 };
 type Reply = { value: string };
 type StoreClient = grpc.Client & {
-  Write(req: { resource: string; value: string }, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, r?: Reply) => void): void;
+  Write(
+    req: { resource: string; value: string },
+    md: grpc.Metadata,
+    opts: grpc.CallOptions,
+    cb: (err: grpc.ServiceError | null, r?: Reply) => void,
+  ): void;
   Read(req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, r?: Reply) => void): void;
 };
 
@@ -40,7 +50,9 @@ async function startStore(verifier: FencingVerifier, opts: { resourceFromMetadat
     },
     Read: (_call: grpc.ServerUnaryCall<object, Reply>, cb: grpc.sendUnaryData<Reply>) => cb(null, { value: writes.join(',') }),
   });
-  const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+  const port = await new Promise<number>((res, rej) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))),
+  );
   cleanups.push(() => new Promise<void>((r) => server.tryShutdown(() => r())));
   return { port, writes };
 }
@@ -51,9 +63,15 @@ function client(port: number, interceptors: grpc.Interceptor[] = []): StoreClien
   return c;
 }
 
-function write(c: StoreClient, value: string, md: grpc.Metadata): Promise<{ ok: true; value: string } | { ok: false; err: grpc.ServiceError }> {
+function write(
+  c: StoreClient,
+  value: string,
+  md: grpc.Metadata,
+): Promise<{ ok: true; value: string } | { ok: false; err: grpc.ServiceError }> {
   return new Promise((resolve) =>
-    c.Write({ resource: '', value }, md, { deadline: new Date(Date.now() + 5000) }, (err, r) => resolve(err ? { ok: false, err } : { ok: true, value: r!.value })),
+    c.Write({ resource: '', value }, md, { deadline: new Date(Date.now() + 5000) }, (err, r) =>
+      resolve(err ? { ok: false, err } : { ok: true, value: r!.value }),
+    ),
   );
 }
 

@@ -44,16 +44,10 @@ describe('linearizable histories pass', () => {
   });
 
   it('exactly one of two racing CAS(absent -> x) succeeding is linearizable', () => {
-    const h = history()
-      .cas(1, 0, 10, null, 'x', true)
-      .cas(2, 1, 12, null, 'y', false, { current: 'x' })
-      .get(3, 20, 25, 'x');
+    const h = history().cas(1, 0, 10, null, 'x', true).cas(2, 1, 12, null, 'y', false, { current: 'x' }).get(3, 20, 25, 'x');
     expect(checkLinearizable(h.ops).verdict).toBe('linearizable');
     // The loser may even have been decided first in real time, as long as the intervals overlap.
-    const h2 = history()
-      .cas(1, 0, 100, null, 'x', true)
-      .cas(2, 10, 20, null, 'y', false)
-      .get(3, 110, 120, 'x');
+    const h2 = history().cas(1, 0, 100, null, 'x', true).cas(2, 10, 20, null, 'y', false).get(3, 110, 120, 'x');
     expect(checkLinearizable(h2.ops).verdict).toBe('linearizable');
   });
 
@@ -68,11 +62,7 @@ describe('linearizable histories pass', () => {
   });
 
   it('an unknown write may take effect long after its client gave up', () => {
-    const h = history()
-      .put(1, 10, null, 'b', { status: 'unknown' })
-      .put(1, 12, 13, 'c')
-      .get(2, 20, 25, 'c')
-      .get(2, 300, 305, 'b');
+    const h = history().put(1, 10, null, 'b', { status: 'unknown' }).put(1, 12, 13, 'c').get(2, 20, 25, 'c').get(2, 300, 305, 'b');
     expect(checkLinearizable(h.ops).verdict).toBe('linearizable');
   });
 
@@ -82,10 +72,7 @@ describe('linearizable histories pass', () => {
   });
 
   it('fail writes and unknown gets are removed before checking', () => {
-    const h = history()
-      .put(1, 0, 5, 'a', { status: 'fail' })
-      .get(2, 10, 15, 'whatever', { status: 'unknown' })
-      .get(2, 20, 25, null);
+    const h = history().put(1, 0, 5, 'a', { status: 'fail' }).get(2, 10, 15, 'whatever', { status: 'unknown' }).get(2, 20, 25, null);
     const r = checkLinearizable(h.ops);
     expect(r.verdict).toBe('linearizable');
     expect(r.operations).toBe(1);
@@ -159,11 +146,7 @@ describe('non-linearizable histories are caught', () => {
   });
 
   it('an unknown write seen by one read and then unseen by a later one', () => {
-    const h = history()
-      .put(1, 0, 5, 'a')
-      .put(1, 10, null, 'b', { status: 'unknown' })
-      .get(2, 20, 25, 'b')
-      .get(2, 30, 35, 'a');
+    const h = history().put(1, 0, 5, 'a').put(1, 10, null, 'b', { status: 'unknown' }).get(2, 20, 25, 'b').get(2, 30, 35, 'a');
     expect(checkLinearizable(h.ops).verdict).toBe('not-linearizable');
   });
 
@@ -266,7 +249,10 @@ describe('unknown writes left behind by failovers', () => {
     // Only the lost write explains why CAS(a -> b) failed at all.
     const h = history().put(1, 0, 10, 'a').put(1, 20, null, 'v', { status: 'unknown' }).cas(2, 30, 40, 'a', 'b', false);
     expect(checkLinearizable(h.ops).verdict).toBe('linearizable');
-    const reported = history().put(1, 0, 10, 'a').put(1, 20, null, 'v', { status: 'unknown' }).cas(2, 30, 40, 'a', 'b', false, { current: 'v' });
+    const reported = history()
+      .put(1, 0, 10, 'a')
+      .put(1, 20, null, 'v', { status: 'unknown' })
+      .cas(2, 30, 40, 'a', 'b', false, { current: 'v' });
     expect(checkLinearizable(reported.ops).verdict).toBe('linearizable');
   });
 });

@@ -379,9 +379,7 @@ function explain(compiled: readonly Compiled[], values: readonly string[], longe
   lines.push(`register after that prefix: ${holds}`);
   if (deadline === undefined) return lines.join('\n');
   lines.push(`next must come one of these (invoked by ${fmtTime(deadline.op.ret)}, when #${deadline.op.id} returned):`);
-  const candidates = compiled
-    .filter((c) => !placed.has(c.index) && c.op.call <= deadline.op.ret!)
-    .sort((a, b) => a.op.call - b.op.call);
+  const candidates = compiled.filter((c) => !placed.has(c.index) && c.op.call <= deadline.op.ret!).sort((a, b) => a.op.call - b.op.call);
   for (const c of candidates) {
     const why = step(state, c) === null ? whyNot(state, c, values) : 'fits here, but no order of the rest does';
     lines.push(`  ${formatOperation(c.op)}: ${why}`);
@@ -427,10 +425,7 @@ function dropUnobservedUnknownWrites(ops: readonly Operation[]): Operation[] {
     }
   }
   return ops.filter(
-    (op) =>
-      op.status !== 'unknown' ||
-      op.call <= lastBlindFailure ||
-      op.call <= (lastObserved.get(op.input.value!) ?? -Infinity),
+    (op) => op.status !== 'unknown' || op.call <= lastBlindFailure || op.call <= (lastObserved.get(op.input.value!) ?? -Infinity),
   );
 }
 

@@ -42,8 +42,15 @@ describe('leader election', () => {
     const follower = ['a', 'b', 'c'].find((id) => id !== leader)!;
     const before = c.node(follower).status();
     const r = c.node(follower).step({
-      type: 'vote', clusterId: 'other-' + CLUSTER, from: 'x', to: follower, term: before.term + 5,
-      preVote: false, lastLogIndex: 100, lastLogTerm: 100, transfer: true,
+      type: 'vote',
+      clusterId: 'other-' + CLUSTER,
+      from: 'x',
+      to: follower,
+      term: before.term + 5,
+      preVote: false,
+      lastLogIndex: 100,
+      lastLogTerm: 100,
+      transfer: true,
     });
     expect(r).toEqual({ ok: false, reason: 'wrong-cluster' });
     expect(c.node(follower).status().term).toBe(before.term);

@@ -74,7 +74,10 @@ export class Cluster {
     });
     this.nodes.set(id, n);
     // The state machine restarts from the snapshot; the core re-delivers what follows.
-    this.applied.set(id, this.applied.get(id)!.filter((e) => e.index <= (disk.snapshot?.meta.index ?? 0)));
+    this.applied.set(
+      id,
+      this.applied.get(id)!.filter((e) => e.index <= (disk.snapshot?.meta.index ?? 0)),
+    );
     return n;
   }
 

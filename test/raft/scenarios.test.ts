@@ -1,7 +1,6 @@
 // One rule each, told as a story. Ticks: heartbeat every tick, election timeout 10-19.
 import { describe, expect, it } from 'vitest';
 import { Cluster } from './harness.js';
-import type { Message } from '../../src/raft/types.js';
 
 const others = (ids: string[], id: string) => ids.filter((x) => x !== id);
 
@@ -57,8 +56,15 @@ describe('Leader lease (thesis §6.4)', () => {
     const [f1, f2] = others(ids, leader) as [string, string];
     const s = c.node(f1).status();
     c.node(f1).step({
-      type: 'vote', clusterId: 'test-cluster', from: f2, to: f1, term: s.term + 1, preVote: false,
-      lastLogIndex: s.lastLogIndex + 10, lastLogTerm: s.term, transfer: false,
+      type: 'vote',
+      clusterId: 'test-cluster',
+      from: f2,
+      to: f1,
+      term: s.term + 1,
+      preVote: false,
+      lastLogIndex: s.lastLogIndex + 10,
+      lastLogTerm: s.term,
+      transfer: false,
     });
     expect(c.node(f1).status().term).toBe(s.term);
     expect(c.node(f1).status().votedFor).toBe(s.votedFor);
@@ -76,8 +82,15 @@ describe('Leader lease (thesis §6.4)', () => {
     const term = n.status().term;
     const ask = () =>
       n.step({
-        type: 'vote', clusterId: 'test-cluster', from: f2, to: f1, term: term + 1, preVote: false,
-        lastLogIndex: 100, lastLogTerm: term, transfer: false,
+        type: 'vote',
+        clusterId: 'test-cluster',
+        from: f2,
+        to: f1,
+        term: term + 1,
+        preVote: false,
+        lastLogIndex: 100,
+        lastLogTerm: term,
+        transfer: false,
       });
     ask();
     expect(n.status().votedFor).not.toBe(f2);
@@ -151,7 +164,7 @@ describe('Figure 8: a leader never commits an entry of a previous term by counti
     let sawOldOnMajorityOnly = false;
     for (let i = 0; i < 50 && s1.status().commitIndex <= old.index; i++) {
       c.deliverOnce();
-      const holders = ['s1', 's2', 's3', 's4'].filter((id) => (c.node(id).status().lastLogIndex >= old.index));
+      const holders = ['s1', 's2', 's3', 's4'].filter((id) => c.node(id).status().lastLogIndex >= old.index);
       const noopHolders = ['s1', 's2', 's3', 's4'].filter((id) => c.node(id).status().lastLogIndex > old.index);
       if (holders.length >= 3 && noopHolders.length < 3) sawOldOnMajorityOnly = true;
       expect(s1.status().commitIndex).not.toBe(old.index);

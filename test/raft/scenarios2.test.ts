@@ -15,7 +15,17 @@ describe('the vote is persisted before the grant leaves', () => {
     for (let i = 0; i < 10; i++) b.tick(); // out of the leader's lease
     while (b.hasReady()) b.advance(b.ready());
     const ask = (from: string) =>
-      c.node('b').step({ type: 'vote', clusterId: 'test-cluster', from, to: 'b', term: term + 1, preVote: false, lastLogIndex: 99, lastLogTerm: term, transfer: false });
+      c.node('b').step({
+        type: 'vote',
+        clusterId: 'test-cluster',
+        from,
+        to: 'b',
+        term: term + 1,
+        preVote: false,
+        lastLogIndex: 99,
+        lastLogTerm: term,
+        transfer: false,
+      });
     ask('c');
     const rd = b.ready();
     const grant = rd.messages.find((m) => m.type === 'voteResp');

@@ -43,9 +43,19 @@ async function single(dataDir: string, sm: StateMachine, snapshotEntries?: numbe
   const fatal: Error[] = [];
   const peer = `127.0.0.1:${await freePort()}`;
   const node = await LeaderdNode.start({
-    id: 'a', clusterId: 'c', dataDir, listenPeer: peer, advertisePeer: peer, advertiseClient: '127.0.0.1:1',
-    peers: new Map([['a', peer]]), heartbeatMs: 50, electionTimeoutMs: 300, logger: pino({ level: 'silent' }),
-    stateMachine: sm, onFatal: (e) => fatal.push(e), ...(snapshotEntries ? { snapshotEntries } : {}),
+    id: 'a',
+    clusterId: 'c',
+    dataDir,
+    listenPeer: peer,
+    advertisePeer: peer,
+    advertiseClient: '127.0.0.1:1',
+    peers: new Map([['a', peer]]),
+    heartbeatMs: 50,
+    electionTimeoutMs: 300,
+    logger: pino({ level: 'silent' }),
+    stateMachine: sm,
+    onFatal: (e) => fatal.push(e),
+    ...(snapshotEntries ? { snapshotEntries } : {}),
   });
   cleanups.push(() => node.stop({ transfer: false }));
   await waitFor('leader', () => (node.isLeader() ? true : undefined), 5000);

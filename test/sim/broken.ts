@@ -30,7 +30,17 @@ export const grantsEveryVote: NodeWrapper = (node: SimNode, id: NodeId): SimNode
     ready() {
       const msgs = extra.splice(0);
       if (!node.hasReady()) {
-        return { softState: null, hardState: null, snapshot: null, entries: [], committedEntries: [], messages: msgs, readStates: [], mustSync: false, events: [] };
+        return {
+          softState: null,
+          hardState: null,
+          snapshot: null,
+          entries: [],
+          committedEntries: [],
+          messages: msgs,
+          readStates: [],
+          mustSync: false,
+          events: [],
+        };
       }
       const rd = node.ready();
       const out = { ...rd, messages: [...rd.messages, ...msgs] };

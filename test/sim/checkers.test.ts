@@ -148,7 +148,10 @@ describe('Leader Completeness', () => {
     expect(checkLeaderCompleteness(h, 'n2', 3, logOf([1, 2, 2, 3]))).toEqual([]);
     expect(checkLeaderCompleteness(h, 'n3', 2, logOf([1]))).toEqual([]);
     const compacted = logOf([1, 2, 2, 3]);
-    applyOp(compacted, { kind: 'compact', snapshot: { meta: { index: 3, term: 2, conf: { voters: [], learners: [] } }, data: new Uint8Array() } });
+    applyOp(compacted, {
+      kind: 'compact',
+      snapshot: { meta: { index: 3, term: 2, conf: { voters: [], learners: [] } }, data: new Uint8Array() },
+    });
     expect(checkLeaderCompleteness(h, 'n2', 3, compacted)).toEqual([]);
   });
 });

@@ -100,7 +100,12 @@ export interface LeaseObservation {
 export function checkLeaseExclusivity(time: number, nodes: readonly LeaseObservation[]): Violation[] {
   const holders = nodes.filter((n) => n.up && n.leaseValid).map((n) => n.id);
   if (holders.length <= 1) return [];
-  return [{ invariant: 'lease-exclusivity', message: `at t=${Math.floor(time)} ${holders.length} nodes hold a valid lease: ${holders.join(', ')}` }];
+  return [
+    {
+      invariant: 'lease-exclusivity',
+      message: `at t=${Math.floor(time)} ${holders.length} nodes hold a valid lease: ${holders.join(', ')}`,
+    },
+  ];
 }
 
 // ---------------------------------------------------------------------------
@@ -229,12 +234,7 @@ export function recordCommitted(h: History, node: NodeId, nodeTerm: number, log:
 }
 
 /** (b): `before` is the node's log before writing `entries`; `commit` its persisted commit index. */
-export function checkCommittedNotOverwritten(
-  node: NodeId,
-  before: LogState,
-  commit: number,
-  entries: readonly Entry[],
-): Violation[] {
+export function checkCommittedNotOverwritten(node: NodeId, before: LogState, commit: number, entries: readonly Entry[]): Violation[] {
   for (const e of entries) {
     if (e.index > commit) break;
     const old = entryAt(before, e.index);

@@ -116,7 +116,8 @@ if (o.seed !== undefined) {
     byInvariant.set(k, [...(byInvariant.get(k) ?? []), f.seed]);
   }
   console.log(`\nseeds ${o.from}..${o.from + n - 1}: ${n} run, ${failed.length} with violations`);
-  for (const [k, seeds] of byInvariant) console.log(`  ${k}: ${seeds.length} (seeds ${seeds.slice(0, 20).join(', ')}${seeds.length > 20 ? ', ...' : ''})`);
+  for (const [k, seeds] of byInvariant)
+    console.log(`  ${k}: ${seeds.length} (seeds ${seeds.slice(0, 20).join(', ')}${seeds.length > 20 ? ', ...' : ''})`);
   console.log(`totals: ${summary(results)}`);
   console.log(`wall time: ${((Date.now() - started) / 1000).toFixed(1)} s`);
   if (failed.length > 0) process.exitCode = 1;

@@ -44,7 +44,15 @@ describe('simulator', () => {
     }
     expect([...seen.keys()]).toContain('election-safety');
     // The damage shows up only as safety violations, never as anything unexplained.
-    for (const k of seen.keys()) expect(['election-safety', 'leader-completeness', 'lease-exclusivity', 'log-matching', 'state-machine-safety', 'durability']).toContain(k);
+    for (const k of seen.keys())
+      expect([
+        'election-safety',
+        'leader-completeness',
+        'lease-exclusivity',
+        'log-matching',
+        'state-machine-safety',
+        'durability',
+      ]).toContain(k);
   });
 
   it('detects lease overlap when clocks drift far beyond the lease margin', () => {

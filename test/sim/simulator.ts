@@ -12,7 +12,6 @@ import { seededRandom } from '../../src/raft/rand.js';
 import type {
   ConfChange,
   ConfState,
-  Entry,
   Message,
   NodeId,
   ProposeResult,
@@ -367,9 +366,7 @@ export class Simulator {
     }
     const ticks = (t: number | null) => (t === null ? null : Math.ceil((t - t0) / TICK));
     const leader = this.currentLeader();
-    const detail = this.slots
-      .map((s) => `${s.id}:${s.node ? `${s.role}@${s.term} applied=${s.appliedIndex}` : 'down'}`)
-      .join(' ');
+    const detail = this.slots.map((s) => `${s.id}:${s.node ? `${s.role}@${s.term} applied=${s.appliedIndex}` : 'down'}`).join(' ');
     this.report(
       checkLiveness({
         leaderAfterTicks: ticks(leaderAt),
@@ -445,13 +442,17 @@ export class Simulator {
     slot.role = 'follower';
     slot.disk.crash();
     this.stats.crashes++;
-    this.log(`${slot.id} CRASH (unsynced writes lost; durable log ${snapIndex(slot.disk.current)}..${lastIndex(slot.disk.current)}, term ${slot.disk.current.hardState.term})`);
+    this.log(
+      `${slot.id} CRASH (unsynced writes lost; durable log ${snapIndex(slot.disk.current)}..${lastIndex(slot.disk.current)}, term ${slot.disk.current.hardState.term})`,
+    );
   }
 
   private restart(slot: Slot): void {
     if (slot.node !== null) return;
     this.start(slot);
-    this.log(`${slot.id} RESTART from disk (term ${slot.disk.current.hardState.term}, vote ${slot.disk.current.hardState.votedFor ?? '-'}, log ${snapIndex(slot.disk.current)}..${lastIndex(slot.disk.current)})`);
+    this.log(
+      `${slot.id} RESTART from disk (term ${slot.disk.current.hardState.term}, vote ${slot.disk.current.hardState.votedFor ?? '-'}, log ${snapIndex(slot.disk.current)}..${lastIndex(slot.disk.current)})`,
+    );
   }
 
   // -------------------------------------------------------------------------
@@ -527,10 +528,14 @@ export class Simulator {
     if (rd.hardState) {
       const prev = disk.current.hardState;
       const hs = rd.hardState;
-      if (hs.term < prev.term) this.report([{ invariant: 'core-contract', message: `${s.id} term went back from ${prev.term} to ${hs.term}` }]);
+      if (hs.term < prev.term)
+        this.report([{ invariant: 'core-contract', message: `${s.id} term went back from ${prev.term} to ${hs.term}` }]);
       if (hs.term === prev.term && prev.votedFor !== null && hs.votedFor !== prev.votedFor) {
         this.report([
-          { invariant: 'election-safety', message: `${s.id} changed its vote in term ${hs.term} from ${prev.votedFor} to ${hs.votedFor ?? 'nobody'}` },
+          {
+            invariant: 'election-safety',
+            message: `${s.id} changed its vote in term ${hs.term} from ${prev.votedFor} to ${hs.votedFor ?? 'nobody'}`,
+          },
         ]);
       }
       disk.write({ kind: 'hardState', hardState: hs });
@@ -560,7 +565,12 @@ export class Simulator {
       }
       const known = this.digests.get(i);
       if (known !== undefined && known !== s.sm.digest) {
-        this.report([{ invariant: 'state-machine-safety', message: `${s.id} installs a snapshot at ${i} whose state differs from what was applied there` }]);
+        this.report([
+          {
+            invariant: 'state-machine-safety',
+            message: `${s.id} installs a snapshot at ${i} whose state differs from what was applied there`,
+          },
+        ]);
       }
       s.appliedIndex = i;
     }
@@ -581,7 +591,9 @@ export class Simulator {
       const known = this.digests.get(e.index);
       if (known === undefined) this.digests.set(e.index, s.sm.digest);
       else if (known !== s.sm.digest) {
-        this.report([{ invariant: 'state-machine-safety', message: `${s.id} state after applying ${e.index} differs from another node's` }]);
+        this.report([
+          { invariant: 'state-machine-safety', message: `${s.id} state after applying ${e.index} differs from another node's` },
+        ]);
       }
       s.appliedIndex = e.index;
     }
@@ -863,4 +875,3 @@ function confAt(d: Parameters<typeof snapIndex>[0], index: number, bootstrap: Co
   }
   return conf;
 }
-

@@ -28,7 +28,8 @@ export function describeMessage(m: Message): string {
 
 export function describeReady(rd: Ready): string {
   const parts: string[] = [];
-  if (rd.softState) parts.push(`${rd.softState.role}@${rd.softState.term}${rd.softState.leaderId ? ` leader=${rd.softState.leaderId}` : ''}`);
+  if (rd.softState)
+    parts.push(`${rd.softState.role}@${rd.softState.term}${rd.softState.leaderId ? ` leader=${rd.softState.leaderId}` : ''}`);
   if (rd.hardState) {
     const hs = rd.hardState;
     parts.push(`hs(term=${hs.term}, vote=${hs.votedFor ?? '-'}, commit=${hs.commit})`);

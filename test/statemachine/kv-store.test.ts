@@ -46,7 +46,12 @@ describe('KvStore', () => {
     });
     expect(r).toMatchObject({ ok: true, type: 'txn', succeeded: true, revision: 2 });
     expect(s.get('y')!.modRevision).toBe(2);
-    const f = apply(s, { type: 'txn', compare: [{ key: 'x', target: 'VERSION', result: 'GREATER', number: 5 }], success: [], failure: [{ type: 'delete', key: 'y', prefix: false }] });
+    const f = apply(s, {
+      type: 'txn',
+      compare: [{ key: 'x', target: 'VERSION', result: 'GREATER', number: 5 }],
+      success: [],
+      failure: [{ type: 'delete', key: 'y', prefix: false }],
+    });
     expect(f).toMatchObject({ succeeded: false, revision: 3 });
     expect(s.get('y')).toBeNull();
   });
@@ -55,7 +60,12 @@ describe('KvStore', () => {
     const s = new KvStore();
     const apply = applier();
     const cas = (cmp: 'VALUE' | 'CREATE_REVISION') =>
-      apply(s, { type: 'txn', compare: [{ key: 'k', target: cmp, result: 'EQUAL', ...(cmp === 'VALUE' ? { value: enc('') } : { number: 0 }) }], success: [{ type: 'put', key: 'k', value: enc('v'), lease: 0 }], failure: [] });
+      apply(s, {
+        type: 'txn',
+        compare: [{ key: 'k', target: cmp, result: 'EQUAL', ...(cmp === 'VALUE' ? { value: enc('') } : { number: 0 }) }],
+        success: [{ type: 'put', key: 'k', value: enc('v'), lease: 0 }],
+        failure: [],
+      });
     expect(cas('VALUE')).toMatchObject({ succeeded: false });
     expect(cas('CREATE_REVISION')).toMatchObject({ succeeded: true });
   });
@@ -127,18 +137,46 @@ describe('KvStore', () => {
     const keys = ['a', 'b', 'c', 'a/1', 'a/2'];
     const cmdArb: fc.Arbitrary<Envelope> = fc
       .oneof(
-        fc.record({ type: fc.constant('put' as const), key: fc.constantFrom(...keys), value: fc.uint8Array({ maxLength: 4 }), lease: fc.constantFrom(0, 1, 2) }),
+        fc.record({
+          type: fc.constant('put' as const),
+          key: fc.constantFrom(...keys),
+          value: fc.uint8Array({ maxLength: 4 }),
+          lease: fc.constantFrom(0, 1, 2),
+        }),
         fc.record({ type: fc.constant('delete' as const), key: fc.constantFrom(...keys, 'a'), prefix: fc.boolean() }),
         fc.record({ type: fc.constant('leaseGrant' as const), ttlMs: fc.constantFrom(500, 1000) }),
         fc.record({ type: fc.constant('leaseExpire' as const), id: fc.constantFrom(1, 2) }),
         fc.record({
           type: fc.constant('txn' as const),
-          compare: fc.array(fc.record({ key: fc.constantFrom(...keys), target: fc.constant('VERSION' as const), result: fc.constantFrom('EQUAL' as const, 'GREATER' as const), number: fc.nat(3) }), { maxLength: 2 }),
-          success: fc.array(fc.record({ type: fc.constant('put' as const), key: fc.constantFrom(...keys), value: fc.uint8Array({ maxLength: 2 }), lease: fc.constant(0) }), { maxLength: 2 }),
-          failure: fc.array(fc.record({ type: fc.constant('delete' as const), key: fc.constantFrom(...keys), prefix: fc.boolean() }), { maxLength: 2 }),
+          compare: fc.array(
+            fc.record({
+              key: fc.constantFrom(...keys),
+              target: fc.constant('VERSION' as const),
+              result: fc.constantFrom('EQUAL' as const, 'GREATER' as const),
+              number: fc.nat(3),
+            }),
+            { maxLength: 2 },
+          ),
+          success: fc.array(
+            fc.record({
+              type: fc.constant('put' as const),
+              key: fc.constantFrom(...keys),
+              value: fc.uint8Array({ maxLength: 2 }),
+              lease: fc.constant(0),
+            }),
+            { maxLength: 2 },
+          ),
+          failure: fc.array(fc.record({ type: fc.constant('delete' as const), key: fc.constantFrom(...keys), prefix: fc.boolean() }), {
+            maxLength: 2,
+          }),
         }),
       )
-      .chain((cmd) => fc.oneof(fc.constant({ cmd } as Envelope), fc.record({ cmd: fc.constant(cmd as Command), clientId: fc.constantFrom('p', 'q'), seq: fc.integer({ min: 1, max: 6 }) })));
+      .chain((cmd) =>
+        fc.oneof(
+          fc.constant({ cmd } as Envelope),
+          fc.record({ cmd: fc.constant(cmd as Command), clientId: fc.constantFrom('p', 'q'), seq: fc.integer({ min: 1, max: 6 }) }),
+        ),
+      );
     fc.assert(
       fc.property(fc.array(cmdArb, { maxLength: 40 }), fc.nat(40), (cmds, cut) => {
         const a = new KvStore();
@@ -163,7 +201,16 @@ describe('KvStore', () => {
   });
 
   it('commands survive an encode/decode round trip', () => {
-    const env: Envelope = { cmd: { type: 'txn', compare: [{ key: 'k', target: 'VALUE', result: 'EQUAL', value: enc('v') }], success: [{ type: 'put', key: 'k', value: enc('w'), lease: 3 }], failure: [{ type: 'get', key: 'k' }] }, clientId: 'c', seq: 4 };
+    const env: Envelope = {
+      cmd: {
+        type: 'txn',
+        compare: [{ key: 'k', target: 'VALUE', result: 'EQUAL', value: enc('v') }],
+        success: [{ type: 'put', key: 'k', value: enc('w'), lease: 3 }],
+        failure: [{ type: 'get', key: 'k' }],
+      },
+      clientId: 'c',
+      seq: 4,
+    };
     expect(decodeCommand(encodeCommand(env))).toEqual(env);
   });
 });

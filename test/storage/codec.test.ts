@@ -21,7 +21,10 @@ const nodeId = fc.string({ minLength: 1, maxLength: 12 });
 const bytes = fc.uint8Array({ maxLength: 64 });
 
 const entryArb: fc.Arbitrary<Entry> = fc.record({
-  index: fc.oneof(smallIndex, u53.filter((n) => n >= 1)),
+  index: fc.oneof(
+    smallIndex,
+    u53.filter((n) => n >= 1),
+  ),
   term: u53,
   type: fc.constantFrom<EntryType>('normal', 'noop', 'conf'),
   data: bytes,

@@ -6,18 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FORMAT_KEY, HARD_STATE_KEY, entryKey, sealValue } from '../../src/storage/codec.js';
 import { LevelStorage, StorageRefusedError, type OpenOptions } from '../../src/storage/leveldb-storage.js';
 import type { StorageRefusedKind } from '../../src/storage/errors.js';
-import {
-  dumpStore,
-  entries,
-  entry,
-  makeTempDir,
-  normEntries,
-  normSnapshot,
-  normState,
-  removeDir,
-  snapshot,
-  withRawDb,
-} from './helpers.js';
+import { dumpStore, entries, entry, makeTempDir, normEntries, normSnapshot, normState, removeDir, snapshot, withRawDb } from './helpers.js';
 
 const BOOT = { voters: ['a', 'b', 'c'], learners: [] };
 
@@ -83,10 +72,7 @@ describe('round trip across close and reopen', () => {
   it('keeps hard state, entries, snapshot and meta', async () => {
     let s = await open();
     await s.persist({ hardState: { term: 3, votedFor: 'b', commit: 2 }, entries: entries(1, 5, 3), snapshot: null }, true);
-    await s.persist(
-      { hardState: null, entries: [entry(6, 3, '', 'noop'), entry(7, 3, 'conf-bytes', 'conf')], snapshot: null },
-      true,
-    );
+    await s.persist({ hardState: null, entries: [entry(6, 3, '', 'noop'), entry(7, 3, 'conf-bytes', 'conf')], snapshot: null }, true);
     await s.compact(snapshot(2, 3));
     await s.putMeta('addr/b', new Uint8Array([1, 2, 3]));
     expect([s.firstIndex(), s.lastIndex()]).toEqual([3, 7]);
@@ -97,9 +83,7 @@ describe('round trip across close and reopen', () => {
     const st = s.initialState(BOOT);
     expect(st.hardState).toEqual({ term: 3, votedFor: 'b', commit: 2 });
     expect(normSnapshot(st.snapshot)).toEqual(normSnapshot(snapshot(2, 3)));
-    expect(normEntries(st.entries)).toEqual(
-      normEntries([...entries(3, 5, 3), entry(6, 3, '', 'noop'), entry(7, 3, 'conf-bytes', 'conf')]),
-    );
+    expect(normEntries(st.entries)).toEqual(normEntries([...entries(3, 5, 3), entry(6, 3, '', 'noop'), entry(7, 3, 'conf-bytes', 'conf')]));
     expect(s.getMeta('addr/b')).toEqual(new Uint8Array([1, 2, 3]));
     expect(s.getMeta('addr/c')).toBeUndefined();
   });
@@ -129,9 +113,7 @@ describe('log replacement', () => {
   it('an append that would leave a hole is rejected, nothing is written, and the storage stops', async () => {
     const s = await open();
     await s.persist({ hardState: null, entries: entries(1, 2, 1), snapshot: null }, true);
-    await expect(s.persist({ hardState: null, entries: entries(4, 5, 1), snapshot: null }, true)).rejects.toThrow(
-      /hole/,
-    );
+    await expect(s.persist({ hardState: null, entries: entries(4, 5, 1), snapshot: null }, true)).rejects.toThrow(/hole/);
     await expect(s.persist({ hardState: null, entries: entries(3, 3, 1), snapshot: null }, true)).rejects.toThrow(
       /stopped after an earlier failure/,
     );
@@ -169,10 +151,7 @@ describe('snapshots', () => {
   it('a snapshot beyond the log, with entries after it in the same batch, is installed', async () => {
     let s = await open();
     await s.persist({ hardState: null, entries: entries(1, 3, 1), snapshot: null }, true);
-    await s.persist(
-      { hardState: { term: 4, votedFor: null, commit: 10 }, entries: entries(11, 12, 4), snapshot: snapshot(10, 4) },
-      true,
-    );
+    await s.persist({ hardState: { term: 4, votedFor: null, commit: 10 }, entries: entries(11, 12, 4), snapshot: snapshot(10, 4) }, true);
     expect([s.firstIndex(), s.lastIndex()]).toEqual([11, 12]);
     s = await reopen(s);
     expect(normState(s.initialState(BOOT))).toEqual({

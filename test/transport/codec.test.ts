@@ -75,8 +75,16 @@ describe('codec', () => {
 
   it('hands the core plain Uint8Arrays, not Buffers, for payloads', () => {
     const m: Message = {
-      clusterId: 'c', from: 'a', to: 'b', term: 1, type: 'app', prevLogIndex: 0, prevLogTerm: 0,
-      entries: [{ index: 1, term: 1, type: 'normal', data: new Uint8Array([1, 2, 3]) }], leaderCommit: 0, round: 1,
+      clusterId: 'c',
+      from: 'a',
+      to: 'b',
+      term: 1,
+      type: 'app',
+      prevLogIndex: 0,
+      prevLogTerm: 0,
+      entries: [{ index: 1, term: 1, type: 'normal', data: new Uint8Array([1, 2, 3]) }],
+      leaderCommit: 0,
+      round: 1,
     };
     const got = fromWire(overTheWire(toWire(m)));
     if (got instanceof ValidationError || got.type !== 'app') throw new Error('expected an app message');
@@ -97,19 +105,61 @@ describe('codec', () => {
     ['missing cluster id', { from: 'a', to: 'b', term: 1, timeoutNow: {} }, 'envelope.message.clusterId'],
     ['no body', { clusterId: 'c', from: 'a', to: 'b', term: 1 }, 'envelope.message.body'],
     ['two bodies', { clusterId: 'c', from: 'a', to: 'b', term: 1, timeoutNow: {}, readIndex: { requestId: 'r' } }, 'envelope.message.body'],
-    ['string bool', { clusterId: 'c', from: 'a', to: 'b', term: 1, voteResp: { preVote: 'no', granted: true } }, 'envelope.message.voteResp.preVote'],
-    ['unknown entry type', {
-      clusterId: 'c', from: 'a', to: 'b', term: 1,
-      app: { prevLogIndex: 0, prevLogTerm: 0, leaderCommit: 0, round: 0, entries: [{ index: 1, term: 1, type: 7, data: Buffer.alloc(0) }] },
-    }, 'envelope.message.app.entries[0].type'],
-    ['gap after prevLogIndex', {
-      clusterId: 'c', from: 'a', to: 'b', term: 1,
-      app: { prevLogIndex: 4, prevLogTerm: 1, leaderCommit: 0, round: 0, entries: [{ index: 6, term: 1, type: 'ENTRY_TYPE_NORMAL', data: Buffer.alloc(0) }] },
-    }, 'envelope.message.app.entries[0].index'],
-    ['snapshot without meta', {
-      clusterId: 'c', from: 'a', to: 'b', term: 1, snap: { meta: null, offset: 0, data: Buffer.alloc(0), done: true, round: 0 },
-    }, 'envelope.message.snap.meta'],
-    ['read index below -1', { clusterId: 'c', from: 'a', to: 'b', term: 1, readIndexResp: { requestId: 'r', index: -2 } }, 'envelope.message.readIndexResp.index'],
+    [
+      'string bool',
+      { clusterId: 'c', from: 'a', to: 'b', term: 1, voteResp: { preVote: 'no', granted: true } },
+      'envelope.message.voteResp.preVote',
+    ],
+    [
+      'unknown entry type',
+      {
+        clusterId: 'c',
+        from: 'a',
+        to: 'b',
+        term: 1,
+        app: {
+          prevLogIndex: 0,
+          prevLogTerm: 0,
+          leaderCommit: 0,
+          round: 0,
+          entries: [{ index: 1, term: 1, type: 7, data: Buffer.alloc(0) }],
+        },
+      },
+      'envelope.message.app.entries[0].type',
+    ],
+    [
+      'gap after prevLogIndex',
+      {
+        clusterId: 'c',
+        from: 'a',
+        to: 'b',
+        term: 1,
+        app: {
+          prevLogIndex: 4,
+          prevLogTerm: 1,
+          leaderCommit: 0,
+          round: 0,
+          entries: [{ index: 6, term: 1, type: 'ENTRY_TYPE_NORMAL', data: Buffer.alloc(0) }],
+        },
+      },
+      'envelope.message.app.entries[0].index',
+    ],
+    [
+      'snapshot without meta',
+      {
+        clusterId: 'c',
+        from: 'a',
+        to: 'b',
+        term: 1,
+        snap: { meta: null, offset: 0, data: Buffer.alloc(0), done: true, round: 0 },
+      },
+      'envelope.message.snap.meta',
+    ],
+    [
+      'read index below -1',
+      { clusterId: 'c', from: 'a', to: 'b', term: 1, readIndexResp: { requestId: 'r', index: -2 } },
+      'envelope.message.readIndexResp.index',
+    ],
   ])('names the bad field: %s', (_name, message, field) => {
     const got = fromWire({ message });
     expect(got).toBeInstanceOf(ValidationError);
@@ -163,7 +213,14 @@ describe('codec', () => {
   });
 
   it('never throws on a hostile object whose getters throw', () => {
-    const hostile = new Proxy({}, { get: () => { throw new Error('boom'); } });
+    const hostile = new Proxy(
+      {},
+      {
+        get: () => {
+          throw new Error('boom');
+        },
+      },
+    );
     expect(fromWire({ message: hostile })).toBeInstanceOf(ValidationError);
     expect(fromWire(hostile)).toBeInstanceOf(ValidationError);
   });

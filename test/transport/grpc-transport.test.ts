@@ -88,9 +88,7 @@ describe('GrpcTransport', () => {
     for (const n of ns) {
       for (const from of ns) {
         // Order is guaranteed per sender (one stream), not across senders.
-        expect(n.received.filter((m) => m.from === from.id)).toEqual(
-          expected.get(n.id)?.filter((m) => m.from === from.id),
-        );
+        expect(n.received.filter((m) => m.from === from.id)).toEqual(expected.get(n.id)?.filter((m) => m.from === from.id));
       }
     }
   });
@@ -101,9 +99,7 @@ describe('GrpcTransport', () => {
     mesh([intruder, b]);
 
     intruder.transport.send(heartbeat('n1', 'n2', 1, 'other-cluster'));
-    await waitFor('refusal logged', () =>
-      b.lines.some((l) => l.level === 40 && l['from'] === 'n1' && l['clusterId'] === 'other-cluster'),
-    );
+    await waitFor('refusal logged', () => b.lines.some((l) => l.level === 40 && l['from'] === 'n1' && l['clusterId'] === 'other-cluster'));
     // The dialer keeps retrying; give it time to (wrongly) get something through.
     for (let i = 2; i < 10; i++) {
       intruder.transport.send(heartbeat('n1', 'n2', i, 'other-cluster'));
@@ -122,9 +118,7 @@ describe('GrpcTransport', () => {
     b.transport.setPeers(new Map([['n1', '127.0.0.1:1']]));
 
     stranger.transport.send(heartbeat('n9', 'n2', 1));
-    await waitFor('refusal logged', () =>
-      b.lines.some((l) => l.level === 40 && l['from'] === 'n9' && l['clusterId'] === 'test-cluster'),
-    );
+    await waitFor('refusal logged', () => b.lines.some((l) => l.level === 40 && l['from'] === 'n9' && l['clusterId'] === 'test-cluster'));
     await sleep(100);
     expect(b.received).toEqual([]);
     expect(stranger.lines.some((l) => l['code'] === grpc.status.PERMISSION_DENIED)).toBe(true);
@@ -144,7 +138,12 @@ describe('GrpcTransport', () => {
 
     b = await nodes.start('n2', { listenPeer: `127.0.0.1:${port}` });
     expect(b.port).toBe(port);
-    b.transport.setPeers(new Map([['n1', a.address], ['n2', b.address]]));
+    b.transport.setPeers(
+      new Map([
+        ['n1', a.address],
+        ['n2', b.address],
+      ]),
+    );
     await heartbeatUntilReceived(a, b, 1000, 5000);
 
     // And the restarted node can answer over its own stream.
@@ -163,9 +162,7 @@ describe('GrpcTransport', () => {
       entries: [{ index: 1, term: 5, type: 'normal', data: new Uint8Array(256 * 1024).fill(1) }],
     };
     a.transport.send(huge);
-    await waitFor('sender sees the refusal', () =>
-      a.lines.some((l) => l['code'] === grpc.status.RESOURCE_EXHAUSTED),
-    );
+    await waitFor('sender sees the refusal', () => a.lines.some((l) => l['code'] === grpc.status.RESOURCE_EXHAUSTED));
     expect(b.received.some((m) => m.type === 'app' && m.round === 500)).toBe(false);
 
     // The stream was torn down; the sender redials and later messages get through.
@@ -241,7 +238,11 @@ describe('GrpcTransport', () => {
     const raw = new grpc.Client(b.address, grpc.credentials.createInsecure());
     rawClients.push(raw);
     const open = () =>
-      raw.makeBidiStreamRequest<Buffer, Buffer>('/leaderd.raft.v1.Peer/Stream', (x) => x, (x) => x);
+      raw.makeBidiStreamRequest<Buffer, Buffer>(
+        '/leaderd.raft.v1.Peer/Stream',
+        (x) => x,
+        (x) => x,
+      );
     const statusOf = (call: grpc.ClientDuplexStream<Buffer, Buffer>) =>
       new Promise<grpc.StatusObject>((resolve) => {
         call.on('status', resolve);
@@ -271,7 +272,10 @@ describe('GrpcTransport', () => {
       stream.requestSerialize({ message: { clusterId: 'test-cluster', from: 'n1', to: 'n2', term: 1 } }), // no body
       stream.requestSerialize({
         message: {
-          clusterId: 'test-cluster', from: 'n1', to: 'n2', term: 1,
+          clusterId: 'test-cluster',
+          from: 'n1',
+          to: 'n2',
+          term: 1,
           app: { prevLogIndex: 3, entries: [{ index: 9, term: 1, type: 'ENTRY_TYPE_NORMAL' }] },
         },
       }), // gap in entries

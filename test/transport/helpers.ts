@@ -36,10 +36,7 @@ export interface TestNode {
 export class Nodes {
   private readonly all: GrpcTransport[] = [];
 
-  async start(
-    id: NodeId,
-    opts: Partial<Omit<TransportOptions, 'nodeId' | 'logger'>> = {},
-  ): Promise<TestNode> {
+  async start(id: NodeId, opts: Partial<Omit<TransportOptions, 'nodeId' | 'logger'>> = {}): Promise<TestNode> {
     const { logger, lines } = captureLogger();
     const transport = new GrpcTransport({
       nodeId: id,

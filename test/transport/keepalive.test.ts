@@ -59,8 +59,16 @@ describe('GrpcTransport keepalive', () => {
     a.transport.setPeers(new Map([['n2', `127.0.0.1:${port}`]]));
     const hb = (round: number) =>
       a.transport.send({
-        clusterId: 'test-cluster', from: 'n1', to: 'n2', term: 1, type: 'app',
-        prevLogIndex: 0, prevLogTerm: 0, entries: [], leaderCommit: 0, round,
+        clusterId: 'test-cluster',
+        from: 'n1',
+        to: 'n2',
+        term: 1,
+        type: 'app',
+        prevLogIndex: 0,
+        prevLogTerm: 0,
+        entries: [],
+        leaderCommit: 0,
+        round,
       });
     hb(1);
     await waitFor('stream established', () => a.transport.peerClientAddress('n2') === 'frozen:1');
