@@ -1,6 +1,8 @@
-// The node runtime: drives the pure Raft core with real time, real disk and a real
-// network. It owns the tick timer, the LevelDB storage and the gRPC peer transport,
-// and it is the only place where the core's Ready batches are carried out:
+// The node runtime: drives the pure Raft core with time, a disk and a network. It owns
+// the tick timer, the storage and the peer transport (in production LevelDB, gRPC and
+// the monotonic clock; in the seeded simulator in-memory ones behind the same
+// interfaces, runtime-ports.ts), and it is the only place where the core's Ready
+// batches are carried out:
 //
 //   persist (one synced LevelDB batch: group commit for everything proposed meanwhile)
 //   -> send (only now: votes and acknowledgements depend on what was just persisted)
@@ -9,7 +11,6 @@
 // Failure policy: a storage error is fail-stop. The node stops taking part and reports
 // the error through onFatal; it never retries and carries on with a memory view that
 // may disagree with the disk.
-import { randomInt } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { RaftNode } from '../raft/raft.js';
@@ -20,6 +21,8 @@ import { LevelStorage } from '../storage/leveldb-storage.js';
 import { checkIdentity, writeIdentity } from '../storage/identity.js';
 import { GrpcTransport } from '../transport/grpc-transport.js';
 import { TickClock } from './tick-clock.js';
+import { sleepOn, systemClock } from './runtime-ports.js';
+import type { CancelTimer, RuntimeClock, RuntimeStorage, RuntimeTransport } from './runtime-ports.js';
 
 /** What a replicated state machine must do. Calls are made in log order, one at a time. */
 export interface StateMachine {
@@ -69,11 +72,10 @@ export class NullStateMachine implements StateMachine {
   restore(): void {}
 }
 
-export interface NodeOptions {
+/** What the runtime itself needs, whatever storage, transport and clock it runs on. */
+export interface RuntimeOptions {
   readonly id: NodeId;
   readonly clusterId: string;
-  readonly dataDir: string;
-  readonly listenPeer: string;
   readonly advertisePeer: string;
   /** The public API address other nodes and clients are told. */
   readonly advertiseClient: string;
@@ -90,6 +92,19 @@ export interface NodeOptions {
   readonly snapshotEntries?: number;
   /** Called once if the node hits an unrecoverable error (storage failure) and stopped. */
   readonly onFatal?: (err: Error) => void;
+}
+
+export interface NodeOptions extends RuntimeOptions {
+  readonly dataDir: string;
+  readonly listenPeer: string;
+}
+
+/** Already-built parts to run a node on (LeaderdNode.fromParts). The node owns them from then on. */
+export interface RuntimeParts {
+  readonly storage: RuntimeStorage;
+  /** Not started yet: fromParts starts it. */
+  readonly transport: RuntimeTransport;
+  readonly clock: RuntimeClock;
 }
 
 export interface LeaderView {
@@ -132,7 +147,7 @@ export class LeaderdNode {
   private readonly clock: TickClock;
   private readonly log: Logger;
   private readonly sm: StateMachine;
-  private timer: NodeJS.Timeout | null = null;
+  private cancelTimer: CancelTimer | null = null;
   private processing = false;
   private again = false;
   private drained: Promise<void> = Promise.resolve();
@@ -148,9 +163,10 @@ export class LeaderdNode {
   private lastSnapshotIndex: number;
 
   private constructor(
-    private readonly opts: NodeOptions,
-    private readonly storage: LevelStorage,
-    private readonly transport: GrpcTransport,
+    private readonly opts: RuntimeOptions,
+    private readonly storage: RuntimeStorage,
+    private readonly transport: RuntimeTransport,
+    private readonly time: RuntimeClock,
     raftConfig: RaftConfig,
     readonly peerPort: number,
   ) {
@@ -174,7 +190,11 @@ export class LeaderdNode {
         );
       }
     }
-    this.clock = new TickClock(opts.tickMs ?? 10, () => this.raft.tick());
+    this.clock = new TickClock(
+      opts.tickMs ?? 10,
+      () => this.raft.tick(),
+      () => time.now(),
+    );
     transport.onMessage((msg) => {
       if (this.stopped) return;
       this.clock.catchUp();
@@ -190,7 +210,7 @@ export class LeaderdNode {
     const known = checkIdentity(opts.dataDir, identity);
     const storage = await LevelStorage.open({ dir: join(opts.dataDir, 'raft'), clusterId: opts.clusterId, nodeId: opts.id });
     if (!known) writeIdentity(opts.dataDir, identity);
-    let transport: GrpcTransport | null = null;
+    let transport: GrpcTransport;
     try {
       transport = new GrpcTransport({
         nodeId: opts.id,
@@ -208,6 +228,22 @@ export class LeaderdNode {
         minBackoffMs: 20,
         maxBackoffMs: Math.max(50, Math.round(opts.electionTimeoutMs / 2)),
       });
+    } catch (err) {
+      await storage.close().catch(() => {});
+      throw err;
+    }
+    return LeaderdNode.fromParts(opts, { storage, transport, clock: systemClock });
+  }
+
+  /**
+   * Runs a node on already-built storage, transport and clock (the seeded simulator's
+   * in-memory ones, say). Starts the transport and the tick timer. If this throws, the
+   * transport and the storage are closed.
+   */
+  static async fromParts(opts: RuntimeOptions, parts: RuntimeParts): Promise<LeaderdNode> {
+    const { storage, transport, clock } = parts;
+    try {
+      if (!opts.peers.has(opts.id)) throw new Error(`--peers must include this node (${opts.id})`);
       const { port } = await transport.start();
       const ticks = tickSettings(opts.heartbeatMs, opts.electionTimeoutMs, opts.tickMs);
       const cfg: RaftConfig = {
@@ -220,9 +256,9 @@ export class LeaderdNode {
         maxInflight: 256,
         maxMsgBytes: 1 << 20,
         snapshotChunkBytes: 1 << 20,
-        random: seededRandom(randomInt(2 ** 31)),
+        random: seededRandom(clock.randomSeed()),
       };
-      const node = new LeaderdNode(opts, storage, transport, cfg, port);
+      const node = new LeaderdNode(opts, storage, transport, clock, cfg, port);
       node.updatePeers();
       node.log.info(
         {
@@ -239,7 +275,7 @@ export class LeaderdNode {
       node.schedule();
       return node;
     } catch (err) {
-      await transport?.close().catch(() => {});
+      await transport.close().catch(() => {});
       await storage.close().catch(() => {});
       throw err;
     }
@@ -375,11 +411,11 @@ export class LeaderdNode {
     const r = this.raft.transferLeadership(to);
     if (!r.ok) throw new NodeError(r.error, `cannot transfer leadership to ${to}: ${r.error}`);
     this.afterInput();
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
+    const deadline = this.time.now() + timeoutMs;
+    while (this.time.now() < deadline) {
       const l = this.leader();
       if (l.leaderId !== '' && l.leaderId !== this.id) return l;
-      await sleep(Math.min(20, this.opts.heartbeatMs));
+      await sleepOn(this.time, Math.min(20, this.opts.heartbeatMs));
     }
     return this.leader();
   }
@@ -400,8 +436,8 @@ export class LeaderdNode {
       }
     }
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    this.cancelTimer?.();
+    this.cancelTimer = null;
     for (const w of this.readWaiters.values()) w(-1);
     this.readWaiters.clear();
     for (const w of this.proposals.values())
@@ -418,14 +454,11 @@ export class LeaderdNode {
 
   private schedule(): void {
     if (this.stopped) return;
-    this.timer = setTimeout(
-      () => {
-        this.clock.catchUp();
-        this.afterInput();
-        this.schedule();
-      },
-      Math.max(1, this.clock.msUntilNextTick()),
-    );
+    this.cancelTimer = this.time.after(Math.max(1, this.clock.msUntilNextTick()), () => {
+      this.clock.catchUp();
+      this.afterInput();
+      this.schedule();
+    });
   }
 
   private afterInput(): void {
@@ -687,8 +720,4 @@ interface ProposalWaiter {
   readonly term: number;
   resolve(result: unknown): void;
   reject(err: Error): void;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

@@ -5,7 +5,6 @@
 // owed, and they must all be delivered before the node handles a message, answers a
 // read or reports leadership. Otherwise a leader that was paused past its lease would
 // wake up and, for a moment, still believe and say that it leads.
-import { performance } from 'node:perf_hooks';
 
 export class TickClock {
   private readonly t0: number;
@@ -14,7 +13,8 @@ export class TickClock {
   constructor(
     readonly tickMs: number,
     private readonly onTick: () => void,
-    private readonly now: () => number = () => performance.now(),
+    /** Monotonic milliseconds: the runtime's injected clock (RuntimeClock.now). */
+    private readonly now: () => number,
   ) {
     if (!(tickMs > 0)) throw new Error('tickMs must be positive');
     this.t0 = now();

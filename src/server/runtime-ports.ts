@@ -1,0 +1,72 @@
+// The three things the node runtime (LeaderdNode) needs from the outside world, as
+// narrow interfaces: durable storage for the core's state, a message transport to the
+// other members, and time. Production uses LevelStorage, GrpcTransport and the
+// process's monotonic clock; the seeded simulator (test/sim) plugs in an in-memory disk
+// that completes writes on a virtual clock, a faulty in-memory network and virtual
+// timers, so it exercises this very runtime (Ready loop, group commit, waiters, leases)
+// rather than a copy of it.
+import { randomInt } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import type { ConfState, InitialState, Message, NodeId, Snapshot } from '../raft/types.js';
+import type { PersistInput } from '../storage/leveldb-storage.js';
+
+/** Durable storage for the core's hard state, log and snapshot, plus small meta values. */
+export interface RuntimeStorage {
+  /** True if this open created the store: membership is seeded from the bootstrap list only then. */
+  readonly isNew: boolean;
+  /** What was read at open; only available before the first write. */
+  initialState(bootstrapConf: ConfState): InitialState;
+  /** One Ready's worth of state in one atomic write (synced when `sync`); calls apply in call order. */
+  persist(p: PersistInput, sync: boolean): Promise<void>;
+  /** The local state machine took `snapshot`: store it and drop the entries it covers. */
+  compact(snapshot: Snapshot): Promise<void>;
+  getMeta(key: string): Uint8Array | undefined;
+  /** Stores a meta value (synced), ordered with the other writes. */
+  putMeta(key: string, value: Uint8Array): Promise<void>;
+  /** Waits for queued writes, then closes. */
+  close(): Promise<void>;
+}
+
+/** Messages to and from the other members. `send` never throws and never blocks. */
+export interface RuntimeTransport {
+  /** Starts accepting peers; resolves with the bound port. */
+  start(): Promise<{ port: number }>;
+  send(msg: Message): void;
+  onMessage(handler: (msg: Message) => void): void;
+  /** The full peer set with addresses (this node may be included; it is ignored). */
+  setPeers(peers: ReadonlyMap<NodeId, string>): void;
+  /** A peer's public API address, as it announced it. */
+  peerClientAddress(id: NodeId): string | undefined;
+  close(): Promise<void>;
+}
+
+/** Cancels a timer set with RuntimeClock.after; calling it twice, or after it fired, does nothing. */
+export type CancelTimer = () => void;
+
+/** Time as the runtime sees it. */
+export interface RuntimeClock {
+  /**
+   * Monotonic milliseconds (never the wall clock: a wall-clock step back or forward must
+   * neither hold ticks back nor deliver a burst of them).
+   */
+  now(): number;
+  /** Calls `fn` once, `ms` from now (ms is clamped to >= 0). */
+  after(ms: number, fn: () => void): CancelTimer;
+  /** Seed for the core's randomized election timeouts; different on every node and every start. */
+  randomSeed(): number;
+}
+
+/** The process's monotonic clock and Node timers. */
+export const systemClock: RuntimeClock = {
+  now: () => performance.now(),
+  after: (ms, fn) => {
+    const t = setTimeout(fn, Math.max(0, ms));
+    return () => clearTimeout(t);
+  },
+  randomSeed: () => randomInt(2 ** 31),
+};
+
+/** Resolves `ms` from now on `clock`. */
+export function sleepOn(clock: RuntimeClock, ms: number): Promise<void> {
+  return new Promise((resolve) => clock.after(ms, resolve));
+}
