@@ -90,7 +90,7 @@ export async function runStatus(flags: ClientFlags): Promise<void> {
     if (flags.json) {
       out(JSON.stringify(results.map((r) => (r.status ? { address: r.address, ...r.status } : { address: r.address, error: r.error }))));
     } else {
-      const rows = [['ID', 'ADDRESS', 'ROLE', 'TERM', 'LEADER', 'COMMIT', 'APPLIED', 'LAST', 'LEASE']];
+      const rows = [['ID', 'ADDRESS', 'ROLE', 'TERM', 'LEADER', 'COMMIT', 'APPLIED', 'LAST', 'LEASE', 'VERSION']];
       for (const r of results) {
         const s = r.status;
         if (s) {
@@ -104,9 +104,10 @@ export async function runStatus(flags: ClientFlags): Promise<void> {
             String(s.appliedIndex),
             String(s.lastLogIndex),
             s.leaseValid ? 'valid' : '-',
+            s.version || '-',
           ]);
         } else {
-          rows.push(['?', r.address, 'unreachable', '', '', '', '', '', '']);
+          rows.push(['?', r.address, 'unreachable', '', '', '', '', '', '', '']);
         }
       }
       out(table(rows));

@@ -1,20 +1,18 @@
 #!/usr/bin/env node
 // leaderd: one executable, subcommands for a node, a local cluster and the client side.
 import { Command, Option } from 'commander';
-import { readFileSync } from 'node:fs';
 import { DEFAULTS } from '../server/config.js';
 import { EXIT_OK, reportError } from './usage.js';
+import { VERSION } from '../version.js';
 // Each subcommand loads only what it needs: a client command does not pay for LevelDB,
 // pino or the node runtime.
 const start = () => import('./start.js');
 const local = () => import('./local.js');
 const client = () => import('./client-commands.js');
 
-const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
-
 const program = new Command('leaderd')
   .description('Leader election and coordination: Raft over gRPC with a LevelDB log')
-  .version(pkg.version)
+  .version(VERSION, '-V, --version', 'print the leaderd version')
   .exitOverride()
   .showSuggestionAfterError(false)
   .configureOutput({ writeErr: () => {}, outputError: () => {} });

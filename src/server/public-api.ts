@@ -11,6 +11,7 @@ import { loadDefinition, loadPublicApi } from '../transport/protos.js';
 import type { LeaderdNode, LeaderView } from './node.js';
 import type { CoordinationService } from './coordination.js';
 import { DEFAULT_LIMITS } from './limits.js';
+import { VERSION } from '../version.js';
 
 const CLUSTER_SERVICE = 'leaderd.v1.Cluster';
 
@@ -53,7 +54,7 @@ export class PublicServer {
     const api = loadPublicApi();
     const handlers: ClusterHandlers = {
       GetLeader: (_call, cb) => cb(null, toLeaderInfo(node.leader())),
-      GetStatus: (_call, cb) => cb(null, node.status()),
+      GetStatus: (_call, cb) => cb(null, { ...node.status(), version: VERSION }),
       ListMembers: (_call, cb) => cb(null, { members: node.members() }),
       WatchLeader: (call) => {
         this.streams.add(call);

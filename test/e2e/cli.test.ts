@@ -10,6 +10,8 @@ import { localClientAddress, localPeerAddress } from '../../src/cli/local-ports.
 import type { LeaderInfo } from '../../src/client/cluster-client.js';
 import { CLI, LocalCluster, exitOf, freePort, lines, runCli, sleep, waitFor } from './cluster.js';
 
+const PKG_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
 let cluster: LocalCluster | null = null;
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async (ctx) => {
@@ -186,7 +188,7 @@ describe('client commands against a running cluster', () => {
 
     expect(status.code, status.stderr).toBe(0);
     const table = lines(status.stdout).map((r) => r.trim().split(/\s+/));
-    expect(table[0]).toEqual(['ID', 'ADDRESS', 'ROLE', 'TERM', 'LEADER', 'COMMIT', 'APPLIED', 'LAST', 'LEASE']);
+    expect(table[0]).toEqual(['ID', 'ADDRESS', 'ROLE', 'TERM', 'LEADER', 'COMMIT', 'APPLIED', 'LAST', 'LEASE', 'VERSION']);
     const body = table.slice(1);
     expect(body.map((r) => r[0]).sort()).toEqual(['n1', 'n2', 'n3']);
     for (const r of body) {
@@ -195,6 +197,7 @@ describe('client commands against a running cluster', () => {
       expect(r[3]).toBe(String(l2.term));
       expect(r[4]).toBe(l2.leaderId);
       expect(r[8]).toBe(r[0] === l2.leaderId ? 'valid' : '-');
+      expect(r[9]).toBe(PKG_VERSION);
     }
 
     expect(leaderViaDead.code, leaderViaDead.stderr).toBe(0);

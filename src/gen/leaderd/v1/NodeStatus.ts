@@ -12,6 +12,7 @@ export interface NodeStatus {
   'appliedIndex'?: (number | string | Long);
   'lastLogIndex'?: (number | string | Long);
   'leaseValid'?: (boolean);
+  'version'?: (string);
 }
 
 export interface NodeStatus__Output {
@@ -23,4 +24,5 @@ export interface NodeStatus__Output {
   'appliedIndex': (number);
   'lastLogIndex': (number);
   'leaseValid': (boolean);
+  'version': (string);
 }
