@@ -1,5 +1,7 @@
 // `leaderd start`: run one node in this process (no wrapper process, so signals such
 // as SIGKILL and SIGSTOP reach the node itself).
+import * as grpc from '@grpc/grpc-js';
+import { format } from 'node:util';
 import { LeaderdNode } from '../server/node.js';
 import { PublicServer } from '../server/public-api.js';
 import { CoordinationService } from '../server/coordination.js';
@@ -7,12 +9,17 @@ import { KvStore } from '../statemachine/kv-store.js';
 import { readConfigFile, resolveStartConfig, type RawSettings } from '../server/config.js';
 import { StorageRefusedError } from '../storage/errors.js';
 import { createLogger } from './logger.js';
-import { EXIT_OK, EXIT_RUNTIME } from './usage.js';
+import { EXIT_OK, EXIT_REFUSED, EXIT_RUNTIME } from './usage.js';
 
 export async function runStart(flags: RawSettings & { config?: string }): Promise<void> {
   const { config: configPath, ...settings } = flags;
   const cfg = resolveStartConfig(settings, configPath ? readConfigFile(configPath) : {});
   const log = createLogger(cfg.logLevel);
+  // grpc-js prints its own errors (a port in use, say) on stderr; stderr is for the one
+  // line a failed start leaves, so they go to the node's log instead.
+  grpc.setLogger({
+    error: (...args: unknown[]) => log.warn({ node: cfg.id, grpc: format(...args) }, 'grpc-js'),
+  });
   let node: LeaderdNode;
   const store = new KvStore();
   try {
@@ -34,7 +41,9 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
     if (err instanceof StorageRefusedError) {
       log.fatal({ node: cfg.id, dir: cfg.dataDir, kind: err.kind }, err.message);
       process.stderr.write(`leaderd: refusing to start: ${err.message}\n`);
-      process.exit(EXIT_RUNTIME);
+      // Restarting cannot help (the data dir is another's, corrupt or newer): a
+      // supervisor must not loop on it (the systemd unit prevents restarts on 2).
+      process.exit(EXIT_REFUSED);
     }
     throw err;
   }

@@ -5,6 +5,12 @@ import { ConfigError } from '../server/config.js';
 export const EXIT_OK = 0;
 export const EXIT_RUNTIME = 1;
 export const EXIT_USAGE = 2;
+/**
+ * A refusal that only an operator can resolve (a data dir of another cluster or node, a
+ * member whose data is gone): the same code as bad configuration, so a supervisor that
+ * restarts on failure (cluster/three-hosts/leaderd.service) does not loop on it.
+ */
+export const EXIT_REFUSED = EXIT_USAGE;
 
 export class UsageError extends Error {
   override readonly name = 'UsageError';

@@ -160,6 +160,12 @@ export class LeaderdNode {
   private readonly readWaiters = new Map<string, (index: number) => void>();
   private readonly proposals = new Map<number, ProposalWaiter>();
   private readSeq = 0;
+  // ReadIndex request ids must never repeat across restarts of this node: a leader's
+  // answer to a read sent before a restart (still in flight, or delayed in a stream)
+  // would otherwise resolve a new read with an index from before it was issued, and the
+  // read could miss a write that completed in between (thesis §6.4, linearizable reads).
+  // Two draws from the clock's seed source (62 random bits; deterministic in the simulator).
+  private readonly bootId: string;
   private lastSnapshotIndex: number;
 
   private constructor(
@@ -173,6 +179,7 @@ export class LeaderdNode {
     this.id = opts.id;
     this.log = opts.logger;
     this.sm = opts.stateMachine ?? new NullStateMachine();
+    this.bootId = `${time.randomSeed().toString(36)}.${time.randomSeed().toString(36)}`;
     const bootstrapConf = { voters: [...opts.peers.keys()], learners: [] };
     const initial = storage.initialState(bootstrapConf);
     if (initial.snapshot) this.sm.restore(initial.snapshot.data);
@@ -390,7 +397,7 @@ export class LeaderdNode {
   /** A linearizable read barrier (ReadIndex or lease): resolves once this node has applied everything committed before the call. */
   async readBarrier(signal?: AbortSignal): Promise<void> {
     this.clock.catchUp();
-    const id = `${this.id}/${++this.readSeq}`;
+    const id = readRequestId(this.id, this.bootId, ++this.readSeq);
     const index = await new Promise<number>((resolve) => {
       this.readWaiters.set(id, resolve);
       this.raft.readIndex(id);
@@ -714,6 +721,11 @@ export class LeaderdNode {
     this.log.fatal({ node: this.id, err: err.message }, 'storage failure: node stops (fail-stop)');
     void this.stop({ transfer: false }).finally(() => this.opts.onFatal?.(err));
   }
+}
+
+/** A ReadIndex request id: unique per node, per boot (a random id drawn at start) and per read. */
+export function readRequestId(nodeId: NodeId, bootId: string, seq: number): string {
+  return `${nodeId}/${bootId}/${seq}`;
 }
 
 interface ProposalWaiter {

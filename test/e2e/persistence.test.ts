@@ -134,7 +134,7 @@ describe('persistence across crashes and restarts', () => {
 });
 
 describe('a data dir belongs to one cluster and one node', () => {
-  it("a node pointed at another cluster's data dir, or another node's, refuses to start: exit 1, one line naming the mismatch, the stored data unchanged", async () => {
+  it("a node pointed at another cluster's data dir, or another node's, refuses to start: exit 2, one line naming the mismatch, the stored data unchanged", async () => {
     const c = (cluster = await LocalCluster.create({ nodes: 3, clusterId: 'alpha' }));
     c.startAll();
     const leader = await c.waitForLeader();
@@ -169,12 +169,12 @@ describe('a data dir belongs to one cluster and one node', () => {
     };
 
     const otherCluster = await refusedStart('n1', 'beta');
-    expect(otherCluster.code).toBe(1);
+    expect(otherCluster.code).toBe(2);
     expect(lines(otherCluster.stderr)).toHaveLength(1);
     expect(otherCluster.stderr).toMatch(/belongs to cluster 'alpha', not 'beta'/);
 
     const otherNode = await refusedStart('n2', 'alpha');
-    expect(otherNode.code).toBe(1);
+    expect(otherNode.code).toBe(2);
     expect(lines(otherNode.stderr)).toHaveLength(1);
     expect(otherNode.stderr).toMatch(/belongs to node 'n1'.*not 'n2'/);
     console.log(`[e2e] refusals: ${otherCluster.stderr.trim()} | ${otherNode.stderr.trim()}`);
