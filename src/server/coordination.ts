@@ -582,10 +582,9 @@ export class CoordinationService {
     });
   }
 
+  /** The holder of an election or lock: its oldest key, from the store's creation-order index (no scan of the queue). */
   private first(prefix: string): KeyValue | null {
-    let best: KeyValue | null = null;
-    for (const kv of this.store.range(prefix).kvs) if (best === null || kv.createRevision < best.createRevision) best = kv;
-    return best;
+    return this.store.oldest(prefix);
   }
 
   private leaderResponse(name: string): LeaderResponse {
