@@ -2,16 +2,12 @@
 // status code and the server's machine-readable trailing metadata only, never from a
 // message text (mongodb's error labels are the model: the label decides, not the prose).
 import * as grpc from '@grpc/grpc-js';
+import { ERROR_CONTRACT, ERROR_KIND_KEY, OUTCOME_KEY, isErrorKind } from '../api/errors.js';
 
 /** Trailing metadata on a failed write: may it have taken effect? */
-export const OUTCOME_METADATA_KEY = 'leaderd-outcome';
-/**
- * Trailing metadata naming the server-side error kind. The client needs it for one
- * decision: a FAILED_PRECONDITION that means "this node cannot serve, ask the leader"
- * (`not-leader`, retried elsewhere) versus one that is the caller's problem (e.g.
- * Proclaim by a candidate that is no longer leader, thrown at once).
- */
-export const ERROR_KIND_METADATA_KEY = 'leaderd-error';
+export const OUTCOME_METADATA_KEY = OUTCOME_KEY;
+/** Trailing metadata naming the error kind of the one error contract (src/api/errors.ts). */
+export const ERROR_KIND_METADATA_KEY = ERROR_KIND_KEY;
 
 export type WriteOutcome = 'not-applied' | 'unknown';
 
@@ -25,6 +21,8 @@ export type LeaderdErrorKind =
   | 'invalid-argument'
   | 'not-found'
   | 'failed-precondition'
+  /** The write's session expired or is unknown: it was refused and never will be applied. */
+  | 'session-expired'
   | 'out-of-range'
   | 'resource-exhausted'
   /** Cancelled by the caller (AbortSignal) or by close(). */
@@ -103,10 +101,12 @@ export interface Classification {
 }
 
 /**
- * Classify a failed attempt. `idempotent` says whether re-sending the request is safe
- * even if the failed attempt took effect: true for writes carrying client_id + seq (the
- * server applies a pair at most once, Raft thesis §6.3) and for naturally idempotent
- * requests (reads, Resign, Unlock, Proclaim, keep-alives).
+ * Classify a failed attempt by the error contract: the `leaderd-error` label decides
+ * whether it is transient; a status without a label (transport failures, other servers)
+ * is transient only when UNAVAILABLE or DEADLINE_EXCEEDED. `idempotent` says whether
+ * re-sending is safe even if the failed attempt took effect: true for writes carrying
+ * session + seq (the server applies a pair at most once, Raft thesis §6.3) and for
+ * naturally idempotent requests (reads, Resign, Unlock, Proclaim, keep-alives).
  */
 export function classify(
   code: grpc.status,
@@ -114,33 +114,36 @@ export function classify(
   errorKind: string | undefined,
   idempotent: boolean,
 ): Classification {
-  const transient = (kind: LeaderdErrorKind, rediscover: boolean): Classification => ({
-    kind,
-    // A request that may have been applied is re-sent only if doing it twice is harmless.
-    retryable: outcome === 'unknown' ? idempotent : outcome === 'not-applied' || idempotent,
-    rediscover,
-  });
+  const label = isErrorKind(errorKind) ? errorKind : null;
+  const kind = clientKind(code, label);
+  const transient = label ? ERROR_CONTRACT[label].transient : code === grpc.status.UNAVAILABLE || code === grpc.status.DEADLINE_EXCEEDED;
+  if (!transient) return { kind, retryable: false, rediscover: false };
+  // A request that may have been applied is re-sent only if doing it twice is harmless.
+  return { kind, retryable: outcome === 'unknown' ? idempotent : outcome === 'not-applied' || idempotent, rediscover: true };
+}
+
+function clientKind(code: grpc.status, label: string | null): LeaderdErrorKind {
+  if (label === 'not-leader') return 'not-leader';
+  if (label === 'session-expired') return 'session-expired';
   switch (code) {
     case grpc.status.UNAVAILABLE:
-      return transient('unavailable', true);
+      return 'unavailable';
     case grpc.status.DEADLINE_EXCEEDED:
-      // One attempt's deadline (a hung or paused node); the overall deadline is checked by the loop.
-      return transient('deadline', true);
+      return 'deadline';
     case grpc.status.FAILED_PRECONDITION:
-      if (errorKind === 'not-leader') return transient('not-leader', true);
-      return { kind: 'failed-precondition', retryable: false, rediscover: false };
+      return 'failed-precondition';
     case grpc.status.INVALID_ARGUMENT:
-      return { kind: 'invalid-argument', retryable: false, rediscover: false };
+      return 'invalid-argument';
     case grpc.status.NOT_FOUND:
-      return { kind: 'not-found', retryable: false, rediscover: false };
+      return 'not-found';
     case grpc.status.OUT_OF_RANGE:
-      return { kind: 'out-of-range', retryable: false, rediscover: false };
+      return 'out-of-range';
     case grpc.status.RESOURCE_EXHAUSTED:
-      return { kind: 'resource-exhausted', retryable: false, rediscover: false };
+      return 'resource-exhausted';
     case grpc.status.CANCELLED:
-      return { kind: 'cancelled', retryable: false, rediscover: false };
+      return 'cancelled';
     default:
-      return { kind: 'internal', retryable: false, rediscover: false };
+      return 'internal';
   }
 }
 

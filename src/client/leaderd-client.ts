@@ -2,9 +2,9 @@
 // discovery, retries by error kind, resumable streams, kept-alive leases and
 // elections/locks whose AbortSignal follows what the client can prove.
 //
-// Retry policy (errors.ts classify()): UNAVAILABLE, per-attempt DEADLINE_EXCEEDED and
-// FAILED_PRECONDITION marked `leaderd-error: not-leader` are retried on another
-// endpoint with exponential backoff + jitter until the call's deadline; every other code
+// Retry policy (errors.ts classify(), from the one error contract in src/api/errors.ts):
+// kinds the contract marks transient (not-leader, unavailable, timeout, ...; on the wire
+// UNAVAILABLE or DEADLINE_EXCEEDED) are retried on another endpoint with exponential backoff + jitter until the call's deadline; every other code
 // is thrown at once. Writes carry this client's id and a fresh seq per logical write,
 // and every retry re-sends the SAME pair, so a write whose outcome was `unknown` is
 // applied at most once (Raft thesis §6.3).

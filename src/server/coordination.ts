@@ -31,11 +31,13 @@ import {
   checkPrefix,
   checkTtl,
   checkValue,
+  checkWriteTarget,
   DEFAULT_LIMITS,
   RESERVED_PREFIX,
   type Limits,
 } from './limits.js';
-import { FORWARDED_KEY, Forwarder, OUTCOME_KEY, type CallContext } from './forwarder.js';
+import { FORWARDED_KEY, Forwarder, type CallContext } from './forwarder.js';
+import { toStatus } from '../api/errors.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { loadPublicApi } from '../transport/protos.js';
 import type { KVHandlers } from '../gen/leaderd/v1/KV.js';
@@ -77,37 +79,12 @@ function bytes(b: Buffer | Uint8Array | string | undefined): Uint8Array {
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }
 
-/** Map any failure to the gRPC status, details and leaderd-outcome the client should see. */
-function toStatus(err: unknown): Partial<grpc.StatusObject> {
-  let code = grpc.status.INTERNAL;
-  const details = (err as Error)?.message ?? String(err);
-  let outcome: string | null = null;
-  if (err instanceof ApiError) {
-    code = err.code;
-    outcome = err.outcome;
-  } else if (err instanceof NodeError) {
-    outcome = err.outcome;
-    code =
-      err.kind === 'timeout'
-        ? grpc.status.DEADLINE_EXCEEDED
-        : err.kind === 'invalid'
-          ? grpc.status.INVALID_ARGUMENT
-          : grpc.status.UNAVAILABLE;
-  } else if (err instanceof CompactedError) {
-    code = grpc.status.OUT_OF_RANGE;
-  }
-  const metadata = new grpc.Metadata();
-  if (outcome) metadata.set(OUTCOME_KEY, outcome);
-  if (err instanceof NodeError) metadata.set('leaderd-error', err.kind);
-  return { code, details, metadata };
-}
-
 function applyError(r: CommandResult & { ok: false }): ApiError {
   switch (r.error) {
     case 'lease-not-found':
-      return new ApiError(grpc.status.NOT_FOUND, r.message, 'not-applied');
+      return new ApiError('lease-not-found', r.message, 'not-applied');
     case 'stale-sequence':
-      return new ApiError(grpc.status.FAILED_PRECONDITION, r.message, 'not-applied');
+      return new ApiError('stale-sequence', r.message);
   }
 }
 
@@ -224,7 +201,7 @@ export class CoordinationService {
       const l = this.node.leader();
       if (l.leaderId !== '' && l.leaderAddress !== '') return l.leaderAddress;
       if (Date.now() >= until || ctx.signal.aborted)
-        throw new ApiError(grpc.status.UNAVAILABLE, 'no leader is known: the cluster may have lost its quorum', 'not-applied');
+        throw new ApiError('unavailable', 'no leader is known: the cluster may have lost its quorum', 'not-applied');
       await new Promise((r) => setTimeout(r, 10));
     }
   }
@@ -253,7 +230,7 @@ export class CoordinationService {
   }
 
   private async forward<Req, Res>(service: keyof CoordinationService['defs'], method: string, req: Req, ctx: CallContext): Promise<Res> {
-    if (ctx.forwarded) throw new ApiError(grpc.status.UNAVAILABLE, 'this node is no longer the leader; retry', 'not-applied');
+    if (ctx.forwarded) throw new ApiError('not-leader', 'this node is no longer the leader; retry', 'not-applied');
     const address = await this.leaderAddress(ctx);
     return this.forwarder.unary(this.defs[service][method] as MethodDefinition<Req, Res>, req, address, ctx);
   }
@@ -305,7 +282,7 @@ export class CoordinationService {
         };
       }),
       Delete: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
-        checkKey(req.key, L, { write: true });
+        checkWriteTarget(req.key, req.prefix, L);
         checkClientSeq(req.clientId, req.seq);
         return this.write('kv', 'Delete', req, ctx, this.env({ type: 'delete', key: req.key, prefix: req.prefix }, req), (r) => {
           const d = r as Ok<'delete'>;
@@ -333,7 +310,7 @@ export class CoordinationService {
             compare = { key: req.key, target: 'MOD_REVISION', result: 'EQUAL', number: req.expectedModRevision ?? 0 };
             break;
           default:
-            throw new ApiError(grpc.status.INVALID_ARGUMENT, 'one of expected_value, expect_absent or expected_mod_revision is required');
+            throw new ApiError('invalid-argument', 'one of expected_value, expect_absent or expected_mod_revision is required');
         }
         const cmd: Command = { type: 'txn', compare: [compare], success: [put], failure: [] };
         return this.write('kv', 'CompareAndSwap', req, ctx, this.env(cmd, req), (r) => {
@@ -352,7 +329,7 @@ export class CoordinationService {
         checkClientSeq(req.clientId, req.seq);
         if (req.compare.length + req.success.length + req.failure.length > L.maxTxnOps) {
           throw new ApiError(
-            grpc.status.RESOURCE_EXHAUSTED,
+            'too-large',
             `a transaction may hold at most ${L.maxTxnOps} compares and operations, got ${req.compare.length + req.success.length + req.failure.length}`,
           );
         }
@@ -428,7 +405,7 @@ export class CoordinationService {
     const result = c.result as Compare['result'];
     if (target === 'VALUE') {
       if (c.operand !== 'value' && c.operand !== undefined)
-        throw new ApiError(grpc.status.INVALID_ARGUMENT, `compare on VALUE of ${c.key} needs a value operand`);
+        throw new ApiError('invalid-argument', `compare on VALUE of ${c.key} needs a value operand`);
       return { key: c.key, target, result, value: bytes(c.value) };
     }
     const n =
@@ -449,13 +426,13 @@ export class CoordinationService {
       case 'put':
         return this.putOp(o.put!.key, o.put!.value, o.put!.lease);
       case 'delete':
-        checkKey(o.delete!.key, this.limits, { write: true });
+        checkWriteTarget(o.delete!.key, o.delete!.prefix, this.limits);
         return { type: 'delete', key: o.delete!.key, prefix: o.delete!.prefix };
       case 'get':
         checkKey(o.get!.key, this.limits, { write: false });
         return { type: 'get', key: o.get!.key };
       default:
-        throw new ApiError(grpc.status.INVALID_ARGUMENT, 'a transaction operation must be one of put, delete, get');
+        throw new ApiError('invalid-argument', 'a transaction operation must be one of put, delete, get');
     }
   }
 
@@ -500,8 +477,7 @@ export class CoordinationService {
       TimeToLive: this.unary(5000, async (req, ctx) => {
         checkLeaseId(req.id);
         if (!this.node.isLeader()) return this.forward('lease', 'TimeToLive', req, ctx);
-        if (!this.node.isLeaderCaughtUp())
-          throw new ApiError(grpc.status.UNAVAILABLE, 'the leader is still catching up on its log; retry', null);
+        if (!this.node.isLeaderCaughtUp()) throw new ApiError('catching-up', 'the leader is still catching up on its log; retry');
         const info = this.store.leaseInfo(req.id);
         if (!info) return { id: req.id, ttlMs: -1, grantedTtlMs: 0, keys: [] };
         return { id: req.id, ttlMs: this.keeper.remainingMs(req.id), grantedTtlMs: info.ttlMs, keys: req.keys ? info.keys : [] };
@@ -515,7 +491,7 @@ export class CoordinationService {
     // it has applied everything its predecessors committed (an expiry of this very
     // lease may be among it).
     if (this.node.isLeaderCaughtUp()) return { id, ttlMs: this.keeper.keepAlive(id) };
-    if (this.node.isLeader()) throw new ApiError(grpc.status.UNAVAILABLE, 'the leader is still catching up on its log; retry', null);
+    if (this.node.isLeader()) throw new ApiError('catching-up', 'the leader is still catching up on its log; retry');
     return this.forward('lease', 'KeepAliveOnce', req, ctx);
   }
 
@@ -544,7 +520,7 @@ export class CoordinationService {
       ctx.signal,
     )) as Ok<'txn'>;
     const rev = r.succeeded ? r.revision : ((r.responses[0] as { kv: KeyValue | null }).kv?.createRevision ?? 0);
-    if (rev === 0) throw new ApiError(grpc.status.NOT_FOUND, `lease ${lease} ended while campaigning`, 'unknown');
+    if (rev === 0) throw new ApiError('grant-lost', `lease ${lease} ended while campaigning`);
     await this.waitUntilFirst(`${prefix}${name}/`, key, rev, ctx);
     return { key, rev };
   }
@@ -562,18 +538,12 @@ export class CoordinationService {
       const check = () => {
         const mine = this.store.get(key);
         if (!mine || mine.createRevision !== rev)
-          return finish(new ApiError(grpc.status.NOT_FOUND, `${key} is gone (its lease ended) before it was granted`, 'unknown'));
+          return finish(new ApiError('grant-lost', `${key} is gone (its lease ended) before it was granted`));
         const first = this.first(prefix);
         if (first?.key === key) finish();
       };
       const onAbort = () =>
-        finish(
-          new ApiError(
-            grpc.status.DEADLINE_EXCEEDED,
-            `not granted before the deadline; ${key} keeps its place in the queue while its lease lives`,
-            'unknown',
-          ),
-        );
+        finish(new ApiError('timeout', `not granted before the deadline; ${key} keeps its place in the queue while its lease lives`));
       ctx.signal.addEventListener('abort', onAbort, { once: true });
       sub = this.store.watchFrom(0, (h) => {
         if (h.events.some((e) => e.kv.key.startsWith(prefix))) check();
@@ -596,7 +566,7 @@ export class CoordinationService {
 
   private checkLeaderKey(k: LeaderKey__Output | null): LeaderKey__Output {
     if (!k || !k.key.startsWith(ELECTION_PREFIX))
-      throw new ApiError(grpc.status.INVALID_ARGUMENT, 'leader must be the LeaderKey returned by Campaign');
+      throw new ApiError('invalid-argument', 'leader must be the LeaderKey returned by Campaign');
     return k;
   }
 
@@ -605,7 +575,7 @@ export class CoordinationService {
       Campaign: this.unary(null, async (req, ctx) => {
         checkName(req.name, this.limits, 'election');
         checkLeaseId(req.lease);
-        if (req.lease === 0) throw new ApiError(grpc.status.INVALID_ARGUMENT, 'campaign needs a lease (grant one with Lease.Grant)');
+        if (req.lease === 0) throw new ApiError('invalid-argument', 'campaign needs a lease (grant one with Lease.Grant)');
         const value = bytes(req.value);
         checkValue(value, this.limits);
         if (!this.isLeader()) return this.forward('election', 'Campaign', req, ctx);
@@ -628,12 +598,7 @@ export class CoordinationService {
           },
           ctx.signal,
         )) as Ok<'txn'>;
-        if (!r.succeeded)
-          throw new ApiError(
-            grpc.status.FAILED_PRECONDITION,
-            `no longer the leader of ${k.name}: ${k.key} (revision ${k.rev}) is gone`,
-            'not-applied',
-          );
+        if (!r.succeeded) throw new ApiError('not-holder', `no longer the leader of ${k.name}: ${k.key} (revision ${k.rev}) is gone`);
         return { revision: r.revision };
       }),
       Leader: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
@@ -688,13 +653,13 @@ export class CoordinationService {
       Lock: this.unary(null, async (req, ctx) => {
         checkName(req.name, this.limits, 'lock');
         checkLeaseId(req.lease);
-        if (req.lease === 0) throw new ApiError(grpc.status.INVALID_ARGUMENT, 'a lock needs a lease (grant one with Lease.Grant)');
+        if (req.lease === 0) throw new ApiError('invalid-argument', 'a lock needs a lease (grant one with Lease.Grant)');
         if (!this.isLeader()) return this.forward('lock', 'Lock', req, ctx);
         const { key, rev } = await this.grant(LOCK_PREFIX, req.name, req.lease, new Uint8Array(0), ctx);
         return { key, fencingToken: rev };
       }),
       Unlock: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
-        if (!req.key.startsWith(LOCK_PREFIX)) throw new ApiError(grpc.status.INVALID_ARGUMENT, 'key must be the key returned by Lock');
+        if (!req.key.startsWith(LOCK_PREFIX)) throw new ApiError('invalid-argument', 'key must be the key returned by Lock');
         if (!this.isLeader()) return this.forward('lock', 'Unlock', req, ctx);
         const r = (await this.proposeLocal({ cmd: { type: 'delete', key: req.key, prefix: false } }, ctx.signal)) as Ok<'delete'>;
         return { revision: r.revision };

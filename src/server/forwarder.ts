@@ -6,10 +6,9 @@
 // been proposed must not be proposed twice.
 import * as grpc from '@grpc/grpc-js';
 import type { MethodDefinition } from '@grpc/proto-loader';
-import { ApiError, type Outcome } from './limits.js';
+import { ApiError, kindOfCode, readStatus } from '../api/errors.js';
 
 export const FORWARDED_KEY = 'leaderd-forwarded';
-export const OUTCOME_KEY = 'leaderd-outcome';
 
 export interface CallContext {
   readonly signal: AbortSignal;
@@ -39,7 +38,7 @@ export class Forwarder {
     const readyBy = Math.min(ctx.deadline, Date.now() + 2000);
     await new Promise<void>((resolve, reject) => {
       client.waitForReady(readyBy, (err) => {
-        if (err) reject(new ApiError(grpc.status.UNAVAILABLE, `cannot reach the leader at ${address}: ${err.message}`, 'not-applied'));
+        if (err) reject(new ApiError('unavailable', `cannot reach the leader at ${address}: ${err.message}`, 'not-applied'));
         else resolve();
       });
     });
@@ -56,9 +55,10 @@ export class Forwarder {
         (err, res) => {
           ctx.signal.removeEventListener('abort', cancel);
           if (err) {
-            const verdict = err.metadata?.get(OUTCOME_KEY)[0];
-            const outcome: Outcome | null = verdict === 'not-applied' || verdict === 'unknown' ? verdict : 'unknown';
-            reject(new ApiError(err.code, err.details || err.message, outcome));
+            // The leader's own verdict passes through unchanged; without one (the call
+            // was sent, then the connection failed) the write may have been proposed.
+            const { kind, outcome } = readStatus(err);
+            reject(new ApiError(kind ?? kindOfCode(err.code), err.details || err.message, outcome ?? 'unknown'));
           } else resolve(res!);
         },
       );

@@ -1,7 +1,9 @@
 // Request limits and validation for the coordination API. Each check throws an
 // ApiError carrying the gRPC status to answer with; nothing was proposed yet, so every
 // such failure is `not-applied`.
-import * as grpc from '@grpc/grpc-js';
+import { ApiError } from '../api/errors.js';
+
+export { ApiError };
 
 export interface Limits {
   readonly maxKeyBytes: number;
@@ -27,34 +29,33 @@ export const DEFAULT_LIMITS: Limits = {
 /** Keys under this prefix belong to Election and Lock; users may read them but not write them directly. */
 export const RESERVED_PREFIX = '_leaderd/';
 
-export type Outcome = 'not-applied' | 'unknown';
-
-export class ApiError extends Error {
-  override readonly name = 'ApiError';
-  constructor(
-    readonly code: grpc.status,
-    message: string,
-    readonly outcome: Outcome | null = 'not-applied',
-  ) {
-    super(message);
-  }
-}
-
 const utf8Bytes = (s: string) => Buffer.byteLength(s, 'utf8');
 
 export function checkKey(key: string, limits: Limits, opts: { write: boolean; what?: string }): void {
   const what = opts.what ?? 'key';
-  if (key === '') throw new ApiError(grpc.status.INVALID_ARGUMENT, `${what} is empty`);
+  if (key === '') throw new ApiError('invalid-argument', `${what} is empty`);
   if (utf8Bytes(key) > limits.maxKeyBytes)
-    throw new ApiError(grpc.status.RESOURCE_EXHAUSTED, `${what} is ${utf8Bytes(key)} bytes, more than the limit of ${limits.maxKeyBytes}`);
+    throw new ApiError('too-large', `${what} is ${utf8Bytes(key)} bytes, more than the limit of ${limits.maxKeyBytes}`);
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f\ufffd]/.test(key))
-    throw new ApiError(grpc.status.INVALID_ARGUMENT, `${what} contains a control character or invalid UTF-8`);
+    throw new ApiError('invalid-argument', `${what} contains a control character or invalid UTF-8`);
   if (opts.write && key.startsWith(RESERVED_PREFIX))
+    throw new ApiError('reserved-key', `${what} '${key}' is under ${RESERVED_PREFIX}, which only Election and Lock may write`);
+}
+
+/**
+ * The target of a write: a key, or with `prefix` every key starting with it. A prefix
+ * reaches the reserved keys when it is itself under _leaderd/ or a beginning of it
+ * ('', '_', '_leader'): `Delete { key: "_", prefix: true }` would otherwise delete every
+ * election and lock key, and waiting campaigners would be granted while holders still run.
+ */
+export function checkWriteTarget(key: string, prefix: boolean, limits: Limits): void {
+  if (prefix && (RESERVED_PREFIX.startsWith(key) || key.startsWith(RESERVED_PREFIX)))
     throw new ApiError(
-      grpc.status.INVALID_ARGUMENT,
-      `${what} '${key}' is under ${RESERVED_PREFIX}, which only Election and Lock may write`,
+      'reserved-key',
+      `prefix '${key}' reaches the keys under ${RESERVED_PREFIX}, which only Election and Lock may write; use a longer prefix`,
     );
+  checkKey(key, limits, { write: true });
 }
 
 export function checkPrefix(prefix: string, limits: Limits): void {
@@ -64,35 +65,30 @@ export function checkPrefix(prefix: string, limits: Limits): void {
 
 export function checkValue(value: Uint8Array, limits: Limits): void {
   if (value.length > limits.maxValueBytes)
-    throw new ApiError(grpc.status.RESOURCE_EXHAUSTED, `value is ${value.length} bytes, more than the limit of ${limits.maxValueBytes}`);
+    throw new ApiError('too-large', `value is ${value.length} bytes, more than the limit of ${limits.maxValueBytes}`);
 }
 
 export function checkLeaseId(id: number, what = 'lease'): void {
-  if (!Number.isSafeInteger(id) || id < 0)
-    throw new ApiError(grpc.status.INVALID_ARGUMENT, `${what} must be a non-negative integer, got ${id}`);
+  if (!Number.isSafeInteger(id) || id < 0) throw new ApiError('invalid-argument', `${what} must be a non-negative integer, got ${id}`);
 }
 
 export function checkTtl(ttlMs: number, limits: Limits): void {
   if (!Number.isSafeInteger(ttlMs) || ttlMs < limits.minLeaseTtlMs || ttlMs > limits.maxLeaseTtlMs) {
-    throw new ApiError(
-      grpc.status.INVALID_ARGUMENT,
-      `ttl_ms must be from ${limits.minLeaseTtlMs} to ${limits.maxLeaseTtlMs}, got ${ttlMs}`,
-    );
+    throw new ApiError('invalid-argument', `ttl_ms must be from ${limits.minLeaseTtlMs} to ${limits.maxLeaseTtlMs}, got ${ttlMs}`);
   }
 }
 
 export function checkName(name: string, limits: Limits, what: string): void {
-  if (name === '') throw new ApiError(grpc.status.INVALID_ARGUMENT, `${what} name is empty`);
-  if (utf8Bytes(name) > limits.maxNameBytes)
-    throw new ApiError(grpc.status.RESOURCE_EXHAUSTED, `${what} name is longer than ${limits.maxNameBytes} bytes`);
+  if (name === '') throw new ApiError('invalid-argument', `${what} name is empty`);
+  if (utf8Bytes(name) > limits.maxNameBytes) throw new ApiError('too-large', `${what} name is longer than ${limits.maxNameBytes} bytes`);
   // eslint-disable-next-line no-control-regex
   if (/[/\u0000-\u001f\u007f\ufffd]/.test(name))
-    throw new ApiError(grpc.status.INVALID_ARGUMENT, `${what} name must not contain '/' or control characters`);
+    throw new ApiError('invalid-argument', `${what} name must not contain '/' or control characters`);
 }
 
 export function checkClientSeq(clientId: string, seq: number): void {
   if (clientId === '') return;
-  if (clientId.length > 128) throw new ApiError(grpc.status.INVALID_ARGUMENT, 'client_id is longer than 128 characters');
+  if (clientId.length > 128) throw new ApiError('invalid-argument', 'client_id is longer than 128 characters');
   if (!Number.isSafeInteger(seq) || seq < 1)
-    throw new ApiError(grpc.status.INVALID_ARGUMENT, `seq must be a positive integer when client_id is set, got ${seq}`);
+    throw new ApiError('invalid-argument', `seq must be a positive integer when client_id is set, got ${seq}`);
 }

@@ -12,6 +12,7 @@ import type { LeaderdNode, LeaderView } from './node.js';
 import type { CoordinationService } from './coordination.js';
 import { DEFAULT_LIMITS } from './limits.js';
 import { VERSION } from '../version.js';
+import { toStatus } from '../api/errors.js';
 
 const CLUSTER_SERVICE = 'leaderd.v1.Cluster';
 
@@ -19,22 +20,9 @@ function toLeaderInfo(l: LeaderView): LeaderInfo {
   return { leaderId: l.leaderId, leaderAddress: l.leaderAddress, term: l.term };
 }
 
-/** Map an error thrown by the node to a gRPC status, by its kind, never by its message. */
-export function statusFor(err: unknown): { code: grpc.status; details: string } {
-  const e = err as { kind?: string; message?: string };
-  const details = e?.message ?? String(err);
-  switch (e?.kind) {
-    case 'not-leader':
-      return { code: grpc.status.FAILED_PRECONDITION, details };
-    case 'invalid':
-    case 'not-in-config':
-      return { code: grpc.status.INVALID_ARGUMENT, details };
-    case 'transferring':
-    case 'unavailable':
-      return { code: grpc.status.UNAVAILABLE, details };
-    default:
-      return { code: grpc.status.INTERNAL, details };
-  }
+/** The gRPC status for an error thrown by the node: the one error contract (src/api/errors.ts). */
+export function statusFor(err: unknown): grpc.StatusObject {
+  return toStatus(err);
 }
 
 export class PublicServer {

@@ -3,6 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import { classify, toLeaderdError, type WriteOutcome } from '../../src/client/errors.js';
 import { LeaderdClient, LeaderdError } from '../../src/client/leaderd-client.js';
 import { failure, startFakeNode, type FakeNode } from './fake-server.js';
+import { ApiError, toStatus } from '../../src/api/errors.js';
 
 const S = grpc.status;
 
@@ -17,8 +18,11 @@ describe('retry classification', () => {
     [S.UNAVAILABLE, 'not-applied', undefined, false, 'unavailable', true],
     [S.DEADLINE_EXCEEDED, 'unknown', undefined, true, 'deadline', true],
     [S.DEADLINE_EXCEEDED, 'unknown', undefined, false, 'deadline', false],
-    [S.FAILED_PRECONDITION, 'not-applied', 'not-leader', true, 'not-leader', true],
-    [S.FAILED_PRECONDITION, 'unknown', 'not-leader', true, 'not-leader', true],
+    // What the server sends for not-leader (the error contract): UNAVAILABLE + label.
+    [S.UNAVAILABLE, 'not-applied', 'not-leader', true, 'not-leader', true],
+    [S.UNAVAILABLE, 'unknown', 'not-leader', true, 'not-leader', true],
+    [S.UNAVAILABLE, 'unknown', 'not-leader', false, 'not-leader', false],
+    [S.FAILED_PRECONDITION, 'not-applied', 'session-expired', true, 'session-expired', false],
     [S.FAILED_PRECONDITION, 'not-applied', undefined, true, 'failed-precondition', false],
     [S.FAILED_PRECONDITION, 'not-applied', 'lease-not-found', true, 'failed-precondition', false],
     [S.INVALID_ARGUMENT, 'not-applied', undefined, true, 'invalid-argument', false],
@@ -36,11 +40,9 @@ describe('retry classification', () => {
   });
 
   it('reads the outcome and error kind from trailing metadata, and assumes unknown for a write without one', () => {
-    const md = new grpc.Metadata();
-    md.set('leaderd-outcome', 'not-applied');
-    md.set('leaderd-error', 'not-leader');
-    const e = toLeaderdError({ code: S.FAILED_PRECONDITION, details: 'whatever the text says', metadata: md }, true, false);
-    expect(e).toMatchObject({ kind: 'not-leader', outcome: 'not-applied', retryable: true, code: S.FAILED_PRECONDITION });
+    const st = toStatus(new ApiError('not-leader', 'whatever the text says', 'not-applied'));
+    const e = toLeaderdError({ code: st.code, details: st.details, metadata: st.metadata }, true, false);
+    expect(e).toMatchObject({ kind: 'not-leader', outcome: 'not-applied', retryable: true, code: S.UNAVAILABLE });
     const lost = toLeaderdError({ code: S.UNAVAILABLE, details: 'Connection dropped', metadata: new grpc.Metadata() }, true, false);
     expect(lost).toMatchObject({ kind: 'unavailable', outcome: 'unknown', retryable: false });
   });
@@ -119,14 +121,14 @@ describe('LeaderdClient retries against real gRPC servers', () => {
     const follower = await node({
       Put: (_c: unknown, cb: grpc.sendUnaryData<object>) => {
         refusals++;
-        cb(failure(S.FAILED_PRECONDITION, 'not leader', { 'leaderd-outcome': 'not-applied', 'leaderd-error': 'not-leader' }));
+        cb(toStatus(new ApiError('not-leader', 'not leader', 'not-applied')));
       },
     });
     const leader = await node({
       Put: (call: grpc.ServerUnaryCall<PutReq, object>, cb: grpc.sendUnaryData<object>) => {
         if (call.request.key === 'bad') {
           invalids++;
-          cb(failure(S.INVALID_ARGUMENT, 'key too long', { 'leaderd-outcome': 'not-applied' }));
+          cb(toStatus(new ApiError('invalid-argument', 'key too long')));
         } else cb(null, { revision: 5 });
       },
     });
