@@ -23,6 +23,7 @@ import { GrpcTransport } from '../transport/grpc-transport.js';
 import { TickClock } from './tick-clock.js';
 import { sleepOn, systemClock } from './runtime-ports.js';
 import type { CancelTimer, RuntimeClock, RuntimeStorage, RuntimeTransport } from './runtime-ports.js';
+import type { NodeObserver } from './node-observer.js';
 
 /** What a replicated state machine must do. Calls are made in log order, one at a time. */
 export interface StateMachine {
@@ -92,6 +93,8 @@ export interface RuntimeOptions {
   readonly snapshotEntries?: number;
   /** Called once if the node hits an unrecoverable error (storage failure) and stopped. */
   readonly onFatal?: (err: Error) => void;
+  /** Told about every stage of the runtime's work (metrics, leadership history). */
+  readonly observer?: NodeObserver;
 }
 
 export interface NodeOptions extends RuntimeOptions {
@@ -167,6 +170,7 @@ export class LeaderdNode {
   // Two draws from the clock's seed source (62 random bits; deterministic in the simulator).
   private readonly bootId: string;
   private lastSnapshotIndex: number;
+  private readonly obs: NodeObserver | undefined;
 
   private constructor(
     private readonly opts: RuntimeOptions,
@@ -180,6 +184,7 @@ export class LeaderdNode {
     this.log = opts.logger;
     this.sm = opts.stateMachine ?? new NullStateMachine();
     this.bootId = `${time.randomSeed().toString(36)}.${time.randomSeed().toString(36)}`;
+    this.obs = opts.observer;
     const bootstrapConf = { voters: [...opts.peers.keys()], learners: [] };
     const initial = storage.initialState(bootstrapConf);
     if (initial.snapshot) this.sm.restore(initial.snapshot.data);
@@ -205,6 +210,7 @@ export class LeaderdNode {
     transport.onMessage((msg) => {
       if (this.stopped) return;
       this.clock.catchUp();
+      this.obs?.received(msg);
       const r = this.raft.step(msg);
       if (!r.ok) this.log.warn({ node: this.id, from: msg.from, type: msg.type, reason: r.reason }, 'peer message refused');
       this.afterInput();
@@ -380,6 +386,7 @@ export class LeaderdNode {
     const done = new Promise<{ index: number; result: unknown }>((resolve, reject) => {
       const w: ProposalWaiter = { term: r.term, resolve: (result) => resolve({ index: r.index, result }), reject };
       this.proposals.set(r.index, w);
+      this.obs?.proposed(r.index);
       signal?.addEventListener(
         'abort',
         () => {
@@ -503,11 +510,17 @@ export class LeaderdNode {
   }
 
   private async handleReady(rd: Ready): Promise<void> {
+    this.obs?.readyStarted(rd);
     if (rd.hardState || rd.entries.length > 0 || rd.snapshot) {
+      const t0 = this.time.now();
       await this.storage.persist({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot }, rd.mustSync);
+      this.obs?.persisted(rd, (this.time.now() - t0) / 1000);
     }
     if (this.stopped) return;
-    for (const m of rd.messages) this.transport.send(m);
+    for (const m of rd.messages) {
+      this.obs?.sent(m);
+      this.transport.send(m);
+    }
     if (rd.snapshot) {
       this.sm.restore(rd.snapshot.data);
       this.lastSnapshotIndex = rd.snapshot.meta.index;
@@ -550,7 +563,11 @@ export class LeaderdNode {
         w(r.index);
       }
     }
-    for (const ev of rd.events) this.logEvent(ev);
+    this.obs?.applied(rd);
+    for (const ev of rd.events) {
+      this.obs?.event(ev);
+      this.logEvent(ev);
+    }
     if (rd.entries.some((e) => e.type === 'conf') || rd.snapshot) this.updatePeers();
     if (rd.snapshot) this.appliedTo = Math.max(this.appliedTo, rd.snapshot.meta.index);
     if (last > 0) this.appliedTo = Math.max(this.appliedTo, last);
@@ -559,8 +576,12 @@ export class LeaderdNode {
 
   private async maybeSnapshot(applied: number): Promise<void> {
     if (applied - this.lastSnapshotIndex < (this.opts.snapshotEntries ?? 10_000)) return;
+    const t0 = this.time.now();
     const snapshot = this.raft.compact(applied, this.sm.snapshot());
-    if (snapshot) await this.storage.compact(snapshot);
+    if (snapshot) {
+      await this.storage.compact(snapshot);
+      this.obs?.snapshotTaken(snapshot.data.byteLength, (this.time.now() - t0) / 1000);
+    }
     this.lastSnapshotIndex = applied;
   }
 
@@ -626,6 +647,7 @@ export class LeaderdNode {
     const prev = this.lastSoft;
     if (soft.role === prev.role && soft.leaderId === prev.leaderId && soft.term === prev.term && soft.learner === prev.learner) return;
     this.lastSoft = soft;
+    this.obs?.softStateChanged(prev, soft);
     if (prev.role === 'leader' && soft.role !== 'leader' && this.proposals.size > 0) {
       // Our entries may still commit under the next leader, or be replaced: unknown.
       for (const w of this.proposals.values())
