@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { ClusterClient, type NodeStatus } from '../client/cluster-client.js';
 import { UsageError } from './usage.js';
 import { table } from './client-commands.js';
-import { LOCAL_MAX_NODES, localClientAddress, localPeerAddress } from './local-ports.js';
+import { LOCAL_MAX_NODES, localClientAddress, localMetricsAddress, localPeerAddress } from './local-ports.js';
 
 export interface LocalFlags {
   nodes?: string;
@@ -14,6 +14,7 @@ export interface LocalFlags {
   heartbeatMs?: string;
   electionTimeoutMs?: string;
   view?: boolean;
+  metrics?: boolean;
 }
 
 interface Child {
@@ -57,6 +58,7 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
       '--cluster-id',
       'local',
     ];
+    if (flags.metrics !== false) args.push('--listen-metrics', localMetricsAddress(i));
     if (flags.heartbeatMs) args.push('--heartbeat-ms', flags.heartbeatMs);
     if (flags.electionTimeoutMs) args.push('--election-timeout-ms', flags.electionTimeoutMs);
     // Own process group: a terminal's Ctrl-C reaches only this process, which then stops
@@ -70,8 +72,12 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
     children.push(child);
   }
   const endpoints = children.map((c) => c.client).join(',');
+  const metricsUrls =
+    flags.metrics === false
+      ? ''
+      : `  metrics:          ${children.map((_, i) => `http://${localMetricsAddress(i + 1)}/metrics`).join(' ')}\n`;
   process.stdout.write(
-    `${BOLD}leaderd local: ${n} nodes${RESET}\n  client endpoints: ${endpoints}\n  data and logs:    ${base}\n  try: leaderd status --endpoints ${endpoints}\n  Ctrl-C stops every node.\n\n`,
+    `${BOLD}leaderd local: ${n} nodes${RESET}\n  client endpoints: ${endpoints}\n${metricsUrls}  data and logs:    ${base}\n  try: leaderd status --endpoints ${endpoints}\n  Ctrl-C stops every node.\n\n`,
   );
 
   const client = new ClusterClient(

@@ -32,6 +32,7 @@ program
   .option('--heartbeat-ms <ms>', `leader heartbeat interval (default: ${DEFAULTS['heartbeat-ms']})`)
   .option('--election-timeout-ms <ms>', `minimum election timeout, randomized up to 2x (default: ${DEFAULTS['election-timeout-ms']})`)
   .option('--log-level <level>', `fatal, error, warn, info, debug, trace or silent (default: ${DEFAULTS['log-level']})`)
+  .option('--listen-metrics <host:port>', 'serve Prometheus /metrics, /healthz and /readyz over HTTP here (default: off)')
   .action(async (o: Record<string, string | undefined>) => {
     const flags: Record<string, string> = {};
     const map: Record<string, string> = {
@@ -46,6 +47,7 @@ program
       heartbeatMs: 'heartbeat-ms',
       electionTimeoutMs: 'election-timeout-ms',
       logLevel: 'log-level',
+      listenMetrics: 'listen-metrics',
     };
     for (const [k, name] of Object.entries(map)) if (o[k] !== undefined) flags[name] = o[k]!;
     await (await start()).runStart({ ...flags, ...(o.config ? { config: o.config } : {}) });
@@ -58,6 +60,7 @@ program
   .option('--data-dir <dir>', 'where the nodes keep their data and logs', 'data')
   .option('--heartbeat-ms <ms>', 'passed to every node')
   .option('--election-timeout-ms <ms>', 'passed to every node')
+  .option('--no-metrics', 'do not give each node a metrics listener (default: node i serves /metrics on 127.0.0.1:7200+i)')
   .option('--no-view', 'print leadership changes as lines instead of a live table')
   .action(async (o) => (await local()).runLocal(o));
 

@@ -10,6 +10,9 @@ import { readConfigFile, resolveStartConfig, type RawSettings } from '../server/
 import { StorageRefusedError } from '../storage/errors.js';
 import { createLogger } from './logger.js';
 import { EXIT_OK, EXIT_REFUSED, EXIT_RUNTIME } from './usage.js';
+import { NodeMetrics } from '../server/metrics.js';
+import { HttpListener } from '../server/http-listener.js';
+import { addOperatorRoutes } from '../server/health.js';
 
 export async function runStart(flags: RawSettings & { config?: string }): Promise<void> {
   const { config: configPath, ...settings } = flags;
@@ -22,6 +25,7 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
   });
   let node: LeaderdNode;
   const store = new KvStore();
+  const metrics = cfg.listenMetrics ? new NodeMetrics({ nodeId: cfg.id, heartbeatMs: cfg.heartbeatMs }) : null;
   try {
     node = await LeaderdNode.start({
       id: cfg.id,
@@ -36,6 +40,7 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
       logger: log,
       stateMachine: store,
       onFatal: () => process.exit(EXIT_RUNTIME),
+      ...(metrics ? { observer: metrics } : {}),
     });
   } catch (err) {
     if (err instanceof StorageRefusedError) {
@@ -59,6 +64,20 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
     await node.stop({ transfer: false });
     throw err;
   }
+  let http: HttpListener | null = null;
+  if (metrics && cfg.listenMetrics) {
+    metrics.attach({ status: () => node.status(), counts: () => store.counts() });
+    http = new HttpListener(log);
+    addOperatorRoutes(http, { status: () => node.status(), metrics });
+    try {
+      const port = await http.listen(cfg.listenMetrics);
+      log.info({ node: cfg.id, metrics: cfg.listenMetrics, port }, 'metrics listening (/metrics, /healthz, /readyz)');
+    } catch (err) {
+      await node.stop({ transfer: false });
+      await server.close();
+      throw err;
+    }
+  }
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) {
@@ -70,6 +89,7 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
     void (async () => {
       await node.stop(); // a leader hands over first
       await server.close();
+      await http?.close();
       process.exit(EXIT_OK);
     })();
   };

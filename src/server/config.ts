@@ -20,6 +20,8 @@ export interface StartConfig {
   readonly heartbeatMs: number;
   readonly electionTimeoutMs: number;
   readonly logLevel: string;
+  /** host:port of the operator HTTP listener (/metrics, /healthz, /readyz); none when unset. */
+  readonly listenMetrics: string | null;
 }
 
 /** The settings a flag or config file key may carry; keys are the flag names without "--". */
@@ -35,6 +37,7 @@ export const SETTINGS = [
   'heartbeat-ms',
   'election-timeout-ms',
   'log-level',
+  'listen-metrics',
 ] as const;
 export type SettingName = (typeof SETTINGS)[number];
 export type RawSettings = Partial<Record<SettingName, string | number>>;
@@ -152,6 +155,10 @@ export function resolveStartConfig(flags: RawSettings, file: RawSettings = {}): 
   const logLevel = get('log-level')!;
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got '${logLevel}'`);
   const dataDir = get('data-dir') ?? `data/${id}`;
+  const metricsRaw = get('listen-metrics');
+  const listenMetrics = metricsRaw === undefined || metricsRaw === '' ? null : parseAddress(metricsRaw, '--listen-metrics');
+  if (listenMetrics !== null && (listenMetrics === listenPeer || listenMetrics === listenClient))
+    throw new ConfigError('--listen-metrics must differ from --listen-peer and --listen-client');
   return {
     id,
     dataDir,
@@ -164,5 +171,6 @@ export function resolveStartConfig(flags: RawSettings, file: RawSettings = {}): 
     heartbeatMs,
     electionTimeoutMs,
     logLevel,
+    listenMetrics,
   };
 }

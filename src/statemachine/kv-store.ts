@@ -348,6 +348,11 @@ export class KvStore {
     return { backlog, cancel: () => this.revisionListeners.delete(listener) };
   }
 
+  /** Sizes an operator watches (metrics): keys, live leases, client sessions, revision subscribers (watch streams). */
+  counts(): { keys: number; leases: number; sessions: number; watchers: number } {
+    return { keys: this.kvs.size, leases: this.leases.size, sessions: this.sessions.size, watchers: this.revisionListeners.size };
+  }
+
   onLeaseChange(listener: LeaseListener): () => void {
     this.leaseListeners.add(listener);
     return () => this.leaseListeners.delete(listener);

@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { localClientAddress, localPeerAddress } from '../../src/cli/local-ports.js';
+import { localClientAddress, localMetricsAddress, localPeerAddress } from '../../src/cli/local-ports.js';
 import type { LeaderInfo } from '../../src/client/cluster-client.js';
 import { CLI, LocalCluster, exitOf, freePort, lines, runCli, sleep, waitFor } from './cluster.js';
 
@@ -82,7 +82,7 @@ function watchStdout(proc: ChildProcess): { text: () => string; waitFor: (re: Re
 describe('leaderd local', () => {
   it('runs a 3-node cluster that `leaderd status` sees, and on SIGINT exits 0 leaving no node process behind', async () => {
     const ids = ['n1', 'n2', 'n3'];
-    const addresses = ids.flatMap((_, i) => [localClientAddress(i + 1), localPeerAddress(i + 1)]);
+    const addresses = ids.flatMap((_, i) => [localClientAddress(i + 1), localPeerAddress(i + 1), localMetricsAddress(i + 1)]);
     const busy = [];
     for (const a of addresses) if (!(await portFree(a))) busy.push(a);
     if (busy.length > 0)
@@ -131,6 +131,14 @@ describe('leaderd local', () => {
     console.log(
       `[e2e] leaderd local: first leader ${leaderId} (term ${term}); status: ${rows.map((r) => `${r.nodeId}=${r.role}`).join(' ')}`,
     );
+
+    // Each node serves its metrics listener on the address `leaderd local` printed.
+    for (const [i, id] of ids.entries()) {
+      const url = `http://${localMetricsAddress(i + 1)}`;
+      expect(out.text()).toContain(`${url}/metrics`);
+      const metrics = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+      expect(metrics).toContain(`leaderd_term{node="${id}"}`);
+    }
 
     const childPids = pidsInLogs(dir, ids);
     for (const id of ids) expect(childPids.get(id), `pid of ${id} in ${id}.log`).toHaveLength(1);

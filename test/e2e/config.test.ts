@@ -55,6 +55,11 @@ describe('bad flags and configuration: exit code 2, one line on stderr naming th
       args: () => ['--id', 'n1', '--heartbeat-ms', '200', '--election-timeout-ms', '500'],
       stderr: /--election-timeout-ms \(500\) must be at least 3x --heartbeat-ms \(200\)/,
     },
+    {
+      name: 'bad --listen-metrics',
+      args: () => ['--id', 'n1', '--listen-metrics', '9090'],
+      stderr: /--listen-metrics must be host:port, got '9090'/,
+    },
     { name: 'bad --log-level', args: () => ['--id', 'n1', '--log-level', 'loud'], stderr: /--log-level must be one of .*got 'loud'/ },
     {
       name: 'config file that is not JSON',
