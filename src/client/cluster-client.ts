@@ -7,6 +7,7 @@ import type { LeaderInfo__Output } from '../gen/leaderd/v1/LeaderInfo.js';
 import type { NodeStatus__Output } from '../gen/leaderd/v1/NodeStatus.js';
 import type { Member__Output } from '../gen/leaderd/v1/Member.js';
 import { loadPublicApi } from '../transport/protos.js';
+import { sleep } from './backoff.js';
 
 export type LeaderInfo = LeaderInfo__Output & { readonly endpoint: string };
 export type NodeStatus = NodeStatus__Output;
@@ -132,10 +133,7 @@ export class ClusterClient {
       i++;
       failures++;
       const backoff = Math.min(1000, 50 * 2 ** Math.min(failures, 5));
-      await new Promise<void>((r) => {
-        const t = setTimeout(r, backoff);
-        signal.addEventListener('abort', () => (clearTimeout(t), r()), { once: true });
-      });
+      await sleep(backoff, signal);
     }
   }
 

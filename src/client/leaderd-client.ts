@@ -526,15 +526,20 @@ export class LeaderdClient {
   /**
    * The current leader, then every change. When a stream breaks it continues on another
    * endpoint; a value equal to the last one yielded (same leader and term) is skipped.
-   * Ends when `signal` aborts or the client closes.
+   * Ends when `signal` aborts or the client closes. `onRetry` hears of each broken or
+   * refused stream (so a CLI can say the cluster is down rather than print nothing).
    */
-  async *watchLeader(signal?: AbortSignal): AsyncGenerator<LeaderInfo> {
+  async *watchLeader(
+    signal?: AbortSignal,
+    opts: { onRetry?: (err: LeaderdError, delayMs: number) => void } = {},
+  ): AsyncGenerator<LeaderInfo> {
     const sig = this.linked(signal);
     let last: string | undefined;
     let failures = 0;
     let avoid: string | undefined;
     while (!sig.aborted) {
       const endpoint = this.roundRobin(avoid);
+      let failed: LeaderdError | undefined;
       try {
         for await (const l of this.serverStream<LeaderInfo__Output>(endpoint, (s) => s.cluster.WatchLeader({}), sig)) {
           failures = 0;
@@ -548,10 +553,13 @@ export class LeaderdClient {
         if (sig.aborted) return;
         const e = toLeaderdError(err, false, true, endpoint);
         if (!e.retryable && e.kind !== 'internal' && e.kind !== 'cancelled') throw e;
+        failed = e;
       }
       if (sig.aborted) return;
       avoid = endpoint;
-      await sleep(backoffDelay(failures++, this.backoffOpts, this.random), sig);
+      const delay = backoffDelay(failures++, this.backoffOpts, this.random);
+      if (failed) opts.onRetry?.(failed, delay);
+      await sleep(delay, sig);
     }
   }
 
