@@ -1,127 +1,119 @@
-// The client subcommands: leader, status, watch, members, transfer.
-import { ClusterClient, type LeaderInfo, type NodeStatus } from '../client/cluster-client.js';
-import { parseAddress } from '../server/config.js';
-import { UsageError } from './usage.js';
-import { LOCAL_CLIENT_ENDPOINTS } from './local-ports.js';
+// The cluster commands: leader, status, watch (leadership), members, transfer, health.
+import type { LeaderdError, LeaderInfo, NodeStatus } from '../client/leaderd-client.js';
+import { CliError, EXIT_RUNTIME, EXIT_UNAVAILABLE } from './usage.js';
+import { describeFailure, makeClient, out, parseTimeout, table, withClient, type ClientFlags } from './client-context.js';
 
-export interface ClientFlags {
-  endpoints?: string;
-  json?: boolean;
-  timeoutMs?: string;
-}
+export { parseEndpoints, table } from './client-context.js';
+export type { ClientFlags } from './client-context.js';
 
-export function parseEndpoints(value: string | undefined): string[] {
-  if (value === undefined) return LOCAL_CLIENT_ENDPOINTS;
-  const list = value
-    .split(',')
-    .map((e) => e.trim())
-    .filter((e) => e !== '');
-  if (list.length === 0) throw new UsageError('--endpoints is empty');
-  try {
-    return list.map((e) => parseAddress(e, '--endpoints entry'));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-}
-
-function makeClient(flags: ClientFlags): ClusterClient {
-  let timeoutMs = 2000;
-  if (flags.timeoutMs !== undefined) {
-    timeoutMs = Number(flags.timeoutMs);
-    if (!Number.isInteger(timeoutMs) || timeoutMs < 1)
-      throw new UsageError(`--timeout-ms must be a positive whole number, got '${flags.timeoutMs}'`);
-  }
-  return new ClusterClient(parseEndpoints(flags.endpoints), { timeoutMs });
-}
-
-function out(line: string): void {
-  process.stdout.write(line + '\n');
-}
-
-function describeLeader(l: LeaderInfo): string {
+function describeLeader(l: { leaderId: string; leaderAddress: string; term: number }): string {
   return l.leaderId === '' ? `no leader (term ${l.term})` : `${l.leaderId} ${l.leaderAddress} term ${l.term}`;
 }
 
-export function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows
-    .map((r) =>
-      r
-        .map((c, i) => c.padEnd(widths[i]!))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n');
+function leaderJson(l: LeaderInfo): string {
+  return JSON.stringify({ leaderId: l.leaderId, leaderAddress: l.leaderAddress, term: l.term });
 }
 
 export async function runLeader(flags: ClientFlags): Promise<void> {
-  const c = makeClient(flags);
+  await withClient(flags, async (c) => {
+    const l = await c.leader();
+    out(flags.json ? leaderJson(l) : describeLeader(l));
+  });
+}
+
+type Probe = { address: string; status: NodeStatus; error?: undefined } | { address: string; status?: undefined; error: string };
+
+/** Every member the cluster knows of plus every endpoint given, each asked for its own status. */
+async function probeAll(flags: ClientFlags): Promise<Probe[]> {
+  const timeoutMs = parseTimeout(flags);
+  const c = makeClient({ ...flags, timeoutMs: String(Math.min(timeoutMs, 2000)) });
   try {
-    const l = await c.getLeader();
-    out(flags.json ? JSON.stringify({ leaderId: l.leaderId, leaderAddress: l.leaderAddress, term: l.term }) : describeLeader(l));
+    let addresses = [...c.endpoints];
+    try {
+      const members = await c.members();
+      const known = members.map((m) => m.clientAddress).filter((a) => a !== '');
+      addresses = [...new Set([...known, ...(flags.endpoints || process.env.LEADERD_ENDPOINTS ? c.endpoints : [])])];
+    } catch {
+      // no endpoint answered: report each as unreachable below
+    }
+    return await Promise.all(
+      addresses.map(async (a): Promise<Probe> => {
+        try {
+          return { address: a, status: await c.status(a) };
+        } catch (err) {
+          return { address: a, error: await describeFailure(err, a, Math.min(timeoutMs, 2000)) };
+        }
+      }),
+    );
   } finally {
     c.close();
   }
 }
 
 export async function runStatus(flags: ClientFlags): Promise<void> {
-  const c = makeClient(flags);
-  try {
-    // Every member the cluster knows of, plus any endpoint given that is not one.
-    let addresses = [...c.endpoints];
-    try {
-      const members = await c.listMembers();
-      const known = members.map((m) => m.clientAddress).filter((a) => a !== '');
-      addresses = [...new Set([...known, ...(flags.endpoints ? c.endpoints : [])])];
-    } catch {
-      // no endpoint answered: report each as unreachable below
+  const results = await probeAll(flags);
+  if (flags.json) {
+    out(JSON.stringify(results.map((r) => (r.status ? { address: r.address, ...r.status } : { address: r.address, error: r.error }))));
+  } else {
+    const rows = [['ID', 'ADDRESS', 'ROLE', 'TERM', 'LEADER', 'COMMIT', 'APPLIED', 'LAST', 'LEASE', 'VERSION']];
+    for (const r of results) {
+      const s = r.status;
+      if (s)
+        rows.push([
+          s.nodeId,
+          r.address,
+          s.role,
+          String(s.term),
+          s.leaderId || '-',
+          String(s.commitIndex),
+          String(s.appliedIndex),
+          String(s.lastLogIndex),
+          s.leaseValid ? 'valid' : '-',
+          s.version || '-',
+        ]);
+      else rows.push(['?', r.address, 'unreachable', '', '', '', '', '', '', '']);
     }
-    type Result = { address: string; status: NodeStatus; error?: undefined } | { address: string; status?: undefined; error: string };
-    const results = await Promise.all(
-      addresses.map(async (a): Promise<Result> => {
-        try {
-          return { address: a, status: await c.getStatus(a) };
-        } catch (err) {
-          return { address: a, error: (err as { details?: string }).details || (err as Error).message };
-        }
-      }),
-    );
-    const reachable = results.filter((r) => r.status !== undefined);
-    if (flags.json) {
-      out(JSON.stringify(results.map((r) => (r.status ? { address: r.address, ...r.status } : { address: r.address, error: r.error }))));
-    } else {
-      const rows = [['ID', 'ADDRESS', 'ROLE', 'TERM', 'LEADER', 'COMMIT', 'APPLIED', 'LAST', 'LEASE', 'VERSION']];
-      for (const r of results) {
-        const s = r.status;
-        if (s) {
-          rows.push([
-            s.nodeId,
-            r.address,
-            s.role,
-            String(s.term),
-            s.leaderId || '-',
-            String(s.commitIndex),
-            String(s.appliedIndex),
-            String(s.lastLogIndex),
-            s.leaseValid ? 'valid' : '-',
-            s.version || '-',
-          ]);
-        } else {
-          rows.push(['?', r.address, 'unreachable', '', '', '', '', '', '', '']);
-        }
-      }
-      out(table(rows));
-    }
-    if (reachable.length === 0) throw new Error('no endpoint answered');
-  } finally {
-    c.close();
+    out(table(rows));
   }
+  const down = results.filter((r) => r.status === undefined);
+  if (down.length === results.length)
+    throw new CliError(['no endpoint answered', ...down.map((r) => `${r.address}: ${r.error}`)], EXIT_UNAVAILABLE);
+}
+
+/**
+ * Like `etcdctl endpoint health`: every member (and endpoint given) is healthy when it
+ * answers and sees a leader; the exit code is non-zero when any one is not.
+ */
+export async function runHealth(flags: ClientFlags): Promise<void> {
+  const results = await probeAll(flags);
+  const verdicts = results.map((r) => {
+    if (!r.status) return { address: r.address, healthy: false, id: '?', reason: r.error };
+    if (r.status.leaderId === '')
+      return { address: r.address, healthy: false, id: r.status.nodeId, reason: `no leader known (term ${r.status.term})` };
+    return {
+      address: r.address,
+      healthy: true,
+      id: r.status.nodeId,
+      reason: `${r.status.role}, leader ${r.status.leaderId}, term ${r.status.term}`,
+    };
+  });
+  if (flags.json) out(JSON.stringify(verdicts));
+  else
+    out(
+      table([
+        ['ID', 'ADDRESS', 'HEALTH', 'DETAIL'],
+        ...verdicts.map((v) => [v.id, v.address, v.healthy ? 'healthy' : 'UNHEALTHY', v.reason]),
+      ]),
+    );
+  const bad = verdicts.filter((v) => !v.healthy);
+  const why = bad.map((b) => `${b.address}: ${b.reason}`);
+  if (bad.length === verdicts.length) throw new CliError([`no endpoint is healthy (${bad.length} checked)`, ...why], EXIT_UNAVAILABLE);
+  if (bad.length > 0) throw new CliError([`${bad.length} of ${verdicts.length} endpoints unhealthy`, ...why], EXIT_RUNTIME);
 }
 
 export async function runMembers(flags: ClientFlags): Promise<void> {
-  const c = makeClient(flags);
-  try {
-    const members = await c.listMembers();
+  await withClient(flags, async (c) => {
+    const members = await c.members();
     if (flags.json) out(JSON.stringify(members));
     else
       out(
@@ -130,35 +122,44 @@ export async function runMembers(flags: ClientFlags): Promise<void> {
           ...members.map((m) => [m.id, m.peerAddress, m.clientAddress || '-', m.learner ? 'yes' : 'no']),
         ]),
       );
-  } finally {
-    c.close();
-  }
+  });
 }
 
 export async function runTransfer(flags: ClientFlags & { to?: string }): Promise<void> {
-  const c = makeClient(flags);
-  try {
+  await withClient(flags, async (c) => {
+    if (flags.to !== undefined) {
+      // The node would accept a transfer to itself and wait out its timeout; say it at once.
+      const now = await c.leader();
+      if (now.leaderId === flags.to) {
+        if (flags.json) out(JSON.stringify({ ...JSON.parse(leaderJson(now)), transferred: false }));
+        else out(`${flags.to} already leads (term ${now.term}): nothing to transfer`);
+        return;
+      }
+    }
     const l = await c.transferLeader(flags.to ?? '');
-    out(
-      flags.json
-        ? JSON.stringify({ leaderId: l.leaderId, leaderAddress: l.leaderAddress, term: l.term })
-        : `leader is now ${describeLeader(l)}`,
-    );
-  } finally {
-    c.close();
-  }
+    out(flags.json ? leaderJson(l) : `leader is now ${describeLeader(l)}`);
+  });
 }
 
 /** Stream leadership changes until interrupted (Ctrl-C) or `signal` aborts. */
 export async function runWatch(flags: ClientFlags, signal?: AbortSignal): Promise<void> {
   const c = makeClient(flags);
+  const attemptMs = Math.max(100, Math.min(2000, Math.floor(parseTimeout(flags) / 2)));
   const ac = new AbortController();
   const stop = () => ac.abort();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
-  signal?.addEventListener('abort', stop);
+  signal?.addEventListener('abort', stop, { once: true });
   try {
-    for await (const l of c.watchLeader(ac.signal)) {
+    // One line per failed attempt (at most one a second once the backoff reaches its cap),
+    // so a cluster that is down is said to be down instead of a silent wait.
+    const onRetry = (err: LeaderdError, delayMs: number) => {
+      const endpoint = err.endpoint ?? '?';
+      void describeFailure(err, endpoint, attemptMs).then((why) =>
+        process.stderr.write(`leaderd: watch: ${endpoint}: ${why}; retrying in ${(delayMs / 1000).toFixed(1)} s\n`),
+      );
+    };
+    for await (const l of c.watchLeader(ac.signal, { onRetry })) {
       const at = new Date().toISOString();
       if (flags.json) out(JSON.stringify({ at, leaderId: l.leaderId, leaderAddress: l.leaderAddress, term: l.term, via: l.endpoint }));
       else out(`${at}  ${describeLeader(l)}  (via ${l.endpoint})`);
@@ -166,6 +167,7 @@ export async function runWatch(flags: ClientFlags, signal?: AbortSignal): Promis
   } finally {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
+    signal?.removeEventListener('abort', stop);
     c.close();
   }
 }

@@ -3,14 +3,23 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync, closeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { ClusterClient, type NodeStatus } from '../client/cluster-client.js';
-import { UsageError } from './usage.js';
-import { table } from './client-commands.js';
-import { LOCAL_MAX_NODES, localClientAddress, localMetricsAddress, localPeerAddress } from './local-ports.js';
+import { LeaderdClient, type NodeStatus } from '../client/leaderd-client.js';
+import { CliError, EXIT_RUNTIME, UsageError } from './usage.js';
+import { table } from './client-context.js';
+import { ENDPOINTS_ENV } from './client-defaults.js';
+import {
+  LOCAL_DEFAULT_BASE_PORT,
+  LOCAL_MAX_NODES,
+  bindProblem,
+  localClientAddress,
+  localMetricsAddress,
+  localPeerAddress,
+} from './local-ports.js';
 
 export interface LocalFlags {
   nodes?: string;
   dataDir?: string;
+  basePort?: string;
   heartbeatMs?: string;
   electionTimeoutMs?: string;
   view?: boolean;
@@ -24,18 +33,36 @@ interface Child {
   exited: string | null;
 }
 
-const BOLD = '\x1b[1m';
-const YELLOW = '\x1b[33m';
-const GREEN = '\x1b[32m';
-const RESET = '\x1b[0m';
+/** Colour only on a terminal, and never when NO_COLOR is set to anything but '' (no-color.org). */
+export function useColour(stream: { isTTY?: boolean }, env: NodeJS.ProcessEnv = process.env): boolean {
+  return stream.isTTY === true && (env.NO_COLOR === undefined || env.NO_COLOR === '');
+}
 
 export async function runLocal(flags: LocalFlags): Promise<void> {
   const n = Number(flags.nodes ?? '3');
   if (!Number.isInteger(n) || n < 1 || n > LOCAL_MAX_NODES)
     throw new UsageError(`--nodes must be a whole number from 1 to ${LOCAL_MAX_NODES}, got '${flags.nodes}'`);
+  const port = Number(flags.basePort ?? LOCAL_DEFAULT_BASE_PORT);
+  if (!Number.isInteger(port) || port < 1 || port + 200 + n > 65535)
+    throw new UsageError(`--base-port must be a whole number from 1 to ${65535 - 200 - n}, got '${flags.basePort}'`);
+  // A busy port would otherwise surface as a node that exits at once, its reason in its log.
+  for (let i = 1; i <= n; i++) {
+    const metrics = flags.metrics === false ? [] : [localMetricsAddress(i, port)];
+    for (const a of [localClientAddress(i, port), localPeerAddress(i, port), ...metrics]) {
+      const problem = await bindProblem(a);
+      if (problem === 'EADDRINUSE')
+        throw new CliError(
+          [`--base-port ${port}: ${a} is already in use (another leaderd local or npm start?); stop it or choose another --base-port`],
+          EXIT_RUNTIME,
+        );
+      if (problem !== null) throw new CliError([`--base-port ${port}: cannot listen on ${a} (${problem})`], EXIT_RUNTIME);
+    }
+  }
+  const colour = useColour(process.stdout);
+  const [BOLD, YELLOW, GREEN, RESET] = colour ? ['\x1b[1m', '\x1b[33m', '\x1b[32m', '\x1b[0m'] : ['', '', '', ''];
   const base = resolve(flags.dataDir ?? 'data');
   mkdirSync(base, { recursive: true });
-  const peers = Array.from({ length: n }, (_, i) => `n${i + 1}=${localPeerAddress(i + 1)}`).join(',');
+  const peers = Array.from({ length: n }, (_, i) => `n${i + 1}=${localPeerAddress(i + 1, port)}`).join(',');
   const script = process.argv[1]!;
   const children: Child[] = [];
   for (let i = 1; i <= n; i++) {
@@ -50,22 +77,22 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
       '--data-dir',
       join(base, id),
       '--listen-peer',
-      localPeerAddress(i),
+      localPeerAddress(i, port),
       '--listen-client',
-      localClientAddress(i),
+      localClientAddress(i, port),
       '--peers',
       peers,
       '--cluster-id',
       'local',
     ];
-    if (flags.metrics !== false) args.push('--listen-metrics', localMetricsAddress(i));
+    if (flags.metrics !== false) args.push('--listen-metrics', localMetricsAddress(i, port));
     if (flags.heartbeatMs) args.push('--heartbeat-ms', flags.heartbeatMs);
     if (flags.electionTimeoutMs) args.push('--election-timeout-ms', flags.electionTimeoutMs);
     // Own process group: a terminal's Ctrl-C reaches only this process, which then stops
     // each node once, cleanly (a node treats a second signal as "exit now").
     const proc = spawn(process.execPath, args, { stdio: ['ignore', fd, fd], detached: true });
     closeSync(fd);
-    const child: Child = { id, client: localClientAddress(i), proc, exited: null };
+    const child: Child = { id, client: localClientAddress(i, port), proc, exited: null };
     proc.on('exit', (code, signal) => {
       child.exited = signal ? `killed by ${signal}` : `exited with code ${code}`;
     });
@@ -75,15 +102,14 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
   const metricsUrls =
     flags.metrics === false
       ? ''
-      : `  metrics:          ${children.map((_, i) => `http://${localMetricsAddress(i + 1)}/metrics`).join(' ')}\n`;
+      : `  metrics:          ${children.map((_, i) => `http://${localMetricsAddress(i + 1, port)}/metrics`).join(' ')}\n`;
   process.stdout.write(
-    `${BOLD}leaderd local: ${n} nodes${RESET}\n  client endpoints: ${endpoints}\n${metricsUrls}  data and logs:    ${base}\n  try: leaderd status --endpoints ${endpoints}\n  Ctrl-C stops every node.\n\n`,
+    `${BOLD}leaderd local: ${n} nodes${RESET}\n  client endpoints: ${endpoints}\n${metricsUrls}  data and logs:    ${base}\n` +
+      (port === LOCAL_DEFAULT_BASE_PORT ? `  try: leaderd status\n` : `  try: export ${ENDPOINTS_ENV}=${endpoints}; leaderd status\n`) +
+      `  Ctrl-C stops every node.\n\n`,
   );
 
-  const client = new ClusterClient(
-    children.map((c) => c.client),
-    { timeoutMs: 500 },
-  );
+  const client = new LeaderdClient({ endpoints: children.map((c) => c.client), timeoutMs: 500 });
   const events: string[] = [];
   let lastLeader = '';
   let stopping = false;
@@ -94,7 +120,7 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
       children.map(async (c): Promise<NodeStatus | null> => {
         if (c.exited) return null;
         try {
-          return await client.getStatus(c.client);
+          return await client.status(c.client);
         } catch {
           return null;
         }

@@ -4,6 +4,7 @@ import { Command, Option } from 'commander';
 import { DEFAULTS } from '../server/config.js';
 import { EXIT_OK, reportError } from './usage.js';
 import { VERSION } from '../version.js';
+import { DEFAULT_TIMEOUT_MS, ENDPOINTS_ENV } from './client-defaults.js';
 // Each subcommand loads only what it needs: a client command does not pay for LevelDB,
 // pino or the node runtime.
 const start = () => import('./start.js');
@@ -14,8 +15,21 @@ const program = new Command('leaderd')
   .description('Leader election and coordination: Raft over gRPC with a LevelDB log')
   .version(VERSION, '-V, --version', 'print the leaderd version')
   .exitOverride()
-  .showSuggestionAfterError(false)
-  .configureOutput({ writeErr: () => {}, outputError: () => {} });
+  .showSuggestionAfterError(true)
+  // Errors are printed by reportError (one line); help asked for goes to stdout, help
+  // shown because no command was given goes to stderr.
+  .configureOutput({ writeErr: (s) => process.stderr.write(s), outputError: () => {} })
+  .addHelpText(
+    'after',
+    `
+Examples:
+  leaderd local                          a 3-node cluster on this machine (client ports 7001-7003)
+  leaderd status                         every member's role, term and log indexes
+  leaderd transfer --to n2               switchover: hand leadership to n2
+
+Client commands talk to --endpoints, else $LEADERD_ENDPOINTS, else 127.0.0.1:7001-7005.
+Exit codes: 0 ok, 1 failed, 2 bad usage or input, 3 cluster unreachable or without a leader.`,
+  );
 
 program
   .command('start')
@@ -58,6 +72,7 @@ program
   .description('run a whole cluster on this machine (one process per node) with a live view')
   .option('--nodes <n>', 'number of nodes, 1 to 5', '3')
   .option('--data-dir <dir>', 'where the nodes keep their data and logs', 'data')
+  .option('--base-port <port>', 'node i listens for clients on base+i, peers on base+100+i, metrics on base+200+i', '7000')
   .option('--heartbeat-ms <ms>', 'passed to every node')
   .option('--election-timeout-ms <ms>', 'passed to every node')
   .option('--no-metrics', 'do not give each node a metrics listener (default: node i serves /metrics on 127.0.0.1:7200+i)')
@@ -66,9 +81,11 @@ program
 
 const clientOptions = (c: Command) =>
   c
-    .option('--endpoints <list>', "client addresses host:port,... (default: the local cluster's)")
+    .option('--endpoints <list>', `client addresses host:port,... (default: $${ENDPOINTS_ENV}, else the local cluster's)`)
     .option('--json', 'machine-readable output')
-    .addOption(new Option('--timeout-ms <ms>', 'deadline per call and endpoint').default('2000'));
+    .addOption(
+      new Option('--timeout-ms <ms>', 'deadline of each call, retries on other endpoints included').default(String(DEFAULT_TIMEOUT_MS)),
+    );
 
 clientOptions(program.command('leader').description('who leads, as seen by the first endpoint that answers')).action(async (o) =>
   (await client()).runLeader(o),
@@ -79,6 +96,9 @@ clientOptions(program.command('status').description("every member's role, term, 
 clientOptions(program.command('watch').description('stream leadership changes until Ctrl-C')).action(async (o) =>
   (await client()).runWatch(o),
 );
+clientOptions(
+  program.command('health').description('is every member up and does it see a leader? exit 1 if any is not (like etcdctl endpoint health)'),
+).action(async (o) => (await client()).runHealth(o));
 clientOptions(program.command('members').description("the cluster's members and their addresses")).action(async (o) =>
   (await client()).runMembers(o),
 );

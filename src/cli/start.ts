@@ -9,7 +9,34 @@ import { KvStore } from '../statemachine/kv-store.js';
 import { readConfigFile, resolveStartConfig, type RawSettings } from '../server/config.js';
 import { StorageRefusedError } from '../storage/errors.js';
 import { createLogger } from './logger.js';
-import { EXIT_OK, EXIT_REFUSED, EXIT_RUNTIME } from './usage.js';
+import { CliError, EXIT_OK, EXIT_REFUSED, EXIT_RUNTIME } from './usage.js';
+import { bindProblem } from './local-ports.js';
+
+/**
+ * A listener that failed to bind, named by its flag. grpc-js says only "No address added
+ * out of total 1 resolved"; binding the address once more tells which errno it was.
+ */
+async function listenFailure(flag: string, address: string, err: unknown): Promise<unknown> {
+  const problem = await bindProblem(address);
+  switch (problem) {
+    case null:
+      return err;
+    case 'EADDRINUSE':
+      return new CliError(
+        [`${flag} ${address} is already in use (another leaderd node or program listens there): stop it or choose another port`],
+        EXIT_RUNTIME,
+      );
+    case 'EADDRNOTAVAIL':
+      return new CliError(
+        [`${flag} ${address}: no such address on this machine (to listen on every interface use 0.0.0.0 and set --advertise-*)`],
+        EXIT_RUNTIME,
+      );
+    case 'EACCES':
+      return new CliError([`${flag} ${address}: permission denied (ports below 1024 need privileges)`], EXIT_RUNTIME);
+    default:
+      return new CliError([`${flag} ${address}: cannot listen (${problem})`], EXIT_RUNTIME);
+  }
+}
 import { NodeMetrics } from '../server/metrics.js';
 import { HttpListener } from '../server/http-listener.js';
 import { addOperatorRoutes } from '../server/health.js';
@@ -50,7 +77,7 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
       // supervisor must not loop on it (the systemd unit prevents restarts on 2).
       process.exit(EXIT_REFUSED);
     }
-    throw err;
+    throw await listenFailure('--listen-peer', cfg.listenPeer, err);
   }
   const server = new PublicServer(
     node,
@@ -62,7 +89,7 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
     log.info({ node: cfg.id, client: cfg.listenClient, port }, 'client API listening');
   } catch (err) {
     await node.stop({ transfer: false });
-    throw err;
+    throw await listenFailure('--listen-client', cfg.listenClient, err);
   }
   let http: HttpListener | null = null;
   if (metrics && cfg.listenMetrics) {

@@ -3,12 +3,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { localClientAddress, localMetricsAddress, localPeerAddress } from '../../src/cli/local-ports.js';
 import type { LeaderInfo } from '../../src/client/cluster-client.js';
-import { CLI, LocalCluster, exitOf, freePort, lines, runCli, sleep, waitFor } from './cluster.js';
+import { CLI, LocalCluster, exitOf, freeBasePort, freePort, lines, portFree, runCli, sleep, waitFor } from './cluster.js';
 
 const PKG_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -57,15 +56,6 @@ function pidsInLogs(dir: string, ids: readonly string[]): Map<string, number[]> 
   return out;
 }
 
-async function portFree(address: string): Promise<boolean> {
-  const [host, port] = address.split(':') as [string, string];
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen(Number(port), host, () => s.close(() => resolve(true)));
-  });
-}
-
 /** Collects a child's stdout; `waitFor(re)` resolves with the first match. */
 function watchStdout(proc: ChildProcess): { text: () => string; waitFor: (re: RegExp, timeoutMs: number) => Promise<RegExpMatchArray> } {
   let buf = '';
@@ -80,18 +70,18 @@ function watchStdout(proc: ChildProcess): { text: () => string; waitFor: (re: Re
 }
 
 describe('leaderd local', () => {
-  it('runs a 3-node cluster that `leaderd status` sees, and on SIGINT exits 0 leaving no node process behind', async () => {
+  it('runs a 3-node cluster on --base-port that `leaderd status` sees, prints no colour codes when piped, and on SIGINT exits 0 leaving no node process behind', async () => {
     const ids = ['n1', 'n2', 'n3'];
-    const addresses = ids.flatMap((_, i) => [localClientAddress(i + 1), localPeerAddress(i + 1), localMetricsAddress(i + 1)]);
-    const busy = [];
-    for (const a of addresses) if (!(await portFree(a))) busy.push(a);
-    if (busy.length > 0)
-      throw new Error(
-        `leaderd local uses fixed ports and these are taken on this machine: ${busy.join(', ')}; stop whatever holds them and rerun`,
-      );
+    // Not the default 7001-7003: a developer's own `npm start` may hold those.
+    const base = await freeBasePort(ids.length);
+    const addresses = ids.flatMap((_, i) => [
+      localClientAddress(i + 1, base),
+      localPeerAddress(i + 1, base),
+      localMetricsAddress(i + 1, base),
+    ]);
 
     const dir = mkdtempSync(join(tmpdir(), 'leaderd-e2e-local-'));
-    const proc = spawn(process.execPath, [CLI, 'local', '--nodes', '3', '--no-view', '--data-dir', dir], {
+    const proc = spawn(process.execPath, [CLI, 'local', '--nodes', '3', '--base-port', String(base), '--data-dir', dir], {
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: false,
     });
@@ -112,7 +102,8 @@ describe('leaderd local', () => {
 
     const m = await out.waitFor(/leader: \S+ -> (n\d) \(term (\d+)\)/, 30_000);
     const [, leaderId, term] = m;
-    const endpoints = ids.map((_, i) => localClientAddress(i + 1)).join(',');
+    const endpoints = ids.map((_, i) => localClientAddress(i + 1, base)).join(',');
+    expect(out.text()).toContain(`export LEADERD_ENDPOINTS=${endpoints}`);
     const st = await runCli(['status', '--endpoints', endpoints, '--json']);
     expect(st.code, st.stderr).toBe(0);
     const rows = JSON.parse(st.stdout) as { address: string; nodeId: string; role: string; term: number; leaderId: string }[];
@@ -121,8 +112,8 @@ describe('leaderd local', () => {
     const leaders = rows.filter((r) => r.role === 'leader');
     expect(leaders).toHaveLength(1);
     expect(rows.every((r) => r.leaderId === leaders[0]!.nodeId && r.term === leaders[0]!.term)).toBe(true);
-    // The client commands default to the local cluster's endpoints.
-    const leader = await runCli(['leader', '--json']);
+    // Without --endpoints, the client commands take LEADERD_ENDPOINTS.
+    const leader = await runCli(['leader', '--json'], { env: { LEADERD_ENDPOINTS: endpoints } });
     expect(leader.code, leader.stderr).toBe(0);
     expect(JSON.parse(leader.stdout)).toMatchObject({
       leaderId: leaders[0]!.nodeId,
@@ -134,7 +125,7 @@ describe('leaderd local', () => {
 
     // Each node serves its metrics listener on the address `leaderd local` printed.
     for (const [i, id] of ids.entries()) {
-      const url = `http://${localMetricsAddress(i + 1)}`;
+      const url = `http://${localMetricsAddress(i + 1, base)}`;
       expect(out.text()).toContain(`${url}/metrics`);
       const metrics = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
       expect(metrics).toContain(`leaderd_term{node="${id}"}`);
@@ -148,6 +139,8 @@ describe('leaderd local', () => {
     for (const [id, pids] of childPids) expect(alive(pids[0]!), `${id} (pid ${pids[0]}) still running`).toBe(false);
     for (const id of ids) expect(out.text()).toContain(`${id}: exited with code 0`);
     expect(stderr).toBe('');
+    // stdout is a pipe here, not a terminal: no live view, no colour or cursor codes.
+    expect(out.text()).not.toContain('\x1b');
     for (const a of addresses) expect(await portFree(a), `${a} released`).toBe(true);
   });
 });
@@ -182,6 +175,8 @@ describe('client commands against a running cluster', () => {
       runCli(['leader', '--json', '--endpoints', `${dead},${c.endpoint('n2')}`]),
     );
     const statusViaDead = await runCli(['status', '--endpoints', `${dead},${c.endpoint('n3')}`]);
+    const health = await runCli(['health', '--json', '--endpoints', all]);
+    const healthWithDead = await runCli(['health', '--endpoints', `${dead},${c.endpoint('n3')}`]);
 
     expect(leader.code, leader.stderr).toBe(0);
     expect(JSON.parse(leader.stdout)).toEqual({ leaderId: l.leaderId, leaderAddress: c.endpoint(l.leaderId), term: l.term });
@@ -221,10 +216,20 @@ describe('client commands against a running cluster', () => {
         .map((r) => r[0])
         .sort(),
     ).toEqual(['n1', 'n2', 'n3']);
+
+    // Like etcdctl endpoint health: 0 when every member answers and sees a leader, 1 when one does not.
+    expect(health.code, health.stderr).toBe(0);
+    const verdicts = JSON.parse(health.stdout) as { id: string; healthy: boolean }[];
+    expect(verdicts.map((v) => `${v.id}:${v.healthy}`).sort()).toEqual(['n1:true', 'n2:true', 'n3:true']);
+    expect(healthWithDead.code, healthWithDead.stderr).toBe(1);
+    expect(lines(healthWithDead.stderr)).toEqual([
+      'leaderd: 1 of 4 endpoints unhealthy',
+      `leaderd: ${dead}: connection refused: is a leaderd node running there? (check --endpoints or LEADERD_ENDPOINTS)`,
+    ]);
     console.log(`[e2e] leaderd status:\n${status.stdout}`);
   });
 
-  it('transfer moves leadership and watch prints each change; every endpoint dead is exit 1 with one line; a malformed endpoint is exit 2', async () => {
+  it('transfer moves leadership and watch prints each change; to the current leader says so at once; an unknown target is one clean line, exit 2; every endpoint dead is exit 3 with one line per endpoint; a malformed endpoint is exit 2', async () => {
     const c = (cluster = await LocalCluster.create({ nodes: 3 }));
     c.startAll();
     const l = await c.waitForLeader();
@@ -269,14 +274,37 @@ describe('client commands against a running cluster', () => {
     expect(leaders[leaders.length - 1]).toBe(`${target}@${after.term}`);
     expect(new Set(leaders).size).toBeGreaterThanOrEqual(2);
 
-    const dead = [`127.0.0.1:${await freePort()}`, `127.0.0.1:${await freePort()}`].join(',');
-    const failures = await Promise.all(
-      ['leader', 'members', 'status', 'transfer'].map((cmd) => runCli([cmd, '--endpoints', dead, '--timeout-ms', '1000'])),
-    );
+    // Asking for the leader that already leads is answered at once, not after the node's transfer timeout.
+    const again = await withStableLeader(c, async () => {
+      const t0 = performance.now();
+      const r = await runCli(['transfer', '--to', target, '--endpoints', all]);
+      return { r, ms: performance.now() - t0 };
+    });
+    if (again.l.leaderId === target) {
+      expect(again.out.r.code, again.out.r.stderr).toBe(0);
+      expect(again.out.r.stdout).toMatch(new RegExp(`^${target} already leads \\(term \\d+\\): nothing to transfer\\n$`));
+      console.log(`[e2e] transfer --to the current leader answered in ${again.out.ms.toFixed(0)} ms (process start included)`);
+    }
+    // A server-side INVALID_ARGUMENT is one clean line, exit 2 (not "3 INVALID_ARGUMENT: ...").
+    const unknown = await runCli(['transfer', '--to', 'n9', '--endpoints', all]);
+    expect(unknown.code, unknown.stderr).toBe(2);
+    expect(lines(unknown.stderr)).toHaveLength(1);
+    expect(unknown.stderr).toMatch(/^leaderd: cannot transfer leadership to n9: /);
+    expect(unknown.stderr).not.toMatch(/INVALID_ARGUMENT/);
+
+    const deadList = [`127.0.0.1:${await freePort()}`, `127.0.0.1:${await freePort()}`];
+    const dead = deadList.join(',');
+    const cmds = ['leader', 'members', 'status', 'transfer', 'health'];
+    const failures = await Promise.all(cmds.map((cmd) => runCli([cmd, '--endpoints', dead, '--timeout-ms', '1000'])));
     for (const [i, r] of failures.entries()) {
-      expect(r.code, `${['leader', 'members', 'status', 'transfer'][i]}: ${r.stderr}`).toBe(1);
-      expect(lines(r.stderr)).toHaveLength(1);
-      expect(r.stderr).toMatch(/^leaderd: .*no endpoint answered/);
+      // Exit 3: unreachable. A headline, then one short line per endpoint naming it and the failure.
+      expect(r.code, `${cmds[i]}: ${r.stderr}`).toBe(3);
+      const ls = lines(r.stderr);
+      expect(ls[0], cmds[i]).toMatch(/^leaderd: no endpoint (answered|is healthy)/);
+      const perEndpoint = ls.filter((l) => / connection refused: /.test(l));
+      expect(perEndpoint.map((l) => l.split(': ')[1]).sort(), `${cmds[i]}: ${r.stderr}`).toEqual([...deadList].sort());
+      for (const l of ls) expect(l.length, l).toBeLessThanOrEqual(160);
+      expect(r.stderr).not.toMatch(/No connection established|Resolution note/);
     }
     const malformed = await runCli(['leader', '--endpoints', 'localhost']);
     expect(malformed.code).toBe(2);

@@ -28,6 +28,32 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** Whether host:port can be bound right now. */
+export async function portFree(address: string): Promise<boolean> {
+  const i = address.lastIndexOf(':');
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(Number(address.slice(i + 1)), address.slice(0, i), () => s.close(() => resolve(true)));
+  });
+}
+
+/**
+ * A base for `leaderd local --base-port` whose ports (base+1..base+nodes for clients,
+ * base+101.. for peers, base+201.. for metrics) are all free: drawn below Linux's ephemeral range
+ * (32768+), so that freePort() in a test running alongside never hands one of them out.
+ */
+export async function freeBasePort(nodes: number): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + 300 * Math.floor(Math.random() * 40);
+    const ports = Array.from({ length: nodes }, (_, i) => [base + 1 + i, base + 101 + i, base + 201 + i]).flat();
+    let free = true;
+    for (const p of ports) if (!(await portFree(`127.0.0.1:${p}`))) free = false;
+    if (free) return base;
+  }
+  throw new Error('no free base port found in 20000-32000 after 50 tries');
+}
+
 /** How a process ended. */
 export interface Exit {
   readonly code: number | null;
@@ -58,9 +84,17 @@ export interface CliResult extends Exit {
  * running after `timeoutMs` is killed (by its PID) and the promise rejects, so a command
  * that unexpectedly starts serving cannot hang a test.
  */
-export function runCli(args: readonly string[], opts: { timeoutMs?: number; cwd?: string } = {}): Promise<CliResult> {
+export function runCli(
+  args: readonly string[],
+  opts: { timeoutMs?: number; cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<CliResult> {
   const timeoutMs = opts.timeoutMs ?? 15_000;
-  const spawnOpts: SpawnOptions = { stdio: ['ignore', 'pipe', 'pipe'], ...(opts.cwd ? { cwd: opts.cwd } : {}) };
+  const spawnOpts: SpawnOptions = {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(opts.cwd ? { cwd: opts.cwd } : {}),
+    // LEADERD_ENDPOINTS from the developer's shell must not redirect a test's commands.
+    env: { ...process.env, LEADERD_ENDPOINTS: '', ...opts.env },
+  };
   const proc = spawn(process.execPath, [CLI, ...args], spawnOpts);
   let stdout = '';
   let stderr = '';
