@@ -180,6 +180,7 @@ export async function explain(err: unknown, c: LeaderdClient, timeoutMs: number)
       return new CliError([detailsOf(err)], EXIT_USAGE);
     case 'not-found':
     case 'failed-precondition':
+    case 'session-expired':
     case 'out-of-range':
     case 'resource-exhausted':
     case 'internal':
