@@ -175,8 +175,27 @@ describe('client commands against a running cluster', () => {
       runCli(['leader', '--json', '--endpoints', `${dead},${c.endpoint('n2')}`]),
     );
     const statusViaDead = await runCli(['status', '--endpoints', `${dead},${c.endpoint('n3')}`]);
-    const health = await runCli(['health', '--json', '--endpoints', all]);
-    const healthWithDead = await runCli(['health', '--endpoints', `${dead},${c.endpoint('n3')}`]);
+    // Retried: on a loaded machine an election may leave a node without a leader for a moment.
+    const health = await waitFor(
+      'health to pass',
+      async () => {
+        const r = await runCli(['health', '--json', '--endpoints', all]);
+        if (r.code !== 0) throw new Error(`health exited ${r.code}: ${r.stderr}`);
+        return r;
+      },
+      20_000,
+      200,
+    );
+    const healthWithDead = await waitFor(
+      'health to fail on the dead endpoint only',
+      async () => {
+        const r = await runCli(['health', '--endpoints', `${dead},${c.endpoint('n3')}`]);
+        if (lines(r.stderr).length !== 2) throw new Error(`health exited ${r.code}: ${r.stderr}`);
+        return r;
+      },
+      20_000,
+      200,
+    );
 
     expect(leader.code, leader.stderr).toBe(0);
     expect(JSON.parse(leader.stdout)).toEqual({ leaderId: l.leaderId, leaderAddress: c.endpoint(l.leaderId), term: l.term });
