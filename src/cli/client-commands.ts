@@ -74,6 +74,10 @@ export async function runStatus(flags: ClientFlags): Promise<void> {
       else rows.push(['?', r.address, 'unreachable', '', '', '', '', '', '', '']);
     }
     out(table(rows));
+    // A refused handshake isolates a member however healthy it looks above: say why.
+    for (const r of results)
+      for (const p of r.status?.refusedPeers ?? [])
+        out(`${r.status!.nodeId} ${p.byPeer ? 'is refused by' : 'refuses'} ${p.peerId} (${p.kind}): ${p.reason}`);
   }
   const down = results.filter((r) => r.status === undefined);
   if (down.length === results.length)

@@ -2,7 +2,7 @@
 // as SIGKILL and SIGSTOP reach the node itself).
 import * as grpc from '@grpc/grpc-js';
 import { format } from 'node:util';
-import { LeaderdNode } from '../server/node.js';
+import { LeaderdNode, MemberRefusedError } from '../server/node.js';
 import { PublicServer } from '../server/public-api.js';
 import { CoordinationService } from '../server/coordination.js';
 import { KvStore } from '../statemachine/kv-store.js';
@@ -66,8 +66,14 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
       electionTimeoutMs: cfg.electionTimeoutMs,
       logger: log,
       stateMachine: store,
-      onFatal: () => process.exit(EXIT_RUNTIME),
       ...(metrics ? { observer: metrics } : {}),
+      onFatal: (err) => {
+        if (err instanceof MemberRefusedError) {
+          process.stderr.write(`leaderd: ${err.message}\n`);
+          process.exit(EXIT_REFUSED);
+        }
+        process.exit(EXIT_RUNTIME);
+      },
     });
   } catch (err) {
     if (err instanceof StorageRefusedError) {

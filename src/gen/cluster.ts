@@ -10,6 +10,7 @@ import type { ListMembersRequest as _leaderd_v1_ListMembersRequest, ListMembersR
 import type { ListMembersResponse as _leaderd_v1_ListMembersResponse, ListMembersResponse__Output as _leaderd_v1_ListMembersResponse__Output } from './leaderd/v1/ListMembersResponse.js';
 import type { Member as _leaderd_v1_Member, Member__Output as _leaderd_v1_Member__Output } from './leaderd/v1/Member.js';
 import type { NodeStatus as _leaderd_v1_NodeStatus, NodeStatus__Output as _leaderd_v1_NodeStatus__Output } from './leaderd/v1/NodeStatus.js';
+import type { RefusedPeer as _leaderd_v1_RefusedPeer, RefusedPeer__Output as _leaderd_v1_RefusedPeer__Output } from './leaderd/v1/RefusedPeer.js';
 import type { TransferLeaderRequest as _leaderd_v1_TransferLeaderRequest, TransferLeaderRequest__Output as _leaderd_v1_TransferLeaderRequest__Output } from './leaderd/v1/TransferLeaderRequest.js';
 import type { TransferLeaderResponse as _leaderd_v1_TransferLeaderResponse, TransferLeaderResponse__Output as _leaderd_v1_TransferLeaderResponse__Output } from './leaderd/v1/TransferLeaderResponse.js';
 import type { WatchLeaderRequest as _leaderd_v1_WatchLeaderRequest, WatchLeaderRequest__Output as _leaderd_v1_WatchLeaderRequest__Output } from './leaderd/v1/WatchLeaderRequest.js';
@@ -29,6 +30,7 @@ export interface ProtoGrpcType {
       ListMembersResponse: MessageTypeDefinition<_leaderd_v1_ListMembersResponse, _leaderd_v1_ListMembersResponse__Output>
       Member: MessageTypeDefinition<_leaderd_v1_Member, _leaderd_v1_Member__Output>
       NodeStatus: MessageTypeDefinition<_leaderd_v1_NodeStatus, _leaderd_v1_NodeStatus__Output>
+      RefusedPeer: MessageTypeDefinition<_leaderd_v1_RefusedPeer, _leaderd_v1_RefusedPeer__Output>
       TransferLeaderRequest: MessageTypeDefinition<_leaderd_v1_TransferLeaderRequest, _leaderd_v1_TransferLeaderRequest__Output>
       TransferLeaderResponse: MessageTypeDefinition<_leaderd_v1_TransferLeaderResponse, _leaderd_v1_TransferLeaderResponse__Output>
       WatchLeaderRequest: MessageTypeDefinition<_leaderd_v1_WatchLeaderRequest, _leaderd_v1_WatchLeaderRequest__Output>

@@ -16,6 +16,7 @@ import type { SnapshotMeta as _leaderd_raft_v1_SnapshotMeta, SnapshotMeta__Outpu
 import type { SnapshotRequest as _leaderd_raft_v1_SnapshotRequest, SnapshotRequest__Output as _leaderd_raft_v1_SnapshotRequest__Output } from './leaderd/raft/v1/SnapshotRequest.js';
 import type { SnapshotResponse as _leaderd_raft_v1_SnapshotResponse, SnapshotResponse__Output as _leaderd_raft_v1_SnapshotResponse__Output } from './leaderd/raft/v1/SnapshotResponse.js';
 import type { TimeoutNow as _leaderd_raft_v1_TimeoutNow, TimeoutNow__Output as _leaderd_raft_v1_TimeoutNow__Output } from './leaderd/raft/v1/TimeoutNow.js';
+import type { Timing as _leaderd_raft_v1_Timing, Timing__Output as _leaderd_raft_v1_Timing__Output } from './leaderd/raft/v1/Timing.js';
 import type { VoteRequest as _leaderd_raft_v1_VoteRequest, VoteRequest__Output as _leaderd_raft_v1_VoteRequest__Output } from './leaderd/raft/v1/VoteRequest.js';
 import type { VoteResponse as _leaderd_raft_v1_VoteResponse, VoteResponse__Output as _leaderd_raft_v1_VoteResponse__Output } from './leaderd/raft/v1/VoteResponse.js';
 
@@ -42,6 +43,7 @@ export interface ProtoGrpcType {
         SnapshotRequest: MessageTypeDefinition<_leaderd_raft_v1_SnapshotRequest, _leaderd_raft_v1_SnapshotRequest__Output>
         SnapshotResponse: MessageTypeDefinition<_leaderd_raft_v1_SnapshotResponse, _leaderd_raft_v1_SnapshotResponse__Output>
         TimeoutNow: MessageTypeDefinition<_leaderd_raft_v1_TimeoutNow, _leaderd_raft_v1_TimeoutNow__Output>
+        Timing: MessageTypeDefinition<_leaderd_raft_v1_Timing, _leaderd_raft_v1_Timing__Output>
         VoteRequest: MessageTypeDefinition<_leaderd_raft_v1_VoteRequest, _leaderd_raft_v1_VoteRequest__Output>
         VoteResponse: MessageTypeDefinition<_leaderd_raft_v1_VoteResponse, _leaderd_raft_v1_VoteResponse__Output>
       }

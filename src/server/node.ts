@@ -11,6 +11,7 @@
 // Failure policy: a storage error is fail-stop. The node stops taking part and reports
 // the error through onFatal; it never retries and carries on with a memory view that
 // may disagree with the disk.
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { RaftNode } from '../raft/raft.js';
@@ -24,6 +25,35 @@ import { TickClock } from './tick-clock.js';
 import { sleepOn, systemClock } from './runtime-ports.js';
 import type { CancelTimer, RuntimeClock, RuntimeStorage, RuntimeTransport } from './runtime-ports.js';
 import type { NodeObserver } from './node-observer.js';
+import type { HandshakePolicy, Refusal, RefusedPeer } from '../transport/handshake.js';
+
+/** Meta key of this data dir's incarnation: random, drawn when the store is created. */
+export const INCARNATION_META = 'incarnation';
+/** Meta key prefix of the incarnation this node learned for a member at first contact. */
+const PEER_INCARNATION_META = 'incarnation/';
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder();
+
+/**
+ * Peers refused this member at the handshake because they know it as another
+ * incarnation: its data dir was wiped, replaced or copied, and it lost the votes and
+ * entries it acknowledged. Only an operator can recover (remove and re-add it).
+ */
+export class MemberRefusedError extends Error {
+  override readonly name = 'MemberRefusedError';
+  constructor(
+    readonly nodeId: NodeId,
+    readonly incarnation: string,
+    readonly refusedBy: readonly NodeId[],
+  ) {
+    super(
+      `member ${nodeId}'s data is gone: ${refusedBy.join(' and ')} know ${nodeId} as another incarnation than this data dir's (${incarnation}); ` +
+        `it was wiped, replaced or copied and lost the votes and entries it acknowledged. To recover, remove the member ` +
+        `(leaderd members remove ${nodeId}), then start it on an empty data dir with --join and add it again ` +
+        `(leaderd members add ${nodeId} --peer-address HOST:PORT --client-address HOST:PORT)`,
+    );
+  }
+}
 
 /** What a replicated state machine must do. Calls are made in log order, one at a time. */
 export interface StateMachine {
@@ -125,6 +155,8 @@ export interface NodeStatusView {
   readonly appliedIndex: number;
   readonly lastLogIndex: number;
   readonly leaseValid: boolean;
+  /** Peers whose handshake is refused, either way (timing, incarnation), and why. */
+  readonly refusedPeers: readonly RefusedPeer[];
 }
 
 export interface MemberView {
@@ -171,6 +203,12 @@ export class LeaderdNode {
   private readonly bootId: string;
   private lastSnapshotIndex: number;
   private readonly obs: NodeObserver | undefined;
+  /** This data dir's incarnation, sent in every Hello. */
+  readonly incarnation: string;
+  /** Incarnations learned at first contact (also in meta, so they survive restarts). */
+  private readonly learnedIncarnations = new Map<NodeId, string>();
+  /** Voters that refused this node's incarnation at the handshake. */
+  private readonly incarnationRefusals = new Map<NodeId, string>();
 
   private constructor(
     private readonly opts: RuntimeOptions,
@@ -185,6 +223,23 @@ export class LeaderdNode {
     this.sm = opts.stateMachine ?? new NullStateMachine();
     this.bootId = `${time.randomSeed().toString(36)}.${time.randomSeed().toString(36)}`;
     this.obs = opts.observer;
+    const inc = storage.getMeta(INCARNATION_META);
+    if (inc === undefined) throw new Error('storage has no incarnation (LeaderdNode.fromParts writes one)');
+    this.incarnation = fromUtf8.decode(inc);
+    const tickMs = opts.tickMs ?? 10;
+    const policy: HandshakePolicy = {
+      incarnation: this.incarnation,
+      timing: {
+        heartbeatMs: opts.heartbeatMs,
+        electionTimeoutMs: opts.electionTimeoutMs,
+        tickMs,
+        leaseDriftMs: raftConfig.leaseDriftTicks * tickMs,
+      },
+      knownIncarnation: (id) => this.knownIncarnation(id),
+      learnIncarnation: (id, incarnation) => this.learnIncarnation(id, incarnation),
+      refusedByPeer: (id, refusal) => this.refusedByPeer(id, refusal),
+    };
+    transport.setHandshake?.(policy);
     const bootstrapConf = { voters: [...opts.peers.keys()], learners: [] };
     const initial = storage.initialState(bootstrapConf);
     if (initial.snapshot) this.sm.restore(initial.snapshot.data);
@@ -221,7 +276,14 @@ export class LeaderdNode {
     if (!opts.peers.has(opts.id)) throw new Error(`--peers must include this node (${opts.id})`);
     const identity = { clusterId: opts.clusterId, nodeId: opts.id };
     const known = checkIdentity(opts.dataDir, identity);
-    const storage = await LevelStorage.open({ dir: join(opts.dataDir, 'raft'), clusterId: opts.clusterId, nodeId: opts.id });
+    const storage = await LevelStorage.open({
+      dir: join(opts.dataDir, 'raft'),
+      clusterId: opts.clusterId,
+      nodeId: opts.id,
+      // Born with the data dir, in the batch that claims it: a dir that lost its data
+      // (wiped, replaced) comes back as another incarnation, which peers refuse.
+      initialMeta: new Map([[INCARNATION_META, utf8.encode(randomBytes(16).toString('hex'))]]),
+    });
     if (!known) writeIdentity(opts.dataDir, identity);
     let transport: GrpcTransport;
     try {
@@ -257,6 +319,12 @@ export class LeaderdNode {
     const { storage, transport, clock } = parts;
     try {
       if (!opts.peers.has(opts.id)) throw new Error(`--peers must include this node (${opts.id})`);
+      if (storage.getMeta(INCARNATION_META) === undefined) {
+        // A data dir from before incarnations existed (or a store that was not created
+        // by start()): it gets one now, and its peers learn it at the next handshake.
+        const seed = `${clock.randomSeed().toString(16)}${clock.randomSeed().toString(16)}${clock.randomSeed().toString(16)}`;
+        await storage.putMeta(INCARNATION_META, utf8.encode(seed));
+      }
       const { port } = await transport.start();
       const ticks = tickSettings(opts.heartbeatMs, opts.electionTimeoutMs, opts.tickMs);
       const cfg: RaftConfig = {
@@ -318,6 +386,7 @@ export class LeaderdNode {
       appliedIndex: s.appliedIndex,
       lastLogIndex: s.lastLogIndex,
       leaseValid: s.leaseValid,
+      refusedPeers: this.transport.refusedPeers?.() ?? [],
     };
   }
 
@@ -723,6 +792,40 @@ export class LeaderdNode {
     this.updatePeers();
   }
 
+  // -------------------------------------------------------------------------
+  // Incarnations (what the handshake checks; see transport/handshake.ts)
+
+  private knownIncarnation(id: NodeId): string | undefined {
+    const learned = this.learnedIncarnations.get(id);
+    if (learned !== undefined) return learned;
+    const stored = this.storage.getMeta(PEER_INCARNATION_META + id);
+    return stored === undefined ? undefined : fromUtf8.decode(stored);
+  }
+
+  /** First contact: trust and remember (a later, different incarnation of `id` is refused). */
+  private learnIncarnation(id: NodeId, incarnation: string): void {
+    if (this.stopped) return;
+    this.learnedIncarnations.set(id, incarnation);
+    this.log.info({ node: this.id, peer: id, incarnation }, 'learned member incarnation');
+    this.storage.putMeta(PEER_INCARNATION_META + id, utf8.encode(incarnation)).catch((err: Error) => this.fail(err));
+  }
+
+  /**
+   * A peer refused this node's incarnation. Refused by a majority of the voters, this
+   * node's data is gone for the cluster and it stops for good (exit code 2). One peer
+   * alone is not trusted with that: it may have missed the conf change that re-added
+   * this member and still remember the incarnation before.
+   */
+  private refusedByPeer(id: NodeId, refusal: Refusal): void {
+    if (refusal.kind !== 'incarnation' || this.stopped) return;
+    this.incarnationRefusals.set(id, refusal.reason);
+    const voters = this.raft.status().conf.voters;
+    const refusers = voters.filter((v) => v !== this.id && this.incarnationRefusals.has(v));
+    if (refusers.length >= Math.floor(voters.length / 2) + 1) {
+      this.fail(new MemberRefusedError(this.id, this.incarnation, refusers));
+    }
+  }
+
   private bestTransferTarget(): NodeId | null {
     const s = this.raft.status();
     let best: NodeId | null = null;
@@ -740,7 +843,10 @@ export class LeaderdNode {
   private fail(err: Error): void {
     if (this.fatal) return;
     this.fatal = err;
-    this.log.fatal({ node: this.id, err: err.message }, 'storage failure: node stops (fail-stop)');
+    this.log.fatal(
+      { node: this.id, err: err.message },
+      err instanceof MemberRefusedError ? 'refused by its peers: node stops' : 'storage failure: node stops (fail-stop)',
+    );
     void this.stop({ transfer: false }).finally(() => this.opts.onFatal?.(err));
   }
 }

@@ -42,7 +42,10 @@ export class PublicServer {
     const api = loadPublicApi();
     const handlers: ClusterHandlers = {
       GetLeader: (_call, cb) => cb(null, toLeaderInfo(node.leader())),
-      GetStatus: (_call, cb) => cb(null, { ...node.status(), version: VERSION }),
+      GetStatus: (_call, cb) => {
+        const s = node.status();
+        cb(null, { ...s, refusedPeers: [...s.refusedPeers], version: VERSION });
+      },
       ListMembers: (_call, cb) => cb(null, { members: node.members() }),
       WatchLeader: (call) => {
         this.streams.add(call);

@@ -9,6 +9,7 @@ import { randomInt } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { ConfState, InitialState, Message, NodeId, Snapshot } from '../raft/types.js';
 import type { PersistInput } from '../storage/leveldb-storage.js';
+import type { HandshakePolicy, RefusedPeer } from '../transport/handshake.js';
 
 /** Durable storage for the core's hard state, log and snapshot, plus small meta values. */
 export interface RuntimeStorage {
@@ -37,6 +38,10 @@ export interface RuntimeTransport {
   setPeers(peers: ReadonlyMap<NodeId, string>): void;
   /** A peer's public API address, as it announced it. */
   peerClientAddress(id: NodeId): string | undefined;
+  /** Check incarnation and timing at every handshake (a transport without handshakes omits it). */
+  setHandshake?(policy: HandshakePolicy): void;
+  /** Peers whose handshake is refused, either way, and why. */
+  refusedPeers?(): readonly RefusedPeer[];
   close(): Promise<void>;
 }
 

@@ -68,6 +68,12 @@ export interface OpenOptions {
   readonly dir: string;
   readonly clusterId: string;
   readonly nodeId: string;
+  /**
+   * Meta records written only when this open creates the store, in the same synced batch
+   * as the identity records: what must be born with the data dir (its incarnation, the
+   * bootstrap membership) is then there whenever the store is.
+   */
+  readonly initialMeta?: ReadonlyMap<string, Uint8Array>;
 }
 
 export interface PersistInput {
@@ -161,15 +167,25 @@ export class LevelStorage {
       if (loaded === 'empty') {
         // An empty database (new, or a crash before this first batch) is claimed by
         // writing the identity records; until they are durable nothing else is written.
+        const meta = new Map<string, Uint8Array>();
+        const metaOps: BatchOp[] = [];
+        for (const [name, value] of opts.initialMeta ?? []) {
+          if (name.length === 0) throw new TypeError('meta key must not be empty');
+          const copy = Uint8Array.from(value);
+          const k = metaKey(name);
+          metaOps.push({ type: 'put', key: k, value: sealValue(k, copy) });
+          meta.set(name, copy);
+        }
         await db.batch(
           [
             { type: 'put', key: FORMAT_KEY, value: encodeFormat(FORMAT_VERSION) },
             { type: 'put', key: CLUSTER_KEY, value: encodeString(CLUSTER_KEY, opts.clusterId) },
             { type: 'put', key: NODE_KEY, value: encodeString(NODE_KEY, opts.nodeId) },
+            ...metaOps,
           ],
           { sync: true },
         );
-        return new LevelStorage(db, dir, true, { hardState: INITIAL_HARD_STATE, snapshot: null, entries: [] }, new Map());
+        return new LevelStorage(db, dir, true, { hardState: INITIAL_HARD_STATE, snapshot: null, entries: [] }, meta);
       }
       return new LevelStorage(db, dir, false, loaded.state, loaded.meta);
     } catch (err) {

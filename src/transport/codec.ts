@@ -30,6 +30,18 @@ export interface Hello {
   readonly nodeId: NodeId;
   readonly peerAddress: string;
   readonly clientAddress: string;
+  /** The sender's data dir incarnation; '' from a node that does not send one. */
+  readonly incarnation?: string;
+  /** The sender's timing; null from a node that does not send it. */
+  readonly timing?: PeerTiming | null;
+}
+
+/** What every member must agree on for the leader lease to hold (sent in Hello). */
+export interface PeerTiming {
+  readonly heartbeatMs: number;
+  readonly electionTimeoutMs: number;
+  readonly tickMs: number;
+  readonly leaseDriftMs: number;
 }
 
 export type Frame = { readonly kind: 'hello'; readonly hello: Hello } | { readonly kind: 'message'; readonly message: Message };
@@ -165,6 +177,8 @@ export function helloToWire(hello: Hello): PeerEnvelope {
       nodeId: hello.nodeId,
       peerAddress: hello.peerAddress,
       clientAddress: hello.clientAddress,
+      incarnation: hello.incarnation ?? '',
+      timing: hello.timing ?? null,
     },
     frame: 'hello',
   };
@@ -374,6 +388,18 @@ function readHello(v: unknown, path: string): Hello {
     nodeId: id(h, 'nodeId', path),
     peerAddress: str(h, 'peerAddress', path),
     clientAddress: str(h, 'clientAddress', path),
+    incarnation: h['incarnation'] === undefined || h['incarnation'] === null ? '' : str(h, 'incarnation', path),
+    timing: h['timing'] === undefined || h['timing'] === null ? null : readTiming(h['timing'], `${path}.timing`),
+  };
+}
+
+function readTiming(v: unknown, path: string): PeerTiming {
+  const t = obj(v, path);
+  return {
+    heartbeatMs: uint(t, 'heartbeatMs', path),
+    electionTimeoutMs: uint(t, 'electionTimeoutMs', path),
+    tickMs: uint(t, 'tickMs', path),
+    leaseDriftMs: uint(t, 'leaseDriftMs', path),
   };
 }
 

@@ -20,6 +20,15 @@ import type { Message, NodeId } from '../raft/types.js';
 import type { PeerEnvelope, PeerEnvelope__Output } from '../gen/leaderd/raft/v1/PeerEnvelope.js';
 import type { PeerClient } from '../gen/leaderd/raft/v1/Peer.js';
 import { approxWireSize, helloToWire, parseFrame, toWire, type Hello } from './codec.js';
+import {
+  REFUSAL_KINDS,
+  REFUSAL_METADATA_KEY,
+  checkHello,
+  type HandshakePolicy,
+  type Refusal,
+  type RefusalKind,
+  type RefusedPeer,
+} from './handshake.js';
 import { loadPeerApi } from './protos.js';
 
 export interface TransportOptions {
@@ -139,10 +148,20 @@ function errorStatus(err: unknown): { code: number | undefined; details: string 
   return { code: undefined, details: String(err) };
 }
 
+/** The handshake refusal a server's status carries in its trailing metadata, if any. */
+function refusalOf(err: unknown): RefusalKind | undefined {
+  const md = (err as { metadata?: unknown } | null)?.metadata;
+  if (!(md instanceof grpc.Metadata)) return undefined;
+  const v = md.get(REFUSAL_METADATA_KEY)[0];
+  return REFUSAL_KINDS.find((k) => k === v);
+}
+
 /** Ends a server stream with a non-OK status (grpc-js: emitting 'error' on a server call). */
-function endWithStatus(call: ServerCall, code: grpc.status, details: string): void {
+function endWithStatus(call: ServerCall, code: grpc.status, details: string, refusal?: RefusalKind): void {
+  const metadata = new grpc.Metadata();
+  if (refusal !== undefined) metadata.set(REFUSAL_METADATA_KEY, refusal);
   try {
-    call.emit('error', { code, details, metadata: new grpc.Metadata() });
+    call.emit('error', { code, details, metadata });
   } catch {
     // Already ended; nothing left to tell the peer.
   }
@@ -230,6 +249,13 @@ class PeerLink {
         this.broken(call, 'peer identity mismatch');
         return;
       }
+      const refusal = this.t.check(h);
+      if (refusal !== null) {
+        this.t.noteRefusal(this.id, refusal, false);
+        this.broken(call, `refusing peer: ${refusal.reason}`);
+        return;
+      }
+      this.t.clearRefusals(this.id);
       this.clearTimer();
       this.state = 'ready';
       this.backoffMs = this.shared.minBackoffMs;
@@ -245,19 +271,14 @@ class PeerLink {
     });
     call.on('error', (err: unknown) => {
       const { code, details } = errorStatus(err);
+      const kind = this.call === call ? refusalOf(err) : undefined;
+      if (kind !== undefined) this.t.refusedBy(this.id, { kind, reason: details });
       this.broken(call, details, code);
     });
     call.on('end', () => this.broken(call, 'stream ended by peer'));
     call.on('close', () => this.broken(call, 'stream closed'));
 
-    call.write(
-      helloToWire({
-        clusterId: this.shared.clusterId,
-        nodeId: this.shared.nodeId,
-        peerAddress: this.shared.advertisePeer,
-        clientAddress: this.shared.advertiseClient,
-      }),
-    );
+    call.write(helloToWire(this.t.ownHello()));
   }
 
   private pump(): void {
@@ -388,6 +409,9 @@ export class GrpcTransport {
   private readonly clientAddrHandlers: ((id: NodeId, clientAddr: string) => void)[] = [];
   private readonly clientAddrs = new Map<NodeId, string>();
   private readonly warnLimiter = new WarnLimiter();
+  private handshake: HandshakePolicy | null = null;
+  /** Refused handshakes by peer and direction ("id:by-peer" / "id:by-us"), for GetStatus. */
+  private readonly refusals = new Map<string, RefusedPeer>();
 
   constructor(opts: TransportOptions) {
     this.opts = opts;
@@ -527,6 +551,62 @@ export class GrpcTransport {
     return { ...this.counters };
   }
 
+  /**
+   * Check incarnation and timing at every handshake, both ways (see handshake.ts). Set
+   * before the first setPeers(): until then no peer is known and every Hello is refused.
+   */
+  setHandshake(policy: HandshakePolicy): void {
+    this.handshake = policy;
+  }
+
+  /** Peers whose handshake is currently refused, either way, and why. */
+  refusedPeers(): RefusedPeer[] {
+    return [...this.refusals.values()];
+  }
+
+  /** @internal The Hello this node sends, as dialer and as server. */
+  ownHello(): Hello {
+    return {
+      clusterId: this.opts.clusterId,
+      nodeId: this.opts.nodeId,
+      peerAddress: this.opts.advertisePeer,
+      clientAddress: this.opts.advertiseClient,
+      incarnation: this.handshake?.incarnation ?? '',
+      timing: this.handshake?.timing ?? null,
+    };
+  }
+
+  /** @internal The refusal owed to a peer's Hello (either direction), or null. */
+  check(h: Hello): Refusal | null {
+    return this.handshake === null ? null : checkHello(this.opts.nodeId, this.handshake, h);
+  }
+
+  /** @internal Record and log a refused handshake (rate-limited: a refused peer redials every backoff). */
+  noteRefusal(id: NodeId, refusal: Refusal, byPeer: boolean): void {
+    this.refusals.set(`${id}:${byPeer ? 'by-peer' : 'by-us'}`, { peerId: id, byPeer, ...refusal });
+    this.logRefusal(
+      `handshake:${id}:${refusal.kind}:${byPeer}`,
+      { peer: id, kind: refusal.kind, reason: refusal.reason },
+      byPeer ? 'peer refused this node at the handshake' : 'refusing peer at the handshake',
+    );
+  }
+
+  /** @internal A peer's server refused our Hello. */
+  refusedBy(id: NodeId, refusal: Refusal): void {
+    this.noteRefusal(id, refusal, true);
+    try {
+      this.handshake?.refusedByPeer(id, refusal);
+    } catch (err) {
+      this.log.error({ err, peer: id }, 'refusedByPeer handler threw');
+    }
+  }
+
+  /** @internal A handshake with `id` succeeded: drop what no longer holds. */
+  clearRefusals(id: NodeId, outgoing = true): void {
+    this.refusals.delete(`${id}:by-us`);
+    if (outgoing) this.refusals.delete(`${id}:by-peer`);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -583,10 +663,10 @@ export class GrpcTransport {
       this.serverCalls.delete(call);
       if (peer !== null && this.incoming.get(peer.nodeId) === call) this.incoming.delete(peer.nodeId);
     };
-    const refuse = (code: grpc.status, details: string): void => {
+    const refuse = (code: grpc.status, details: string, refusal?: RefusalKind): void => {
       this.counters.refused++;
       finish();
-      endWithStatus(call, code, details);
+      endWithStatus(call, code, details, refusal);
     };
 
     call.on('data', (env: PeerEnvelope__Output) => {
@@ -624,6 +704,13 @@ export class GrpcTransport {
           refuse(grpc.status.PERMISSION_DENIED, `node ${h.nodeId} is not a peer of ${this.opts.nodeId}`);
           return;
         }
+        const refusal = this.check(h);
+        if (refusal !== null) {
+          this.noteRefusal(h.nodeId, refusal, false);
+          refuse(grpc.status.FAILED_PRECONDITION, refusal.reason, refusal.kind);
+          return;
+        }
+        this.clearRefusals(h.nodeId, false);
         peer = h;
         // A redial replaces the stream the peer gave up on (it may not have died on our side).
         const old = this.incoming.get(h.nodeId);
@@ -633,14 +720,7 @@ export class GrpcTransport {
         }
         this.incoming.set(h.nodeId, call);
         this.learnClientAddress(h.nodeId, h.clientAddress);
-        call.write(
-          helloToWire({
-            clusterId: this.opts.clusterId,
-            nodeId: this.opts.nodeId,
-            peerAddress: this.opts.advertisePeer,
-            clientAddress: this.opts.advertiseClient,
-          }),
-        );
+        call.write(helloToWire(this.ownHello()));
         return;
       }
 

@@ -12,6 +12,7 @@ const base: NodeStatusView = {
   appliedIndex: 10,
   lastLogIndex: 10,
   leaseValid: false,
+  refusedPeers: [],
 };
 
 describe('readiness', () => {

@@ -91,10 +91,19 @@ describe('codec', () => {
     expect(Object.getPrototypeOf(got.entries[0]?.data)).toBe(Uint8Array.prototype);
   });
 
-  it('parses the Hello handshake frame', () => {
-    const hello = { clusterId: 'c', nodeId: 'n1', peerAddress: '127.0.0.1:1', clientAddress: '127.0.0.1:2' };
+  it('parses the Hello handshake frame, with incarnation and timing, and one from an older node without them', () => {
+    const hello = {
+      clusterId: 'c',
+      nodeId: 'n1',
+      peerAddress: '127.0.0.1:1',
+      clientAddress: '127.0.0.1:2',
+      incarnation: 'abc123',
+      timing: { heartbeatMs: 50, electionTimeoutMs: 300, tickMs: 10, leaseDriftMs: 30 },
+    };
     expect(parseFrame(overTheWire(helloToWire(hello)))).toEqual({ kind: 'hello', hello });
     expect(fromWire(helloToWire(hello))).toBeInstanceOf(ValidationError);
+    const older = { clusterId: 'c', nodeId: 'n1', peerAddress: '127.0.0.1:1', clientAddress: '127.0.0.1:2' };
+    expect(parseFrame(overTheWire(helloToWire(older)))).toEqual({ kind: 'hello', hello: { ...older, incarnation: '', timing: null } });
   });
 
   it.each([

@@ -1,0 +1,113 @@
+// Who may take part, decided at the peer handshake, with real processes: a member
+// restarted with other timing is refused by its peers and never leads (issue 7,
+// scenario 4); a member whose data dir was wiped is refused by every peer and stops with
+// exit code 2 and one line saying how to recover, while the cluster keeps working
+// (scenario 3).
+import { afterEach, describe, expect, it } from 'vitest';
+import { readFileSync, rmSync } from 'node:fs';
+import { LocalCluster, exitOf, lines, sleep, waitFor } from './cluster.js';
+import { api, call } from './api.js';
+
+let cluster: LocalCluster | null = null;
+afterEach(async (ctx) => {
+  if (ctx.task.result?.state === 'fail' && cluster) console.error(cluster.logTails());
+  await cluster?.stop();
+  cluster = null;
+});
+
+/** A follower of the current leader (a node that is running and not leading). */
+async function aFollower(c: LocalCluster): Promise<{ follower: string; leader: string }> {
+  const l = await c.waitForLeader();
+  const follower = c.running().find((id) => id !== l.leaderId)!;
+  return { follower, leader: l.leaderId };
+}
+
+async function putVia(c: LocalCluster, id: string, key: string): Promise<number> {
+  const a = api(c.endpoint(id));
+  try {
+    const r = await call<{ revision: number }>((o, cb) => a.kv.Put({ key, value: Buffer.from('v') }, o, cb), 5000);
+    return Number(r.revision);
+  } finally {
+    a.close();
+  }
+}
+
+describe('the peer handshake', () => {
+  it('a member restarted with --election-timeout-ms 3000 --heartbeat-ms 300 among 1000 ms peers is refused both ways, shown in status, and never leads', async () => {
+    const c = (cluster = await LocalCluster.create({ nodes: 3, heartbeatMs: 100, electionTimeoutMs: 1000 }));
+    c.startAll();
+    const { follower: odd } = await aFollower(c);
+    const others = c.specs.map((s) => s.id).filter((id) => id !== odd);
+    expect((await c.terminate(odd)).code).toBe(0);
+    c.start(odd, { '--election-timeout-ms': '3000', '--heartbeat-ms': '300' });
+
+    // Both peers refuse it, and it refuses them: GetStatus on each side says so.
+    const refused = await waitFor(
+      `${odd} to list both peers as refused for timing`,
+      async () => {
+        const s = await c.status(odd);
+        const ids = new Set(s.refusedPeers.filter((r) => r.kind === 'timing').map((r) => r.peerId));
+        return others.every((id) => ids.has(id)) ? s.refusedPeers : undefined;
+      },
+      20_000,
+    );
+    expect(refused.find((r) => r.kind === 'timing')?.reason).toMatch(/election timeout 1000 ms.*election timeout 3000 ms|3000 ms.*1000 ms/);
+    for (const id of others) {
+      const s = await c.status(id);
+      expect(s.refusedPeers).toContainEqual(expect.objectContaining({ peerId: odd, kind: 'timing', byPeer: false }));
+      const log = readFileSync(c.spec(id).logPath, 'utf8');
+      expect(log).toMatch(/"kind":"timing".*"msg":"refusing peer at the handshake"/);
+    }
+
+    // It never leads, even while the others change leaders under it (each change is
+    // an opening for a node that is admitted). The cluster keeps serving writes.
+    const t0 = Date.now();
+    let transfers = 0;
+    while (Date.now() - t0 < 8000) {
+      const s = await c.status(odd);
+      expect(s.role).not.toBe('leader');
+      expect(s.leaderId === '' || s.leaderId === odd).toBe(true);
+      const l = await c.waitForLeader({ among: others });
+      const target = others.find((id) => id !== l.leaderId)!;
+      await c
+        .client(l.leaderId)
+        .transferLeader(target)
+        .then(() => transfers++)
+        .catch(() => {});
+      await sleep(500);
+    }
+    expect(transfers).toBeGreaterThan(0);
+    const now = await c.waitForLeader({ among: others });
+    expect(others).toContain(now.leaderId);
+    expect(await putVia(c, now.leaderId, 'k')).toBeGreaterThan(0);
+    expect((await c.status(odd)).role).not.toBe('leader');
+  });
+
+  it('a member whose data dir was wiped is refused by every peer and exits 2 with one line saying its data is gone and how to recover; the cluster keeps working', async () => {
+    const c = (cluster = await LocalCluster.create({ nodes: 3 }));
+    c.startAll();
+    const { follower: wiped } = await aFollower(c);
+    const others = c.specs.map((s) => s.id).filter((id) => id !== wiped);
+    await putVia(c, others[0]!, 'before');
+    await c.kill(wiped, 'SIGKILL');
+    rmSync(c.spec(wiped).dataDir, { recursive: true, force: true });
+
+    const proc = c.start(wiped);
+    const exit = await exitOf(proc, 30_000);
+    // The process's stderr and stdout both go to its log file; stderr lines start with "leaderd: ".
+    const stderr = readFileSync(c.spec(wiped).logPath, 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('leaderd: '))
+      .join('\n');
+    expect(exit.code).toBe(2);
+    expect(lines(stderr)).toHaveLength(1);
+    expect(stderr).toMatch(new RegExp(`member ${wiped}'s data is gone`));
+    expect(stderr).toMatch(/remove the member .*--join.*members add/);
+    for (const id of others) expect(readFileSync(c.spec(id).logPath, 'utf8')).toMatch(/"kind":"incarnation"/);
+
+    // The two others still form a majority of three and accept writes.
+    const l = await c.waitForLeader({ among: others });
+    expect(others).toContain(l.leaderId);
+    expect(await putVia(c, l.leaderId, 'after')).toBeGreaterThan(0);
+  });
+});
