@@ -6,6 +6,7 @@
 // on storage reads.
 import type { ConfState, Entry, Snapshot, SnapshotMeta } from './types.js';
 import { applyConfChange, decodeConfChange } from './conf-change.js';
+import { invariant } from './invariant.js';
 
 export class RaftLog {
   /** Covers every index <= snapshot.index. Index 0 / term 0 for a log never compacted. */
@@ -19,13 +20,14 @@ export class RaftLog {
   constructor(meta: SnapshotMeta, entries: readonly Entry[], committed: number) {
     this.snapshotMeta = meta;
     this.entries = [...entries];
+    // What storage handed back must be a log: contiguous after its snapshot, the commit
+    // index inside it. Anything else is a corrupted or mismatched data dir.
     for (let i = 0; i < this.entries.length; i++) {
-      if (this.entries[i]!.index !== meta.index + 1 + i) {
-        throw new Error(`log: entry ${i} has index ${this.entries[i]!.index}, expected ${meta.index + 1 + i}`);
-      }
+      const at = this.entries[i]!.index;
+      invariant(at === meta.index + 1 + i, 'initial-state', () => ({ position: i, index: at, expected: meta.index + 1 + i }));
     }
     this.committed = Math.max(committed, meta.index);
-    if (this.committed > this.lastIndex()) throw new Error(`log: commit ${committed} beyond last index ${this.lastIndex()}`);
+    invariant(this.committed <= this.lastIndex(), 'initial-state', () => ({ commit: committed, lastIndex: this.lastIndex() }));
     this.applied = meta.index;
     this.unstableFrom = this.lastIndex() + 1;
   }
@@ -85,7 +87,7 @@ export class RaftLog {
   append(entries: readonly Entry[]): void {
     if (entries.length === 0) return;
     const first = entries[0]!.index;
-    if (first !== this.lastIndex() + 1) throw new Error(`log: append at ${first}, last index ${this.lastIndex()}`);
+    invariant(first === this.lastIndex() + 1, 'log-gap', () => ({ first, lastIndex: this.lastIndex() }));
     for (const e of entries) this.entries.push(e);
   }
 
@@ -102,11 +104,14 @@ export class RaftLog {
       const t = e.index <= this.snapshotMeta.index ? e.term : this.term(e.index);
       if (t === undefined) break; // beyond our last index: append from here
       if (t !== e.term) {
-        if (e.index <= this.committed) {
-          // Log Matching and Leader Completeness say this cannot happen; if it does, the
-          // log on disk is not what was acknowledged and carrying on would lose data.
-          throw new Error(`log: conflict at committed index ${e.index} (term ${t} vs ${e.term})`);
-        }
+        // Log Matching and Leader Completeness say this cannot happen; if it does, the
+        // log on disk is not what was acknowledged and carrying on would lose data.
+        invariant(e.index > this.committed, 'committed-entry-conflict', () => ({
+          index: e.index,
+          term: t,
+          leaderTerm: e.term,
+          committed: this.committed,
+        }));
         this.truncateFrom(e.index);
         truncated = true;
         break;
@@ -139,7 +144,7 @@ export class RaftLog {
 
   commitTo(index: number): boolean {
     if (index <= this.committed) return false;
-    if (index > this.lastIndex()) throw new Error(`log: commit ${index} beyond last index ${this.lastIndex()}`);
+    invariant(index <= this.lastIndex(), 'commit-beyond-last', () => ({ index, lastIndex: this.lastIndex(), committed: this.committed }));
     this.committed = index;
     return true;
   }
@@ -163,14 +168,20 @@ export class RaftLog {
     return this.slice(this.applied + 1, this.committed) ?? [];
   }
 
+  /**
+   * The state machine applied everything up to `index`. Going backwards would re-apply
+   * entries (a lock granted twice); past the commit index, it applied something that
+   * may yet be replaced.
+   */
   appliedTo(index: number): void {
-    if (index > this.applied) this.applied = index;
+    invariant(index >= this.applied, 'applied-regression', () => ({ index, applied: this.applied }));
+    invariant(index <= this.committed, 'applied-beyond-commit', () => ({ index, committed: this.committed }));
+    this.applied = index;
   }
 
   /** The local state machine took a snapshot at `index`: forget the entries it covers. */
   compact(meta: SnapshotMeta): void {
-    if (meta.index >= this.unstableFrom)
-      throw new Error(`log: compact(${meta.index}) reaches entries not yet persisted (from ${this.unstableFrom})`);
+    invariant(meta.index < this.unstableFrom, 'compact-unstable', () => ({ index: meta.index, unstableFrom: this.unstableFrom }));
     const keep = this.entries.slice(meta.index - this.snapshotMeta.index);
     this.entries = keep;
     this.snapshotMeta = meta;

@@ -8,6 +8,8 @@
 //  snapshot:  the follower needs entries we compacted away; a snapshot is being sent
 //             in chunks and nothing else is until it is installed.
 
+import { invariant } from './invariant.js';
+
 export type ProgressState = 'probe' | 'replicate' | 'snapshot';
 
 export class Progress {
@@ -29,6 +31,27 @@ export class Progress {
   constructor(nextIndex: number, isLearner: boolean) {
     this.nextIndex = nextIndex;
     this.isLearner = isLearner;
+    this.check();
+  }
+
+  /**
+   * matchIndex < nextIndex after every update: the leader never offers a follower
+   * entries it already holds as the next ones to append, nor believes it holds entries
+   * it was never sent. Broken, the leader would commit on a match it invented.
+   */
+  private check(): void {
+    invariant(this.matchIndex < this.nextIndex, 'progress-match-next', () => ({
+      matchIndex: this.matchIndex,
+      nextIndex: this.nextIndex,
+      state: this.state,
+    }));
+  }
+
+  /** replicate: an append ending at `last` went out in heartbeat round `round`; assume it lands (pipelining). */
+  sentEntries(last: number, round: number): void {
+    this.nextIndex = last + 1;
+    this.inflight.push({ index: last, round });
+    this.check();
   }
 
   /** The follower acknowledged everything up to `index`. Returns false for a stale acknowledgement. */
@@ -40,6 +63,7 @@ export class Progress {
       this.probeSent = false;
     }
     this.nextIndex = Math.max(this.nextIndex, index + 1);
+    this.check();
     return updated;
   }
 
@@ -52,11 +76,13 @@ export class Progress {
     if (this.state === 'replicate') {
       if (rejected <= this.matchIndex) return false;
       this.nextIndex = this.matchIndex + 1;
+      this.check();
       return true;
     }
     if (this.nextIndex - 1 !== rejected) return false;
     this.nextIndex = Math.max(Math.min(rejected, hint + 1), this.matchIndex + 1, 1);
     this.probeSent = false;
+    this.check();
     return true;
   }
 
@@ -70,6 +96,7 @@ export class Progress {
     this.probeSent = false;
     this.inflight = [];
     this.pendingSnapshot = null;
+    this.check();
   }
 
   becomeReplicate(): void {
@@ -78,6 +105,7 @@ export class Progress {
     this.probeSent = false;
     this.inflight = [];
     this.pendingSnapshot = null;
+    this.check();
   }
 
   becomeSnapshot(index: number): void {

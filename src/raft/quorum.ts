@@ -1,4 +1,5 @@
-// Majority arithmetic, kept apart so it can be property-tested against a dumb oracle.
+// Majority arithmetic, kept apart so it can be property-tested against a naive oracle
+// (test/raft/quorum.test.ts).
 import type { NodeId } from './types.js';
 
 export function majority(voters: number): number {
@@ -6,16 +7,32 @@ export function majority(voters: number): number {
 }
 
 /**
- * The largest value that a majority of voters have reached: sort the voters' values
- * descending and take the majority-th. Used for commitIndex (matchIndex per voter,
- * Figure 2 "Rules for Servers, Leaders") and for the lease and ReadIndex rounds.
- * A voter with no value counts as `missing`.
+ * The largest value that a majority of voters have reached: the majority-th largest
+ * of the voters' values. Used for commitIndex (matchIndex per voter, Figure 2 "Rules
+ * for Servers, Leaders") and for the lease and ReadIndex rounds. A voter with no value
+ * counts as `missing`.
+ *
+ * Computed as the largest value v such that a majority holds at least v, by counting
+ * rather than sorting: configurations have a handful of voters, and this runs on every
+ * append acknowledgement and every lease check, so it allocates nothing.
  */
 export function quorumValue(voters: readonly NodeId[], valueOf: (id: NodeId) => number | undefined, missing: number): number {
-  if (voters.length === 0) return missing;
-  const values = voters.map((id) => valueOf(id) ?? missing);
-  values.sort((a, b) => b - a);
-  return values[majority(voters.length) - 1] ?? missing;
+  const n = voters.length;
+  if (n === 0) return missing;
+  const need = majority(n);
+  let best = -Infinity;
+  let found = false;
+  for (let i = 0; i < n; i++) {
+    const v = valueOf(voters[i]!) ?? missing;
+    if (found && v <= best) continue;
+    let atLeast = 0;
+    for (let j = 0; j < n; j++) if ((valueOf(voters[j]!) ?? missing) >= v) atLeast++;
+    if (atLeast >= need) {
+      best = v;
+      found = true;
+    }
+  }
+  return best;
 }
 
 export type VoteOutcome = 'won' | 'lost' | 'pending';

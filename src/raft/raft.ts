@@ -13,11 +13,15 @@
 // (§9.6), CheckQuorum (§6.2), leases and ReadIndex (§6.4), leadership transfer
 // (§3.10) and membership changes (§4).
 import { RaftLog } from './log.js';
-import { Progress } from './progress.js';
+import { Progress, type ProgressState } from './progress.js';
 import { quorumValue, tallyVotes } from './quorum.js';
 import { confChangeError, encodeConfChange } from './conf-change.js';
+import { ReadOnly } from './read-only.js';
+import { newBasicStatus, ReadyTracker } from './raw-node.js';
+import { invariant } from './invariant.js';
 import type {
   AppendRequest,
+  BasicStatus,
   AppendResponse,
   ConfChange,
   ConfState,
@@ -46,15 +50,6 @@ import type {
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 /** A message before the core stamps it with cluster id, sender and (by default) its term. */
 type Outgoing = DistributiveOmit<Message, 'clusterId' | 'from' | 'term'> & { term?: number };
-
-interface PendingRead {
-  readonly requestId: string;
-  /** null: asked on this node; otherwise the follower that forwarded it. */
-  readonly from: NodeId | null;
-  readonly index: number;
-  /** Confirmed once a quorum acknowledged a heartbeat round >= this one. */
-  readonly round: number;
-}
 
 const EMPTY = new Uint8Array(0);
 
@@ -99,9 +94,8 @@ export class RaftNode {
   /** When (our clock) this node last became leader. */
   private leaderSince = 0;
   private roundSentAt = new Map<number, number>();
-  private pendingReads: PendingRead[] = [];
-  /** Reads that arrived before this leader committed an entry of its term (§6.4 step 1). */
-  private readsAwaitingCommit: { requestId: string; from: NodeId | null }[] = [];
+  /** ReadIndex queues: the leader's pending reads, the follower's forwarded ones. */
+  private readonly reads = new ReadOnly();
   private leadTransferee: NodeId | null = null;
   /** Once TimeoutNow went out, another node may win without waiting out our lease: it is void for the rest of the term. */
   private timeoutNowSent = false;
@@ -110,16 +104,11 @@ export class RaftNode {
   private needBroadcast = false;
   private needReadRound = false;
 
-  // Follower state.
-  private forwardedReads = new Map<string, number>();
-
   // Output.
   private msgs: Message[] = [];
   private readStates: ReadState[] = [];
   private events: RaftEvent[] = [];
-  private prevHard: HardState;
-  private prevSoft: SoftState;
-  private outstanding: Ready | null = null;
+  private readonly raw: ReadyTracker;
 
   constructor(config: RaftConfig, initial: InitialState) {
     if (config.electionTick <= config.heartbeatTick) throw new Error('raft: electionTick must exceed heartbeatTick');
@@ -138,9 +127,9 @@ export class RaftNode {
     const { conf, index } = this.log.confAt(this.log.lastIndex());
     this.conf = conf;
     this.confIndex = index;
-    this.prevHard = this.hardState();
+    const hard = this.hardState();
     this.resetElectionTimer();
-    this.prevSoft = this.softState();
+    this.raw = new ReadyTracker(this.log, hard, this.softState());
   }
 
   // -------------------------------------------------------------------------
@@ -195,7 +184,7 @@ export class RaftNode {
         else this.send({ type: 'readIndexResp', to: msg.from, requestId: msg.requestId, index: -1 });
         return { ok: true };
       case 'readIndexResp':
-        if (this.forwardedReads.delete(msg.requestId)) this.readStates.push({ requestId: msg.requestId, index: msg.index });
+        if (this.reads.answered(msg.requestId)) this.readStates.push({ requestId: msg.requestId, index: msg.index });
         return { ok: true };
       default:
         break;
@@ -234,7 +223,7 @@ export class RaftNode {
     if (this.role === 'leader') {
       this.handleRead(requestId, null);
     } else if (this.role === 'follower' && this.leaderId !== null) {
-      this.forwardedReads.set(requestId, this.now);
+      this.reads.forward(requestId, this.now);
       this.send({ type: 'readIndex', to: this.leaderId, requestId });
     } else {
       this.readStates.push({ requestId, index: -1 });
@@ -273,7 +262,7 @@ export class RaftNode {
    */
   compact(index: number, data: Uint8Array): Snapshot | null {
     if (index <= this.log.snapshotMeta.index) return null;
-    if (index > this.log.applied) throw new Error(`raft: compact(${index}) beyond applied index ${this.log.applied}`);
+    invariant(index <= this.log.applied, 'compact-beyond-applied', () => ({ index, applied: this.log.applied }));
     const meta = { index, term: this.log.term(index)!, conf: this.log.confAt(index).conf };
     this.snapshot = { meta, data };
     this.log.compact(meta);
@@ -284,62 +273,70 @@ export class RaftNode {
   // Output
 
   hasReady(): boolean {
-    if (this.outstanding !== null) return false;
-    return (
+    const pendingOutput =
       this.needBroadcast ||
       this.needReadRound ||
       this.msgs.length > 0 ||
       this.readStates.length > 0 ||
       this.events.length > 0 ||
-      this.snapshotToApply !== null ||
-      !sameHard(this.hardState(), this.prevHard) ||
-      !sameSoft(this.softState(), this.prevSoft) ||
-      this.log.hasUnstable() ||
-      this.log.committed > this.log.applied
-    );
+      this.snapshotToApply !== null;
+    return this.raw.hasReady(this.hardState(), this.softState(), pendingOutput);
   }
 
   ready(): Ready {
-    if (this.outstanding !== null) throw new Error('raft: ready() called before advance() of the previous Ready');
+    this.raw.checkNotOutstanding();
     this.flush();
-    const hard = this.hardState();
-    const soft = this.softState();
-    const hardChanged = !sameHard(hard, this.prevHard);
-    const entries = this.log.unstableEntries();
-    const snapshot = this.snapshotToApply;
-    const rd: Ready = {
-      softState: sameSoft(soft, this.prevSoft) ? null : soft,
-      hardState: hardChanged ? hard : null,
-      snapshot,
-      entries,
-      committedEntries: snapshot !== null ? [] : this.log.committedToApply(),
+    const rd = this.raw.ready({
+      hardState: this.hardState(),
+      softState: this.softState(),
+      snapshot: this.snapshotToApply,
       messages: this.msgs,
       readStates: this.readStates,
-      // Only term, vote and log changes must be synced; a commit index can be
-      // recomputed after a crash (etcd-io/raft MustSync).
-      mustSync: snapshot !== null || entries.length > 0 || hard.term !== this.prevHard.term || hard.votedFor !== this.prevHard.votedFor,
       events: this.events,
-    };
+    });
     this.msgs = [];
     this.readStates = [];
     this.events = [];
-    this.outstanding = rd;
     return rd;
   }
 
   advance(rd: Ready): void {
-    if (rd !== this.outstanding) throw new Error('raft: advance() with a Ready that is not outstanding');
-    this.outstanding = null;
-    if (rd.hardState) this.prevHard = rd.hardState;
-    if (rd.softState) this.prevSoft = rd.softState;
-    if (rd.snapshot) {
-      if (this.snapshotToApply === rd.snapshot) this.snapshotToApply = null;
-      this.log.appliedTo(rd.snapshot.meta.index);
-    }
-    const last = rd.entries[rd.entries.length - 1];
-    if (last) this.log.stableTo(last.index, last.term);
-    const applied = rd.committedEntries[rd.committedEntries.length - 1];
-    if (applied) this.log.appliedTo(applied.index);
+    this.raw.advance(rd);
+    if (rd.snapshot !== null && this.snapshotToApply === rd.snapshot) this.snapshotToApply = null;
+  }
+
+  /**
+   * Role, term, leader, commit and applied indexes, lease: what a driver checks on every
+   * request. Fills `into` when given (keep one and reuse it: nothing is allocated, no
+   * progress map is built); status() adds the configuration and per-follower progress.
+   */
+  basicStatus(into: BasicStatus = newBasicStatus()): BasicStatus {
+    into.id = this.id;
+    into.role = this.role;
+    into.term = this.term;
+    into.votedFor = this.votedFor;
+    into.leaderId = this.leaderId;
+    into.commitIndex = this.log.committed;
+    into.appliedIndex = this.log.applied;
+    into.lastLogIndex = this.log.lastIndex();
+    into.leaseValid = this.leaseValid();
+    into.learner = !this.conf.voters.includes(this.id);
+    into.leadTransferee = this.leadTransferee;
+    return into;
+  }
+
+  /** The configuration in force (the latest in the log, committed or not; thesis §4.1). */
+  confState(): ConfState {
+    return this.conf;
+  }
+
+  /**
+   * Visit each follower's progress without building a map (etcd's RawNode.WithProgress).
+   * Visits nothing unless this node leads.
+   */
+  withProgress(visit: (id: NodeId, matchIndex: number, nextIndex: number, state: ProgressState) => void): void {
+    if (this.role !== 'leader') return;
+    for (const [id, pr] of this.progress) visit(id, pr.matchIndex, pr.nextIndex, pr.state);
   }
 
   status(): Status {
@@ -351,19 +348,9 @@ export class RaftNode {
       }
     }
     return {
-      id: this.id,
-      role: this.role,
-      term: this.term,
-      votedFor: this.votedFor,
-      leaderId: this.leaderId,
-      commitIndex: this.log.committed,
-      appliedIndex: this.log.applied,
-      lastLogIndex: this.log.lastIndex(),
+      ...this.basicStatus(),
       firstLogIndex: this.log.firstIndex(),
-      leaseValid: this.leaseValid(),
-      learner: !this.conf.voters.includes(this.id),
       conf: this.conf,
-      leadTransferee: this.leadTransferee,
       progress,
     };
   }
@@ -461,6 +448,7 @@ export class RaftNode {
   // Role transitions
 
   private reset(term: number): void {
+    invariant(term >= this.term, 'term-regression', () => ({ term: this.term, to: term, role: this.role }));
     if (term !== this.term) {
       this.term = term;
       this.votedFor = null;
@@ -487,6 +475,8 @@ export class RaftNode {
   }
 
   private becomePreCandidate(): void {
+    // A leader campaigning would abandon a term it leads; the election timer never fires on a leader.
+    this.checkTransition('precandidate', this.role !== 'leader');
     // PreVote (thesis §9.6): ask whether we could win before disturbing anyone's term.
     this.role = 'precandidate';
     this.leaderId = null;
@@ -495,6 +485,8 @@ export class RaftNode {
   }
 
   private becomeCandidate(): void {
+    // Only after winning a PreVote round, or on TimeoutNow as a follower (§3.10).
+    this.checkTransition('candidate', this.role === 'precandidate' || this.role === 'follower');
     this.reset(this.term + 1);
     this.role = 'candidate';
     this.votedFor = this.id;
@@ -502,6 +494,8 @@ export class RaftNode {
   }
 
   private becomeLeader(): void {
+    // Only a candidate that won this term's election (§5.2); anything else is two leaders in waiting.
+    this.checkTransition('leader', this.role === 'candidate' && this.votedFor === this.id);
     this.reset(this.term);
     this.role = 'leader';
     this.leaderId = this.id;
@@ -578,6 +572,11 @@ export class RaftNode {
     if (granted) {
       this.send({ type: 'voteResp', to: msg.from, term: msg.term, preVote: msg.preVote, granted: true });
       if (!msg.preVote) {
+        invariant(this.votedFor === null || this.votedFor === msg.from, 'vote-changed', () => ({
+          term: this.term,
+          votedFor: this.votedFor,
+          candidate: msg.from,
+        }));
         this.votedFor = msg.from;
         this.electionElapsed = 0;
       }
@@ -597,6 +596,13 @@ export class RaftNode {
         else this.handleSnapshot(msg);
         break;
       case 'timeoutNow':
+        // Only the leader we follow may hand over: voters disregard their lease for a
+        // transfer campaign, so a TimeoutNow from anyone else (a deposed leader's delayed
+        // message, a forged one) could elect a second leader while ours still holds its lease.
+        if (msg.from !== this.leaderId) {
+          this.ignore(msg, 'not-from-leader');
+          break;
+        }
         // §3.10: the leader hands over; campaign at once, skipping PreVote, and tell
         // voters to disregard their lease (the old leader gave its up).
         this.startCampaign('transfer');
@@ -616,7 +622,10 @@ export class RaftNode {
         break;
       case 'voteResp': {
         if (msg.preVote !== (this.role === 'precandidate')) return;
-        if (!this.conf.voters.includes(msg.from)) return;
+        if (!this.conf.voters.includes(msg.from)) {
+          this.ignore(msg, 'not-in-config');
+          return;
+        }
         this.votes.set(msg.from, msg.granted);
         const outcome = tallyVotes(this.conf.voters, this.votes);
         if (outcome === 'won') {
@@ -634,7 +643,12 @@ export class RaftNode {
 
   private stepLeader(msg: Message): void {
     const pr = this.progress.get(msg.from);
-    if (!pr) return;
+    if (!pr) {
+      // A server removed from (or never in) the configuration still answering: not
+      // impossible, so not fatal, but worth a word.
+      this.ignore(msg, 'not-in-config');
+      return;
+    }
     pr.recentActive = true;
     switch (msg.type) {
       case 'appResp':
@@ -795,10 +809,8 @@ export class RaftNode {
   }
 
   private onLeaderCommit(): void {
-    if (this.readsAwaitingCommit.length > 0 && this.log.term(this.log.committed) === this.term) {
-      const waiting = this.readsAwaitingCommit;
-      this.readsAwaitingCommit = [];
-      for (const r of waiting) this.handleRead(r.requestId, r.from);
+    if (this.reads.hasAwaitingCommit() && this.log.term(this.log.committed) === this.term) {
+      for (const r of this.reads.takeAwaitingCommit()) this.handleRead(r.requestId, r.from);
     }
     // A leader removed from the configuration steps down once the removal commits (§4.2.2).
     if (!this.conf.voters.includes(this.id) && this.log.committed >= this.confIndex) {
@@ -827,9 +839,7 @@ export class RaftNode {
     this.send({ type: 'app', to, prevLogIndex, prevLogTerm, entries, leaderCommit: this.log.committed, round: this.round });
     if (pr.state === 'replicate' && entries.length > 0) {
       // Pipelining: assume success and move on; a rejection resets us to probe.
-      const last = entries[entries.length - 1]!.index;
-      pr.nextIndex = last + 1;
-      pr.inflight.push({ index: last, round: this.round });
+      pr.sentEntries(entries[entries.length - 1]!.index, this.round);
     } else if (pr.state === 'probe') {
       pr.probeSent = true;
     }
@@ -918,7 +928,7 @@ export class RaftNode {
     if (this.log.term(this.log.committed) !== this.term) {
       // Step 1: the leader's commit index is only known to be current once an entry of
       // its own term has committed.
-      this.readsAwaitingCommit.push({ requestId, from });
+      this.reads.awaitCommit({ requestId, from });
       return;
     }
     const index = this.log.committed;
@@ -928,19 +938,14 @@ export class RaftNode {
       return;
     }
     // Steps 2-3: confirm we are still leader with a fresh heartbeat round.
-    this.pendingReads.push({ requestId, from, index, round: this.round + 1 });
+    this.reads.addPending({ requestId, from, index, round: this.round + 1 });
     this.needReadRound = true;
   }
 
   private checkReads(): void {
-    if (this.pendingReads.length === 0) return;
+    if (!this.reads.hasPending()) return;
     const acked = quorumValue(this.conf.voters, (id) => (id === this.id ? Infinity : this.progress.get(id)?.ackedRound), 0);
-    const still: PendingRead[] = [];
-    for (const r of this.pendingReads) {
-      if (r.round <= acked) this.answerRead(r.requestId, r.from, r.index);
-      else still.push(r);
-    }
-    this.pendingReads = still;
+    for (const r of this.reads.confirm(acked)) this.answerRead(r.requestId, r.from, r.index);
   }
 
   private answerRead(requestId: string, from: NodeId | null, index: number): void {
@@ -949,20 +954,11 @@ export class RaftNode {
   }
 
   private failLeaderReads(): void {
-    for (const r of this.pendingReads) this.answerRead(r.requestId, r.from, -1);
-    for (const r of this.readsAwaitingCommit) this.answerRead(r.requestId, r.from, -1);
-    this.pendingReads = [];
-    this.readsAwaitingCommit = [];
+    for (const r of this.reads.takeAllLeaderReads()) this.answerRead(r.requestId, r.from, -1);
   }
 
   private expireForwardedReads(): void {
-    if (this.forwardedReads.size === 0) return;
-    for (const [id, at] of this.forwardedReads) {
-      if (this.now - at >= this.cfg.electionTick) {
-        this.forwardedReads.delete(id);
-        this.readStates.push({ requestId: id, index: -1 });
-      }
-    }
+    for (const id of this.reads.expire(this.now, this.cfg.electionTick)) this.readStates.push({ requestId: id, index: -1 });
   }
 
   // -------------------------------------------------------------------------
@@ -985,6 +981,14 @@ export class RaftNode {
     // A smaller quorum may already hold more (e.g. after removing a slow voter).
     if (this.maybeCommit()) this.needBroadcast = true;
     this.checkReads();
+  }
+
+  private ignore(msg: Message, reason: 'not-in-config' | 'not-from-leader'): void {
+    this.events.push({ kind: 'ignored', from: msg.from, type: msg.type, term: msg.term, reason });
+  }
+
+  private checkTransition(to: Role, allowed: boolean): void {
+    invariant(allowed, 'role-transition', () => ({ from: this.role, to, term: this.term, votedFor: this.votedFor }));
   }
 
   private members(): NodeId[] {
@@ -1019,14 +1023,6 @@ export class RaftNode {
   private hardState(): HardState {
     return { term: this.term, votedFor: this.votedFor, commit: this.log.committed };
   }
-}
-
-function sameHard(a: HardState, b: HardState): boolean {
-  return a.term === b.term && a.votedFor === b.votedFor && a.commit === b.commit;
-}
-
-function sameSoft(a: SoftState, b: SoftState): boolean {
-  return a.role === b.role && a.leaderId === b.leaderId && a.term === b.term && a.learner === b.learner;
 }
 
 function concat(chunks: readonly Uint8Array[], size: number): Uint8Array {

@@ -217,6 +217,19 @@ export type RaftEvent =
       readonly to: NodeId;
       readonly term: number;
       readonly outcome: 'started' | 'timeout-now-sent' | 'abandoned';
+    }
+  | {
+      /**
+       * A message dropped because of who sent it. `not-in-config`: a server outside our
+       * configuration (removed, not yet added, or misconfigured) answered us.
+       * `not-from-leader`: a TimeoutNow from anyone but the leader we follow; obeying it
+       * would let any peer start an election that ignores the voters' leases.
+       */
+      readonly kind: 'ignored';
+      readonly from: NodeId;
+      readonly type: MessageType;
+      readonly term: number;
+      readonly reason: 'not-in-config' | 'not-from-leader';
     };
 
 /**
@@ -291,20 +304,28 @@ export interface ProgressStatus {
   readonly recentActive: boolean;
 }
 
-export interface Status {
-  readonly id: NodeId;
-  readonly role: Role;
-  readonly term: number;
-  readonly votedFor: NodeId | null;
-  readonly leaderId: NodeId | null;
-  readonly commitIndex: number;
-  readonly appliedIndex: number;
-  readonly lastLogIndex: number;
+/**
+ * What a driver checks on every request (etcd's BasicStatus): no configuration, no
+ * progress map. Fields are writable so RaftNode.basicStatus(into) can refill one
+ * record instead of allocating a new one per call.
+ */
+export interface BasicStatus {
+  id: NodeId;
+  role: Role;
+  term: number;
+  votedFor: NodeId | null;
+  leaderId: NodeId | null;
+  commitIndex: number;
+  appliedIndex: number;
+  lastLogIndex: number;
+  leaseValid: boolean;
+  learner: boolean;
+  leadTransferee: NodeId | null;
+}
+
+export interface Status extends Readonly<BasicStatus> {
   readonly firstLogIndex: number;
-  readonly leaseValid: boolean;
-  readonly learner: boolean;
   readonly conf: ConfState;
-  readonly leadTransferee: NodeId | null;
   /** Only on the leader. */
   readonly progress: ReadonlyMap<NodeId, ProgressStatus> | null;
 }

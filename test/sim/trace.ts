@@ -61,6 +61,9 @@ export function describeReady(rd: Ready): string {
       case 'transfer':
         parts.push(`transfer to ${ev.to}@${ev.term}: ${ev.outcome}`);
         break;
+      case 'ignored':
+        parts.push(`ignored ${ev.type} from ${ev.from}@${ev.term}: ${ev.reason}`);
+        break;
     }
   }
   if (!rd.mustSync) parts.push('nosync');
