@@ -16,6 +16,8 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { RaftNode } from '../raft/raft.js';
 import { seededRandom } from '../raft/rand.js';
+import { newBasicStatus } from '../raft/raw-node.js';
+import { callStateMachine, describeFailStop } from './fail-stop.js';
 import { decodeConfChange } from '../raft/conf-change.js';
 import type { Entry, NodeId, RaftConfig, RaftEvent, Ready, SoftState } from '../raft/types.js';
 import { LevelStorage } from '../storage/leveldb-storage.js';
@@ -121,7 +123,7 @@ export interface RuntimeOptions {
   readonly stateMachine?: StateMachine;
   /** Take a snapshot and compact the log every this many applied entries; default 10,000. */
   readonly snapshotEntries?: number;
-  /** Called once if the node hits an unrecoverable error (storage failure) and stopped. */
+  /** Called once if the node hits an unrecoverable error (storage, a broken core invariant, a throwing state machine; see fail-stop.ts) and stopped. */
   readonly onFatal?: (err: Error) => void;
   /** Told about every stage of the runtime's work (metrics, leadership history). */
   readonly observer?: NodeObserver;
@@ -189,6 +191,8 @@ export class LeaderdNode {
   private stopped = false;
   private fatal: Error | null = null;
   private lastSoft: SoftState;
+  /** Refilled by raft.basicStatus() on hot paths (every request), so reading the core's state allocates nothing. */
+  private readonly basic = newBasicStatus();
   private readonly leaderListeners = new Set<(l: LeaderView) => void>();
   private readonly leaseListeners = new Set<(valid: boolean) => void>();
   private lastLeaseValid = false;
@@ -246,7 +250,7 @@ export class LeaderdNode {
     this.lastSnapshotIndex = initial.snapshot?.meta.index ?? 0;
     this.raft = new RaftNode(raftConfig, initial);
     this.lastSoft = this.raft.softState();
-    const conf = this.raft.status().conf;
+    const conf = this.raft.confState();
     if (!storage.isNew) {
       const members = [...conf.voters, ...conf.learners].sort().join(',');
       const given = [...opts.peers.keys()].sort().join(',');
@@ -259,14 +263,26 @@ export class LeaderdNode {
     }
     this.clock = new TickClock(
       opts.tickMs ?? 10,
-      () => this.raft.tick(),
+      () => {
+        try {
+          this.raft.tick();
+        } catch (err) {
+          this.fail(err as Error);
+        }
+      },
       () => time.now(),
     );
     transport.onMessage((msg) => {
       if (this.stopped) return;
       this.clock.catchUp();
       this.obs?.received(msg);
-      const r = this.raft.step(msg);
+      let r;
+      try {
+        r = this.raft.step(msg);
+      } catch (err) {
+        this.fail(err as Error);
+        return;
+      }
       if (!r.ok) this.log.warn({ node: this.id, from: msg.from, type: msg.type, reason: r.reason }, 'peer message refused');
       this.afterInput();
     });
@@ -368,7 +384,7 @@ export class LeaderdNode {
   status(): NodeStatusView {
     this.clock.catchUp();
     this.afterInput();
-    const s = this.raft.status();
+    const s = this.raft.basicStatus(this.basic);
     const role =
       s.role === 'leader'
         ? 'leader'
@@ -410,13 +426,13 @@ export class LeaderdNode {
    */
   isLeaderCaughtUp(): boolean {
     if (!this.isLeader()) return false;
-    const s = this.raft.status();
+    const s = this.raft.basicStatus(this.basic);
     const applied = Math.min(this.appliedTo, s.appliedIndex);
     return this.raft.termAt(applied) === s.term;
   }
 
   members(): MemberView[] {
-    const conf = this.raft.status().conf;
+    const conf = this.raft.confState();
     const view = (id: NodeId, learner: boolean): MemberView => ({
       id,
       peerAddress: id === this.id ? this.opts.advertisePeer : (this.opts.peers.get(id) ?? this.peerAddrFromLog(id) ?? ''),
@@ -486,7 +502,7 @@ export class LeaderdNode {
   /** Hand leadership to `target` (or the most up-to-date follower). Resolves when leadership moved or the attempt ended. */
   async transferLeadership(target?: NodeId, timeoutMs = 4 * this.opts.electionTimeoutMs): Promise<LeaderView> {
     this.clock.catchUp();
-    const s = this.raft.status();
+    const s = this.raft.basicStatus(this.basic);
     if (s.role !== 'leader')
       throw new NodeError('not-leader', `not the leader (leader: ${s.leaderId ?? 'unknown'})`, 'not-applied', s.leaderId);
     const to = target ?? this.bestTransferTarget();
@@ -506,8 +522,7 @@ export class LeaderdNode {
   async stop(opts: { transfer?: boolean } = {}): Promise<void> {
     if (this.stopped) return;
     if (opts.transfer !== false && !this.fatal) {
-      const s = this.raft.status();
-      if (s.role === 'leader' && this.bestTransferTarget() !== null) {
+      if (this.raft.basicStatus(this.basic).role === 'leader' && this.bestTransferTarget() !== null) {
         try {
           const l = await this.transferLeadership(undefined, 2 * this.opts.electionTimeoutMs);
           if (l.leaderId !== '' && l.leaderId !== this.id)
@@ -591,7 +606,8 @@ export class LeaderdNode {
       this.transport.send(m);
     }
     if (rd.snapshot) {
-      this.sm.restore(rd.snapshot.data);
+      const snap = rd.snapshot;
+      callStateMachine('restore', snap.meta.index, () => this.sm.restore(snap.data));
       this.lastSnapshotIndex = rd.snapshot.meta.index;
     }
     if (rd.snapshot) {
@@ -607,7 +623,7 @@ export class LeaderdNode {
     let last = 0;
     for (const e of rd.committedEntries) {
       let result: unknown = null;
-      if (e.type === 'normal') result = this.sm.apply(e);
+      if (e.type === 'normal') result = callStateMachine('apply', e.index, () => this.sm.apply(e));
       else if (e.type === 'conf') await this.rememberPeer(e);
       last = e.index;
       const w = this.proposals.get(e.index);
@@ -646,7 +662,10 @@ export class LeaderdNode {
   private async maybeSnapshot(applied: number): Promise<void> {
     if (applied - this.lastSnapshotIndex < (this.opts.snapshotEntries ?? 10_000)) return;
     const t0 = this.time.now();
-    const snapshot = this.raft.compact(applied, this.sm.snapshot());
+    const snapshot = this.raft.compact(
+      applied,
+      callStateMachine('snapshot', applied, () => this.sm.snapshot()),
+    );
     if (snapshot) {
       await this.storage.compact(snapshot);
       this.obs?.snapshotTaken(snapshot.data.byteLength, (this.time.now() - t0) / 1000);
@@ -663,7 +682,7 @@ export class LeaderdNode {
   private waitApplied(index: number, signal?: AbortSignal): Promise<void> {
     // appliedTo moves as soon as the state machine has applied (before the core's own
     // applied index, which waits for advance()).
-    if (Math.max(this.appliedTo, this.raft.status().appliedIndex) >= index) return Promise.resolve();
+    if (Math.max(this.appliedTo, this.raft.basicStatus(this.basic).appliedIndex) >= index) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const onAbort = () => {
         this.appliedWaiters = this.appliedWaiters.filter((x) => x !== w);
@@ -753,6 +772,9 @@ export class LeaderdNode {
       case 'transfer':
         this.log.info({ node: this.id, term: ev.term, to: ev.to, outcome: ev.outcome }, 'leadership transfer');
         break;
+      case 'ignored':
+        this.log.debug({ node: this.id, term: ev.term, from: ev.from, type: ev.type, reason: ev.reason }, 'peer message ignored');
+        break;
     }
   }
 
@@ -768,7 +790,7 @@ export class LeaderdNode {
 
   /** Peer addresses: from --peers, and for members added later from their conf change context. */
   private updatePeers(): void {
-    const conf = this.raft.status().conf;
+    const conf = this.raft.confState();
     const peers = new Map<NodeId, string>();
     for (const id of [...conf.voters, ...conf.learners]) {
       if (id === this.id) continue;
@@ -827,26 +849,26 @@ export class LeaderdNode {
   }
 
   private bestTransferTarget(): NodeId | null {
-    const s = this.raft.status();
+    const voters = this.raft.confState().voters;
     let best: NodeId | null = null;
     let bestMatch = -1;
-    for (const [id, pr] of s.progress ?? []) {
-      if (!s.conf.voters.includes(id)) continue;
-      if (pr.matchIndex > bestMatch) {
+    this.raft.withProgress((id, matchIndex) => {
+      if (voters.includes(id) && matchIndex > bestMatch) {
         best = id;
-        bestMatch = pr.matchIndex;
+        bestMatch = matchIndex;
       }
-    }
+    });
     return best;
   }
 
   private fail(err: Error): void {
     if (this.fatal) return;
     this.fatal = err;
-    this.log.fatal(
-      { node: this.id, err: err.message },
-      err instanceof MemberRefusedError ? 'refused by its peers: node stops' : 'storage failure: node stops (fail-stop)',
-    );
+    const { message, fields } =
+      err instanceof MemberRefusedError
+        ? { message: 'refused by its peers: node stops', fields: { cause: 'member-refused' } }
+        : describeFailStop(err);
+    this.log.fatal({ node: this.id, ...fields, err: err.message }, message);
     void this.stop({ transfer: false }).finally(() => this.opts.onFatal?.(err));
   }
 }
