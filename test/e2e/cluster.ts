@@ -10,23 +10,16 @@ import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ClusterClient, type LeaderInfo, type NodeStatus } from '../../src/client/cluster-client.js';
+import { freePort, sleep, waitFor } from '../../bench/procs.js';
+
+// Shared with the benchmarks (which must not import test code).
+export { freePort, sleep, waitFor };
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** The compiled CLI, whether this file runs from test/e2e (vitest) or dist/test/e2e. */
 export const CLI =
   [resolve(here, '../../dist/src/cli/main.js'), resolve(here, '../../src/cli/main.js')].find((p) => p.includes('dist') && existsSync(p)) ??
   resolve(here, '../../dist/src/cli/main.js');
-
-export async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-  });
-}
 
 /** Whether host:port can be bound right now. */
 export async function portFree(address: string): Promise<boolean> {
@@ -165,31 +158,6 @@ export interface ClusterOptions {
   readonly heartbeatMs?: number;
   readonly electionTimeoutMs?: number;
   readonly extraArgs?: readonly string[];
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Poll `f` until it returns a value that is not undefined, or fail after `timeoutMs`. */
-export async function waitFor<T>(
-  what: string,
-  f: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 15_000,
-  everyMs = 25,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastErr: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await f();
-      if (v !== undefined) return v;
-    } catch (err) {
-      lastErr = err;
-    }
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? ` (last error: ${(lastErr as Error).message})` : ''}`);
 }
 
 export class LocalCluster {

@@ -1,0 +1,104 @@
+// Small process and timing utilities shared by the benchmarks and the e2e harness:
+// free loopback ports, sleeping and polling with a bound, per-process memory and CPU from
+// /proc, and percentiles over observed values.
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { performance } from 'node:perf_hooks';
+
+export async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => res(port));
+    });
+  });
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Poll `f` until it returns a value that is not undefined, or fail after `timeoutMs`. */
+export async function waitFor<T>(
+  what: string,
+  f: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 15_000,
+  everyMs = 25,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastErr: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await f();
+      if (v !== undefined) return v;
+    } catch (err) {
+      lastErr = err;
+    }
+    await sleep(everyMs);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? ` (last error: ${(lastErr as Error).message})` : ''}`);
+}
+
+/**
+ * Poll `f` every `everyMs` until it returns a value or `limitMs` passed; errors count as
+ * "not yet". Returns the value and the monotonic time of the answer that showed it.
+ */
+export async function pollUntil<T>(
+  f: () => Promise<T | undefined>,
+  limitMs: number,
+  everyMs: number,
+): Promise<{ value: T; at: number } | undefined> {
+  const deadline = performance.now() + limitMs;
+  while (performance.now() < deadline) {
+    const started = performance.now();
+    try {
+      const v = await f();
+      if (v !== undefined) return { value: v, at: performance.now() };
+    } catch {
+      // a member that is starting or just died: try again
+    }
+    await sleep(Math.max(0, everyMs - (performance.now() - started)));
+  }
+  return undefined;
+}
+
+/** Resident set size of a process in bytes (Linux /proc), or undefined if it is gone. */
+export function rssBytes(pid: number): number | undefined {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU time (user + system) a process used so far, in seconds (Linux /proc), or undefined if it is gone. */
+export function cpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100 on Linux)
+  } catch {
+    return undefined;
+  }
+}
+
+export interface Stats {
+  readonly n: number;
+  readonly min: number;
+  readonly median: number;
+  readonly p90: number;
+  readonly p99: number;
+  readonly max: number;
+}
+
+/** Nearest-rank percentiles: every figure is a value that was actually observed. */
+export function stats(xs: readonly number[]): Stats | undefined {
+  if (xs.length === 0) return undefined;
+  const s = Float64Array.from(xs).sort();
+  const rank = (p: number) => s[Math.max(0, Math.ceil(p * s.length) - 1)]!;
+  return { n: s.length, min: s[0]!, median: rank(0.5), p90: rank(0.9), p99: rank(0.99), max: s[s.length - 1]! };
+}
