@@ -2,8 +2,9 @@
 // leaderd: one executable, subcommands for a node, a local cluster and the client side.
 import { Command, Option } from 'commander';
 import { DEFAULTS } from '../server/config.js';
-import { EXIT_OK, reportError } from './usage.js';
+import { EXIT_OK, UsageError, reportError } from './usage.js';
 import { VERSION } from '../version.js';
+import { addCoordinationCommands } from './coordination-program.js';
 import { DEFAULT_TIMEOUT_MS, ENDPOINTS_ENV } from './client-defaults.js';
 // Each subcommand loads only what it needs: a client command does not pay for LevelDB,
 // pino or the node runtime.
@@ -93,9 +94,24 @@ clientOptions(program.command('leader').description('who leads, as seen by the f
 clientOptions(program.command('status').description("every member's role, term, leader and log indexes, in a table")).action(async (o) =>
   (await client()).runStatus(o),
 );
-clientOptions(program.command('watch').description('stream leadership changes until Ctrl-C')).action(async (o) =>
-  (await client()).runWatch(o),
-);
+clientOptions(
+  program
+    .command('watch')
+    .description('stream leadership changes until Ctrl-C; with --key, changes to a key or prefix instead')
+    .option('--key <key>', 'watch this key (or, with --prefix, every key under it) instead of the leadership')
+    .option('--prefix', 'with --key: every key that starts with it')
+    .option('--start-revision <n>', 'with --key: replay changes from revision n (default: from now)')
+    .option('--base64', 'with --key: values as base64 instead of UTF-8 text')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  leaderd watch                        leadership changes\n  leaderd watch --key config/ --prefix  PUT/DELETE of every key under config/',
+    ),
+).action(async (o: { key?: string; prefix?: boolean; startRevision?: string; base64?: boolean; endpoints?: string; json?: boolean }) => {
+  if (o.key !== undefined) return (await import('./kv-commands.js')).runWatchKey(o.key, o);
+  if (o.prefix || o.startRevision !== undefined || o.base64) throw new UsageError('--prefix, --start-revision and --base64 need --key');
+  return (await client()).runWatch(o);
+});
+addCoordinationCommands(program, clientOptions);
 clientOptions(
   program.command('health').description('is every member up and does it see a leader? exit 1 if any is not (like etcdctl endpoint health)'),
 ).action(async (o) => (await client()).runHealth(o));
