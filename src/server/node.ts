@@ -28,6 +28,16 @@ import { sleepOn, systemClock } from './runtime-ports.js';
 import type { CancelTimer, RuntimeClock, RuntimeStorage, RuntimeTransport } from './runtime-ports.js';
 import type { NodeObserver } from './node-observer.js';
 import type { HandshakePolicy, Refusal, RefusedPeer } from '../transport/handshake.js';
+import {
+  BOOTSTRAP_META,
+  MemberRegistry,
+  decodeBootstrap,
+  decodeMemberContext,
+  encodeBootstrap,
+  frameSnapshot,
+  unframeSnapshot,
+  type Bootstrap,
+} from './member-registry.js';
 
 /** Meta key of this data dir's incarnation: random, drawn when the store is created. */
 export const INCARNATION_META = 'incarnation';
@@ -213,6 +223,14 @@ export class LeaderdNode {
   private readonly learnedIncarnations = new Map<NodeId, string>();
   /** Voters that refused this node's incarnation at the handshake. */
   private readonly incarnationRefusals = new Map<NodeId, string>();
+  /** The membership this data dir was created with (persisted then; --peers only supplies addresses later). */
+  private readonly bootstrap: Bootstrap;
+  /** Member records as of the last applied entry (replicated state). */
+  private readonly registry: MemberRegistry;
+  /** Peer addresses from conf changes appended but not yet applied, so a new member is reached at once. */
+  private readonly pendingAddresses = new Map<NodeId, string>();
+  /** Meta records the constructor decided on, written by fromParts before the node talks to anyone. */
+  private readonly unsavedMeta: [string, Uint8Array][] = [];
 
   private constructor(
     private readonly opts: RuntimeOptions,
@@ -228,8 +246,22 @@ export class LeaderdNode {
     this.bootId = `${time.randomSeed().toString(36)}.${time.randomSeed().toString(36)}`;
     this.obs = opts.observer;
     const inc = storage.getMeta(INCARNATION_META);
-    if (inc === undefined) throw new Error('storage has no incarnation (LeaderdNode.fromParts writes one)');
-    this.incarnation = fromUtf8.decode(inc);
+    if (inc !== undefined) this.incarnation = fromUtf8.decode(inc);
+    else {
+      // A data dir from before incarnations (or a store not created by start()) gets
+      // one now; its peers learn it at the next handshake.
+      this.incarnation = [time.randomSeed(), time.randomSeed(), time.randomSeed()].map((n) => n.toString(16)).join('');
+      this.unsavedMeta.push([INCARNATION_META, utf8.encode(this.incarnation)]);
+    }
+    const boot = storage.getMeta(BOOTSTRAP_META);
+    if (boot !== undefined) this.bootstrap = decodeBootstrap(boot);
+    else {
+      // A data dir from before the bootstrap record: --peers is the best account of
+      // how it was bootstrapped; from now on it is kept.
+      this.bootstrap = { join: false, members: new Map(opts.peers) };
+      this.unsavedMeta.push([BOOTSTRAP_META, encodeBootstrap(this.bootstrap)]);
+    }
+    this.registry = MemberRegistry.fromBootstrap(this.bootstrap);
     const tickMs = opts.tickMs ?? 10;
     const policy: HandshakePolicy = {
       incarnation: this.incarnation,
@@ -244,20 +276,20 @@ export class LeaderdNode {
       refusedByPeer: (id, refusal) => this.refusedByPeer(id, refusal),
     };
     transport.setHandshake?.(policy);
-    const bootstrapConf = { voters: [...opts.peers.keys()], learners: [] };
+    const bootstrapConf = { voters: this.bootstrap.join ? [] : [...this.bootstrap.members.keys()], learners: [] };
     const initial = storage.initialState(bootstrapConf);
-    if (initial.snapshot) this.sm.restore(initial.snapshot.data);
+    if (initial.snapshot) this.restoreSnapshot(initial.snapshot.data);
     this.lastSnapshotIndex = initial.snapshot?.meta.index ?? 0;
     this.raft = new RaftNode(raftConfig, initial);
     this.lastSoft = this.raft.softState();
     const conf = this.raft.confState();
-    if (!storage.isNew) {
+    if (!storage.isNew && !this.bootstrap.join) {
       const members = [...conf.voters, ...conf.learners].sort().join(',');
       const given = [...opts.peers.keys()].sort().join(',');
       if (members !== given) {
         this.log.warn(
           { node: this.id, members, peers: given },
-          'replicated membership differs from --peers; the replicated membership wins',
+          `--peers lists ${given} but the replicated membership is ${members}: --peers only supplies addresses after bootstrap, and never changes who votes`,
         );
       }
     }
@@ -298,7 +330,11 @@ export class LeaderdNode {
       nodeId: opts.id,
       // Born with the data dir, in the batch that claims it: a dir that lost its data
       // (wiped, replaced) comes back as another incarnation, which peers refuse.
-      initialMeta: new Map([[INCARNATION_META, utf8.encode(randomBytes(16).toString('hex'))]]),
+      // The bootstrap membership is persisted the same way: later --peers only supply addresses.
+      initialMeta: new Map([
+        [INCARNATION_META, utf8.encode(randomBytes(16).toString('hex'))],
+        [BOOTSTRAP_META, encodeBootstrap({ join: false, members: opts.peers })],
+      ]),
     });
     if (!known) writeIdentity(opts.dataDir, identity);
     let transport: GrpcTransport;
@@ -335,12 +371,6 @@ export class LeaderdNode {
     const { storage, transport, clock } = parts;
     try {
       if (!opts.peers.has(opts.id)) throw new Error(`--peers must include this node (${opts.id})`);
-      if (storage.getMeta(INCARNATION_META) === undefined) {
-        // A data dir from before incarnations existed (or a store that was not created
-        // by start()): it gets one now, and its peers learn it at the next handshake.
-        const seed = `${clock.randomSeed().toString(16)}${clock.randomSeed().toString(16)}${clock.randomSeed().toString(16)}`;
-        await storage.putMeta(INCARNATION_META, utf8.encode(seed));
-      }
       const { port } = await transport.start();
       const ticks = tickSettings(opts.heartbeatMs, opts.electionTimeoutMs, opts.tickMs);
       const cfg: RaftConfig = {
@@ -356,6 +386,7 @@ export class LeaderdNode {
         random: seededRandom(clock.randomSeed()),
       };
       const node = new LeaderdNode(opts, storage, transport, clock, cfg, port);
+      for (const [key, value] of node.unsavedMeta.splice(0)) await storage.putMeta(key, value);
       node.updatePeers();
       node.log.info(
         {
@@ -435,7 +466,7 @@ export class LeaderdNode {
     const conf = this.raft.confState();
     const view = (id: NodeId, learner: boolean): MemberView => ({
       id,
-      peerAddress: id === this.id ? this.opts.advertisePeer : (this.opts.peers.get(id) ?? this.peerAddrFromLog(id) ?? ''),
+      peerAddress: id === this.id ? this.opts.advertisePeer : (this.peerAddressOf(id) ?? ''),
       clientAddress: this.clientAddressOf(id),
       learner,
     });
@@ -607,7 +638,7 @@ export class LeaderdNode {
     }
     if (rd.snapshot) {
       const snap = rd.snapshot;
-      callStateMachine('restore', snap.meta.index, () => this.sm.restore(snap.data));
+      callStateMachine('restore', snap.meta.index, () => this.restoreSnapshot(snap.data));
       this.lastSnapshotIndex = rd.snapshot.meta.index;
     }
     if (rd.snapshot) {
@@ -624,7 +655,7 @@ export class LeaderdNode {
     for (const e of rd.committedEntries) {
       let result: unknown = null;
       if (e.type === 'normal') result = callStateMachine('apply', e.index, () => this.sm.apply(e));
-      else if (e.type === 'conf') await this.rememberPeer(e);
+      else if (e.type === 'conf') await this.applyConfChange(e);
       last = e.index;
       const w = this.proposals.get(e.index);
       if (w) {
@@ -653,6 +684,12 @@ export class LeaderdNode {
       this.obs?.event(ev);
       this.logEvent(ev);
     }
+    for (const e of rd.entries) {
+      if (e.type !== 'conf') continue;
+      const cc = decodeConfChange(e.data);
+      const rec = decodeMemberContext(cc.context);
+      if (rec !== null && rec.peerAddress !== '') this.pendingAddresses.set(cc.nodeId, rec.peerAddress);
+    }
     if (rd.entries.some((e) => e.type === 'conf') || rd.snapshot) this.updatePeers();
     if (rd.snapshot) this.appliedTo = Math.max(this.appliedTo, rd.snapshot.meta.index);
     if (last > 0) this.appliedTo = Math.max(this.appliedTo, last);
@@ -662,9 +699,14 @@ export class LeaderdNode {
   private async maybeSnapshot(applied: number): Promise<void> {
     if (applied - this.lastSnapshotIndex < (this.opts.snapshotEntries ?? 10_000)) return;
     const t0 = this.time.now();
+    // The member records travel with the state machine's snapshot (a member that installs
+    // it learns them as one replaying the log would).
     const snapshot = this.raft.compact(
       applied,
-      callStateMachine('snapshot', applied, () => this.sm.snapshot()),
+      frameSnapshot(
+        this.registry.encode(),
+        callStateMachine('snapshot', applied, () => this.sm.snapshot()),
+      ),
     );
     if (snapshot) {
       await this.storage.compact(snapshot);
@@ -785,7 +827,7 @@ export class LeaderdNode {
 
   private clientAddressOf(id: NodeId): string {
     if (id === this.id) return this.opts.advertiseClient;
-    return this.transport.peerClientAddress(id) ?? '';
+    return this.transport.peerClientAddress(id) ?? this.registry.get(id)?.clientAddress ?? '';
   }
 
   /** Peer addresses: from --peers, and for members added later from their conf change context. */
@@ -794,22 +836,39 @@ export class LeaderdNode {
     const peers = new Map<NodeId, string>();
     for (const id of [...conf.voters, ...conf.learners]) {
       if (id === this.id) continue;
-      const addr = this.opts.peers.get(id) ?? this.peerAddrFromLog(id);
+      const addr = this.peerAddressOf(id);
       if (addr) peers.set(id, addr);
     }
     this.transport.setPeers(peers);
   }
 
-  private peerAddrFromLog(id: NodeId): string | undefined {
-    const stored = this.storage.getMeta(`peer/${id}`);
-    return stored ? new TextDecoder().decode(stored) : undefined;
+  /** --peers supplies addresses; otherwise the member's record, or a change not yet applied. */
+  private peerAddressOf(id: NodeId): string | undefined {
+    const fromFlags = this.opts.peers.get(id);
+    if (fromFlags !== undefined) return fromFlags;
+    const rec = this.registry.get(id)?.peerAddress;
+    if (rec) return rec;
+    // Stores from before member records kept a run-time member's address in meta.
+    const legacy = this.storage.getMeta(`peer/${id}`);
+    return legacy ? fromUtf8.decode(legacy) : this.pendingAddresses.get(id);
   }
 
-  /** A member added at run time brings its peer address in the change's context; keep it across restarts. */
-  private async rememberPeer(e: Entry): Promise<void> {
+  private restoreSnapshot(data: Uint8Array): void {
+    const { runtime, user } = unframeSnapshot(data);
+    if (runtime !== null) this.registry.restore(runtime);
+    this.sm.restore(user);
+  }
+
+  /** A committed membership change: update the records; a member added or removed starts over as to its incarnation. */
+  private async applyConfChange(e: Entry): Promise<void> {
     const cc = decodeConfChange(e.data);
-    if (cc.context && cc.op !== 'removeVoter') {
-      await this.storage.putMeta(`peer/${cc.nodeId}`, new TextEncoder().encode(cc.context));
+    this.registry.apply(cc);
+    this.pendingAddresses.delete(cc.nodeId);
+    if (cc.op !== 'promoteLearner' && cc.nodeId !== this.id) {
+      this.learnedIncarnations.delete(cc.nodeId);
+      this.incarnationRefusals.delete(cc.nodeId);
+      if (this.storage.getMeta(PEER_INCARNATION_META + cc.nodeId)?.length)
+        await this.storage.putMeta(PEER_INCARNATION_META + cc.nodeId, new Uint8Array(0));
     }
     this.updatePeers();
   }
@@ -818,10 +877,12 @@ export class LeaderdNode {
   // Incarnations (what the handshake checks; see transport/handshake.ts)
 
   private knownIncarnation(id: NodeId): string | undefined {
+    const replicated = this.registry.get(id)?.incarnation;
+    if (replicated) return replicated;
     const learned = this.learnedIncarnations.get(id);
     if (learned !== undefined) return learned;
     const stored = this.storage.getMeta(PEER_INCARNATION_META + id);
-    return stored === undefined ? undefined : fromUtf8.decode(stored);
+    return stored === undefined || stored.length === 0 ? undefined : fromUtf8.decode(stored);
   }
 
   /** First contact: trust and remember (a later, different incarnation of `id` is refused). */
@@ -841,7 +902,7 @@ export class LeaderdNode {
   private refusedByPeer(id: NodeId, refusal: Refusal): void {
     if (refusal.kind !== 'incarnation' || this.stopped) return;
     this.incarnationRefusals.set(id, refusal.reason);
-    const voters = this.raft.status().conf.voters;
+    const voters = this.raft.confState().voters;
     const refusers = voters.filter((v) => v !== this.id && this.incarnationRefusals.has(v));
     if (refusers.length >= Math.floor(voters.length / 2) + 1) {
       this.fail(new MemberRefusedError(this.id, this.incarnation, refusers));

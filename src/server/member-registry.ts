@@ -1,0 +1,132 @@
+// Who the members are, as replicated state owned by the runtime (not by flags).
+//
+// Scenario that makes this necessary: a node restarted with a different --peers used to
+// rebuild its voter set from the flag until the first snapshot or conf change, so
+// restarting one node of three with two extra members in --peers made it count five
+// voters (issue 7, scenario 2): its majority was no longer the cluster's.
+//
+// So: the bootstrap membership is persisted with the data the first time (in the batch
+// that claims the data dir), and afterwards --peers supplies addresses only. Every later
+// change is a conf-change entry whose context carries the member's record; snapshots
+// carry the records in a runtime section framing the state machine's own snapshot, so a
+// member that installs a snapshot learns them like one that replays the log.
+import type { ConfChange, NodeId } from '../raft/types.js';
+
+/** What the cluster knows about one member; more fields (priority, drain, certificate) may follow. */
+export interface MemberRecord {
+  readonly peerAddress: string;
+  readonly clientAddress: string;
+  /** The incarnation of the member's data dir, when known at the change ('' if not). */
+  readonly incarnation: string;
+}
+
+/** The membership a data dir was created with: the voters and their peer addresses, or "join". */
+export interface Bootstrap {
+  /** True for a node started with --join: it takes its membership from the leader. */
+  readonly join: boolean;
+  readonly members: ReadonlyMap<NodeId, string>;
+}
+
+/** Meta key of the bootstrap membership. */
+export const BOOTSTRAP_META = 'bootstrap';
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+export function encodeBootstrap(b: Bootstrap): Uint8Array {
+  return enc.encode(JSON.stringify({ join: b.join, members: [...b.members] }));
+}
+
+export function decodeBootstrap(data: Uint8Array): Bootstrap {
+  const raw = JSON.parse(dec.decode(data)) as { join?: unknown; members?: unknown };
+  if (!Array.isArray(raw.members)) throw new Error('bootstrap membership record: members is not a list');
+  const members = new Map<NodeId, string>();
+  for (const m of raw.members as unknown[]) {
+    if (!Array.isArray(m) || typeof m[0] !== 'string' || typeof m[1] !== 'string')
+      throw new Error('bootstrap membership record: malformed member');
+    members.set(m[0], m[1]);
+  }
+  return { join: raw.join === true, members };
+}
+
+/** A conf change's context: a member record (JSON), or, from before records, a bare peer address. */
+export function encodeMemberContext(r: MemberRecord): string {
+  return JSON.stringify({ peerAddress: r.peerAddress, clientAddress: r.clientAddress, incarnation: r.incarnation });
+}
+
+export function decodeMemberContext(context: string | undefined): MemberRecord | null {
+  if (context === undefined || context === '') return null;
+  if (!context.startsWith('{')) return { peerAddress: context, clientAddress: '', incarnation: '' };
+  try {
+    const raw = JSON.parse(context) as Record<string, unknown>;
+    const s = (k: string) => (typeof raw[k] === 'string' ? raw[k] : '');
+    return { peerAddress: s('peerAddress'), clientAddress: s('clientAddress'), incarnation: s('incarnation') };
+  } catch {
+    return null;
+  }
+}
+
+/** The records as of the last applied entry. Deterministic: every replica applies the same changes. */
+export class MemberRegistry {
+  private records = new Map<NodeId, MemberRecord>();
+
+  /** Seed from the bootstrap membership (before any snapshot or conf change). */
+  static fromBootstrap(b: Bootstrap): MemberRegistry {
+    const r = new MemberRegistry();
+    for (const [id, peerAddress] of b.members) r.records.set(id, { peerAddress, clientAddress: '', incarnation: '' });
+    return r;
+  }
+
+  get(id: NodeId): MemberRecord | undefined {
+    return this.records.get(id);
+  }
+
+  /** A committed conf change. */
+  apply(cc: ConfChange): void {
+    if (cc.op === 'removeVoter') {
+      this.records.delete(cc.nodeId);
+      return;
+    }
+    const rec = decodeMemberContext(cc.context);
+    if (rec !== null) this.records.set(cc.nodeId, rec);
+  }
+
+  encode(): Uint8Array {
+    return enc.encode(JSON.stringify([...this.records]));
+  }
+
+  restore(data: Uint8Array): void {
+    const raw = JSON.parse(dec.decode(data)) as unknown;
+    if (!Array.isArray(raw)) throw new Error('member registry: not a list');
+    const next = new Map<NodeId, MemberRecord>();
+    for (const item of raw as unknown[]) {
+      if (!Array.isArray(item) || typeof item[0] !== 'string') throw new Error('member registry: malformed record');
+      const rec = decodeMemberContext(JSON.stringify(item[1]));
+      if (rec !== null) next.set(item[0], rec);
+    }
+    this.records = next;
+  }
+}
+
+// A snapshot is [magic][u32 BE length][runtime section][state machine snapshot]. A
+// snapshot without the magic is from before the runtime section: all of it is the state
+// machine's, and the registry keeps what bootstrap and the log gave it.
+const MAGIC = enc.encode('\u0000leaderd-runtime-v1\u0000');
+
+export function frameSnapshot(runtime: Uint8Array, user: Uint8Array): Uint8Array {
+  const out = new Uint8Array(MAGIC.length + 4 + runtime.length + user.length);
+  out.set(MAGIC, 0);
+  new DataView(out.buffer).setUint32(MAGIC.length, runtime.length);
+  out.set(runtime, MAGIC.length + 4);
+  out.set(user, MAGIC.length + 4 + runtime.length);
+  return out;
+}
+
+export function unframeSnapshot(data: Uint8Array): { runtime: Uint8Array | null; user: Uint8Array } {
+  const framed = data.length >= MAGIC.length + 4 && MAGIC.every((b, i) => data[i] === b);
+  if (!framed) return { runtime: null, user: data };
+  const len = new DataView(data.buffer, data.byteOffset, data.byteLength).getUint32(MAGIC.length);
+  const start = MAGIC.length + 4;
+  if (start + len > data.length) throw new Error('snapshot: runtime section longer than the snapshot');
+  return { runtime: data.subarray(start, start + len), user: data.subarray(start + len) };
+}
