@@ -9,6 +9,13 @@ export const OUTCOME_METADATA_KEY = OUTCOME_KEY;
 /** Trailing metadata naming the error kind of the one error contract (src/api/errors.ts). */
 export const ERROR_KIND_METADATA_KEY = ERROR_KIND_KEY;
 
+/**
+ * Trailing metadata on a Watch that ended because the revision it owed is gone (OUT_OF_RANGE:
+ * compacted, or replaced by a snapshot install; RESOURCE_EXHAUSTED: the client read too slowly):
+ * the oldest revision still available.
+ */
+export const OLDEST_REVISION_METADATA_KEY = 'leaderd-oldest-revision';
+
 export type WriteOutcome = 'not-applied' | 'unknown';
 
 export type LeaderdErrorKind =
@@ -34,6 +41,8 @@ export type LeaderdErrorKind =
 
 export class LeaderdError extends Error {
   override readonly name = 'LeaderdError';
+  /** For a watch that cannot continue (kind out-of-range or resource-exhausted): the oldest revision still available. */
+  readonly oldestRevision: number | undefined;
   constructor(
     readonly kind: LeaderdErrorKind,
     /** The gRPC status code of the last attempt. */
@@ -45,9 +54,10 @@ export class LeaderdError extends Error {
     readonly retryable: boolean,
     /** The endpoint of the last attempt, if any. */
     readonly endpoint?: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; oldestRevision?: number },
   ) {
     super(message, options);
+    this.oldestRevision = options?.oldestRevision;
   }
 }
 
@@ -179,6 +189,7 @@ export function toLeaderdError(err: unknown, isWrite: boolean, idempotent: boole
   const outcome = outcomeOf(se) ?? (isWrite ? 'unknown' : undefined);
   const c = classify(code, outcome, errorKindOf(se), idempotent);
   const details = se.details || (err as Error)?.message || String(err);
+  const oldest = Number(firstString(se.metadata, OLDEST_REVISION_METADATA_KEY));
   return new LeaderdError(
     c.kind,
     code,
@@ -186,6 +197,6 @@ export function toLeaderdError(err: unknown, isWrite: boolean, idempotent: boole
     outcome,
     c.retryable,
     endpoint,
-    { cause: err },
+    Number.isSafeInteger(oldest) && oldest > 0 ? { cause: err, oldestRevision: oldest } : { cause: err },
   );
 }

@@ -537,6 +537,9 @@ export class LeaderdClient {
     let last: string | undefined;
     let failures = 0;
     let avoid: string | undefined;
+    // Set when a stream ended after something was yielded: the next different leader is
+    // a resync (one leader per term, so the same leader and term means nothing was missed).
+    let reopened = false;
     while (!sig.aborted) {
       const endpoint = this.roundRobin(avoid);
       let failed: LeaderdError | undefined;
@@ -545,9 +548,11 @@ export class LeaderdClient {
           failures = 0;
           const k = `${l.leaderId}@${l.term}`;
           if (l.leaderAddress !== '') this.leaderHint = l.leaderAddress;
+          const resynced = reopened;
+          reopened = false;
           if (k === last) continue;
           last = k;
-          yield { leaderId: l.leaderId, leaderAddress: l.leaderAddress, term: l.term, endpoint };
+          yield { leaderId: l.leaderId, leaderAddress: l.leaderAddress, term: l.term, endpoint, ...(resynced ? { resynced } : {}) };
         }
       } catch (err) {
         if (sig.aborted) return;
@@ -556,6 +561,7 @@ export class LeaderdClient {
         failed = e;
       }
       if (sig.aborted) return;
+      reopened = last !== undefined;
       avoid = endpoint;
       const delay = backoffDelay(failures++, this.backoffOpts, this.random);
       if (failed) opts.onRetry?.(failed, delay);
@@ -679,8 +685,11 @@ export class LeaderdClient {
    * in revision order. Without startRevision it begins after the current revision, read
    * linearizably first so that a stream broken before its first event still resumes
    * without a gap. A broken stream resumes on another endpoint at the last revision + 1;
-   * batches at or below the last revision yielded are dropped (no duplicates). Throws
-   * LeaderdError kind 'out-of-range' when the revision to resume from was compacted.
+   * batches at or below the last revision yielded are dropped (no duplicates). Never skips
+   * a revision: throws LeaderdError kind 'out-of-range' when the next revision is gone from
+   * the node (compacted, or replaced by a snapshot install), and kind 'resource-exhausted'
+   * when the consumer read so slowly that the server's history moved past it; both carry
+   * `oldestRevision`, the oldest revision still available (re-read the state, watch from there).
    */
   async *watch(key: string, opts: { prefix?: boolean; startRevision?: number; signal?: AbortSignal } = {}): AsyncGenerator<WatchBatch> {
     const sig = this.linked(opts.signal);
@@ -815,6 +824,9 @@ export class LeaderdClient {
     let last: string | undefined;
     let failures = 0;
     let avoid: string | undefined;
+    // Set when a stream ended after something was yielded. The same key at the same mod
+    // revision means one holder throughout, so nothing was missed; anything else is a resync.
+    let reopened = false;
     while (!sig.aborted) {
       const endpoint = this.roundRobin(avoid);
       try {
@@ -822,16 +834,22 @@ export class LeaderdClient {
           failures = 0;
           const l = toElectionLeader(r);
           const k = l.found ? `${l.key}@${l.kv?.modRevision ?? 0}` : 'none';
+          const resynced = reopened || r.resync;
+          reopened = false;
           if (k === last) continue;
           last = k;
-          yield l;
+          yield resynced ? { ...l, resynced } : l;
         }
       } catch (err) {
         if (sig.aborted) return;
         const e = toLeaderdError(err, false, true, endpoint);
-        if (!e.retryable && e.kind !== 'internal' && e.kind !== 'cancelled') throw e;
+        // A stream that cannot continue where it was (a snapshot install, a client too
+        // slow) is re-opened: an observer wants the current holder, said to be a resync.
+        if (!e.retryable && e.kind !== 'internal' && e.kind !== 'cancelled' && e.kind !== 'out-of-range' && e.kind !== 'resource-exhausted')
+          throw e;
       }
       if (sig.aborted) return;
+      reopened = last !== undefined;
       avoid = endpoint;
       await sleep(backoffDelay(failures++, this.backoffOpts, this.random), sig);
     }

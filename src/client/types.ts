@@ -101,6 +101,12 @@ export interface ElectionLeader {
   /** The answering node's store revision. */
   readonly revision: number;
   readonly kv: KeyValue | null;
+  /**
+   * True when holders may have come and gone unreported before this one: the stream was
+   * re-opened (on this or another node), the node installed a snapshot, or the client read
+   * too slowly and the server coalesced answers. This value is the current holder.
+   */
+  readonly resynced?: boolean;
 }
 
 export interface LeaderInfo {
@@ -110,4 +116,6 @@ export interface LeaderInfo {
   readonly term: number;
   /** The endpoint that answered. */
   readonly endpoint: string;
+  /** True when leaders may have come and gone unreported before this one (the stream was re-opened). */
+  readonly resynced?: boolean;
 }

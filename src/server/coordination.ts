@@ -11,7 +11,7 @@ import type { MethodDefinition } from '@grpc/proto-loader';
 import type { Logger } from 'pino';
 import type { LeaderdNode } from './node.js';
 import { NodeError } from './node.js';
-import { CompactedError, type HistoryEntry, type KvStore } from '../statemachine/kv-store.js';
+import { CompactedError, type KvStore } from '../statemachine/kv-store.js';
 import {
   encodeCommand,
   type Command,
@@ -20,7 +20,6 @@ import {
   type Envelope,
   type KeyValue,
   type Op,
-  type WatchEvent,
 } from '../statemachine/commands.js';
 import {
   ApiError,
@@ -39,6 +38,7 @@ import {
 import { FORWARDED_KEY, Forwarder, type CallContext } from './forwarder.js';
 import { toStatus } from '../api/errors.js';
 import { LeaseKeeper } from './lease-keeper.js';
+import { KvWatchStream, ObserveStream } from './watch-stream.js';
 import { loadPublicApi } from '../transport/protos.js';
 import type { KVHandlers } from '../gen/leaderd/v1/KV.js';
 import type { LeaseHandlers } from '../gen/leaderd/v1/Lease.js';
@@ -368,20 +368,8 @@ export class CoordinationService {
           call.emit('error', toStatus(err));
           return;
         }
-        const matches = (k: string) => (req.prefix ? k.startsWith(req.key) : k === req.key);
-        const send = (h: HistoryEntry) => {
-          const events = h.events.filter((e) => matches(e.kv.key));
-          if (events.length > 0) call.write({ events: events.map((e) => ({ type: e.type, kv: pbKv(e.kv) })), revision: h.revision });
-        };
-        let sub: ReturnType<KvStore['watchFrom']>;
-        try {
-          sub = this.store.watchFrom(req.startRevision, send);
-        } catch (err) {
-          call.emit('error', toStatus(err));
-          return;
-        }
-        this.trackStream(call as grpc.ServerWritableStream<unknown, unknown>, sub.cancel);
-        for (const h of sub.backlog) send(h);
+        const w = new KvWatchStream(call, this.store, req);
+        if (w.start()) this.trackStream(call as grpc.ServerWritableStream<unknown, unknown>, () => w.close());
       },
     };
   }
@@ -613,21 +601,11 @@ export class CoordinationService {
           call.emit('error', toStatus(err));
           return;
         }
-        const prefix = `${ELECTION_PREFIX}${call.request.name}/`;
-        let last = '';
-        const send = () => {
-          const r = this.leaderResponse(call.request.name);
-          const id = r.found && r.kv ? `${r.kv.key}@${r.kv.modRevision}` : '';
-          if (id === last) return;
-          last = id;
-          call.write(r);
-        };
-        const sub = this.store.watchFrom(0, (h) => {
-          if (h.events.some((e: WatchEvent) => e.kv.key.startsWith(prefix))) send();
-        });
-        this.trackStream(call as grpc.ServerWritableStream<unknown, unknown>, sub.cancel);
-        last = '\u0000';
-        send();
+        const o = new ObserveStream(call, this.store, `${ELECTION_PREFIX}${call.request.name}/`, () =>
+          this.leaderResponse(call.request.name),
+        );
+        this.trackStream(call as grpc.ServerWritableStream<unknown, unknown>, () => o.close());
+        o.start();
       },
       Resign: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
         const k = this.checkLeaderKey(req.leader);

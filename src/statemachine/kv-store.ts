@@ -29,6 +29,8 @@ export interface HistoryEntry {
 }
 
 export type RevisionListener = (h: HistoryEntry) => void;
+/** Called after a snapshot replaced the state: revisions up to the new one may never have been seen here. */
+export type RestoreListener = () => void;
 export type LeaseListener = (change: { type: 'granted'; id: number; ttlMs: number } | { type: 'ended'; id: number }) => void;
 
 export class CompactedError extends Error {
@@ -90,10 +92,13 @@ export class KvStore {
   private nextLeaseId = 1;
   /** clientId -> last seq applied and its result. Map order = least recently used first. */
   private readonly sessions = new Map<string, { seq: number; result: CommandResult }>();
+  /** Retained revisions, oldest first, from history[historyStart] on (a queue without O(n) shifts). */
   private history: HistoryEntry[] = [];
+  private historyStart = 0;
   /** Watches may start at this revision or later. */
   private firstRetained = 1;
   private readonly revisionListeners = new Set<RevisionListener>();
+  private readonly restoreListeners = new Set<RestoreListener>();
   private readonly leaseListeners = new Set<LeaseListener>();
   private pendingEvents: WatchEvent[] = [];
   private readonly historyRevisions: number;
@@ -268,14 +273,15 @@ export class KvStore {
     this.history.push(h);
     this.historySize += entrySize(h);
     // Bounded by count and by bytes (values may be up to a MiB each); the oldest go first.
-    let drop = 0;
-    while (this.history.length - drop > 1 && (this.history.length - drop > this.historyRevisions || this.historySize > this.historyBytes)) {
-      this.historySize -= entrySize(this.history[drop]!);
-      drop++;
+    const retained = () => this.history.length - this.historyStart;
+    while (retained() > 1 && (retained() > this.historyRevisions || this.historySize > this.historyBytes)) {
+      this.historySize -= entrySize(this.history[this.historyStart]!);
+      this.historyStart++;
     }
-    if (drop > 0) {
-      this.history = this.history.slice(drop);
-      this.firstRetained = this.history[0]!.revision;
+    this.firstRetained = this.history[this.historyStart]!.revision;
+    if (this.historyStart > 1024 && this.historyStart * 2 > this.history.length) {
+      this.history = this.history.slice(this.historyStart);
+      this.historyStart = 0;
     }
     for (const l of this.revisionListeners) l(h);
   }
@@ -343,7 +349,8 @@ export class KvStore {
    */
   watchFrom(start: number, listener: RevisionListener): { backlog: HistoryEntry[]; cancel: () => void } {
     if (start !== 0 && start <= this.revision && start < this.firstRetained) throw new CompactedError(start, this.firstRetained);
-    const backlog = start === 0 ? [] : this.history.filter((h) => h.revision >= start);
+    const backlog: HistoryEntry[] = [];
+    for (let r = Math.max(start, this.firstRetained); start !== 0 && r <= this.revision; r++) backlog.push(this.historyAt(r)!);
     this.revisionListeners.add(listener);
     return { backlog, cancel: () => this.revisionListeners.delete(listener) };
   }
@@ -351,6 +358,23 @@ export class KvStore {
   /** Sizes an operator watches (metrics): keys, live leases, client sessions, revision subscribers (watch streams). */
   counts(): { keys: number; leases: number; sessions: number; watchers: number } {
     return { keys: this.kvs.size, leases: this.leases.size, sessions: this.sessions.size, watchers: this.revisionListeners.size };
+  }
+
+  /** The oldest revision whose changes are still retained (revision + 1 when none are). */
+  get oldestRetained(): number {
+    return this.firstRetained;
+  }
+
+  /** The changes of revision `rev`, or null if it is not retained (compacted, before a snapshot, or not yet made). O(1). */
+  historyAt(rev: number): HistoryEntry | null {
+    if (rev < this.firstRetained || rev > this.revision) return null;
+    return this.history[this.historyStart + (rev - this.firstRetained)] ?? null;
+  }
+
+  /** `listener` runs after each snapshot restore (history is gone: a watcher behind the new revision has a gap). */
+  onRestore(listener: RestoreListener): () => void {
+    this.restoreListeners.add(listener);
+    return () => this.restoreListeners.delete(listener);
   }
 
   onLeaseChange(listener: LeaseListener): () => void {
@@ -405,10 +429,12 @@ export class KvStore {
     for (const [id, seq, result] of s.sessions) this.sessions.set(id, { seq, result: sessionResultFromJson(result) });
     // History before the snapshot is gone: watches must start after it.
     this.history = [];
+    this.historyStart = 0;
     this.historySize = 0;
     this.firstRetained = this.revision + 1;
     for (const id of ended) if (!this.leases.has(id)) for (const l of this.leaseListeners) l({ type: 'ended', id });
     for (const l of this.leases.values()) for (const f of this.leaseListeners) f({ type: 'granted', id: l.id, ttlMs: l.ttlMs });
+    for (const l of this.restoreListeners) l();
   }
 
   // -------------------------------------------------------------------------

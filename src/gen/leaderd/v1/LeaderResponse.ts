@@ -9,6 +9,7 @@ export interface LeaderResponse {
   'kv'?: (_leaderd_v1_KeyValue | null);
   'fencingToken'?: (number | string | Long);
   'revision'?: (number | string | Long);
+  'resync'?: (boolean);
 }
 
 export interface LeaderResponse__Output {
@@ -16,4 +17,5 @@ export interface LeaderResponse__Output {
   'kv': (_leaderd_v1_KeyValue__Output | null);
   'fencingToken': (number);
   'revision': (number);
+  'resync': (boolean);
 }
