@@ -55,8 +55,12 @@ export type ErrorKind =
   | 'stale-sequence'
   /** Proclaim by a candidate that no longer holds the election. */
   | 'not-holder'
-  /** A watch start revision no longer retained. */
+  /** A watch start revision no longer retained, or gone from this node (compacted, replaced by a snapshot install). */
   | 'compacted'
+  /** A watch whose client read so slowly that the retained history moved past it. */
+  | 'too-slow'
+  /** A per-connection, per-node or per-name limit (watches, leases, waiters, in-flight keep-alives); the message names the flag. */
+  | 'limit-exceeded'
   | 'cancelled'
   | 'internal';
 
@@ -88,6 +92,8 @@ export const ERROR_CONTRACT: Readonly<Record<ErrorKind, KindSpec>> = Object.free
   'stale-sequence': { code: S.FAILED_PRECONDITION, outcome: 'not-applied', transient: false },
   'not-holder': { code: S.FAILED_PRECONDITION, outcome: 'not-applied', transient: false },
   compacted: { code: S.OUT_OF_RANGE, outcome: 'none', transient: false },
+  'too-slow': { code: S.RESOURCE_EXHAUSTED, outcome: 'none', transient: false },
+  'limit-exceeded': { code: S.RESOURCE_EXHAUSTED, outcome: 'not-applied', transient: false },
   cancelled: { code: S.CANCELLED, outcome: 'unknown', transient: false },
   internal: { code: S.INTERNAL, outcome: 'unknown', transient: false },
 });

@@ -11,7 +11,8 @@
 //  - RESOURCE_EXHAUSTED when the client read so slowly that history moved past it.
 // Both name the oldest revision still available in the message and in trailing metadata
 // `leaderd-oldest-revision`, so a client can re-read the state and watch again from there.
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
+import { ApiError, toStatus } from '../api/errors.js';
 import type { KvStore } from '../statemachine/kv-store.js';
 import type { KeyValue } from '../statemachine/commands.js';
 import type { WatchResponse } from '../gen/leaderd/v1/WatchResponse.js';
@@ -19,10 +20,10 @@ import type { LeaderResponse } from '../gen/leaderd/v1/LeaderResponse.js';
 
 export const OLDEST_REVISION_KEY = 'leaderd-oldest-revision';
 
-export function gapStatus(code: grpc.status, details: string, oldest: number): Partial<grpc.StatusObject> {
-  const metadata = new grpc.Metadata();
-  metadata.set(OLDEST_REVISION_KEY, String(oldest));
-  return { code, details, metadata };
+function gapStatus(kind: 'compacted' | 'too-slow', details: string, oldest: number): grpc.StatusObject {
+  const st = toStatus(new ApiError(kind, details));
+  st.metadata.set(OLDEST_REVISION_KEY, String(oldest));
+  return st;
 }
 
 type Stream<T> = grpc.ServerWritableStream<unknown, T>;
@@ -57,7 +58,7 @@ export class KvWatchStream {
     this.next = this.req.startRevision === 0 ? s.revision + 1 : this.req.startRevision;
     if (this.next <= s.revision && this.next < s.oldestRetained) {
       this.fail(
-        grpc.status.OUT_OF_RANGE,
+        'compacted',
         `revision ${this.next} is no longer retained; the oldest revision a watch can start from is ${s.oldestRetained}`,
       );
       return false;
@@ -91,7 +92,7 @@ export class KvWatchStream {
     // history drops that place, waiting longer cannot help.
     if (this.next < this.store.oldestRetained) {
       this.fail(
-        grpc.status.RESOURCE_EXHAUSTED,
+        'too-slow',
         `watch on '${this.req.key}' cancelled: the client read too slowly and revision ${this.next} left the node's retained history ` +
           `before it could be sent; the oldest revision still available is ${this.store.oldestRetained} (read the current state, then watch from there)`,
       );
@@ -103,7 +104,7 @@ export class KvWatchStream {
     // A snapshot at the revision this watcher had already reached skips nothing it owes.
     if (this.next > s.revision) return;
     this.fail(
-      grpc.status.OUT_OF_RANGE,
+      'compacted',
       `watch on '${this.req.key}' cannot continue: this node installed a snapshot at revision ${s.revision} from the leader, ` +
         `so revisions ${this.next}..${s.revision} are not available here; the oldest revision still available is ${s.oldestRetained} ` +
         `(read the current state, then watch from there)`,
@@ -115,10 +116,7 @@ export class KvWatchStream {
     while (!this.paused && !this.ended && this.next <= s.revision) {
       const h = s.historyAt(this.next);
       if (!h) {
-        this.fail(
-          grpc.status.OUT_OF_RANGE,
-          `revision ${this.next} is no longer retained; the oldest revision still available is ${s.oldestRetained}`,
-        );
+        this.fail('compacted', `revision ${this.next} is no longer retained; the oldest revision still available is ${s.oldestRetained}`);
         return;
       }
       this.next = h.revision + 1;
@@ -128,11 +126,11 @@ export class KvWatchStream {
     }
   }
 
-  private fail(code: grpc.status, details: string): void {
+  private fail(kind: 'compacted' | 'too-slow', details: string): void {
     if (this.ended) return;
     const oldest = this.store.oldestRetained;
     this.close();
-    this.call.emit('error', gapStatus(code, details, oldest));
+    this.call.emit('error', gapStatus(kind, details, oldest));
   }
 }
 

@@ -33,6 +33,8 @@ describe('the error contract table', () => {
     ['stale-sequence', S.FAILED_PRECONDITION, 'not-applied', false],
     ['not-holder', S.FAILED_PRECONDITION, 'not-applied', false],
     ['compacted', S.OUT_OF_RANGE, 'none', false],
+    ['too-slow', S.RESOURCE_EXHAUSTED, 'none', false],
+    ['limit-exceeded', S.RESOURCE_EXHAUSTED, 'not-applied', false],
     ['cancelled', S.CANCELLED, 'unknown', false],
     ['internal', S.INTERNAL, 'unknown', false],
   ];
