@@ -75,6 +75,7 @@ export async function createNode(opts: CreateNodeOptions): Promise<EmbeddedNode>
   const peers = opts.peers instanceof Map ? new Map(opts.peers) : new Map(Object.entries(opts.peers as Record<string, string>));
   const store = opts.stateMachine ? null : new KvStore();
   const electionTimeoutMs = opts.electionTimeoutMs ?? DEFAULTS['election-timeout-ms'];
+  const closed = new AbortController();
   const node = await LeaderdNode.start({
     id: opts.id,
     clusterId: opts.clusterId ?? DEFAULTS['cluster-id'],
@@ -87,6 +88,8 @@ export async function createNode(opts: CreateNodeOptions): Promise<EmbeddedNode>
     electionTimeoutMs,
     logger,
     stateMachine: opts.stateMachine ?? store!,
+    // A fatal error ends every leadership loop (the node already aborted their signals).
+    onFatal: () => closed.abort(),
     ...(opts.snapshotEntries !== undefined ? { snapshotEntries: opts.snapshotEntries } : {}),
   });
   let server: PublicServer | null = null;
@@ -99,8 +102,6 @@ export async function createNode(opts: CreateNodeOptions): Promise<EmbeddedNode>
       throw err;
     }
   }
-  const closed = new AbortController();
-
   const leadershipChanges = (signal?: AbortSignal): AsyncIterable<LeadershipChange> => ({
     [Symbol.asyncIterator]() {
       const queue: LeadershipChange[] = [];

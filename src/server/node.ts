@@ -199,6 +199,7 @@ export class LeaderdNode {
   private again = false;
   private drained: Promise<void> = Promise.resolve();
   private stopped = false;
+  private abdicated = false;
   private fatal: Error | null = null;
   private lastSoft: SoftState;
   /** Refilled by raft.basicStatus() on hot paths (every request), so reading the core's state allocates nothing. */
@@ -447,7 +448,7 @@ export class LeaderdNode {
   isLeader(): boolean {
     this.clock.catchUp();
     this.afterInput();
-    return this.raft.leaseValid();
+    return !this.abdicated && this.raft.leaseValid();
   }
 
   /**
@@ -552,6 +553,7 @@ export class LeaderdNode {
 
   async stop(opts: { transfer?: boolean } = {}): Promise<void> {
     if (this.stopped) return;
+    this.abdicate();
     if (opts.transfer !== false && !this.fatal) {
       if (this.raft.basicStatus(this.basic).role === 'leader' && this.bestTransferTarget() !== null) {
         try {
@@ -761,6 +763,8 @@ export class LeaderdNode {
    * so after a stall it fires before anything else is handled). Returns an unsubscribe.
    */
   onLeaseChange(listener: (valid: boolean) => void): () => void {
+    // The lease is only tracked while someone listens: start from what it is now.
+    if (this.leaseListeners.size === 0) this.lastLeaseValid = !this.abdicated && this.raft.leaseValid();
     this.leaseListeners.add(listener);
     return () => this.leaseListeners.delete(listener);
   }
@@ -768,7 +772,7 @@ export class LeaderdNode {
   private observe(): void {
     const soft = this.raft.softState();
     if (this.leaseListeners.size > 0 && (soft.role === 'leader' || this.lastLeaseValid)) {
-      const valid = this.raft.leaseValid();
+      const valid = !this.abdicated && this.raft.leaseValid();
       if (valid !== this.lastLeaseValid) {
         this.lastLeaseValid = valid;
         for (const l of this.leaseListeners) l(valid);
@@ -922,9 +926,25 @@ export class LeaderdNode {
     return best;
   }
 
+  /**
+   * From stop() or a fatal error on, no leadership signal says this node leads, and
+   * every lease listener hears so now: before the transfer that stop() may start (the
+   * target is elected at once, without waiting out this lease) and before the node stops
+   * answering. Work guarded by the lease (runWhileLeader) must not outlive a node that
+   * can no longer defend it, however valid the lease still is on paper.
+   */
+  private abdicate(): void {
+    if (this.abdicated) return;
+    this.abdicated = true;
+    if (!this.lastLeaseValid && !this.raft.leaseValid()) return;
+    this.lastLeaseValid = false;
+    for (const l of this.leaseListeners) l(false);
+  }
+
   private fail(err: Error): void {
     if (this.fatal) return;
     this.fatal = err;
+    this.abdicate();
     const { message, fields } =
       err instanceof MemberRefusedError
         ? { message: 'refused by its peers: node stops', fields: { cause: 'member-refused' } }
