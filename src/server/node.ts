@@ -304,6 +304,7 @@ export class LeaderdNode {
         }
       },
       () => time.now(),
+      time.sinceBoot ? () => time.sinceBoot?.() : undefined,
     );
     transport.onMessage((msg) => {
       if (this.stopped) return;

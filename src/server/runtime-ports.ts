@@ -6,6 +6,7 @@
 // timers, so it exercises this very runtime (Ready loop, group commit, waiters, leases)
 // rather than a copy of it.
 import { randomInt } from 'node:crypto';
+import { openSync, readSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { ConfState, InitialState, Message, NodeId, Snapshot } from '../raft/types.js';
 import type { PersistInput } from '../storage/leveldb-storage.js';
@@ -55,7 +56,14 @@ export interface RuntimeClock {
    * neither hold ticks back nor deliver a burst of them).
    */
   now(): number;
+  /**
+   * Milliseconds on a clock that keeps counting while the machine is suspended (Linux
+   * CLOCK_BOOTTIME), or undefined where there is none. The tick clock takes the larger of
+   * this and now(), so a leader suspended past its lease wakes up knowing it.
+   */
+  sinceBoot?(): number | undefined;
   /** Calls `fn` once, `ms` from now (ms is clamped to >= 0). */
+
   after(ms: number, fn: () => void): CancelTimer;
   /** Seed for the core's randomized election timeouts; different on every node and every start. */
   randomSeed(): number;
@@ -69,7 +77,32 @@ export const systemClock: RuntimeClock = {
     return () => clearTimeout(t);
   },
   randomSeed: () => randomInt(2 ** 31),
+  sinceBoot: bootClock(),
 };
+
+/**
+ * CLOCK_BOOTTIME as Linux exposes it to Node: /proc/uptime (seconds since boot,
+ * suspend included, in centiseconds), read with pread on a descriptor kept open. On
+ * other systems (or without /proc) there is none, and README states the limit.
+ */
+function bootClock(): (() => number | undefined) | undefined {
+  let fd: number;
+  try {
+    fd = openSync('/proc/uptime', 'r');
+  } catch {
+    return undefined;
+  }
+  const buf = Buffer.alloc(64);
+  return () => {
+    try {
+      const n = readSync(fd, buf, 0, buf.length, 0);
+      const secs = Number.parseFloat(buf.toString('latin1', 0, n));
+      return Number.isFinite(secs) ? secs * 1000 : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+}
 
 /** Resolves `ms` from now on `clock`. */
 export function sleepOn(clock: RuntimeClock, ms: number): Promise<void> {
