@@ -19,7 +19,7 @@ import { seededRandom } from '../raft/rand.js';
 import { newBasicStatus } from '../raft/raw-node.js';
 import { callStateMachine, describeFailStop } from './fail-stop.js';
 import { decodeConfChange } from '../raft/conf-change.js';
-import type { Entry, NodeId, RaftConfig, RaftEvent, Ready, SoftState } from '../raft/types.js';
+import type { ConfChange, Entry, NodeId, ProposeResult, RaftConfig, RaftEvent, Ready, SoftState } from '../raft/types.js';
 import { LevelStorage } from '../storage/leveldb-storage.js';
 import { checkIdentity, writeIdentity } from '../storage/identity.js';
 import { GrpcTransport } from '../transport/grpc-transport.js';
@@ -137,6 +137,12 @@ export interface RuntimeOptions {
   readonly onFatal?: (err: Error) => void;
   /** Told about every stage of the runtime's work (metrics, leadership history). */
   readonly observer?: NodeObserver;
+  /**
+   * Core flow-control and read-path settings. Production keeps the defaults; the seeded
+   * simulator varies them (one entry per message, snapshots in tiny chunks, ReadIndex
+   * instead of lease reads) to reach the core's rarer paths through this runtime.
+   */
+  readonly core?: Partial<Pick<RaftConfig, 'leaseReads' | 'maxInflight' | 'maxMsgBytes' | 'snapshotChunkBytes'>>;
 }
 
 export interface NodeOptions extends RuntimeOptions {
@@ -381,10 +387,10 @@ export class LeaderdNode {
         heartbeatTick: ticks.heartbeatTick,
         electionTick: ticks.electionTick,
         leaseDriftTicks: ticks.leaseDriftTicks,
-        leaseReads: true,
-        maxInflight: 256,
-        maxMsgBytes: 1 << 20,
-        snapshotChunkBytes: 1 << 20,
+        leaseReads: opts.core?.leaseReads ?? true,
+        maxInflight: opts.core?.maxInflight ?? 256,
+        maxMsgBytes: opts.core?.maxMsgBytes ?? 1 << 20,
+        snapshotChunkBytes: opts.core?.snapshotChunkBytes ?? 1 << 20,
         random: seededRandom(clock.randomSeed()),
       };
       const node = new LeaderdNode(opts, storage, transport, clock, cfg, port);
@@ -493,7 +499,22 @@ export class LeaderdNode {
   async propose(data: Uint8Array, signal?: AbortSignal): Promise<{ index: number; result: unknown }> {
     if (this.stopped) throw new NodeError('stopped', 'node is stopped');
     this.clock.catchUp();
-    const r = this.raft.propose(data);
+    return this.awaitProposal(this.raft.propose(data), signal);
+  }
+
+  /**
+   * Propose a single-server membership change (thesis §4.1); for a member being added,
+   * `cc.context` carries its peer address, which every member remembers. Resolves once
+   * the change is applied on this node; rejects like propose().
+   */
+  async proposeConfChange(cc: ConfChange, signal?: AbortSignal): Promise<{ index: number }> {
+    if (this.stopped) throw new NodeError('stopped', 'node is stopped');
+    this.clock.catchUp();
+    const { index } = await this.awaitProposal(this.raft.proposeConfChange(cc), signal);
+    return { index };
+  }
+
+  private awaitProposal(r: ProposeResult, signal: AbortSignal | undefined): Promise<{ index: number; result: unknown }> {
     if (!r.ok)
       throw new NodeError(
         r.error,
@@ -838,12 +859,18 @@ export class LeaderdNode {
   /** Peer addresses: from --peers, and for members added later from their conf change context. */
   private updatePeers(): void {
     const conf = this.raft.confState();
-    const peers = new Map<NodeId, string>();
+    // Every node of --peers stays a peer, member or not: the transport refuses everyone
+    // else, and the configuration here is the latest in the log, committed or not
+    // (thesis §4.1). A node whose log holds an uncommitted removal of X (or that lags
+    // behind X's re-addition) would otherwise refuse X for good, even when X leads and is
+    // the only one who can replace that entry or send the missing ones; the simulator
+    // found both (a removal by a deposed leader, a re-added member elected leader).
+    const peers = new Map<NodeId, string>(this.opts.peers);
     for (const id of [...conf.voters, ...conf.learners]) {
-      if (id === this.id) continue;
       const addr = this.peerAddressOf(id);
       if (addr) peers.set(id, addr);
     }
+    peers.delete(this.id);
     this.transport.setPeers(peers);
   }
 
