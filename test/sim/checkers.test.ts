@@ -7,18 +7,23 @@ import {
   checkCommitAgreement,
   checkCommittedNotOverwritten,
   checkElectionSafety,
+  checkIncarnationCounted,
   checkLeaderCompleteness,
   checkLeaseExclusivity,
   checkLiveness,
   checkLogMatching,
   checkLogMatchingFull,
   checkReadIndex,
+  checkWriteAcked,
+  checkWriteApplied,
+  checkWriteNotApplied,
   entryKey,
   History,
   recordApplied,
   recordCommitted,
   recordLeaders,
   recordLogEntries,
+  recordWriteApplied,
 } from './checkers.js';
 import { applyOp, emptyLog, type LogState } from './disk.js';
 
@@ -225,5 +230,56 @@ describe('Liveness', () => {
 
   it('accepts a leader and the probe applied within the bound', () => {
     expect(checkLiveness({ leaderAfterTicks: 30, appliedAfterTicks: 60, boundTicks: 100, detail: '' })).toEqual([]);
+  });
+});
+
+describe('Write outcomes', () => {
+  it('reports a write applied at two indexes (applied twice)', () => {
+    const h = new History();
+    recordWriteApplied(h, 'n1', 'v7', 12);
+    const v = checkWriteApplied(h, 'n2', 'v7', 15);
+    expect(v.map((x) => x.invariant)).toEqual(['write-outcome']);
+    expect(v[0]!.message).toContain('applied twice');
+  });
+
+  it("reports a write applied after it was reported 'not-applied', and a 'not-applied' report after it was applied", () => {
+    const h = new History();
+    h.writesNotApplied.add('v3');
+    expect(checkWriteApplied(h, 'n1', 'v3', 4).map((x) => x.invariant)).toEqual(['write-outcome']);
+    const h2 = new History();
+    recordWriteApplied(h2, 'n1', 'v3', 4);
+    expect(checkWriteNotApplied(h2, 'n2', 'v3').map((x) => x.invariant)).toEqual(['write-outcome']);
+  });
+
+  it('reports an acknowledgement with an index other than where the write was applied, or of a write never applied', () => {
+    const h = new History();
+    recordWriteApplied(h, 'n1', 'v1', 9);
+    expect(checkWriteAcked(h, 'n1', 'v1', 8)).toHaveLength(1);
+    expect(checkWriteAcked(h, 'n1', 'v2', 10)[0]!.message).toContain('never applied');
+    h.writesAcked.set('v1', 9);
+    expect(checkWriteApplied(h, 'n3', 'v1', 11).length).toBeGreaterThan(0);
+  });
+
+  it('accepts a write applied once at its acknowledged index, on every node, and an unapplied write reported not-applied', () => {
+    const h = new History();
+    expect(checkWriteApplied(h, 'n1', 'v1', 9)).toEqual([]);
+    recordWriteApplied(h, 'n1', 'v1', 9);
+    expect(checkWriteAcked(h, 'n1', 'v1', 9)).toEqual([]);
+    h.writesAcked.set('v1', 9);
+    expect(checkWriteApplied(h, 'n2', 'v1', 9)).toEqual([]);
+    expect(checkWriteNotApplied(h, 'n1', 'v2')).toEqual([]);
+  });
+});
+
+describe('No voter with a lost incarnation counted', () => {
+  it('reports a vote or an acknowledgement counted from a member whose data dir was replaced', () => {
+    const v = checkIncarnationCounted('n2', 1, 2, 'a vote in term 4', 'n1');
+    expect(v.map((x) => x.invariant)).toEqual(['lost-incarnation']);
+    expect(v[0]!.message).toContain('n2 incarnation 2');
+  });
+
+  it('accepts the admitted incarnation, and a node that is not a member', () => {
+    expect(checkIncarnationCounted('n2', 3, 3, 'a vote', 'n1')).toEqual([]);
+    expect(checkIncarnationCounted('n9', undefined, 2, 'a vote', 'n1')).toEqual([]);
   });
 });

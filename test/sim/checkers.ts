@@ -16,6 +16,8 @@ export type InvariantName =
   | 'state-machine-safety'
   | 'durability'
   | 'read-linearizability'
+  | 'write-outcome'
+  | 'lost-incarnation'
   | 'liveness'
   | 'core-contract';
 
@@ -54,10 +56,18 @@ export class History {
   readonly committed = new Map<number, CommittedEntry>();
   /** Highest index known committed anywhere. */
   maxCommitted = 0;
+  /** Highest index of a `normal` entry known committed anywhere (what a read must reflect). */
+  maxCommittedNormal = 0;
   /** index -> the entry first applied there (State Machine Safety). */
   readonly applied = new Map<number, AppliedEntry>();
   /** Leaders already checked for completeness, as `${term}`. */
   readonly completenessChecked = new Set<number>();
+  /** Write (unique value) -> the index it was applied at, as first seen anywhere. */
+  readonly writesApplied = new Map<string, { readonly index: number; readonly by: NodeId }>();
+  /** Writes the runtime reported as acknowledged: value -> index. */
+  readonly writesAcked = new Map<string, number>();
+  /** Writes the runtime reported with outcome 'not-applied'. */
+  readonly writesNotApplied = new Set<string>();
 }
 
 // ---------------------------------------------------------------------------
@@ -229,6 +239,7 @@ export function recordCommitted(h: History, node: NodeId, nodeTerm: number, log:
     const e = entryAt(log, i);
     if (e === undefined) break;
     if (!h.committed.has(i)) h.committed.set(i, { term: e.term, key: entryKey(e), observedTerm: nodeTerm, by: node });
+    if (e.type === 'normal' && i > h.maxCommittedNormal) h.maxCommittedNormal = i;
   }
   if (to > h.maxCommitted) h.maxCommitted = to;
 }
@@ -285,6 +296,85 @@ export function checkReadIndex(node: NodeId, requestId: string, index: number, c
     {
       invariant: 'read-linearizability',
       message: `${node} read ${requestId} served at index ${index}, but ${committedAtRequest} was committed before it was requested`,
+    },
+  ];
+}
+
+// ---------------------------------------------------------------------------
+// Write outcomes (thesis §6.3: each command takes effect exactly once). Every write the
+// workload proposes carries a unique value, so the same value at two indexes means the
+// write was applied twice. An acknowledged write must be the entry at the index it was
+// acknowledged with; a write reported 'not-applied' (the client may safely retry it)
+// must never be applied anywhere, before or after the report.
+
+/** `node` applies the write `value` at `index`. */
+export function checkWriteApplied(h: History, node: NodeId, value: string, index: number): Violation[] {
+  const out: Violation[] = [];
+  const seen = h.writesApplied.get(value);
+  if (seen !== undefined && seen.index !== index) {
+    out.push({
+      invariant: 'write-outcome',
+      message: `write ${value} applied twice: at ${seen.index} (by ${seen.by}) and at ${index} (by ${node})`,
+    });
+  }
+  if (h.writesNotApplied.has(value)) {
+    out.push({ invariant: 'write-outcome', message: `${node} applies write ${value} at ${index}, reported 'not-applied' to its client` });
+  }
+  const acked = h.writesAcked.get(value);
+  if (acked !== undefined && acked !== index) {
+    out.push({ invariant: 'write-outcome', message: `${node} applies write ${value} at ${index}, acknowledged at ${acked}` });
+  }
+  return out;
+}
+
+export function recordWriteApplied(h: History, node: NodeId, value: string, index: number): void {
+  if (!h.writesApplied.has(value)) h.writesApplied.set(value, { index, by: node });
+}
+
+/** The runtime acknowledged `value` as applied at `index` on `node` (which has applied it by now). */
+export function checkWriteAcked(h: History, node: NodeId, value: string, index: number): Violation[] {
+  const seen = h.writesApplied.get(value);
+  if (seen !== undefined && seen.index === index) return [];
+  return [
+    {
+      invariant: 'write-outcome',
+      message: `${node} acknowledged write ${value} at ${index}, but ${seen ? `it was applied at ${seen.index}` : 'it was never applied'}`,
+    },
+  ];
+}
+
+/** The runtime reported `value` as 'not-applied'. */
+export function checkWriteNotApplied(h: History, node: NodeId, value: string): Violation[] {
+  const seen = h.writesApplied.get(value);
+  if (seen === undefined) return [];
+  return [
+    {
+      invariant: 'write-outcome',
+      message: `${node} reported write ${value} 'not-applied', but ${seen.by} applied it at ${seen.index}`,
+    },
+  ];
+}
+
+// ---------------------------------------------------------------------------
+// No voter with a lost incarnation counted: a member whose data dir was lost (wiped,
+// replaced, a copy of another member's) comes back with a new incarnation and no memory
+// of its votes or of the entries it acknowledged; if its vote or acknowledgement counts
+// toward an election or a commit, a quorum may no longer intersect the previous ones
+// (thesis §4.1 relies on every voter's persistent state). `admitted` is the incarnation
+// the member had when it became a member; `current` the one it runs with now.
+
+export function checkIncarnationCounted(
+  member: NodeId,
+  admitted: number | undefined,
+  current: number,
+  counted: string,
+  by: NodeId,
+): Violation[] {
+  if (admitted === undefined || admitted === current) return [];
+  return [
+    {
+      invariant: 'lost-incarnation',
+      message: `${by} counted ${counted} from ${member} incarnation ${current}, which lost the data of incarnation ${admitted}`,
     },
   ];
 }

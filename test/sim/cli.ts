@@ -28,7 +28,7 @@ interface CliOpts {
   dup?: number;
   partition?: number;
   crash?: number;
-  campaign?: number;
+  wipe?: number;
   drift?: number;
   trace: boolean;
   liveness: boolean;
@@ -48,7 +48,7 @@ const program = new Command()
   .option('--dup <p>', 'message duplication probability', rate)
   .option('--partition <p>', 'partition probability per scheduler round', rate)
   .option('--crash <p>', 'crash probability per scheduler round', rate)
-  .option('--campaign <p>', 'forced campaign() probability per scheduler round', rate)
+  .option('--wipe <p>', 'share of crashes that also lose the data dir (new incarnation)', rate)
   .option('--drift <d>', 'max relative clock-rate deviation (default leaseDriftTicks/electionTick/2)', Number)
   .option('--trace', 'print every event as it happens (with --seed)', false)
   .option('--no-liveness', 'skip the liveness phase')
@@ -62,8 +62,8 @@ if ((o.seed === undefined) === (o.seeds === undefined)) {
   program.error('give exactly one of --seed N or --seeds N', { exitCode: 2 });
 }
 if (o.voters !== undefined && o.voters !== 3 && o.voters !== 5) program.error('--voters must be 3 or 5', { exitCode: 2 });
-const wrapNode = o.broken === undefined ? undefined : BROKEN[o.broken];
-if (o.broken !== undefined && wrapNode === undefined) program.error(`unknown --broken ${o.broken}`, { exitCode: 2 });
+const broken = o.broken === undefined ? undefined : BROKEN[o.broken];
+if (o.broken !== undefined && broken === undefined) program.error(`unknown --broken ${o.broken}`, { exitCode: 2 });
 
 function options(seed: number, onTrace?: (l: string) => void): SimOptions {
   return {
@@ -75,15 +75,15 @@ function options(seed: number, onTrace?: (l: string) => void): SimOptions {
     ...(o.dup !== undefined ? { dup: o.dup } : {}),
     ...(o.partition !== undefined ? { partition: o.partition } : {}),
     ...(o.crash !== undefined ? { crash: o.crash } : {}),
-    ...(o.campaign !== undefined ? { campaign: o.campaign } : {}),
+    ...(o.wipe !== undefined ? { wipe: o.wipe } : {}),
     ...(o.drift !== undefined ? { drift: o.drift } : {}),
-    ...(wrapNode ? { wrapNode } : {}),
+    ...(broken ? { broken } : {}),
     ...(onTrace ? { onTrace } : {}),
   };
 }
 
 if (o.seed !== undefined) {
-  const r = runSeed(options(o.seed, o.trace ? (l) => console.log(l) : undefined));
+  const r = await runSeed(options(o.seed, o.trace ? (l) => console.log(l) : undefined));
   if (r.violations.length > 0) {
     console.log(o.trace ? formatFailure({ ...r, trace: [] }) : formatFailure(r));
     process.exitCode = 1;
@@ -102,7 +102,7 @@ if (o.seed !== undefined) {
   );
   bar.start(n, 0, { failures: 0 });
   for (let seed = o.from; seed < o.from + n; seed++) {
-    const r = runSeed(options(seed));
+    const r = await runSeed(options(seed));
     // Keep the totals but not the traces of passing runs.
     results.push(r.violations.length > 0 ? r : { ...r, trace: [] });
     if (r.violations.length > 0) failed.push(r);
@@ -124,19 +124,19 @@ if (o.seed !== undefined) {
 }
 
 function summary(rs: readonly SimResult[]): string {
-  let elections = 0;
-  let commits = 0;
-  let ticks = 0;
-  let steps = 0;
-  let crashes = 0;
-  let partitions = 0;
+  const total: Record<string, number> = {};
+  const rates = { drop: 0, dup: 0, delay: 0, partition: 0, crash: 0, wipe: 0, confChange: 0, transfer: 0 };
   for (const r of rs) {
-    elections += r.stats.elections;
-    commits += r.stats.commits;
-    ticks += r.stats.ticks;
-    steps += r.stats.steps;
-    crashes += r.stats.crashes;
-    partitions += r.stats.partitions;
+    for (const [k, v] of Object.entries(r.stats)) total[k] = (total[k] ?? 0) + v;
+    for (const k of Object.keys(rates) as (keyof typeof rates)[]) rates[k] += r.params[k];
   }
-  return `elections ${elections}, commits ${commits}, ticks ${ticks}, steps ${steps}, crashes ${crashes}, partitions ${partitions}`;
+  const n = Math.max(1, rs.length);
+  const counts = Object.entries(total)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+  const mean = Object.entries(rates)
+    .map(([k, v]) => `${k} ${(v / n).toFixed(4)}`)
+    .join(', ');
+  const dropped = total['messages'] ? ((100 * (total['dropped'] ?? 0)) / total['messages']).toFixed(1) : '0';
+  return `${counts}\nmean fault rates (drop/dup/delay per message, the rest per scheduler round): ${mean}; ${dropped}% of messages dropped`;
 }

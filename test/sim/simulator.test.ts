@@ -1,44 +1,55 @@
-// The simulator itself: it replays exactly, and it catches a broken core.
+// The simulator itself: it replays exactly, it drives the real runtime through every
+// kind of fault, and it catches broken nodes.
 import { describe, expect, it } from 'vitest';
-import { grantsEveryVote } from './broken.js';
+import { grantsEveryVote, unknownAsNotApplied } from './broken.js';
 import { runSeed } from './simulator.js';
 
 describe('simulator', () => {
-  it('a run is a pure function of its seed: same seed, same trace and totals', () => {
-    const a = runSeed({ seed: 4242, steps: 1500 });
-    const b = runSeed({ seed: 4242, steps: 1500 });
-    expect(b.trace).toEqual(a.trace);
+  it('a run is a pure function of its seed: same seed, same trace and totals', async () => {
+    const traced = async (seed: number) => {
+      const lines: string[] = [];
+      const r = await runSeed({ seed, steps: 1500, onTrace: (l) => lines.push(l) });
+      return { lines, stats: r.stats };
+    };
+    const a = await traced(4242);
+    const b = await traced(4242);
+    expect(a.lines.length).toBeGreaterThan(1000);
+    expect(b.lines).toEqual(a.lines);
     expect(b.stats).toEqual(a.stats);
-    const c = runSeed({ seed: 4243, steps: 1500 });
-    expect(c.trace).not.toEqual(a.trace);
+    expect((await runSeed({ seed: 4242, steps: 1500 })).stats).toEqual(a.stats);
+    const c = await traced(4243);
+    expect(c.lines).not.toEqual(a.lines);
   });
 
-  it('runs do real work: elections, commits, faults and reads happen', () => {
-    let commits = 0;
-    let crashes = 0;
-    let partitions = 0;
-    let confChanges = 0;
-    let compactions = 0;
+  it('a failing seed is replayed with its trace: the untraced run and the traced replay agree', async () => {
+    let seed = 1;
+    while ((await runSeed({ seed, broken: grantsEveryVote, traceSize: 0 })).violations.length === 0 && seed < 100) seed++;
+    const traced: string[] = [];
+    const live = await runSeed({ seed, broken: grantsEveryVote, onTrace: (l) => traced.push(l) });
+    const report = await runSeed({ seed, broken: grantsEveryVote });
+    expect(live.violations.length).toBeGreaterThan(0);
+    expect(report.violations).toEqual(live.violations);
+    expect(report.trace.length).toBe(200);
+    expect(report.trace).toEqual(traced.slice(-200));
+  });
+
+  it('runs do real work through the runtime: elections, acknowledged writes, reads, faults, snapshots', async () => {
+    const t = { commits: 0, acked: 0, notApplied: 0, reads: 0, crashes: 0, partitions: 0, confChanges: 0, transfers: 0, compactions: 0 };
     for (let seed = 1; seed <= 30; seed++) {
-      const r = runSeed({ seed });
+      const r = await runSeed({ seed });
+      expect(r.violations).toEqual([]);
       expect(r.stats.elections).toBeGreaterThan(0);
-      commits += r.stats.commits;
-      crashes += r.stats.crashes;
-      partitions += r.stats.partitions;
-      confChanges += r.stats.confChanges;
-      compactions += r.stats.compactions;
+      for (const k of Object.keys(t) as (keyof typeof t)[]) t[k] += r.stats[k];
     }
-    expect(commits).toBeGreaterThan(30 * 50);
-    expect(crashes).toBeGreaterThan(0);
-    expect(partitions).toBeGreaterThan(0);
-    expect(confChanges).toBeGreaterThan(0);
-    expect(compactions).toBeGreaterThan(0);
+    expect(t.commits).toBeGreaterThan(30 * 50);
+    expect(t.acked).toBeGreaterThan(30 * 50);
+    for (const k of Object.keys(t) as (keyof typeof t)[]) expect(t[k], k).toBeGreaterThan(0);
   });
 
-  it('detects a node that grants every vote: Election Safety fails within 100 seeds', () => {
+  it('detects a node that grants every vote: Election Safety fails within 100 seeds', async () => {
     const seen = new Map<string, number[]>();
     for (let seed = 1; seed <= 100; seed++) {
-      const r = runSeed({ seed, wrapNode: grantsEveryVote });
+      const r = await runSeed({ seed, broken: grantsEveryVote, traceSize: 0 });
       const v = r.violations[0];
       if (v) seen.set(v.invariant, [...(seen.get(v.invariant) ?? []), seed]);
     }
@@ -52,14 +63,35 @@ describe('simulator', () => {
         'log-matching',
         'state-machine-safety',
         'durability',
+        'read-linearizability',
+        'write-outcome',
       ]).toContain(k);
   });
 
-  it('detects lease overlap when clocks drift far beyond the lease margin', () => {
+  it("detects a runtime that reports an unknown write outcome as 'not-applied'", async () => {
     let found: number | null = null;
+    for (let seed = 1; seed <= 200 && found === null; seed++) {
+      const r = await runSeed({ seed, broken: unknownAsNotApplied, traceSize: 0 });
+      if (r.violations[0]?.invariant === 'write-outcome') found = seed;
+    }
+    expect(found).not.toBeNull();
+  });
+
+  it('detects lease overlap on the runtime lease signal when clocks drift far beyond the lease margin', async () => {
+    let found: string | null = null;
     for (let seed = 1; seed <= 400 && found === null; seed++) {
-      const r = runSeed({ seed, drift: 0.45, partition: 0.05, crash: 0, campaign: 0 });
-      if (r.violations[0]?.invariant === 'lease-exclusivity') found = seed;
+      const r = await runSeed({ seed, drift: 0.45, partition: 0.05, crash: 0, liveness: false, traceSize: 0 });
+      const v = r.violations[0];
+      if (v?.invariant === 'lease-exclusivity') found = v.message;
+    }
+    expect(found).toMatch(/lease signal|isLeader/);
+  });
+
+  it('detects a voter counted after it lost its data dir (no incarnation check yet)', async () => {
+    let found: number | null = null;
+    for (let seed = 1; seed <= 200 && found === null; seed++) {
+      const r = await runSeed({ seed, crash: 0.02, wipe: 1, traceSize: 0 });
+      if (r.violations[0]?.invariant === 'lost-incarnation') found = seed;
     }
     expect(found).not.toBeNull();
   });

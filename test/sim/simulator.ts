@@ -1,70 +1,64 @@
 // Deterministic cluster simulator (TigerBeetle VOPR style, docs/internals/vopr.md): the
-// real Raft core against a virtual clock, an in-memory network with faults and in-memory
-// disks, with the invariant checkers of checkers.ts run after every step. One seed
-// derives every parameter; a run is a pure function of (seed, options).
+// real node runtime (LeaderdNode: its Ready loop, group commit, proposal waiters, read
+// barriers, lease listeners, snapshots) on a virtual clock, an in-memory network with
+// faults and in-memory disks whose writes complete on the virtual clock (parts.ts),
+// with the invariant checkers of checkers.ts run as it goes. One seed derives every
+// parameter; a run is a pure function of (seed, options).
+//
+// The runtime is asynchronous, so between two events the simulator lets every pending
+// microtask run (a setImmediate turn: the microtask queue always drains before it) and
+// nothing else: no real timer, no I/O. Every continuation the runtime awaits (a disk
+// write, a timer) is itself a simulator event, so the interleaving is decided by the
+// event queue alone and replays exactly.
 //
 // A run has two phases. The safety phase injects faults (drops, duplicates, delays,
 // reordering, partitions, crashes, membership changes, leadership transfers,
 // compaction); the liveness phase stops them all and requires the cluster to converge.
+import { pino, type Logger } from 'pino';
 import { decodeConfChange, applyConfChange } from '../../src/raft/conf-change.js';
-import { RaftNode } from '../../src/raft/raft.js';
-import { seededRandom } from '../../src/raft/rand.js';
-import type {
-  ConfChange,
-  ConfState,
-  Message,
-  NodeId,
-  ProposeResult,
-  RaftConfig,
-  RaftErrorKind,
-  Ready,
-  Role,
-  Snapshot,
-  Status,
-  StepResult,
-} from '../../src/raft/types.js';
+import type { ConfChange, ConfState, Message, NodeId, Role, Snapshot } from '../../src/raft/types.js';
+import { LeaderdNode, NodeError, tickSettings, type StateMachine } from '../../src/server/node.js';
+import type { Entry } from '../../src/raft/types.js';
+import type { PersistInput } from '../../src/storage/leveldb-storage.js';
 import {
   checkApplied,
   checkCommitAgreement,
   checkCommittedNotOverwritten,
   checkElectionSafety,
+  checkIncarnationCounted,
   checkLeaderCompleteness,
   checkLeaseExclusivity,
   checkLiveness,
   checkLogMatching,
   checkReadIndex,
+  checkWriteAcked,
+  checkWriteApplied,
+  checkWriteNotApplied,
   entryKey,
   History,
   recordApplied,
   recordCommitted,
   recordLeaders,
   recordLogEntries,
+  recordWriteApplied,
   type Violation,
 } from './checkers.js';
-import { MemDisk, entryAt, lastIndex, snapIndex, termAt } from './disk.js';
+import { MemDisk, lastIndex, snapIndex, termAt } from './disk.js';
 import { EventQueue } from './heap.js';
+import { MemStorage, SimTransport, VirtualClock, type Incarnation, type PartsHost } from './parts.js';
 import { SimRandom } from './prng.js';
-import { describeMessage, describeReady, TraceRing } from './trace.js';
+import { describeMessage, describePersist, TraceRing } from './trace.js';
 
-/** What the simulator calls on a node: RaftNode's API, so a broken proxy can stand in. */
-export interface SimNode {
-  tick(): void;
-  step(msg: Message): StepResult;
-  propose(data: Uint8Array): ProposeResult;
-  proposeConfChange(cc: ConfChange): ProposeResult;
-  readIndex(requestId: string): void;
-  transferLeadership(to: NodeId): { ok: true } | { ok: false; error: RaftErrorKind };
-  campaign(): void;
-  compact(index: number, data: Uint8Array): Snapshot | null;
-  hasReady(): boolean;
-  ready(): Ready;
-  advance(rd: Ready): void;
-  status(): Status;
-  leaseValid(): boolean;
+/**
+ * A deliberately broken node, for proving that the simulator reaches the bug class each
+ * checker exists for (broken.ts). Never used outside tests and `--broken`.
+ */
+export interface BrokenBehaviour {
+  /** Extra messages node `id` sends when it receives `m` (on top of what the runtime answers). */
+  readonly onReceive?: (id: NodeId, m: Message) => readonly Message[];
+  /** Reports a write whose fate is unknown as 'not-applied' (invites a duplicate retry). */
+  readonly unknownAsNotApplied?: boolean;
 }
-
-/** Wraps each node as it is built (first start and every restart); for proving the checkers catch broken cores. */
-export type NodeWrapper = (node: SimNode, id: NodeId, incarnation: number) => SimNode;
 
 export interface SimOptions {
   readonly seed: number;
@@ -77,8 +71,12 @@ export interface SimOptions {
   readonly dup?: number;
   readonly partition?: number;
   readonly crash?: number;
-  /** Rate of campaign() calls on a random node per scheduler round (default 0.002). */
-  readonly campaign?: number;
+  /**
+   * Share of crashes that also lose the whole data dir (the node restarts empty, with a
+   * new incarnation). Default 0: until members refuse a lost incarnation, such a node
+   * may vote twice in a term, and the lost-incarnation checker fires.
+   */
+  readonly wipe?: number;
   /** Run the liveness phase after the safety phase (default true). */
   readonly liveness?: boolean;
   /** Max relative clock-rate deviation of a node; default leaseDriftTicks / electionTick / 2. */
@@ -87,7 +85,7 @@ export interface SimOptions {
   readonly traceSize?: number;
   /** Called with every trace line as it happens (`--trace`). */
   readonly onTrace?: (line: string) => void;
-  readonly wrapNode?: NodeWrapper;
+  readonly broken?: BrokenBehaviour;
 }
 
 export interface SimParams {
@@ -95,11 +93,14 @@ export interface SimParams {
   readonly spares: number;
   readonly heartbeatTick: number;
   readonly electionTick: number;
+  /** What the runtime derives from the timing (tickSettings), not drawn. */
   readonly leaseDriftTicks: number;
   readonly leaseReads: boolean;
   readonly maxInflight: number;
   readonly maxMsgBytes: number;
   readonly snapshotChunkBytes: number;
+  /** The runtime's snapshotEntries: it snapshots its state machine every this many applied entries. */
+  readonly snapshotEntries: number;
   readonly drift: number;
   readonly drop: number;
   readonly dup: number;
@@ -108,9 +109,9 @@ export interface SimParams {
   readonly diskLatency: number;
   readonly partition: number;
   readonly crash: number;
+  readonly wipe: number;
   readonly confChange: number;
   readonly transfer: number;
-  readonly compact: number;
   readonly steps: number;
 }
 
@@ -121,8 +122,13 @@ export interface SimStats {
   /** Distinct indexes applied by some node. */
   commits: number;
   proposals: number;
+  /** Proposals the runtime acknowledged (applied, with their index). */
+  acked: number;
+  /** Proposals the runtime refused or reported with outcome 'not-applied'. */
+  notApplied: number;
   reads: number;
   crashes: number;
+  wipes: number;
   partitions: number;
   confChanges: number;
   transfers: number;
@@ -142,14 +148,13 @@ export interface SimResult {
   readonly trace: readonly string[];
 }
 
-/** Virtual time units per nominal tick. */
+/** Virtual time units per nominal tick; the runtime runs with tickMs = TICK (one unit is its millisecond). */
 export const TICK = 100;
 const CLUSTER_ID = 'sim';
 
 type SimEvent =
-  | { readonly kind: 'tick'; readonly node: number; readonly gen: number }
-  | { readonly kind: 'ready'; readonly node: number; readonly gen: number }
-  | { readonly kind: 'deliver'; readonly msg: Message }
+  | { readonly kind: 'call'; readonly owner: Incarnation; readonly what: string; readonly fn: () => void }
+  | { readonly kind: 'deliver'; readonly msg: Message; readonly incarnation: number }
   | { readonly kind: 'chaos' }
   | { readonly kind: 'restart'; readonly node: number }
   | { readonly kind: 'heal'; readonly partition: number };
@@ -157,24 +162,33 @@ type SimEvent =
 interface Slot {
   readonly id: NodeId;
   readonly idx: number;
-  readonly disk: MemDisk;
   readonly rate: number;
-  node: SimNode | null;
-  gen: number;
-  readyScheduled: boolean;
+  /** The data dir: the log and the meta values; replaced when wiped. */
+  disk: MemDisk;
+  meta: Map<string, Uint8Array>;
+  /** Identity of the data dir: a new one each time it is wiped. */
+  incarnation: number;
   /**
-   * The state machine: a digest chained over every applied entry, so two nodes with the
+   * The membership its data dir is seeded with (persisted with the data): the initial
+   * voters for them; for a spare, the configuration when it was first added (it starts
+   * then, like a node joining with the current member list). Null: never started.
+   */
+  seeded: ConfState | null;
+  /** The running process, or null while down. */
+  node: LeaderdNode | null;
+  transport: SimTransport | null;
+  inc: Incarnation;
+  /**
+   * The state machine: a digest chained over every applied write, so two nodes with the
    * same digest at an index applied the same sequence, plus the latest values (which make
-   * the snapshot span several chunks).
+   * the snapshot span several chunks). `index` is the last write applied.
    */
   sm: SmState;
-  appliedIndex: number;
   role: Role;
   term: number;
-  lease: boolean;
-  conf: ConfState;
-  /** requestId -> highest commit known anywhere when the read was requested. */
-  readonly reads: Map<string, number>;
+  /** The runtime's lease signal (onLeaseChange) and its isLeader() at the last observation. */
+  leaseSignal: boolean;
+  isLeader: boolean;
 }
 
 const enc = new TextEncoder();
@@ -184,7 +198,8 @@ export function deriveParams(seed: number, o: Partial<SimOptions> = {}): SimPara
   const r = new SimRandom(seed);
   const voters = o.voters ?? (r.chance(0.5) ? 3 : 5);
   const electionTick = r.range(8, 20);
-  const leaseDriftTicks = r.range(2, Math.max(2, Math.floor(electionTick / 4)));
+  const heartbeatTick = r.range(1, 3);
+  const { leaseDriftTicks } = tickSettings(heartbeatTick * TICK, electionTick * TICK, TICK);
   const drop = r.pick([0, 0.01, 0.05, 0.15])!;
   const dup = r.pick([0, 0.02, 0.1])!;
   const partition = r.pick([0, 0.005, 0.02])!;
@@ -192,13 +207,14 @@ export function deriveParams(seed: number, o: Partial<SimOptions> = {}): SimPara
   return {
     voters,
     spares: r.range(0, 2),
-    heartbeatTick: r.range(1, 3),
+    heartbeatTick,
     electionTick,
     leaseDriftTicks,
     leaseReads: r.chance(0.5),
     maxInflight: r.range(1, 8),
     maxMsgBytes: r.pick([64, 512, 4096])!,
     snapshotChunkBytes: r.pick([32, 256, 4096])!,
+    snapshotEntries: r.pick([10_000, 40, 8])!,
     drift: o.drift ?? leaseDriftTicks / electionTick / 2,
     drop: o.drop ?? drop,
     dup: o.dup ?? dup,
@@ -207,14 +223,19 @@ export function deriveParams(seed: number, o: Partial<SimOptions> = {}): SimPara
     diskLatency: r.pick([0, 10, 40])!,
     partition: o.partition ?? partition,
     crash: o.crash ?? crash,
+    wipe: o.wipe ?? 0,
     confChange: r.pick([0, 0.01, 0.03])!,
     transfer: r.pick([0, 0.005, 0.02])!,
-    compact: r.pick([0, 0.01, 0.05])!,
     steps: o.steps ?? 3000,
   };
 }
 
-export class Simulator {
+/** Lets every pending microtask run, and nothing else the simulator does not schedule. */
+function settle(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+export class Simulator implements PartsHost {
   readonly params: SimParams;
   readonly history = new History();
   readonly stats: SimStats = {
@@ -222,8 +243,11 @@ export class Simulator {
     elections: 0,
     commits: 0,
     proposals: 0,
+    acked: 0,
+    notApplied: 0,
     reads: 0,
     crashes: 0,
+    wipes: 0,
     partitions: 0,
     confChanges: 0,
     transfers: 0,
@@ -238,15 +262,20 @@ export class Simulator {
   private readonly slots: Slot[] = [];
   private readonly byId = new Map<NodeId, Slot>();
   private readonly bootstrapConf: ConfState;
+  /** Every node's address book: all ids, so a member added later is reachable once it is in the configuration. */
+  private readonly addresses: ReadonlyMap<NodeId, string>;
+  /** Member -> the incarnation of its data dir when it became a member (lost-incarnation checker). */
+  private readonly admitted = new Map<NodeId, number>();
   private readonly trace: TraceRing;
-  private now = 0;
+  private readonly traceOn: boolean;
+  private time = 0;
   /** Blocked directed links "from>to", each with the partition that blocks it. */
   private readonly blocked = new Map<string, Set<number>>();
   private partitionSeq = 0;
   private faults = true;
   private valueSeq = 0;
   private readSeq = 0;
-  /** index -> state machine digest after applying it, as first seen. */
+  /** index -> state machine digest after applying the write there, as first seen. */
   private readonly digests = new Map<number, string>();
 
   constructor(private readonly opts: SimOptions) {
@@ -255,134 +284,150 @@ export class Simulator {
     // parameter does not reshuffle everything else.
     this.rand = new SimRandom(opts.seed ^ 0x5bd1e995);
     this.trace = new TraceRing(opts.traceSize ?? 200);
+    this.traceOn = (opts.traceSize ?? 200) > 0 || opts.onTrace !== undefined;
     const p = this.params;
     const ids = Array.from({ length: p.voters + p.spares }, (_, i) => `n${i + 1}`);
     this.bootstrapConf = { voters: ids.slice(0, p.voters), learners: [] };
+    this.addresses = new Map(ids.map((id) => [id, `sim-peer:${id}`]));
+    for (const id of this.bootstrapConf.voters) this.admitted.set(id, 1);
     for (const [idx, id] of ids.entries()) {
       const rate = 1 + (this.rand.float() * 2 - 1) * p.drift;
       const slot: Slot = {
         id,
         idx,
-        disk: new MemDisk(),
         rate,
+        disk: new MemDisk(),
+        meta: new Map(),
+        incarnation: 1,
+        seeded: idx < p.voters ? this.bootstrapConf : null,
         node: null,
-        gen: 0,
-        readyScheduled: false,
-        sm: { index: 0, digest: '0', recent: [] },
-        appliedIndex: 0,
+        transport: null,
+        inc: { idx, gen: 0, alive: false },
+        sm: emptyState(),
         role: 'follower',
         term: 0,
-        lease: false,
-        conf: this.bootstrapConf,
-        reads: new Map(),
+        leaseSignal: false,
+        isLeader: false,
       };
       this.slots.push(slot);
       this.byId.set(id, slot);
-      this.start(slot);
     }
-    this.queue.push(this.rand.range(1, TICK / 2), { kind: 'chaos' });
+  }
+
+  // -------------------------------------------------------------------------
+  // PartsHost.
+
+  now(): number {
+    return this.time;
+  }
+
+  at(time: number, owner: Incarnation, what: string, fn: () => void): void {
+    this.queue.push(time, { kind: 'call', owner, what, fn });
   }
 
   // -------------------------------------------------------------------------
   // Running.
 
-  run(): SimResult {
+  async run(): Promise<SimResult> {
     const p = this.params;
-    while (this.violations.length === 0 && this.stats.steps < p.steps) this.step();
-    if (this.violations.length === 0 && this.opts.liveness !== false) this.livenessPhase();
-    this.stats.ticks = Math.floor(this.now / TICK);
+    for (const s of this.slots) if (s.seeded !== null) await this.start(s);
+    await settle();
+    this.queue.push(this.rand.range(1, TICK / 2), { kind: 'chaos' });
+    while (this.violations.length === 0 && this.stats.steps < p.steps) await this.step();
+    if (this.violations.length === 0 && this.opts.liveness !== false) await this.livenessPhase();
+    // The run is over: every process is gone, nothing it left pending may act.
+    for (const s of this.slots) s.inc.alive = false;
+    this.stats.ticks = Math.floor(this.time / TICK);
     this.stats.elections = this.history.leaders.size;
     this.stats.commits = this.history.applied.size;
     return { seed: this.opts.seed, params: p, violations: this.violations, stats: this.stats, trace: this.trace.toArray() };
   }
 
-  private step(): boolean {
+  private async step(): Promise<boolean> {
     const ev = this.queue.pop();
     if (ev === undefined) return false;
-    this.now = ev.time;
+    this.time = ev.time;
     this.stats.steps++;
     const e = ev.value;
+    let touched: Slot | null = null;
     switch (e.kind) {
-      case 'tick':
-        this.onTick(e.node, e.gen);
-        break;
-      case 'ready':
-        this.onReady(e.node, e.gen);
+      case 'call':
+        if (!e.owner.alive) return true;
+        e.fn();
+        touched = this.slots[e.owner.idx]!;
         break;
       case 'deliver':
-        this.onDeliver(e.msg);
+        touched = this.onDeliver(e.msg, e.incarnation);
         break;
       case 'chaos':
-        this.onChaos();
-        this.queue.push(this.now + this.rand.range(TICK / 4, (3 * TICK) / 4), { kind: 'chaos' });
+        await this.onChaos();
+        this.queue.push(this.time + this.rand.range(TICK / 4, (3 * TICK) / 4), { kind: 'chaos' });
         break;
       case 'restart':
-        this.restart(this.slots[e.node]!);
+        await this.restart(this.slots[e.node]!);
         break;
       case 'heal':
         this.heal(e.partition);
         break;
     }
+    await settle();
+    if (touched !== null) await this.observe(touched);
     return true;
   }
 
   /** Faults stop; every node comes back; a leader must emerge and a probe commit everywhere (checkers.ts checkLiveness). */
-  private livenessPhase(): void {
+  private async livenessPhase(): Promise<void> {
     const p = this.params;
     this.faults = false;
-    const t0 = this.now;
+    const t0 = this.time;
     for (const id of [...this.blocked.keys()]) this.blocked.delete(id);
-    for (const s of this.slots) if (s.node === null) this.restart(s);
+    for (const s of this.slots) if (s.node === null && s.seeded !== null) await this.restart(s);
+    await settle();
     this.log('faults stop: partitions healed, all nodes up, no drops; liveness phase');
     const bound = 10 * p.electionTick;
     const deadline = t0 + 2 * bound * TICK;
     let leaderAt: number | null = null;
     let appliedAt: number | null = null;
-    let probe: { index: number; term: number; value: string } | null = null;
+    let probe = null as { index: number; value: string } | null;
     let nextProposeAt = t0;
-    while (this.violations.length === 0 && this.now <= deadline) {
+    while (this.violations.length === 0 && this.time <= deadline) {
       const leader = this.currentLeader();
-      if (leader !== null && leaderAt === null) leaderAt = this.now;
-      if (leader !== null && this.now >= nextProposeAt) {
-        // (Re)propose while the probe is not in the leader's log: a proposal can be lost
-        // with a leader change, which is allowed; only a committed one must survive.
-        const inLog = probe !== null && entryAt(leader.disk.current, probe.index)?.term === probe.term;
-        if (!inLog) {
-          const value = `probe-${this.valueSeq++}`;
-          const r = leader.node!.propose(enc.encode(value));
-          this.afterNodeEvent(leader);
-          if (r.ok) {
-            probe = { index: r.index, term: r.term, value };
-            this.log(`${leader.id} propose liveness probe -> ${r.index}/${r.term}`);
-          }
-        }
-        nextProposeAt = this.now + p.electionTick * TICK;
+      if (leader !== null && leaderAt === null) leaderAt = this.time;
+      if (leader !== null && probe === null && this.time >= nextProposeAt) {
+        // (Re)propose until one probe is acknowledged: a proposal can be lost with a
+        // leader change (its outcome is then 'unknown' or 'not-applied'), which is allowed.
+        const value = `probe-${this.valueSeq++}`;
+        this.log(`${leader.id} propose liveness probe ${value}`);
+        this.propose(leader, value, (index) => {
+          probe ??= { index, value };
+        });
+        await settle();
+        nextProposeAt = this.time + p.electionTick * TICK;
       }
       if (probe !== null && leader !== null && this.probeAppliedEverywhere(leader, probe)) {
-        appliedAt = this.now;
+        appliedAt = this.time;
         break;
       }
-      if (!this.step()) break;
+      if (!(await this.step())) break;
     }
     const ticks = (t: number | null) => (t === null ? null : Math.ceil((t - t0) / TICK));
     const leader = this.currentLeader();
-    const detail = this.slots.map((s) => `${s.id}:${s.node ? `${s.role}@${s.term} applied=${s.appliedIndex}` : 'down'}`).join(' ');
+    const detail = this.slots.map((s) => `${s.id}:${s.node ? `${s.role}@${s.term} applied=${s.sm.index}` : 'down'}`).join(' ');
     this.report(
       checkLiveness({
         leaderAfterTicks: ticks(leaderAt),
         appliedAfterTicks: ticks(appliedAt),
         boundTicks: bound,
-        detail: `${detail}; leader ${leader?.id ?? 'none'}, probe ${probe ? `${probe.index}/${probe.term}` : 'never accepted'}`,
+        detail: `${detail}; leader ${leader?.id ?? 'none'}, probe ${probe ? `${probe.index} ${probe.value}` : 'never acknowledged'}`,
       }),
     );
   }
 
-  private probeAppliedEverywhere(leader: Slot, probe: { index: number; term: number; value: string }): boolean {
-    const applied = this.history.applied.get(probe.index);
-    if (applied === undefined || applied.key !== `${probe.term}/normal/${probe.value}`) return false;
-    return leader.conf.voters.every((id) => {
+  private probeAppliedEverywhere(leader: Slot, probe: { index: number; value: string }): boolean {
+    if (this.history.writesApplied.get(probe.value)?.index !== probe.index) return false;
+    return this.confOf(leader).voters.every((id) => {
       const s = this.byId.get(id);
-      return s !== undefined && s.node !== null && s.appliedIndex >= probe.index;
+      return s !== undefined && s.node !== null && s.sm.index >= probe.index;
     });
   }
 
@@ -395,139 +440,182 @@ export class Simulator {
     return best;
   }
 
+  private confOf(s: Slot): ConfState {
+    const members = s.node?.members() ?? [];
+    return { voters: members.filter((m) => !m.learner).map((m) => m.id), learners: members.filter((m) => m.learner).map((m) => m.id) };
+  }
+
   // -------------------------------------------------------------------------
   // Nodes: start, crash, restart.
 
-  private config(slot: Slot): RaftConfig {
+  private async start(slot: Slot): Promise<void> {
     const p = this.params;
-    return {
-      id: slot.id,
-      clusterId: CLUSTER_ID,
-      heartbeatTick: p.heartbeatTick,
-      electionTick: p.electionTick,
-      leaseDriftTicks: p.leaseDriftTicks,
-      leaseReads: p.leaseReads,
-      maxInflight: p.maxInflight,
-      maxMsgBytes: p.maxMsgBytes,
-      snapshotChunkBytes: p.snapshotChunkBytes,
-      // A fresh stream per incarnation, still a pure function of the run seed.
-      random: seededRandom((this.opts.seed * 31 + slot.idx * 7919 + slot.gen * 104729) | 0),
-    };
-  }
-
-  private start(slot: Slot): void {
-    const d = slot.disk.current;
-    slot.gen++;
-    const core = new RaftNode(this.config(slot), {
-      hardState: d.hardState,
-      snapshot: d.snapshot,
-      entries: d.entries.slice(),
-      bootstrapConf: this.bootstrapConf,
+    const inc: Incarnation = { idx: slot.idx, gen: slot.inc.gen + 1, alive: true };
+    slot.inc = inc;
+    // The state machine is memory: it restarts from the snapshot (restore) and the
+    // runtime replays the committed entries after it.
+    slot.sm = emptyState();
+    slot.role = 'follower';
+    slot.leaseSignal = false;
+    slot.isLeader = false;
+    const storage = new MemStorage(this, inc, slot.disk, slot.meta, slot.seeded ?? this.bootstrapConf, {
+      latency: () => this.rand.float() * p.diskLatency,
+      persist: (w, sync) => this.onPersist(slot, w, sync),
+      compact: (snap) => this.onCompact(slot, snap),
     });
-    slot.node = this.opts.wrapNode ? this.opts.wrapNode(core, slot.id, slot.gen) : core;
-    // The state machine is memory: it restarts from the snapshot and the core replays
-    // the committed entries after it.
-    slot.sm = d.snapshot ? decodeState(d.snapshot.data) : { index: 0, digest: '0', recent: [] };
-    slot.appliedIndex = snapIndex(d);
-    slot.readyScheduled = false;
-    slot.reads.clear();
-    const period = TICK / slot.rate;
-    this.queue.push(this.now + this.rand.float() * period, { kind: 'tick', node: slot.idx, gen: slot.gen });
-    this.afterNodeEvent(slot);
+    const incarnation = slot.incarnation;
+    const transport = new SimTransport(inc, slot.id, {
+      send: (m) => this.send(m, incarnation),
+      dropUnknownPeer: (m) => {
+        this.stats.messages++;
+        this.stats.dropped++;
+        if (this.tracing) this.log(`${m.from} -> ${m.to} ${describeMessage(m)} DROPPED (not a peer of the sender)`);
+      },
+    });
+    // A fresh stream per incarnation, still a pure function of the run seed.
+    const clock = new VirtualClock(this, inc, slot.rate, (this.opts.seed * 31 + slot.idx * 7919 + inc.gen * 104729) | 0);
+    const node = await LeaderdNode.fromParts(
+      {
+        id: slot.id,
+        clusterId: CLUSTER_ID,
+        advertisePeer: this.addresses.get(slot.id)!,
+        advertiseClient: `sim-client:${slot.id}`,
+        peers: this.addresses,
+        heartbeatMs: p.heartbeatTick * TICK,
+        electionTimeoutMs: p.electionTick * TICK,
+        tickMs: TICK,
+        logger: this.nodeLogger(slot, inc),
+        stateMachine: new SimStateMachine(this, slot, inc),
+        snapshotEntries: p.snapshotEntries,
+        core: {
+          leaseReads: p.leaseReads,
+          maxInflight: p.maxInflight,
+          maxMsgBytes: p.maxMsgBytes,
+          snapshotChunkBytes: p.snapshotChunkBytes,
+        },
+        onFatal: (err) => {
+          if (inc.alive) this.report([{ invariant: 'core-contract', message: `${slot.id} fail-stopped: ${err.message}` }]);
+        },
+      },
+      { storage, transport, clock },
+    );
+    slot.node = node;
+    slot.transport = transport;
+    node.onLeaseChange((valid) => this.onLeaseSignal(slot, inc, valid));
   }
 
-  private crash(slot: Slot): void {
+  /**
+   * The runtime logs at warn when the core refuses a peer message: with well-formed
+   * messages that is a broken contract between the runtime and the core.
+   */
+  private nodeLogger(slot: Slot, inc: Incarnation): Logger {
+    return pino(
+      { level: 'warn' },
+      {
+        write: (line: string) => {
+          if (!inc.alive) return;
+          const rec = JSON.parse(line) as { msg?: string; reason?: string; type?: string; from?: string };
+          if (rec.msg === 'peer message refused') {
+            this.report([
+              { invariant: 'core-contract', message: `${slot.id} refused a well-formed ${rec.type} from ${rec.from}: ${rec.reason}` },
+            ]);
+          }
+        },
+      },
+    );
+  }
+
+  private crash(slot: Slot, wipe: boolean): void {
+    slot.inc.alive = false;
     slot.node = null;
-    slot.lease = false;
+    slot.transport = null;
+    slot.leaseSignal = false;
+    slot.isLeader = false;
     slot.role = 'follower';
     slot.disk.crash();
     this.stats.crashes++;
+    if (wipe) {
+      // The disk is gone: the node comes back on an empty data dir, a new incarnation.
+      slot.disk = new MemDisk();
+      slot.meta = new Map();
+      slot.incarnation++;
+      this.stats.wipes++;
+    }
     this.log(
-      `${slot.id} CRASH (unsynced writes lost; durable log ${snapIndex(slot.disk.current)}..${lastIndex(slot.disk.current)}, term ${slot.disk.current.hardState.term})`,
+      `${slot.id} CRASH${wipe ? ' AND DATA DIR LOST (incarnation ' + slot.incarnation + ')' : ' (unsynced writes lost'}; durable log ${snapIndex(slot.disk.current)}..${lastIndex(slot.disk.current)}, term ${slot.disk.current.hardState.term})`,
     );
   }
 
-  private restart(slot: Slot): void {
+  private async restart(slot: Slot): Promise<void> {
     if (slot.node !== null) return;
-    this.start(slot);
+    await this.start(slot);
     this.log(
       `${slot.id} RESTART from disk (term ${slot.disk.current.hardState.term}, vote ${slot.disk.current.hardState.votedFor ?? '-'}, log ${snapIndex(slot.disk.current)}..${lastIndex(slot.disk.current)})`,
     );
+    await settle();
+    await this.observe(slot);
   }
 
   // -------------------------------------------------------------------------
   // Events.
 
-  private onTick(idx: number, gen: number): void {
-    const s = this.slots[idx]!;
-    if (s.node === null || s.gen !== gen) return;
-    const before = `${s.role}@${s.term}`;
-    s.node.tick();
-    this.queue.push(this.now + TICK / s.rate, { kind: 'tick', node: idx, gen });
-    this.afterNodeEvent(s);
-    const after = `${s.role}@${s.term}`;
-    if (before !== after) this.log(`${s.id} tick: ${before} -> ${after}`);
-  }
-
-  private onDeliver(m: Message): void {
+  private onDeliver(m: Message, senderIncarnation: number): Slot | null {
     const to = this.byId.get(m.to);
-    if (to === undefined || to.node === null) {
-      this.log(`${m.from} -> ${m.to} ${describeMessage(m)} LOST (${to ? 'node down' : 'no such node'})`);
-      return;
+    const handler = to?.transport?.handler;
+    if (to === undefined || to.node === null || !handler) {
+      if (this.tracing) this.log(`${m.from} -> ${m.to} ${describeMessage(m)} LOST (${to ? 'node down' : 'no such node'})`);
+      return null;
     }
     if (this.isBlocked(m.from, m.to)) {
       this.stats.dropped++;
-      this.log(`${m.from} -> ${m.to} ${describeMessage(m)} LOST (partition)`);
-      return;
+      if (this.tracing) this.log(`${m.from} -> ${m.to} ${describeMessage(m)} LOST (partition)`);
+      return null;
     }
-    this.log(`${m.from} -> ${m.to} ${describeMessage(m)}`);
-    const r = to.node.step(m);
-    if (!r.ok) this.report([{ invariant: 'core-contract', message: `${m.to} refused a well-formed message: ${r.reason}` }]);
-    this.afterNodeEvent(to);
+    if (!to.transport!.peers.has(m.from)) {
+      this.stats.dropped++;
+      if (this.tracing) this.log(`${m.from} -> ${m.to} ${describeMessage(m)} REFUSED (not a peer of the receiver)`);
+      return null;
+    }
+    if (this.tracing) this.log(`${m.from} -> ${m.to} ${describeMessage(m)}`);
+    if ((m.type === 'voteResp' && m.granted) || (m.type === 'appResp' && m.success)) {
+      const what =
+        m.type === 'voteResp' ? `a ${m.preVote ? 'pre-vote' : 'vote'} in term ${m.term}` : `an acknowledgement up to ${m.matchIndex}`;
+      this.report(checkIncarnationCounted(m.from, this.admitted.get(m.from), senderIncarnation, what, m.to));
+    }
+    handler(m);
+    for (const extra of this.opts.broken?.onReceive?.(to.id, m) ?? []) this.send(extra, to.incarnation);
+    return to;
   }
 
-  private onReady(idx: number, gen: number): void {
-    const s = this.slots[idx]!;
-    if (s.node === null || s.gen !== gen) return;
-    s.readyScheduled = false;
-    if (!s.node.hasReady()) return;
-    const rd = s.node.ready();
-    this.log(`${s.id} ready: ${describeReady(rd)}`);
-    this.persist(s, rd);
-    for (const m of rd.messages) this.send(m);
-    this.apply(s, rd);
-    s.node.advance(rd);
-    this.afterNodeEvent(s);
-  }
-
-  /** Step 1 of the Ready contract, with the checks that concern what reaches the disk. */
-  private persist(s: Slot, rd: Ready): void {
+  /** Step 1 of the Ready loop, as it reaches the disk, with the checks that concern what is stored. */
+  private onPersist(s: Slot, w: PersistInput, sync: boolean): void {
     const h = this.history;
     const disk = s.disk;
-    if (rd.snapshot) {
+    if (this.tracing) this.log(`${s.id} disk: ${describePersist(w, sync)}`);
+    if (w.snapshot) {
       const before = disk.current;
-      if (rd.snapshot.meta.index < before.hardState.commit && termAt(before, rd.snapshot.meta.index) !== rd.snapshot.meta.term) {
+      if (w.snapshot.meta.index < before.hardState.commit && termAt(before, w.snapshot.meta.index) !== w.snapshot.meta.term) {
         this.report([
           {
             invariant: 'durability',
-            message: `${s.id} installs snapshot ${rd.snapshot.meta.index}/${rd.snapshot.meta.term} that disagrees with its committed log (commit ${before.hardState.commit})`,
+            message: `${s.id} installs snapshot ${w.snapshot.meta.index}/${w.snapshot.meta.term} that disagrees with its committed log (commit ${before.hardState.commit})`,
           },
         ]);
       }
-      disk.write({ kind: 'install', snapshot: rd.snapshot });
+      disk.write({ kind: 'install', snapshot: w.snapshot });
     }
-    if (rd.entries.length > 0) {
-      const first = rd.entries[0]!.index;
-      const last = rd.entries[rd.entries.length - 1]!.index;
-      this.report(checkCommittedNotOverwritten(s.id, disk.current, disk.current.hardState.commit, rd.entries));
-      const err = disk.write({ kind: 'entries', entries: rd.entries });
-      if (err !== null) this.report([{ invariant: 'core-contract', message: `${s.id} Ready: ${err}` }]);
+    if (w.entries.length > 0) {
+      const first = w.entries[0]!.index;
+      const last = w.entries[w.entries.length - 1]!.index;
+      this.report(checkCommittedNotOverwritten(s.id, disk.current, disk.current.hardState.commit, w.entries));
+      const err = disk.write({ kind: 'entries', entries: w.entries });
+      if (err !== null) this.report([{ invariant: 'core-contract', message: `${s.id} persist: ${err}` }]);
       this.report(checkLogMatching(h, s.id, disk.current, first, last));
       recordLogEntries(h, s.id, disk.current, first, last);
     }
-    if (rd.hardState) {
+    if (w.hardState) {
       const prev = disk.current.hardState;
-      const hs = rd.hardState;
+      const hs = w.hardState;
       if (hs.term < prev.term)
         this.report([{ invariant: 'core-contract', message: `${s.id} term went back from ${prev.term} to ${hs.term}` }]);
       if (hs.term === prev.term && prev.votedFor !== null && hs.votedFor !== prev.votedFor) {
@@ -544,68 +632,78 @@ export class Simulator {
         recordCommitted(h, s.id, hs.term, disk.current, prev.commit, hs.commit);
       }
     }
-    if (rd.mustSync) disk.sync();
-    if (s.node !== null) {
-      const st = s.node.status();
-      if (st.role === 'leader' && !h.completenessChecked.has(st.term)) {
-        h.completenessChecked.add(st.term);
-        this.report(checkLeaderCompleteness(h, s.id, st.term, disk.current));
-      }
+    if (sync) disk.sync();
+    // A leader's first write of entries of its own term comes after everything it held
+    // when elected reached the disk (writes complete in order): its log must hold every
+    // entry committed in an earlier term (Leader Completeness).
+    const own = w.entries.find((e) => h.leaders.get(e.term) === s.id && !h.completenessChecked.has(e.term));
+    if (own !== undefined) {
+      h.completenessChecked.add(own.term);
+      this.report(checkLeaderCompleteness(h, s.id, own.term, disk.current));
     }
   }
 
-  /** Step 3: the state machine. */
-  private apply(s: Slot, rd: Ready): void {
+  /** The runtime took a snapshot of its state machine: it must describe the log it replaces. */
+  private onCompact(s: Slot, snapshot: Snapshot): void {
+    const d = s.disk.current;
+    const { index } = snapshot.meta;
+    if (index <= snapIndex(d)) return;
+    const expected = { index, term: termAt(d, index), conf: confAt(d, index, this.bootstrapConf) };
+    if (JSON.stringify(snapshot.meta) !== JSON.stringify(expected)) {
+      this.report([
+        {
+          invariant: 'core-contract',
+          message: `${s.id} snapshot ${JSON.stringify(snapshot.meta)} disagrees with its log ${JSON.stringify(expected)}`,
+        },
+      ]);
+      return;
+    }
+    // The runtime saves the snapshot synced, before it forgets the entries it covers.
+    s.disk.write({ kind: 'compact', snapshot });
+    s.disk.sync();
+    this.stats.compactions++;
+    this.log(`${s.id} disk: compact to ${index} (${snapshot.data.length}B)`);
+  }
+
+  /** Step 3: the state machine applies a write. */
+  onApply(s: Slot, e: Entry): void {
     const h = this.history;
-    if (rd.snapshot && rd.snapshot.meta.index > s.appliedIndex) {
-      s.sm = decodeState(rd.snapshot.data);
-      const i = rd.snapshot.meta.index;
-      if (s.sm.index !== i) {
-        this.report([{ invariant: 'core-contract', message: `${s.id} got snapshot ${i} holding state at ${s.sm.index}` }]);
-      }
-      const known = this.digests.get(i);
-      if (known !== undefined && known !== s.sm.digest) {
-        this.report([
-          {
-            invariant: 'state-machine-safety',
-            message: `${s.id} installs a snapshot at ${i} whose state differs from what was applied there`,
-          },
-        ]);
-      }
-      s.appliedIndex = i;
+    if (e.index <= s.sm.index) {
+      this.report([{ invariant: 'core-contract', message: `${s.id} asked to apply ${e.index} after ${s.sm.index}` }]);
+      return;
     }
-    for (const e of rd.committedEntries) {
-      if (e.index !== s.appliedIndex + 1) {
-        this.report([{ invariant: 'core-contract', message: `${s.id} asked to apply ${e.index} after ${s.appliedIndex}` }]);
-        return;
-      }
-      const key = entryKey(e);
-      this.report(checkApplied(h, s.id, e.index, key));
-      recordApplied(h, s.id, e.index, key);
-      s.sm.index = e.index;
-      s.sm.digest = chainDigest(s.sm.digest, key);
-      if (e.type === 'normal') {
-        s.sm.recent.push(dec.decode(e.data));
-        if (s.sm.recent.length > 16) s.sm.recent.shift();
-      }
-      const known = this.digests.get(e.index);
-      if (known === undefined) this.digests.set(e.index, s.sm.digest);
-      else if (known !== s.sm.digest) {
-        this.report([
-          { invariant: 'state-machine-safety', message: `${s.id} state after applying ${e.index} differs from another node's` },
-        ]);
-      }
-      s.appliedIndex = e.index;
-    }
-    for (const r of rd.readStates) {
-      const wanted = s.reads.get(r.requestId);
-      if (wanted === undefined) continue;
-      s.reads.delete(r.requestId);
-      this.report(checkReadIndex(s.id, r.requestId, r.index, wanted));
+    const key = entryKey(e);
+    const value = dec.decode(e.data);
+    this.report(checkApplied(h, s.id, e.index, key));
+    recordApplied(h, s.id, e.index, key);
+    this.report(checkWriteApplied(h, s.id, value, e.index));
+    recordWriteApplied(h, s.id, value, e.index);
+    s.sm.index = e.index;
+    s.sm.digest = chainDigest(s.sm.digest, key);
+    s.sm.recent.push(value);
+    if (s.sm.recent.length > 16) s.sm.recent.shift();
+    const known = this.digests.get(e.index);
+    if (known === undefined) this.digests.set(e.index, s.sm.digest);
+    else if (known !== s.sm.digest) {
+      this.report([{ invariant: 'state-machine-safety', message: `${s.id} state after applying ${e.index} differs from another node's` }]);
     }
   }
 
-  private send(m: Message): void {
+  /** The runtime replaced the state machine's state with a snapshot's. */
+  onRestore(s: Slot, state: SmState): void {
+    const known = this.digests.get(state.index);
+    if (known !== undefined && known !== state.digest) {
+      this.report([
+        {
+          invariant: 'state-machine-safety',
+          message: `${s.id} restores a snapshot whose state at ${state.index} differs from what was applied there`,
+        },
+      ]);
+    }
+    s.sm = state;
+  }
+
+  private send(m: Message, senderIncarnation: number): void {
     this.stats.messages++;
     if (this.isBlocked(m.from, m.to) || (this.faults && this.rand.chance(this.params.drop))) {
       this.stats.dropped++;
@@ -615,110 +713,171 @@ export class Simulator {
     for (let c = 0; c < copies; c++) {
       let latency = 1 + this.rand.float() * this.params.maxLatency;
       if (this.faults && this.rand.chance(this.params.delay)) latency += this.rand.float() * 5 * TICK;
-      this.queue.push(this.now + latency, { kind: 'deliver', msg: m });
+      this.queue.push(this.time + latency, { kind: 'deliver', msg: m, incarnation: senderIncarnation });
     }
   }
 
-  /** Observations after anything touched a node, and the per-step checks on them. */
-  private afterNodeEvent(s: Slot): void {
+  /** What the runtime says about itself (as a client would ask it), and the per-step checks on it. */
+  private async observe(s: Slot): Promise<void> {
     const node = s.node;
     if (node === null) return;
     const st = node.status();
-    s.role = st.role;
+    const before = `${s.role}@${s.term}`;
+    s.role = st.role === 'leader' ? 'leader' : st.role === 'candidate' ? 'candidate' : 'follower';
     s.term = st.term;
-    s.conf = st.conf;
-    s.lease = node.leaseValid();
-    const obs = [{ id: s.id, role: st.role, term: st.term }];
+    s.isLeader = node.isLeader();
+    const after = `${s.role}@${s.term}`;
+    if (before !== after) this.log(`${s.id} ${before} -> ${after}`);
+    const obs = [{ id: s.id, role: s.role, term: s.term }];
     this.report(checkElectionSafety(this.history, obs));
     recordLeaders(this.history, obs);
-    this.report(
-      checkLeaseExclusivity(
-        this.now,
-        this.slots.map((x) => ({ id: x.id, up: x.node !== null, leaseValid: x.lease })),
-      ),
-    );
-    if (!s.readyScheduled && node.hasReady()) {
-      s.readyScheduled = true;
-      this.queue.push(this.now + this.rand.float() * this.params.diskLatency, { kind: 'ready', node: s.idx, gen: s.gen });
+    this.checkLeases();
+    // status() and isLeader() deliver due ticks first, which may start the Ready loop.
+    await settle();
+  }
+
+  /** Lease Exclusivity on the runtime's own view: its lease signal, and isLeader(). */
+  private checkLeases(): void {
+    let signals = 0;
+    let claims = 0;
+    for (const x of this.slots) {
+      if (x.node === null) continue;
+      if (x.leaseSignal) signals++;
+      if (x.isLeader) claims++;
     }
+    if (signals > 1)
+      this.report(
+        checkLeaseExclusivity(
+          this.time,
+          this.slots.map((x) => ({ id: `${x.id} (lease signal)`, up: x.node !== null, leaseValid: x.leaseSignal })),
+        ),
+      );
+    if (claims > 1)
+      this.report(
+        checkLeaseExclusivity(
+          this.time,
+          this.slots.map((x) => ({ id: `${x.id} (isLeader)`, up: x.node !== null, leaseValid: x.isLeader })),
+        ),
+      );
+  }
+
+  private onLeaseSignal(s: Slot, inc: Incarnation, valid: boolean): void {
+    if (!inc.alive) return;
+    s.leaseSignal = valid;
+    this.log(`${s.id} lease signal ${valid ? 'ON' : 'off'}`);
+    if (valid) this.checkLeases();
   }
 
   // -------------------------------------------------------------------------
   // The workload and the faults.
 
-  private onChaos(): void {
+  /** A write through the runtime, with its outcome checked against what was applied. */
+  private propose(target: Slot, value: string, onAck?: (index: number) => void): void {
+    const inc = target.inc;
+    this.stats.proposals++;
+    target.node!.propose(enc.encode(value)).then(
+      ({ index }) => {
+        if (!inc.alive) return;
+        this.stats.acked++;
+        this.report(checkWriteAcked(this.history, target.id, value, index));
+        this.history.writesAcked.set(value, index);
+        onAck?.(index);
+      },
+      (err: unknown) => {
+        if (!inc.alive) return;
+        const outcome = err instanceof NodeError ? err.outcome : 'unknown';
+        if (outcome === 'not-applied' || this.opts.broken?.unknownAsNotApplied) {
+          this.stats.notApplied++;
+          this.report(checkWriteNotApplied(this.history, target.id, value));
+          this.history.writesNotApplied.add(value);
+        }
+      },
+    );
+  }
+
+  private async onChaos(): Promise<void> {
     const p = this.params;
     if (!this.faults) return;
     const up = () => this.slots.filter((s) => s.node !== null);
     let leader = this.currentLeader();
     const r = this.rand;
+    const touched = new Set<Slot>();
 
     if (r.chance(0.5)) {
       // Proposals go to whoever claims leadership, or a random node (which refuses).
       const target = r.chance(0.8) && leader ? leader : r.pick(up());
       if (target) {
         const batch = r.range(1, 3);
-        for (let i = 0; i < batch; i++) {
-          const res = target.node!.propose(enc.encode(`v${this.valueSeq++}`));
-          if (res.ok) this.stats.proposals++;
-        }
-        this.afterNodeEvent(target);
+        for (let i = 0; i < batch; i++) this.propose(target, `v${this.valueSeq++}`);
+        touched.add(target);
       }
     }
     if (r.chance(0.1)) {
       const target = r.pick(up());
       if (target) {
         const id = `r${this.readSeq++}`;
-        target.reads.set(id, this.history.maxCommitted);
-        target.node!.readIndex(id);
+        // A read must reflect every write committed before it was asked for (thesis §6.4).
+        const wanted = this.history.maxCommittedNormal;
+        const inc = target.inc;
         this.stats.reads++;
-        this.log(`${target.id} readIndex ${id} (committed so far: ${this.history.maxCommitted})`);
-        this.afterNodeEvent(target);
+        this.log(`${target.id} readBarrier ${id} (writes committed so far up to ${wanted})`);
+        target.node!.readBarrier().then(
+          () => {
+            if (!inc.alive) return;
+            this.log(`${target.id} read ${id} served with writes up to ${target.sm.index}`);
+            this.report(checkReadIndex(target.id, id, target.sm.index, wanted));
+          },
+          (err: unknown) => {
+            if (!inc.alive) return;
+            if (!(err instanceof NodeError && err.kind === 'unavailable'))
+              this.report([{ invariant: 'core-contract', message: `${target.id} read ${id} failed: ${String(err)}` }]);
+          },
+        );
+        touched.add(target);
       }
     }
     if (r.chance(p.partition)) this.partition();
     if (r.chance(p.crash)) {
       const victim = r.pick(up());
       if (victim) {
-        this.crash(victim);
-        this.queue.push(this.now + r.range(1, 40) * TICK, { kind: 'restart', node: victim.idx });
+        this.crash(victim, r.chance(p.wipe));
+        touched.delete(victim);
+        this.queue.push(this.time + r.range(1, 40) * TICK, { kind: 'restart', node: victim.idx });
       }
     }
     // A crash above may have taken the leader.
     leader = this.currentLeader();
-    if (leader && r.chance(p.confChange)) this.confChange(leader);
+    if (leader && r.chance(p.confChange)) {
+      await this.confChange(leader);
+      touched.add(leader);
+    }
     if (leader && r.chance(p.transfer)) {
-      const to = r.pick(leader.conf.voters.filter((id) => id !== leader.id));
+      const to = r.pick(this.confOf(leader).voters.filter((id) => id !== leader.id));
       if (to) {
-        const res = leader.node!.transferLeadership(to);
+        const from = leader;
         this.stats.transfers++;
-        this.log(`${leader.id} transferLeadership(${to}) -> ${res.ok ? 'ok' : res.error}`);
-        this.afterNodeEvent(leader);
+        this.log(`${from.id} transferLeadership(${to})`);
+        from.node!.transferLeadership(to).then(
+          (l) => from.inc.alive && this.log(`${from.id} transferLeadership(${to}) ended: leader ${l.leaderId || 'none'}@${l.term}`),
+          (err: unknown) => from.inc.alive && this.log(`${from.id} transferLeadership(${to}) refused: ${String(err)}`),
+        );
+        touched.add(from);
       }
     }
-    if (r.chance(p.compact) && up().length > 0) {
-      const target = r.pick(up());
-      if (target) this.compact(target);
-    }
-    if (r.chance(this.opts.campaign ?? 0.002)) {
-      const target = r.pick(up());
-      if (target) {
-        target.node!.campaign();
-        this.log(`${target.id} campaign()`);
-        this.afterNodeEvent(target);
-      }
-    }
+    await settle();
+    for (const s of touched) await this.observe(s);
   }
 
-  private confChange(leader: Slot): void {
+  private async confChange(leader: Slot): Promise<void> {
     const r = this.rand;
-    const conf = leader.conf;
+    const conf = this.confOf(leader);
     const members = new Set([...conf.voters, ...conf.learners]);
     const outsiders = this.slots.filter((s) => !members.has(s.id)).map((s) => s.id);
     const options: ConfChange[] = [];
     for (const id of outsiders) {
-      options.push({ op: 'addLearner', nodeId: id });
-      options.push({ op: 'addVoter', nodeId: id });
+      // A member added at run time brings its address in the change (the runtime keeps it).
+      options.push({ op: 'addLearner', nodeId: id, context: this.addresses.get(id)! });
+      options.push({ op: 'addVoter', nodeId: id, context: this.addresses.get(id)! });
     }
     for (const id of conf.learners) options.push({ op: 'promoteLearner', nodeId: id });
     // Keep at least three voters, so a single crash cannot stall the cluster for good.
@@ -726,43 +885,25 @@ export class Simulator {
     for (const id of conf.learners) options.push({ op: 'removeVoter', nodeId: id });
     const cc = r.pick(options);
     if (cc === undefined) return;
-    const res = leader.node!.proposeConfChange(cc);
-    if (res.ok) this.stats.confChanges++;
-    this.log(`${leader.id} proposeConfChange(${cc.op} ${cc.nodeId}) -> ${res.ok ? `${res.index}/${res.term}` : res.error}`);
-    this.afterNodeEvent(leader);
-  }
-
-  /** The node snapshots its state machine at its applied index (compact(applied, stateBytes)). */
-  private compact(s: Slot): void {
-    const d = s.disk.current;
-    const index = s.appliedIndex;
-    if (index <= snapIndex(d)) return;
-    const term = termAt(d, index);
-    if (term === undefined) {
-      this.report([{ invariant: 'core-contract', message: `${s.id} applied ${index} which is not in its log` }]);
-      return;
+    const inc = leader.inc;
+    const member = this.byId.get(cc.nodeId)!;
+    if (member.seeded === null) {
+      member.seeded = conf;
+      await this.start(member);
+      this.log(`${member.id} STARTS to join, seeded with members ${[...conf.voters, ...conf.learners].join(',')}`);
     }
-    const data = encodeState(s.sm);
-    const expected: Snapshot = { meta: { index, term, conf: confAt(d, index, this.bootstrapConf) }, data };
-    const snapshot = s.node!.compact(index, data);
-    // null is the right answer when the core already holds a newer snapshot (one from the
-    // leader, not yet handed over in a Ready).
-    if (snapshot === null && s.node!.status().firstLogIndex > index) return;
-    if (snapshot === null || JSON.stringify(snapshot.meta) !== JSON.stringify(expected.meta)) {
-      this.report([
-        {
-          invariant: 'core-contract',
-          message: `${s.id} compact(${index}) returned ${snapshot ? JSON.stringify(snapshot.meta) : 'null'}, its log says ${JSON.stringify(expected.meta)}`,
-        },
-      ]);
-      return;
-    }
-    // The runtime saves the snapshot synced, before it forgets the entries it covers.
-    s.disk.write({ kind: 'compact', snapshot });
-    s.disk.sync();
-    this.stats.compactions++;
-    this.log(`${s.id} compact(${index}) ${data.length}B`);
-    this.afterNodeEvent(s);
+    const incarnation = member.incarnation;
+    this.log(`${leader.id} proposeConfChange(${cc.op} ${cc.nodeId})`);
+    leader.node!.proposeConfChange(cc).then(
+      ({ index }) => {
+        if (!inc.alive) return;
+        this.stats.confChanges++;
+        this.log(`${leader.id} conf change ${cc.op} ${cc.nodeId} applied at ${index}`);
+        if (cc.op === 'removeVoter') this.admitted.delete(cc.nodeId);
+        else if (cc.op !== 'promoteLearner') this.admitted.set(cc.nodeId, incarnation);
+      },
+      (err: unknown) => inc.alive && this.log(`${leader.id} proposeConfChange(${cc.op} ${cc.nodeId}) -> ${String(err)}`),
+    );
   }
 
   private partition(): void {
@@ -792,7 +933,7 @@ export class Simulator {
     }
     this.stats.partitions++;
     this.log(`PARTITION #${id} ${what}`);
-    this.queue.push(this.now + r.range(2, 40) * TICK, { kind: 'heal', partition: id });
+    this.queue.push(this.time + r.range(2, 40) * TICK, { kind: 'heal', partition: id });
   }
 
   private heal(id: number): void {
@@ -816,15 +957,54 @@ export class Simulator {
     }
   }
 
+  /** Trace lines are built only when someone will read them (a replay for a failure report, or --trace). */
+  private get tracing(): boolean {
+    return this.traceOn;
+  }
+
   private log(line: string): void {
-    const l = `t=${Math.floor(this.now)} ${line}`;
+    if (!this.traceOn) return;
+    const l = `t=${Math.floor(this.time)} ${line}`;
     this.trace.push(l);
     this.opts.onTrace?.(l);
   }
 }
 
-/** Runs one seed to completion (or to its first violation). */
-export function runSeed(opts: SimOptions): SimResult {
+/** The replicated state machine the runtime drives; every call is checked by the simulator. */
+class SimStateMachine implements StateMachine {
+  constructor(
+    private readonly sim: Simulator,
+    private readonly slot: Slot,
+    private readonly inc: Incarnation,
+  ) {}
+
+  apply(entry: Entry): unknown {
+    if (this.inc.alive) this.sim.onApply(this.slot, entry);
+    return null;
+  }
+
+  snapshot(): Uint8Array {
+    return encodeState(this.slot.sm);
+  }
+
+  restore(data: Uint8Array): void {
+    if (this.inc.alive) this.sim.onRestore(this.slot, decodeState(data));
+  }
+}
+
+function emptyState(): SmState {
+  return { index: 0, digest: '0', recent: [] };
+}
+
+/**
+ * Runs one seed to completion (or to its first violation). Without a trace listener it
+ * runs untraced, and replays a failing seed with the trace on for the report (the replay
+ * is exact: a run is a pure function of its options).
+ */
+export async function runSeed(opts: SimOptions): Promise<SimResult> {
+  if (opts.onTrace !== undefined || opts.traceSize === 0) return new Simulator(opts).run();
+  const fast = await new Simulator({ ...opts, traceSize: 0 }).run();
+  if (fast.violations.length === 0) return fast;
   return new Simulator(opts).run();
 }
 

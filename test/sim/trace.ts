@@ -1,5 +1,6 @@
 // Human-readable one-line descriptions of events, for the trace printed with a failing seed.
 import type { Message, Ready } from '../../src/raft/types.js';
+import type { PersistInput } from '../../src/storage/leveldb-storage.js';
 
 export function describeMessage(m: Message): string {
   switch (m.type) {
@@ -87,4 +88,18 @@ export class TraceRing {
   toArray(): string[] {
     return [...this.lines.slice(this.next), ...this.lines.slice(0, this.next)];
   }
+}
+
+/** One write of the runtime's Ready loop, as the simulated disk sees it. */
+export function describePersist(p: PersistInput, sync: boolean): string {
+  const parts: string[] = [];
+  if (p.hardState) parts.push(`hs(term=${p.hardState.term}, vote=${p.hardState.votedFor ?? '-'}, commit=${p.hardState.commit})`);
+  if (p.snapshot) parts.push(`snapshot ${p.snapshot.meta.index}/${p.snapshot.meta.term}`);
+  if (p.entries.length > 0) {
+    const f = p.entries[0]!;
+    const l = p.entries[p.entries.length - 1]!;
+    parts.push(`entries ${f.index}/${f.term}..${l.index}/${l.term}`);
+  }
+  if (sync) parts.push('sync');
+  return parts.join(' ');
 }
