@@ -6,6 +6,8 @@
 import type { RuntimeClock, RuntimeStorage, RuntimeTransport, CancelTimer } from '../../src/server/runtime-ports.js';
 import type { PersistInput } from '../../src/storage/leveldb-storage.js';
 import type { ConfState, InitialState, Message, NodeId, Snapshot } from '../../src/raft/types.js';
+import { checkHello, type HandshakePolicy, type RefusedPeer } from '../../src/transport/handshake.js';
+import type { Hello } from '../../src/transport/codec.js';
 import type { MemDisk } from './disk.js';
 
 /** What the parts need from the simulator. */
@@ -104,11 +106,16 @@ export class MemStorage implements RuntimeStorage {
 /**
  * GrpcTransport's contract in memory: a message to a node outside the peer set is
  * dropped at the sender, and a receiver accepts messages only from its peer set (the
- * gRPC transport refuses the stream of a node that is not a peer).
+ * gRPC transport refuses the stream of a node that is not a peer). With a handshake
+ * policy, every delivery also passes the gRPC transport's Hello checks both ways
+ * (incarnation and timing, transport/handshake.ts): the receiver checks the sender's
+ * Hello, the sender the receiver's reply.
  */
 export class SimTransport implements RuntimeTransport {
   peers: ReadonlySet<NodeId> = new Set();
   handler: ((msg: Message) => void) | null = null;
+  policy: HandshakePolicy | null = null;
+  private readonly refused = new Map<NodeId, RefusedPeer>();
 
   constructor(
     private readonly owner: Incarnation,
@@ -132,6 +139,54 @@ export class SimTransport implements RuntimeTransport {
 
   setPeers(peers: ReadonlyMap<NodeId, string>): void {
     this.peers = new Set([...peers.keys()].filter((id) => id !== this.id));
+  }
+
+  setHandshake(policy: HandshakePolicy): void {
+    this.policy = policy;
+  }
+
+  refusedPeers(): readonly RefusedPeer[] {
+    return [...this.refused.values()];
+  }
+
+  hello(): Hello {
+    return {
+      clusterId: 'sim',
+      nodeId: this.id,
+      peerAddress: `sim-peer:${this.id}`,
+      clientAddress: `sim-client:${this.id}`,
+      incarnation: this.policy?.incarnation ?? '',
+      timing: this.policy?.timing ?? null,
+    };
+  }
+
+  /**
+   * The handshake between `from` (dialer) and `to` (server) for one message: null when
+   * both admit each other, else who refused. Each side records what it refused, and the
+   * refused side is told, as over gRPC.
+   */
+  static handshake(from: SimTransport, to: SimTransport): string | null {
+    if (to.policy !== null) {
+      const r = checkHello(to.id, to.policy, from.hello());
+      if (r !== null) {
+        to.refused.set(from.id, { ...r, peerId: from.id, byPeer: false });
+        from.refused.set(to.id, { ...r, peerId: to.id, byPeer: true });
+        from.policy?.refusedByPeer(to.id, r);
+        return `${to.id} refuses ${from.id}: ${r.reason}`;
+      }
+    }
+    if (from.policy !== null) {
+      const r = checkHello(from.id, from.policy, to.hello());
+      if (r !== null) {
+        from.refused.set(to.id, { ...r, peerId: to.id, byPeer: false });
+        to.refused.set(from.id, { ...r, peerId: from.id, byPeer: true });
+        to.policy?.refusedByPeer(from.id, r);
+        return `${from.id} refuses ${to.id}: ${r.reason}`;
+      }
+    }
+    from.refused.delete(to.id);
+    to.refused.delete(from.id);
+    return null;
   }
 
   peerClientAddress(id: NodeId): string | undefined {

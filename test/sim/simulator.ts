@@ -17,7 +17,7 @@
 import { pino, type Logger } from 'pino';
 import { decodeConfChange, applyConfChange } from '../../src/raft/conf-change.js';
 import type { ConfChange, ConfState, Message, NodeId, Role, Snapshot } from '../../src/raft/types.js';
-import { LeaderdNode, NodeError, tickSettings, type StateMachine } from '../../src/server/node.js';
+import { INCARNATION_META, LeaderdNode, MemberRefusedError, NodeError, tickSettings, type StateMachine } from '../../src/server/node.js';
 import type { Entry } from '../../src/raft/types.js';
 import type { PersistInput } from '../../src/storage/leveldb-storage.js';
 import {
@@ -77,6 +77,12 @@ export interface SimOptions {
    * may vote twice in a term, and the lost-incarnation checker fires.
    */
   readonly wipe?: number;
+  /**
+   * Peers check each other's incarnation and timing at the handshake, as the gRPC
+   * transport does (default true). Off: a transport without handshakes, on which a
+   * member that lost its data dir is counted again.
+   */
+  readonly handshake?: boolean;
   /** Run the liveness phase after the safety phase (default true). */
   readonly liveness?: boolean;
   /** Max relative clock-rate deviation of a node; default leaseDriftTicks / electionTick / 2. */
@@ -154,10 +160,16 @@ const CLUSTER_ID = 'sim';
 
 type SimEvent =
   | { readonly kind: 'call'; readonly owner: Incarnation; readonly what: string; readonly fn: () => void }
-  | { readonly kind: 'deliver'; readonly msg: Message; readonly incarnation: number }
+  | { readonly kind: 'deliver'; readonly msg: Message; readonly sender: Sender }
   | { readonly kind: 'chaos' }
   | { readonly kind: 'restart'; readonly node: number }
   | { readonly kind: 'heal'; readonly partition: number };
+
+/** Who sent a message: the sending process's transport and the incarnation of its data dir. */
+interface Sender {
+  readonly transport: SimTransport | null;
+  readonly incarnation: number;
+}
 
 interface Slot {
   readonly id: NodeId;
@@ -174,8 +186,10 @@ interface Slot {
    * then, like a node joining with the current member list). Null: never started.
    */
   seeded: ConfState | null;
-  /** The running process, or null while down. */
+  /** The running process, or null while down (or still starting). */
   node: LeaderdNode | null;
+  /** Stopped for good: its peers refused its incarnation (exit code 2; an operator must remove and re-add it). */
+  refused: boolean;
   transport: SimTransport | null;
   inc: Incarnation;
   /**
@@ -301,6 +315,7 @@ export class Simulator implements PartsHost {
         incarnation: 1,
         seeded: idx < p.voters ? this.bootstrapConf : null,
         node: null,
+        refused: false,
         transport: null,
         inc: { idx, gen: 0, alive: false },
         sm: emptyState(),
@@ -309,9 +324,16 @@ export class Simulator implements PartsHost {
         leaseSignal: false,
         isLeader: false,
       };
+      this.newDataDir(slot);
       this.slots.push(slot);
       this.byId.set(id, slot);
     }
+  }
+
+  /** An empty data dir gets its incarnation when it is created (like LevelStorage.open's initialMeta). */
+  private newDataDir(slot: Slot): void {
+    slot.disk = new MemDisk();
+    slot.meta = new Map([[INCARNATION_META, enc.encode(`${slot.id}.${slot.incarnation}`)]]);
   }
 
   // -------------------------------------------------------------------------
@@ -357,7 +379,7 @@ export class Simulator implements PartsHost {
         touched = this.slots[e.owner.idx]!;
         break;
       case 'deliver':
-        touched = this.onDeliver(e.msg, e.incarnation);
+        touched = this.onDeliver(e.msg, e.sender);
         break;
       case 'chaos':
         await this.onChaos();
@@ -381,7 +403,7 @@ export class Simulator implements PartsHost {
     this.faults = false;
     const t0 = this.time;
     for (const id of [...this.blocked.keys()]) this.blocked.delete(id);
-    for (const s of this.slots) if (s.node === null && s.seeded !== null) await this.restart(s);
+    for (const s of this.slots) if (s.node === null && s.seeded !== null && !s.refused) await this.restart(s);
     await settle();
     this.log('faults stop: partitions healed, all nodes up, no drops; liveness phase');
     const bound = 10 * p.electionTick;
@@ -463,9 +485,9 @@ export class Simulator implements PartsHost {
       persist: (w, sync) => this.onPersist(slot, w, sync),
       compact: (snap) => this.onCompact(slot, snap),
     });
-    const incarnation = slot.incarnation;
+    const sender: { transport: SimTransport | null; incarnation: number } = { transport: null, incarnation: slot.incarnation };
     const transport = new SimTransport(inc, slot.id, {
-      send: (m) => this.send(m, incarnation),
+      send: (m) => this.send(m, sender),
       dropUnknownPeer: (m) => {
         this.stats.messages++;
         this.stats.dropped++;
@@ -474,7 +496,11 @@ export class Simulator implements PartsHost {
     });
     // A fresh stream per incarnation, still a pure function of the run seed.
     const clock = new VirtualClock(this, inc, slot.rate, (this.opts.seed * 31 + slot.idx * 7919 + inc.gen * 104729) | 0);
-    const node = await LeaderdNode.fromParts(
+    sender.transport = transport;
+    slot.transport = transport;
+    // Not awaited: the runtime may wait for its disk before it runs, and the disk
+    // completes writes only as simulator events. Until then the node is not up.
+    void LeaderdNode.fromParts(
       {
         id: slot.id,
         clusterId: CLUSTER_ID,
@@ -493,15 +519,32 @@ export class Simulator implements PartsHost {
           maxMsgBytes: p.maxMsgBytes,
           snapshotChunkBytes: p.snapshotChunkBytes,
         },
-        onFatal: (err) => {
-          if (inc.alive) this.report([{ invariant: 'core-contract', message: `${slot.id} fail-stopped: ${err.message}` }]);
-        },
+        onFatal: (err) => this.onFatal(slot, inc, err),
       },
       { storage, transport, clock },
+    ).then(
+      (node) => {
+        if (!inc.alive) return;
+        slot.node = node;
+        node.onLeaseChange((valid) => this.onLeaseSignal(slot, inc, valid));
+      },
+      (err: unknown) => inc.alive && this.report([{ invariant: 'core-contract', message: `${slot.id} failed to start: ${String(err)}` }]),
     );
-    slot.node = node;
-    slot.transport = transport;
-    node.onLeaseChange((valid) => this.onLeaseSignal(slot, inc, valid));
+  }
+
+  /**
+   * The runtime stopped itself. Refused by its peers for a lost incarnation it exits
+   * with code 2 and stays down, as the systemd unit does; anything else is a bug.
+   */
+  private onFatal(slot: Slot, inc: Incarnation, err: Error): void {
+    if (!inc.alive) return;
+    if (err instanceof MemberRefusedError) {
+      this.log(`${slot.id} STOPS FOR GOOD: ${err.message}`);
+      this.crash(slot, false);
+      slot.refused = true;
+      return;
+    }
+    this.report([{ invariant: 'core-contract', message: `${slot.id} fail-stopped: ${err.message}` }]);
   }
 
   /**
@@ -536,9 +579,8 @@ export class Simulator implements PartsHost {
     this.stats.crashes++;
     if (wipe) {
       // The disk is gone: the node comes back on an empty data dir, a new incarnation.
-      slot.disk = new MemDisk();
-      slot.meta = new Map();
       slot.incarnation++;
+      this.newDataDir(slot);
       this.stats.wipes++;
     }
     this.log(
@@ -547,7 +589,7 @@ export class Simulator implements PartsHost {
   }
 
   private async restart(slot: Slot): Promise<void> {
-    if (slot.node !== null) return;
+    if (slot.node !== null || slot.refused) return;
     await this.start(slot);
     this.log(
       `${slot.id} RESTART from disk (term ${slot.disk.current.hardState.term}, vote ${slot.disk.current.hardState.votedFor ?? '-'}, log ${snapIndex(slot.disk.current)}..${lastIndex(slot.disk.current)})`,
@@ -559,7 +601,7 @@ export class Simulator implements PartsHost {
   // -------------------------------------------------------------------------
   // Events.
 
-  private onDeliver(m: Message, senderIncarnation: number): Slot | null {
+  private onDeliver(m: Message, sender: Sender): Slot | null {
     const to = this.byId.get(m.to);
     const handler = to?.transport?.handler;
     if (to === undefined || to.node === null || !handler) {
@@ -577,13 +619,22 @@ export class Simulator implements PartsHost {
       return null;
     }
     if (this.tracing) this.log(`${m.from} -> ${m.to} ${describeMessage(m)}`);
+    if (this.opts.handshake !== false && sender.transport !== null) {
+      const refusal = SimTransport.handshake(sender.transport, to.transport!);
+      if (refusal !== null) {
+        this.stats.dropped++;
+        if (this.tracing) this.log(`${m.from} -> ${m.to} ${describeMessage(m)} REFUSED at handshake (${refusal})`);
+        return to;
+      }
+    }
     if ((m.type === 'voteResp' && m.granted) || (m.type === 'appResp' && m.success)) {
       const what =
         m.type === 'voteResp' ? `a ${m.preVote ? 'pre-vote' : 'vote'} in term ${m.term}` : `an acknowledgement up to ${m.matchIndex}`;
-      this.report(checkIncarnationCounted(m.from, this.admitted.get(m.from), senderIncarnation, what, m.to));
+      this.report(checkIncarnationCounted(m.from, this.admitted.get(m.from), sender.incarnation, what, m.to));
     }
     handler(m);
-    for (const extra of this.opts.broken?.onReceive?.(to.id, m) ?? []) this.send(extra, to.incarnation);
+    for (const extra of this.opts.broken?.onReceive?.(to.id, m) ?? [])
+      this.send(extra, { transport: to.transport, incarnation: to.incarnation });
     return to;
   }
 
@@ -703,7 +754,7 @@ export class Simulator implements PartsHost {
     s.sm = state;
   }
 
-  private send(m: Message, senderIncarnation: number): void {
+  private send(m: Message, sender: Sender): void {
     this.stats.messages++;
     if (this.isBlocked(m.from, m.to) || (this.faults && this.rand.chance(this.params.drop))) {
       this.stats.dropped++;
@@ -713,7 +764,7 @@ export class Simulator implements PartsHost {
     for (let c = 0; c < copies; c++) {
       let latency = 1 + this.rand.float() * this.params.maxLatency;
       if (this.faults && this.rand.chance(this.params.delay)) latency += this.rand.float() * 5 * TICK;
-      this.queue.push(this.time + latency, { kind: 'deliver', msg: m, incarnation: senderIncarnation });
+      this.queue.push(this.time + latency, { kind: 'deliver', msg: m, sender });
     }
   }
 
