@@ -29,6 +29,7 @@ interface CliOpts {
   partition?: number;
   crash?: number;
   wipe?: number;
+  joinEmpty: boolean;
   drift?: number;
   trace: boolean;
   liveness: boolean;
@@ -49,6 +50,7 @@ const program = new Command()
   .option('--partition <p>', 'partition probability per scheduler round', rate)
   .option('--crash <p>', 'crash probability per scheduler round', rate)
   .option('--wipe <p>', 'share of crashes that also lose the data dir (new incarnation)', rate)
+  .option('--join-empty', 'spares join with an empty configuration (leaderd start --join)', false)
   .option('--drift <d>', 'max relative clock-rate deviation (default leaseDriftTicks/electionTick/2)', Number)
   .option('--trace', 'print every event as it happens (with --seed)', false)
   .option('--no-liveness', 'skip the liveness phase')
@@ -76,6 +78,7 @@ function options(seed: number, onTrace?: (l: string) => void): SimOptions {
     ...(o.partition !== undefined ? { partition: o.partition } : {}),
     ...(o.crash !== undefined ? { crash: o.crash } : {}),
     ...(o.wipe !== undefined ? { wipe: o.wipe } : {}),
+    ...(o.joinEmpty ? { joinEmpty: true } : {}),
     ...(o.drift !== undefined ? { drift: o.drift } : {}),
     ...(broken ? { broken } : {}),
     ...(onTrace ? { onTrace } : {}),

@@ -40,7 +40,6 @@ export interface StorageHooks {
  * only after a later sync (MemDisk), so a crash may lose it.
  */
 export class MemStorage implements RuntimeStorage {
-  readonly isNew: boolean;
   /** Completion time of the last queued write: writes complete in call order. */
   private tail = 0;
   private written = false;
@@ -51,22 +50,15 @@ export class MemStorage implements RuntimeStorage {
     private readonly disk: MemDisk,
     /** Durable meta values of this data dir (putMeta is synced). */
     private readonly meta: Map<string, Uint8Array>,
-    /**
-     * The membership this data dir was seeded with: the initial voters, also for a
-     * spare that joins later (a joining node is not a member of its own bootstrap
-     * configuration; it learns the configuration from the leader).
-     */
-    private readonly seededConf: ConfState,
+    /** True when the data dir was just created (its meta holds only what creation writes). */
+    readonly isNew: boolean,
     private readonly hooks: StorageHooks,
-  ) {
-    const d = disk.current;
-    this.isNew = d.hardState.term === 0 && d.snapshot === null && d.entries.length === 0 && meta.size === 0;
-  }
+  ) {}
 
-  initialState(): InitialState {
+  initialState(bootstrapConf: ConfState): InitialState {
     if (this.written) throw new Error('initialState() is only available before the first write');
     const d = this.disk.current;
-    return { hardState: d.hardState, snapshot: d.snapshot, entries: d.entries.slice(), bootstrapConf: this.seededConf };
+    return { hardState: d.hardState, snapshot: d.snapshot, entries: d.entries.slice(), bootstrapConf };
   }
 
   persist(p: PersistInput, sync: boolean): Promise<void> {

@@ -19,6 +19,7 @@ import { decodeConfChange, applyConfChange } from '../../src/raft/conf-change.js
 import type { ConfChange, ConfState, Message, NodeId, Role, Snapshot } from '../../src/raft/types.js';
 import { INCARNATION_META, LeaderdNode, MemberRefusedError, NodeError, tickSettings, type StateMachine } from '../../src/server/node.js';
 import type { Entry } from '../../src/raft/types.js';
+import { BOOTSTRAP_META, encodeBootstrap, encodeMemberContext } from '../../src/server/member-registry.js';
 import type { PersistInput } from '../../src/storage/leveldb-storage.js';
 import {
   checkApplied,
@@ -83,6 +84,14 @@ export interface SimOptions {
    * member that lost its data dir is counted again.
    */
   readonly handshake?: boolean;
+  /**
+   * A spare joins with an empty configuration (`leaderd start --join`), knowing the
+   * current members only as addresses. Default false: it starts from the cluster's
+   * bootstrap configuration, as a node given the initial member list does. With an
+   * empty configuration a joiner that receives the log from index 1 never sees the
+   * bootstrap voters (they are not in the log) and may count itself a majority.
+   */
+  readonly joinEmpty?: boolean;
   /** Run the liveness phase after the safety phase (default true). */
   readonly liveness?: boolean;
   /** Max relative clock-rate deviation of a node; default leaseDriftTicks / electionTick / 2. */
@@ -181,9 +190,9 @@ interface Slot {
   /** Identity of the data dir: a new one each time it is wiped. */
   incarnation: number;
   /**
-   * The membership its data dir is seeded with (persisted with the data): the initial
-   * voters for them; for a spare, the configuration when it was first added (it starts
-   * then, like a node joining with the current member list). Null: never started.
+   * The configuration it was started into: the initial one for the initial voters; for
+   * a spare, the one it was first added to (it starts then, like a node joining with
+   * the current member list). Null: never started.
    */
   seeded: ConfState | null;
   /** The running process, or null while down (or still starting). */
@@ -330,10 +339,24 @@ export class Simulator implements PartsHost {
     }
   }
 
-  /** An empty data dir gets its incarnation when it is created (like LevelStorage.open's initialMeta). */
+  /**
+   * An empty data dir gets its incarnation and its bootstrap record when it is created
+   * (like LevelStorage.open's initialMeta): the initial voters bootstrap the cluster; a
+   * spare joins it, knowing the members of the configuration it is added to.
+   */
   private newDataDir(slot: Slot): void {
     slot.disk = new MemDisk();
-    slot.meta = new Map([[INCARNATION_META, enc.encode(`${slot.id}.${slot.incarnation}`)]]);
+    slot.meta = new Map([[INCARNATION_META, enc.encode(this.incarnationOf(slot))]]);
+    if (slot.seeded !== null) {
+      const join = this.opts.joinEmpty === true && slot.seeded !== this.bootstrapConf;
+      const conf = join ? slot.seeded : this.bootstrapConf;
+      const members = new Map([...conf.voters, ...conf.learners].map((id) => [id, this.addresses.get(id)!]));
+      slot.meta.set(BOOTSTRAP_META, encodeBootstrap({ join, members }));
+    }
+  }
+
+  private incarnationOf(slot: Slot): string {
+    return `${slot.id}.${slot.incarnation}`;
   }
 
   // -------------------------------------------------------------------------
@@ -480,7 +503,9 @@ export class Simulator implements PartsHost {
     slot.role = 'follower';
     slot.leaseSignal = false;
     slot.isLeader = false;
-    const storage = new MemStorage(this, inc, slot.disk, slot.meta, slot.seeded ?? this.bootstrapConf, {
+    const d = slot.disk.current;
+    const isNew = d.hardState.term === 0 && d.snapshot === null && d.entries.length === 0;
+    const storage = new MemStorage(this, inc, slot.disk, slot.meta, isNew, {
       latency: () => this.rand.float() * p.diskLatency,
       persist: (w, sync) => this.onPersist(slot, w, sync),
       compact: (snap) => this.onCompact(slot, snap),
@@ -926,9 +951,15 @@ export class Simulator implements PartsHost {
     const outsiders = this.slots.filter((s) => !members.has(s.id)).map((s) => s.id);
     const options: ConfChange[] = [];
     for (const id of outsiders) {
-      // A member added at run time brings its address in the change (the runtime keeps it).
-      options.push({ op: 'addLearner', nodeId: id, context: this.addresses.get(id)! });
-      options.push({ op: 'addVoter', nodeId: id, context: this.addresses.get(id)! });
+      // A member added at run time brings its record (addresses, incarnation) in the change.
+      const slot = this.byId.get(id)!;
+      const context = encodeMemberContext({
+        peerAddress: this.addresses.get(id)!,
+        clientAddress: `sim-client:${id}`,
+        incarnation: slot.seeded === null ? '' : this.incarnationOf(slot),
+      });
+      options.push({ op: 'addLearner', nodeId: id, context });
+      options.push({ op: 'addVoter', nodeId: id, context });
     }
     for (const id of conf.learners) options.push({ op: 'promoteLearner', nodeId: id });
     // Keep at least three voters, so a single crash cannot stall the cluster for good.
@@ -940,6 +971,7 @@ export class Simulator implements PartsHost {
     const member = this.byId.get(cc.nodeId)!;
     if (member.seeded === null) {
       member.seeded = conf;
+      this.newDataDir(member);
       await this.start(member);
       this.log(`${member.id} STARTS to join, seeded with members ${[...conf.voters, ...conf.learners].join(',')}`);
     }
