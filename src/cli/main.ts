@@ -2,6 +2,7 @@
 // leaderd: one executable, subcommands for a node, a local cluster and the client side.
 import { Command, Option } from 'commander';
 import { DEFAULTS } from '../server/config.js';
+import { DEFAULT_LIMITS, LIMIT_FLAGS } from '../server/limit-defaults.js';
 import { EXIT_OK, UsageError, reportError } from './usage.js';
 import { VERSION } from '../version.js';
 import { addCoordinationCommands } from './coordination-program.js';
@@ -32,7 +33,7 @@ Client commands talk to --endpoints, else $LEADERD_ENDPOINTS, else 127.0.0.1:700
 Exit codes: 0 ok, 1 failed, 2 bad usage or input, 3 cluster unreachable or without a leader.`,
   );
 
-program
+const startCommand = program
   .command('start')
   .description('run one node (a new data dir starts a node; an existing one restarts it)')
   .option('--config <file>', 'JSON file with the same settings, keys named like the flags ("data-dir": ...); flags override it')
@@ -47,26 +48,29 @@ program
   .option('--heartbeat-ms <ms>', `leader heartbeat interval (default: ${DEFAULTS['heartbeat-ms']})`)
   .option('--election-timeout-ms <ms>', `minimum election timeout, randomized up to 2x (default: ${DEFAULTS['election-timeout-ms']})`)
   .option('--log-level <level>', `fatal, error, warn, info, debug, trace or silent (default: ${DEFAULTS['log-level']})`)
-  .option('--listen-metrics <host:port>', 'serve Prometheus /metrics, /healthz and /readyz over HTTP here (default: off)')
-  .action(async (o: Record<string, string | undefined>) => {
-    const flags: Record<string, string> = {};
-    const map: Record<string, string> = {
-      id: 'id',
-      dataDir: 'data-dir',
-      listenPeer: 'listen-peer',
-      listenClient: 'listen-client',
-      advertisePeer: 'advertise-peer',
-      advertiseClient: 'advertise-client',
-      peers: 'peers',
-      clusterId: 'cluster-id',
-      heartbeatMs: 'heartbeat-ms',
-      electionTimeoutMs: 'election-timeout-ms',
-      logLevel: 'log-level',
-      listenMetrics: 'listen-metrics',
-    };
-    for (const [k, name] of Object.entries(map)) if (o[k] !== undefined) flags[name] = o[k]!;
-    await (await start()).runStart({ ...flags, ...(o.config ? { config: o.config } : {}) });
-  });
+  .option('--listen-metrics <host:port>', 'serve Prometheus /metrics, /healthz and /readyz over HTTP here (default: off)');
+for (const [flag, { field, help }] of Object.entries(LIMIT_FLAGS))
+  startCommand.option(`--${flag} <n>`, `${help} (default: ${DEFAULT_LIMITS[field]})`);
+startCommand.action(async (o: Record<string, string | undefined>) => {
+  const flags: Record<string, string> = {};
+  const map: Record<string, string> = {
+    id: 'id',
+    dataDir: 'data-dir',
+    listenPeer: 'listen-peer',
+    listenClient: 'listen-client',
+    advertisePeer: 'advertise-peer',
+    advertiseClient: 'advertise-client',
+    peers: 'peers',
+    clusterId: 'cluster-id',
+    heartbeatMs: 'heartbeat-ms',
+    electionTimeoutMs: 'election-timeout-ms',
+    logLevel: 'log-level',
+    listenMetrics: 'listen-metrics',
+    ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((f) => [f.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), f])),
+  };
+  for (const [k, name] of Object.entries(map)) if (o[k] !== undefined) flags[name] = o[k]!;
+  await (await start()).runStart({ ...flags, ...(o.config ? { config: o.config } : {}) });
+});
 
 program
   .command('local')

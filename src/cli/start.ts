@@ -88,7 +88,7 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
   const server = new PublicServer(
     node,
     log,
-    new CoordinationService(node, store, { electionTimeoutMs: cfg.electionTimeoutMs, logger: log }),
+    new CoordinationService(node, store, { electionTimeoutMs: cfg.electionTimeoutMs, logger: log, limits: cfg.limits }),
   );
   try {
     const port = await server.listen(cfg.listenClient);

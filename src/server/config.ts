@@ -2,6 +2,7 @@
 // Every problem is reported as a ConfigError whose message is one line naming it;
 // the CLI prints it and exits with code 2.
 import { readFileSync } from 'node:fs';
+import { DEFAULT_LIMITS, LIMIT_FLAGS, type LimitFlag, type Limits } from './limit-defaults.js';
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -22,6 +23,8 @@ export interface StartConfig {
   readonly logLevel: string;
   /** host:port of the operator HTTP listener (/metrics, /healthz, /readyz); none when unset. */
   readonly listenMetrics: string | null;
+  /** Request and resource limits (DEFAULT_LIMITS, with the --max-* / --grant-timeout-ms flags applied). */
+  readonly limits: Limits;
 }
 
 /** The settings a flag or config file key may carry; keys are the flag names without "--". */
@@ -38,6 +41,7 @@ export const SETTINGS = [
   'election-timeout-ms',
   'log-level',
   'listen-metrics',
+  ...(Object.keys(LIMIT_FLAGS) as LimitFlag[]),
 ] as const;
 export type SettingName = (typeof SETTINGS)[number];
 export type RawSettings = Partial<Record<SettingName, string | number>>;
@@ -159,7 +163,16 @@ export function resolveStartConfig(flags: RawSettings, file: RawSettings = {}): 
   const listenMetrics = metricsRaw === undefined || metricsRaw === '' ? null : parseAddress(metricsRaw, '--listen-metrics');
   if (listenMetrics !== null && (listenMetrics === listenPeer || listenMetrics === listenClient))
     throw new ConfigError('--listen-metrics must differ from --listen-peer and --listen-client');
+  const limits: Record<string, number> = { ...DEFAULT_LIMITS };
+  for (const [flag, { field }] of Object.entries(LIMIT_FLAGS)) {
+    const v = get(flag as SettingName);
+    if (v === undefined) continue;
+    const n = /^\d+$/.test(v.trim()) ? Number(v) : NaN;
+    if (!Number.isSafeInteger(n) || n < 1) throw new ConfigError(`--${flag} must be a positive whole number, got '${v}'`);
+    limits[field] = n;
+  }
   return {
+    limits: limits as unknown as Limits,
     id,
     dataDir,
     listenPeer,

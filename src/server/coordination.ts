@@ -32,6 +32,8 @@ import {
   checkValue,
   checkWriteTarget,
   DEFAULT_LIMITS,
+  flagOf,
+  StreamBudget,
   RESERVED_PREFIX,
   type Limits,
 } from './limits.js';
@@ -93,6 +95,10 @@ type Ok<T extends CommandResult['type' & keyof CommandResult] | string> = Extrac
 export class CoordinationService {
   private readonly limits: Limits;
   private readonly forwarder = new Forwarder();
+  /** Watch streams open on this node (KV.Watch, Election.Observe; Cluster.WatchLeader through admitStream). */
+  private readonly watchBudget: StreamBudget;
+  /** Election or lock queue -> Campaign/Lock calls waiting on it here. */
+  private readonly waiters = new Map<string, number>();
   private readonly keeper: LeaseKeeper;
   private readonly streams = new Set<grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>>();
   private readonly log: Logger;
@@ -109,6 +115,7 @@ export class CoordinationService {
     private readonly opts: CoordinationOptions,
   ) {
     this.limits = opts.limits ?? DEFAULT_LIMITS;
+    this.watchBudget = new StreamBudget(this.limits);
     this.log = opts.logger;
     this.keeper = new LeaseKeeper(node, store, {
       electionTimeoutMs: opts.electionTimeoutMs,
@@ -131,6 +138,11 @@ export class CoordinationService {
     server.addService(api.Lease.service, this.leaseHandlers());
     server.addService(api.Election.service, this.electionHandlers());
     server.addService(api.Lock.service, this.lockHandlers());
+  }
+
+  /** Admit a watch-like stream from another service (Cluster.WatchLeader) under the same limits; its release, or ApiError. */
+  admitStream(connection: string): () => void {
+    return this.watchBudget.admit(connection);
   }
 
   close(): void {
@@ -368,8 +380,19 @@ export class CoordinationService {
           call.emit('error', toStatus(err));
           return;
         }
+        let release: () => void;
+        try {
+          release = this.watchBudget.admit(call.getPeer());
+        } catch (err) {
+          call.emit('error', toStatus(err));
+          return;
+        }
         const w = new KvWatchStream(call, this.store, req);
-        if (w.start()) this.trackStream(call as grpc.ServerWritableStream<unknown, unknown>, () => w.close());
+        if (!w.start()) return release();
+        this.trackStream(call as grpc.ServerWritableStream<unknown, unknown>, () => {
+          w.close();
+          release();
+        });
       },
     };
   }
@@ -432,6 +455,12 @@ export class CoordinationService {
       Grant: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
         checkTtl(req.ttlMs, this.limits);
         checkClientSeq(req.clientId, req.seq);
+        // Leases are replicated state: every node knows (nearly) how many there are.
+        if (this.store.counts().leases >= this.limits.maxLeases)
+          throw new ApiError(
+            'limit-exceeded',
+            `the cluster already holds ${this.limits.maxLeases} leases (${flagOf('maxLeases')}); revoke leases no longer used, or raise the limit`,
+          );
         return this.write('lease', 'Grant', req, ctx, this.env({ type: 'leaseGrant', ttlMs: req.ttlMs }, req), (r) => {
           const g = r as Ok<'leaseGrant'>;
           return { id: g.id, ttlMs: g.ttlMs };
@@ -446,21 +475,67 @@ export class CoordinationService {
       KeepAliveOnce: this.unary(5000, (req, ctx) => this.keepAliveOnce(req.id, req, ctx)),
       KeepAlive: (call) => {
         const ctx = this.context(call as grpc.ServerDuplexStream<unknown, unknown>, null);
-        let chain = Promise.resolve();
-        this.trackStream(call as grpc.ServerDuplexStream<unknown, unknown>, () => {});
-        call.on('data', (req: { id: number }) => {
-          chain = chain.then(async () => {
-            try {
+        // Requests are answered one at a time, in order, and only while the client reads
+        // the answers (gRPC flow control): a client that sends without reading fills
+        // `queue` up to the limit and is then refused, instead of growing a promise chain.
+        const queue: { id: number }[] = [];
+        let busy = false;
+        let blocked = false;
+        let ended = false;
+        let endRequested = false;
+        const fail = (err: unknown) => {
+          if (ended) return;
+          ended = true;
+          call.emit('error', toStatus(err));
+        };
+        const pump = async () => {
+          if (busy) return;
+          busy = true;
+          try {
+            while (!ended && !blocked && queue.length > 0) {
+              const req = queue.shift()!;
               checkLeaseId(req.id);
-              call.write(await this.keepAliveOnce(req.id, req, { ...ctx, deadline: Date.now() + 2000 }));
-            } catch (err) {
-              // Not the leader and no leader reachable: end the stream so the client
-              // moves to another node; its lease clock keeps running meanwhile.
-              call.emit('error', toStatus(err));
+              const answer = await this.keepAliveOnce(req.id, req, { ...ctx, deadline: Date.now() + 2000 });
+              if (ended) return;
+              if (!call.write(answer)) blocked = true;
             }
-          });
+            if (endRequested && queue.length === 0 && !ended) {
+              ended = true;
+              call.end();
+            }
+          } catch (err) {
+            // Not the leader and no leader reachable: end the stream so the client
+            // moves to another node; its lease clock keeps running meanwhile.
+            fail(err);
+          } finally {
+            busy = false;
+          }
+        };
+        this.trackStream(call as grpc.ServerDuplexStream<unknown, unknown>, () => {
+          ended = true;
+          queue.length = 0;
         });
-        call.on('end', () => void chain.then(() => call.end()));
+        call.on('drain', () => {
+          blocked = false;
+          void pump();
+        });
+        call.on('data', (req: { id: number }) => {
+          if (ended) return;
+          if (queue.length >= this.limits.maxKeepAliveInflight)
+            return fail(
+              new ApiError(
+                'limit-exceeded',
+                `more than ${this.limits.maxKeepAliveInflight} keep-alive requests in flight on one stream ` +
+                  `(${flagOf('maxKeepAliveInflight')}); read the answers before sending more`,
+              ),
+            );
+          queue.push(req);
+          void pump();
+        });
+        call.on('end', () => {
+          endRequested = true;
+          void pump();
+        });
       },
       TimeToLive: this.unary(5000, async (req, ctx) => {
         checkLeaseId(req.id);
@@ -494,6 +569,30 @@ export class CoordinationService {
     ctx: CallContext,
   ): Promise<{ key: string; rev: number }> {
     const key = `${prefix}${name}/${lease.toString(16).padStart(16, '0')}`;
+    const queue = `${prefix}${name}/`;
+    const waiting = this.waiters.get(queue) ?? 0;
+    if (waiting >= this.limits.maxWaitersPerName)
+      throw new ApiError(
+        'limit-exceeded',
+        `${this.limits.maxWaitersPerName} calls already wait on '${name}' at this node (${flagOf('maxWaitersPerName')}); retry later`,
+      );
+    this.waiters.set(queue, waiting + 1);
+    try {
+      return await this.grantWaiting(key, queue, lease, value, ctx);
+    } finally {
+      const n = (this.waiters.get(queue) ?? 1) - 1;
+      if (n === 0) this.waiters.delete(queue);
+      else this.waiters.set(queue, n);
+    }
+  }
+
+  private async grantWaiting(
+    key: string,
+    queue: string,
+    lease: number,
+    value: Uint8Array,
+    ctx: CallContext,
+  ): Promise<{ key: string; rev: number }> {
     // Create our key, or find it if an earlier attempt with this lease already did (a
     // retried Campaign after a failover): first come, first served by creation revision.
     const r = (await this.proposeLocal(
@@ -509,7 +608,7 @@ export class CoordinationService {
     )) as Ok<'txn'>;
     const rev = r.succeeded ? r.revision : ((r.responses[0] as { kv: KeyValue | null }).kv?.createRevision ?? 0);
     if (rev === 0) throw new ApiError('grant-lost', `lease ${lease} ended while campaigning`);
-    await this.waitUntilFirst(`${prefix}${name}/`, key, rev, ctx);
+    await this.waitUntilFirst(queue, key, rev, ctx);
     return { key, rev };
   }
 
@@ -560,7 +659,7 @@ export class CoordinationService {
 
   private electionHandlers(): ElectionHandlers {
     return {
-      Campaign: this.unary(null, async (req, ctx) => {
+      Campaign: this.unary(this.limits.grantTimeoutMs, async (req, ctx) => {
         checkName(req.name, this.limits, 'election');
         checkLeaseId(req.lease);
         if (req.lease === 0) throw new ApiError('invalid-argument', 'campaign needs a lease (grant one with Lease.Grant)');
@@ -601,10 +700,20 @@ export class CoordinationService {
           call.emit('error', toStatus(err));
           return;
         }
+        let release: () => void;
+        try {
+          release = this.watchBudget.admit(call.getPeer());
+        } catch (err) {
+          call.emit('error', toStatus(err));
+          return;
+        }
         const o = new ObserveStream(call, this.store, `${ELECTION_PREFIX}${call.request.name}/`, () =>
           this.leaderResponse(call.request.name),
         );
-        this.trackStream(call as grpc.ServerWritableStream<unknown, unknown>, () => o.close());
+        this.trackStream(call as grpc.ServerWritableStream<unknown, unknown>, () => {
+          o.close();
+          release();
+        });
         o.start();
       },
       Resign: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
@@ -628,7 +737,7 @@ export class CoordinationService {
 
   private lockHandlers(): LockHandlers {
     return {
-      Lock: this.unary(null, async (req, ctx) => {
+      Lock: this.unary(this.limits.grantTimeoutMs, async (req, ctx) => {
         checkName(req.name, this.limits, 'lock');
         checkLeaseId(req.lease);
         if (req.lease === 0) throw new ApiError('invalid-argument', 'a lock needs a lease (grant one with Lease.Grant)');

@@ -5,26 +5,53 @@ import { ApiError } from '../api/errors.js';
 
 export { ApiError };
 
-export interface Limits {
-  readonly maxKeyBytes: number;
-  readonly maxValueBytes: number;
-  /** Whole request, enforced by gRPC itself (grpc.max_receive_message_length). */
-  readonly maxRequestBytes: number;
-  readonly maxTxnOps: number;
-  readonly minLeaseTtlMs: number;
-  readonly maxLeaseTtlMs: number;
-  readonly maxNameBytes: number;
-}
+export { DEFAULT_LIMITS, LIMIT_FLAGS, flagOf, type LimitFlag, type Limits } from './limit-defaults.js';
+import { flagOf, type Limits } from './limit-defaults.js';
 
-export const DEFAULT_LIMITS: Limits = {
-  maxKeyBytes: 4096,
-  maxValueBytes: 1 << 20,
-  maxRequestBytes: (3 << 20) / 2,
-  maxTxnOps: 128,
-  minLeaseTtlMs: 500,
-  maxLeaseTtlMs: 24 * 3600 * 1000,
-  maxNameBytes: 512,
-};
+/**
+ * Admission of watch streams, per node and per client connection (the peer address
+ * grpc-js reports, one per TCP connection). Ten thousand streams opened by one client
+ * would otherwise each hold a store subscription and gRPC buffers, and every revision
+ * would visit all of them.
+ */
+export class StreamBudget {
+  private total = 0;
+  private readonly perConnection = new Map<string, number>();
+
+  constructor(private readonly limits: Limits) {}
+
+  get open(): number {
+    return this.total;
+  }
+
+  /** One more stream from `connection`: its release (idempotent), or ApiError limit-exceeded. */
+  admit(connection: string): () => void {
+    const L = this.limits;
+    if (this.total >= L.maxWatches)
+      throw new ApiError(
+        'limit-exceeded',
+        `this node already serves ${L.maxWatches} watch streams (${flagOf('maxWatches')}); close unused watches or raise the limit`,
+      );
+    const n = this.perConnection.get(connection) ?? 0;
+    if (n >= L.maxWatchesPerConnection)
+      throw new ApiError(
+        'limit-exceeded',
+        `this connection already has ${L.maxWatchesPerConnection} watch streams open (${flagOf('maxWatchesPerConnection')}); ` +
+          'watch a common prefix once instead of each key, or raise the limit',
+      );
+    this.total++;
+    this.perConnection.set(connection, n + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.total--;
+      const m = (this.perConnection.get(connection) ?? 1) - 1;
+      if (m === 0) this.perConnection.delete(connection);
+      else this.perConnection.set(connection, m);
+    };
+  }
+}
 
 /** Keys under this prefix belong to Election and Lock; users may read them but not write them directly. */
 export const RESERVED_PREFIX = '_leaderd/';

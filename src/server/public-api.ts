@@ -48,10 +48,18 @@ export class PublicServer {
       },
       ListMembers: (_call, cb) => cb(null, { members: node.members() }),
       WatchLeader: (call) => {
+        let release = () => {};
+        try {
+          if (coordination) release = coordination.admitStream(call.getPeer());
+        } catch (err) {
+          call.emit('error', toStatus(err));
+          return;
+        }
         this.streams.add(call);
         const off = node.onLeaderChange((l) => call.write(toLeaderInfo(l)));
         const end = () => {
           off();
+          release();
           this.streams.delete(call);
         };
         call.on('cancelled', end);

@@ -1,0 +1,58 @@
+// The coordination API's limits and their defaults, apart from the checks (limits.ts) so
+// that the CLI can list the flags without loading gRPC.
+
+export interface Limits {
+  readonly maxKeyBytes: number;
+  readonly maxValueBytes: number;
+  /** Whole request, enforced by gRPC itself (grpc.max_receive_message_length). */
+  readonly maxRequestBytes: number;
+  readonly maxTxnOps: number;
+  readonly minLeaseTtlMs: number;
+  readonly maxLeaseTtlMs: number;
+  readonly maxNameBytes: number;
+  /** Watch streams (KV.Watch, Election.Observe, Cluster.WatchLeader) one node serves at once (--max-watches). */
+  readonly maxWatches: number;
+  /** ... and over one client connection (--max-watches-per-connection). */
+  readonly maxWatchesPerConnection: number;
+  /** Live leases in the cluster; Lease.Grant is refused beyond (--max-leases). */
+  readonly maxLeases: number;
+  /** Campaign or Lock calls waiting on one election or lock name at once (--max-waiters-per-name). */
+  readonly maxWaitersPerName: number;
+  /** Keep-alive requests received on one Lease.KeepAlive stream and not yet answered (--max-keepalive-inflight). */
+  readonly maxKeepAliveInflight: number;
+  /** How long Campaign or Lock waits when the call has no deadline of its own (--grant-timeout-ms). */
+  readonly grantTimeoutMs: number;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  maxKeyBytes: 4096,
+  maxValueBytes: 1 << 20,
+  maxRequestBytes: (3 << 20) / 2,
+  maxTxnOps: 128,
+  minLeaseTtlMs: 500,
+  maxLeaseTtlMs: 24 * 3600 * 1000,
+  maxNameBytes: 512,
+  maxWatches: 10_000,
+  maxWatchesPerConnection: 1_000,
+  maxLeases: 100_000,
+  maxWaitersPerName: 1_000,
+  maxKeepAliveInflight: 64,
+  grantTimeoutMs: 60_000,
+};
+
+/** The limits `leaderd start` takes as flags (and config file keys): setting name -> field and help. */
+export const LIMIT_FLAGS = {
+  'max-watches': { field: 'maxWatches', help: 'watch streams (Watch, Observe, WatchLeader) this node serves at once' },
+  'max-watches-per-connection': { field: 'maxWatchesPerConnection', help: 'watch streams over one client connection' },
+  'max-leases': { field: 'maxLeases', help: 'live leases in the cluster; Lease.Grant is refused beyond' },
+  'max-waiters-per-name': { field: 'maxWaitersPerName', help: 'Campaign/Lock calls waiting on one name at this node' },
+  'max-keepalive-inflight': { field: 'maxKeepAliveInflight', help: 'unanswered requests on one Lease.KeepAlive stream' },
+  'grant-timeout-ms': { field: 'grantTimeoutMs', help: 'how long Campaign/Lock wait when the call sets no deadline' },
+} as const satisfies Record<string, { field: keyof Limits; help: string }>;
+export type LimitFlag = keyof typeof LIMIT_FLAGS;
+
+/** The flag that sets a limit, for messages that tell the operator what to raise. */
+export function flagOf(field: keyof Limits): string {
+  const e = Object.entries(LIMIT_FLAGS).find(([, f]) => f.field === field);
+  return e ? `--${e[0]}` : field;
+}
