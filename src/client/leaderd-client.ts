@@ -5,9 +5,9 @@
 // Retry policy (errors.ts classify(), from the one error contract in src/api/errors.ts):
 // kinds the contract marks transient (not-leader, unavailable, timeout, ...; on the wire
 // UNAVAILABLE or DEADLINE_EXCEEDED) are retried on another endpoint with exponential backoff + jitter until the call's deadline; every other code
-// is thrown at once. Writes carry this client's id and a fresh seq per logical write,
-// and every retry re-sends the SAME pair, so a write whose outcome was `unknown` is
-// applied at most once (Raft thesis §6.3).
+// is thrown at once. Writes carry this client's session (opened through the log, kept
+// alive by the client) and a fresh seq per logical write; every retry re-sends the SAME
+// pair, so a write whose outcome was `unknown` is applied at most once (Raft thesis §6.3).
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
@@ -78,10 +78,13 @@ export interface LeaderdClientOptions {
   /** Overall deadline of each call, retries included, ms (default 5000). */
   readonly timeoutMs?: number;
   /**
-   * Identifies this client's writes for exactly-once retries (default: a random UUID).
-   * Writes are sent with client_id `<clientId>:<n>`, one n per concurrently running write.
+   * A label for this client in the servers' logs (default: a random UUID). It is not an
+   * identity: exactly-once writes use a session the client opens through the cluster, a
+   * new one per process, so two processes with the same label never share one.
    */
   readonly clientId?: string;
+  /** The session ends on the server after this long without a write or keep-alive, ms (default 60000). */
+  readonly sessionTtlMs?: number;
   readonly retry?: RetryOptions;
   /** Monotonic clock for lease validity, ms (default performance.now). Injectable for tests. */
   readonly now?: () => number;
@@ -129,7 +132,7 @@ type UnaryStart<T> = (s: Stubs, opts: grpc.CallOptions, cb: Callback<T>) => grpc
 interface CallSpec {
   /** Changes state: an attempt that failed without a server verdict has an unknown outcome. */
   readonly write: boolean;
-  /** Safe to re-send after an unknown outcome (client_id+seq, or naturally idempotent). */
+  /** Safe to re-send after an unknown outcome (session + seq, or naturally idempotent). */
   readonly idempotent: boolean;
   /** Send to the leader's address when known (writes, linearizable reads). */
   readonly preferLeader: boolean;
@@ -140,10 +143,33 @@ interface CallSpec {
 
 interface Sent<T> {
   readonly res: T;
-  /** The client clock (`now`) when the successful attempt was sent. */
+  /**
+   * The client clock (`now`) when the first attempt that may have been applied was sent:
+   * the answer may come from it (an earlier attempt applied, a retry got the cached
+   * answer), so anything the server started counting then started no later than this.
+   */
   readonly sentAt: number;
   readonly endpoint: string;
 }
+
+/** The exactly-once fields of a write request. */
+interface SessionTag {
+  readonly session: number;
+  readonly seq: number;
+  readonly firstIncomplete: number;
+}
+
+/** This process's exactly-once session. */
+interface ClientSession {
+  readonly id: number;
+  readonly ttlMs: number;
+  nextSeq: number;
+  /** Seqs of writes still waiting for their answer. */
+  readonly outstanding: Set<number>;
+  readonly keepAlive: NodeJS.Timeout;
+}
+
+type TaggedStart<T> = (s: Stubs, tag: SessionTag, opts: grpc.CallOptions, cb: Callback<T>) => grpc.ClientUnaryCall;
 
 const DEFAULT_LEASE_TTL_MS = 5000;
 
@@ -238,8 +264,9 @@ export class LeaderdClient {
   private readonly closer = new AbortController();
   private readonly leases = new Set<LeaseKeeper>();
   private readonly calls = new Set<grpc.Call>();
-  private readonly idleSessions: { id: string; seq: number }[] = [];
-  private sessionCount = 0;
+  private readonly sessionTtlMs: number;
+  private currentSession: ClientSession | null = null;
+  private opening: Promise<ClientSession> | null = null;
   private rr = 0;
   private leaderHint: string | undefined;
   private lastDiscovery = -Infinity;
@@ -249,6 +276,7 @@ export class LeaderdClient {
     this.endpoints = [...opts.endpoints];
     this.clientId = opts.clientId ?? randomUUID();
     this.timeoutMs = opts.timeoutMs ?? 5000;
+    this.sessionTtlMs = opts.sessionTtlMs ?? 60_000;
     this.attempts = opts.retry?.attempts ?? 20;
     this.backoffOpts = { backoffMs: opts.retry?.backoffMs ?? 50, maxBackoffMs: opts.retry?.maxBackoffMs ?? 1000 };
     this.attemptTimeoutMs = opts.retry?.attemptTimeoutMs ?? 2000;
@@ -303,20 +331,71 @@ export class LeaderdClient {
     return signal ? AbortSignal.any([signal, this.closer.signal]) : this.closer.signal;
   }
 
-  /**
-   * Run one logical write under an exactly-once session: a (client_id, seq) pair that
-   * every retry of it re-sends. The server keeps one session per client_id and refuses a
-   * seq older than the last it applied (Raft thesis §6.3 assumes one outstanding request
-   * per session), so concurrent writes each take their own session,
-   * `<clientId>:<n>`; a session serves one write at a time, then the next, in seq order.
-   */
-  private async session<T>(f: (ids: { clientId: string; seq: number }) => Promise<T>): Promise<T> {
-    const s = this.idleSessions.pop() ?? { id: `${this.clientId}:${this.sessionCount++}`, seq: 0 };
-    s.seq++;
+  /** This process's session, opened through the cluster on first use and kept alive until close(). */
+  private session(): Promise<ClientSession> {
+    if (this.currentSession) return Promise.resolve(this.currentSession);
+    this.opening ??= (async () => {
+      try {
+        const { res } = await this.invoke<{ session: number; ttlMs: number }>(
+          (s, o, cb) => s.kv.OpenSession({ ttlMs: this.sessionTtlMs, label: this.clientId }, o, cb),
+          // A retried open may open a second session; the unused one expires on its own.
+          { write: true, idempotent: true, preferLeader: true },
+        );
+        const keepAlive = setInterval(() => void this.keepSessionAlive(), Math.max(100, Math.floor(res.ttlMs / 3)));
+        keepAlive.unref();
+        this.currentSession = { id: res.session, ttlMs: res.ttlMs, nextSeq: 1, outstanding: new Set(), keepAlive };
+        return this.currentSession;
+      } finally {
+        this.opening = null;
+      }
+    })();
+    return this.opening;
+  }
+
+  private async keepSessionAlive(): Promise<void> {
+    const s = this.currentSession;
+    if (!s || this.closer.signal.aborted) return;
     try {
-      return await f({ clientId: s.id, seq: s.seq });
-    } finally {
-      this.idleSessions.push(s);
+      const { res } = await this.invoke<{ ttlMs: number }>((st, o, cb) => st.kv.KeepAliveSession({ session: s.id }, o, cb), {
+        write: false,
+        idempotent: true,
+        preferLeader: true,
+      });
+      if (res.ttlMs <= 0) this.dropSession(s);
+    } catch {
+      // The next tick tries again; the session's TTL leaves room for two more.
+    }
+  }
+
+  private dropSession(s: ClientSession): void {
+    clearInterval(s.keepAlive);
+    if (this.currentSession === s) this.currentSession = null;
+  }
+
+  /**
+   * Run one logical write exactly once: a new seq of this process's session, re-sent
+   * unchanged by every retry. Several may run at once, each with its own seq; each attempt
+   * tells the server the lowest seq still waiting (first_incomplete), so it can drop the
+   * answers already seen. If the session has ended, the server refused the write and never
+   * applies it; it is sent again in a new session only if no earlier attempt may have
+   * applied it (else the outcome is unknown and the caller decides).
+   */
+  private async exactlyOnce<T>(start: TaggedStart<T>, opts: { signal?: AbortSignal } = {}): Promise<Sent<T>> {
+    for (let round = 0; ; round++) {
+      const s = await this.session();
+      const seq = s.nextSeq++;
+      s.outstanding.add(seq);
+      try {
+        return await this.write<T>((st, o, cb) => start(st, { session: s.id, seq, firstIncomplete: lowest(s.outstanding) }, o, cb), opts);
+      } catch (err) {
+        if (err instanceof LeaderdError && err.kind === 'session-expired') {
+          this.dropSession(s);
+          if (err.outcome === 'not-applied' && round < 2) continue;
+        }
+        throw err;
+      } finally {
+        s.outstanding.delete(seq);
+      }
     }
   }
 
@@ -403,9 +482,11 @@ export class LeaderdClient {
     const deadline = performance.now() + (spec.timeoutMs ?? this.timeoutMs);
     let last: LeaderdError | undefined;
     let avoid: string | undefined;
-    // Every attempt re-sent the same request (same client_id + seq), so if any of them
+    // Every attempt re-sent the same request (same session + seq), so if any of them
     // may have taken effect, the write as a whole may have.
     let mayHaveApplied = false;
+    // When the first attempt that may have taken effect was sent (see Sent.sentAt).
+    let firstSentAt: number | undefined;
     const finish = (e: LeaderdError): LeaderdError =>
       mayHaveApplied && e.outcome !== 'unknown'
         ? new LeaderdError(e.kind, e.code, e.message, 'unknown', e.retryable, e.endpoint, { cause: e.cause })
@@ -423,10 +504,11 @@ export class LeaderdClient {
       const truncated = remaining < attemptMs;
       try {
         const res = await this.unaryOnce(endpoint, start, Math.min(remaining, attemptMs), signal);
-        return { res, sentAt, endpoint };
+        return { res, sentAt: firstSentAt ?? sentAt, endpoint };
       } catch (err) {
         if (signal.aborted) throw this.abortError(signal, spec.write ? 'unknown' : undefined);
         const e = toLeaderdError(err, spec.write, spec.idempotent, endpoint);
+        if (e.outcome !== 'not-applied') firstSentAt ??= sentAt;
         // An attempt cut short by the overall deadline says less than the failure before it.
         if (e.outcome === 'unknown') mayHaveApplied = true;
         if (e.kind === 'deadline' && truncated && last) throw finish(last);
@@ -589,10 +671,8 @@ export class LeaderdClient {
   // ---------------------------------------------------------------- KV
 
   async put(key: string, value: string | Uint8Array, opts: { lease?: number; signal?: AbortSignal } = {}): Promise<{ revision: number }> {
-    const { res } = await this.session((ids) => {
-      const req = { key, value: toBuffer(value), lease: opts.lease ?? 0, ...ids };
-      return this.write<{ revision: number }>((s, o, cb) => s.kv.Put(req, o, cb), opts);
-    });
+    const req = { key, value: toBuffer(value), lease: opts.lease ?? 0 };
+    const { res } = await this.exactlyOnce<{ revision: number }>((s, tag, o, cb) => s.kv.Put({ ...req, ...tag }, o, cb), opts);
     return { revision: res.revision };
   }
 
@@ -605,10 +685,8 @@ export class LeaderdClient {
   }
 
   async delete(key: string, opts: { prefix?: boolean; signal?: AbortSignal } = {}): Promise<DeleteResult> {
-    const { res } = await this.session((ids) => {
-      const req = { key, prefix: opts.prefix ?? false, ...ids };
-      return this.write<DeleteResult>((s, o, cb) => s.kv.Delete(req, o, cb), opts);
-    });
+    const req = { key, prefix: opts.prefix ?? false };
+    const { res } = await this.exactlyOnce<DeleteResult>((s, tag, o, cb) => s.kv.Delete({ ...req, ...tag }, o, cb), opts);
     return { revision: res.revision, deleted: res.deleted };
   }
 
@@ -633,13 +711,14 @@ export class LeaderdClient {
         : 'absent' in expect
           ? { expectAbsent: true }
           : { expectedModRevision: expect.modRevision };
-    const { res } = await this.session((ids) => {
-      const req = { key, value: toBuffer(value), lease: opts.lease ?? 0, ...ids, ...expectation };
-      return this.write<{ succeeded: boolean; revision: number; currentFound: boolean; currentValue: Buffer; currentModRevision: number }>(
-        (s, o, cb) => s.kv.CompareAndSwap(req, o, cb),
-        opts,
-      );
-    });
+    const req = { key, value: toBuffer(value), lease: opts.lease ?? 0, ...expectation };
+    const { res } = await this.exactlyOnce<{
+      succeeded: boolean;
+      revision: number;
+      currentFound: boolean;
+      currentValue: Buffer;
+      currentModRevision: number;
+    }>((s, tag, o, cb) => s.kv.CompareAndSwap({ ...req, ...tag }, o, cb), opts);
     return {
       succeeded: res.succeeded,
       revision: res.revision,
@@ -663,10 +742,7 @@ export class LeaderdClient {
         response?: string;
       }[];
     };
-    const { res } = await this.session((ids) => {
-      const req = { ...body, ...ids };
-      return this.write<Out>((s, o, cb) => s.kv.Txn(req, o, cb), opts);
-    });
+    const { res } = await this.exactlyOnce<Out>((s, tag, o, cb) => s.kv.Txn({ ...body, ...tag }, o, cb), opts);
     const ops = res.succeeded ? spec.success : (spec.failure ?? []);
     const responses: TxnOpResult[] = res.responses.map((r, i) => {
       if (r.response === 'put' && r.put) return { type: 'put', revision: r.put.revision };
@@ -743,10 +819,7 @@ export class LeaderdClient {
   }
 
   private async grantLeaseTimed(ttlMs: number, opts: { signal?: AbortSignal }): Promise<Sent<{ id: number; ttlMs: number }>> {
-    return this.session((ids) => {
-      const req = { ttlMs, ...ids };
-      return this.write<{ id: number; ttlMs: number }>((s, o, cb) => s.lease.Grant(req, o, cb), opts);
-    });
+    return this.exactlyOnce<{ id: number; ttlMs: number }>((s, tag, o, cb) => s.lease.Grant({ ttlMs, ...tag }, o, cb), opts);
   }
 
   async revokeLease(id: number, opts: { signal?: AbortSignal } = {}): Promise<{ revision: number }> {
@@ -1025,6 +1098,7 @@ export class LeaderdClient {
    */
   close(): void {
     if (this.closer.signal.aborted) return;
+    if (this.currentSession) this.dropSession(this.currentSession);
     for (const k of [...this.leases]) k.lose('closed');
     this.closer.abort(new LeaderdError('closed', grpc.status.CANCELLED, 'the client is closed', undefined, false));
     for (const c of this.calls) c.cancel();
@@ -1032,6 +1106,13 @@ export class LeaderdClient {
     for (const s of this.stubsByEndpoint.values()) s.channel.close();
     this.stubsByEndpoint.clear();
   }
+}
+
+/** The lowest of a non-empty set of seqs. */
+function lowest(seqs: ReadonlySet<number>): number {
+  let min = Infinity;
+  for (const q of seqs) if (q < min) min = q;
+  return min;
 }
 
 function toElectionLeader(r: LeaderResponse__Output): ElectionLeader {

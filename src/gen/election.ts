@@ -4,6 +4,8 @@ import type { MessageTypeDefinition } from '@grpc/proto-loader';
 
 import type { CampaignRequest as _leaderd_v1_CampaignRequest, CampaignRequest__Output as _leaderd_v1_CampaignRequest__Output } from './leaderd/v1/CampaignRequest.js';
 import type { CampaignResponse as _leaderd_v1_CampaignResponse, CampaignResponse__Output as _leaderd_v1_CampaignResponse__Output } from './leaderd/v1/CampaignResponse.js';
+import type { CloseSessionRequest as _leaderd_v1_CloseSessionRequest, CloseSessionRequest__Output as _leaderd_v1_CloseSessionRequest__Output } from './leaderd/v1/CloseSessionRequest.js';
+import type { CloseSessionResponse as _leaderd_v1_CloseSessionResponse, CloseSessionResponse__Output as _leaderd_v1_CloseSessionResponse__Output } from './leaderd/v1/CloseSessionResponse.js';
 import type { Compare as _leaderd_v1_Compare, Compare__Output as _leaderd_v1_Compare__Output } from './leaderd/v1/Compare.js';
 import type { CompareAndSwapRequest as _leaderd_v1_CompareAndSwapRequest, CompareAndSwapRequest__Output as _leaderd_v1_CompareAndSwapRequest__Output } from './leaderd/v1/CompareAndSwapRequest.js';
 import type { CompareAndSwapResponse as _leaderd_v1_CompareAndSwapResponse, CompareAndSwapResponse__Output as _leaderd_v1_CompareAndSwapResponse__Output } from './leaderd/v1/CompareAndSwapResponse.js';
@@ -16,6 +18,8 @@ import type { GetOp as _leaderd_v1_GetOp, GetOp__Output as _leaderd_v1_GetOp__Ou
 import type { GetRequest as _leaderd_v1_GetRequest, GetRequest__Output as _leaderd_v1_GetRequest__Output } from './leaderd/v1/GetRequest.js';
 import type { GetResponse as _leaderd_v1_GetResponse, GetResponse__Output as _leaderd_v1_GetResponse__Output } from './leaderd/v1/GetResponse.js';
 import type { KVClient as _leaderd_v1_KVClient, KVDefinition as _leaderd_v1_KVDefinition } from './leaderd/v1/KV.js';
+import type { KeepAliveSessionRequest as _leaderd_v1_KeepAliveSessionRequest, KeepAliveSessionRequest__Output as _leaderd_v1_KeepAliveSessionRequest__Output } from './leaderd/v1/KeepAliveSessionRequest.js';
+import type { KeepAliveSessionResponse as _leaderd_v1_KeepAliveSessionResponse, KeepAliveSessionResponse__Output as _leaderd_v1_KeepAliveSessionResponse__Output } from './leaderd/v1/KeepAliveSessionResponse.js';
 import type { KeyValue as _leaderd_v1_KeyValue, KeyValue__Output as _leaderd_v1_KeyValue__Output } from './leaderd/v1/KeyValue.js';
 import type { LeaderKey as _leaderd_v1_LeaderKey, LeaderKey__Output as _leaderd_v1_LeaderKey__Output } from './leaderd/v1/LeaderKey.js';
 import type { LeaderRequest as _leaderd_v1_LeaderRequest, LeaderRequest__Output as _leaderd_v1_LeaderRequest__Output } from './leaderd/v1/LeaderRequest.js';
@@ -23,6 +27,8 @@ import type { LeaderResponse as _leaderd_v1_LeaderResponse, LeaderResponse__Outp
 import type { LockClient as _leaderd_v1_LockClient, LockDefinition as _leaderd_v1_LockDefinition } from './leaderd/v1/Lock.js';
 import type { LockRequest as _leaderd_v1_LockRequest, LockRequest__Output as _leaderd_v1_LockRequest__Output } from './leaderd/v1/LockRequest.js';
 import type { LockResponse as _leaderd_v1_LockResponse, LockResponse__Output as _leaderd_v1_LockResponse__Output } from './leaderd/v1/LockResponse.js';
+import type { OpenSessionRequest as _leaderd_v1_OpenSessionRequest, OpenSessionRequest__Output as _leaderd_v1_OpenSessionRequest__Output } from './leaderd/v1/OpenSessionRequest.js';
+import type { OpenSessionResponse as _leaderd_v1_OpenSessionResponse, OpenSessionResponse__Output as _leaderd_v1_OpenSessionResponse__Output } from './leaderd/v1/OpenSessionResponse.js';
 import type { ProclaimRequest as _leaderd_v1_ProclaimRequest, ProclaimRequest__Output as _leaderd_v1_ProclaimRequest__Output } from './leaderd/v1/ProclaimRequest.js';
 import type { ProclaimResponse as _leaderd_v1_ProclaimResponse, ProclaimResponse__Output as _leaderd_v1_ProclaimResponse__Output } from './leaderd/v1/ProclaimResponse.js';
 import type { PutOp as _leaderd_v1_PutOp, PutOp__Output as _leaderd_v1_PutOp__Output } from './leaderd/v1/PutOp.js';
@@ -50,6 +56,8 @@ export interface ProtoGrpcType {
     v1: {
       CampaignRequest: MessageTypeDefinition<_leaderd_v1_CampaignRequest, _leaderd_v1_CampaignRequest__Output>
       CampaignResponse: MessageTypeDefinition<_leaderd_v1_CampaignResponse, _leaderd_v1_CampaignResponse__Output>
+      CloseSessionRequest: MessageTypeDefinition<_leaderd_v1_CloseSessionRequest, _leaderd_v1_CloseSessionRequest__Output>
+      CloseSessionResponse: MessageTypeDefinition<_leaderd_v1_CloseSessionResponse, _leaderd_v1_CloseSessionResponse__Output>
       Compare: MessageTypeDefinition<_leaderd_v1_Compare, _leaderd_v1_Compare__Output>
       CompareAndSwapRequest: MessageTypeDefinition<_leaderd_v1_CompareAndSwapRequest, _leaderd_v1_CompareAndSwapRequest__Output>
       CompareAndSwapResponse: MessageTypeDefinition<_leaderd_v1_CompareAndSwapResponse, _leaderd_v1_CompareAndSwapResponse__Output>
@@ -62,6 +70,8 @@ export interface ProtoGrpcType {
       GetRequest: MessageTypeDefinition<_leaderd_v1_GetRequest, _leaderd_v1_GetRequest__Output>
       GetResponse: MessageTypeDefinition<_leaderd_v1_GetResponse, _leaderd_v1_GetResponse__Output>
       KV: SubtypeConstructor<typeof grpc.Client, _leaderd_v1_KVClient> & { service: _leaderd_v1_KVDefinition }
+      KeepAliveSessionRequest: MessageTypeDefinition<_leaderd_v1_KeepAliveSessionRequest, _leaderd_v1_KeepAliveSessionRequest__Output>
+      KeepAliveSessionResponse: MessageTypeDefinition<_leaderd_v1_KeepAliveSessionResponse, _leaderd_v1_KeepAliveSessionResponse__Output>
       KeyValue: MessageTypeDefinition<_leaderd_v1_KeyValue, _leaderd_v1_KeyValue__Output>
       LeaderKey: MessageTypeDefinition<_leaderd_v1_LeaderKey, _leaderd_v1_LeaderKey__Output>
       LeaderRequest: MessageTypeDefinition<_leaderd_v1_LeaderRequest, _leaderd_v1_LeaderRequest__Output>
@@ -69,6 +79,8 @@ export interface ProtoGrpcType {
       Lock: SubtypeConstructor<typeof grpc.Client, _leaderd_v1_LockClient> & { service: _leaderd_v1_LockDefinition }
       LockRequest: MessageTypeDefinition<_leaderd_v1_LockRequest, _leaderd_v1_LockRequest__Output>
       LockResponse: MessageTypeDefinition<_leaderd_v1_LockResponse, _leaderd_v1_LockResponse__Output>
+      OpenSessionRequest: MessageTypeDefinition<_leaderd_v1_OpenSessionRequest, _leaderd_v1_OpenSessionRequest__Output>
+      OpenSessionResponse: MessageTypeDefinition<_leaderd_v1_OpenSessionResponse, _leaderd_v1_OpenSessionResponse__Output>
       ProclaimRequest: MessageTypeDefinition<_leaderd_v1_ProclaimRequest, _leaderd_v1_ProclaimRequest__Output>
       ProclaimResponse: MessageTypeDefinition<_leaderd_v1_ProclaimResponse, _leaderd_v1_ProclaimResponse__Output>
       PutOp: MessageTypeDefinition<_leaderd_v1_PutOp, _leaderd_v1_PutOp__Output>

@@ -2,6 +2,8 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { MessageTypeDefinition } from '@grpc/proto-loader';
 
+import type { CloseSessionRequest as _leaderd_v1_CloseSessionRequest, CloseSessionRequest__Output as _leaderd_v1_CloseSessionRequest__Output } from './leaderd/v1/CloseSessionRequest.js';
+import type { CloseSessionResponse as _leaderd_v1_CloseSessionResponse, CloseSessionResponse__Output as _leaderd_v1_CloseSessionResponse__Output } from './leaderd/v1/CloseSessionResponse.js';
 import type { Compare as _leaderd_v1_Compare, Compare__Output as _leaderd_v1_Compare__Output } from './leaderd/v1/Compare.js';
 import type { CompareAndSwapRequest as _leaderd_v1_CompareAndSwapRequest, CompareAndSwapRequest__Output as _leaderd_v1_CompareAndSwapRequest__Output } from './leaderd/v1/CompareAndSwapRequest.js';
 import type { CompareAndSwapResponse as _leaderd_v1_CompareAndSwapResponse, CompareAndSwapResponse__Output as _leaderd_v1_CompareAndSwapResponse__Output } from './leaderd/v1/CompareAndSwapResponse.js';
@@ -13,7 +15,11 @@ import type { GetOp as _leaderd_v1_GetOp, GetOp__Output as _leaderd_v1_GetOp__Ou
 import type { GetRequest as _leaderd_v1_GetRequest, GetRequest__Output as _leaderd_v1_GetRequest__Output } from './leaderd/v1/GetRequest.js';
 import type { GetResponse as _leaderd_v1_GetResponse, GetResponse__Output as _leaderd_v1_GetResponse__Output } from './leaderd/v1/GetResponse.js';
 import type { KVClient as _leaderd_v1_KVClient, KVDefinition as _leaderd_v1_KVDefinition } from './leaderd/v1/KV.js';
+import type { KeepAliveSessionRequest as _leaderd_v1_KeepAliveSessionRequest, KeepAliveSessionRequest__Output as _leaderd_v1_KeepAliveSessionRequest__Output } from './leaderd/v1/KeepAliveSessionRequest.js';
+import type { KeepAliveSessionResponse as _leaderd_v1_KeepAliveSessionResponse, KeepAliveSessionResponse__Output as _leaderd_v1_KeepAliveSessionResponse__Output } from './leaderd/v1/KeepAliveSessionResponse.js';
 import type { KeyValue as _leaderd_v1_KeyValue, KeyValue__Output as _leaderd_v1_KeyValue__Output } from './leaderd/v1/KeyValue.js';
+import type { OpenSessionRequest as _leaderd_v1_OpenSessionRequest, OpenSessionRequest__Output as _leaderd_v1_OpenSessionRequest__Output } from './leaderd/v1/OpenSessionRequest.js';
+import type { OpenSessionResponse as _leaderd_v1_OpenSessionResponse, OpenSessionResponse__Output as _leaderd_v1_OpenSessionResponse__Output } from './leaderd/v1/OpenSessionResponse.js';
 import type { PutOp as _leaderd_v1_PutOp, PutOp__Output as _leaderd_v1_PutOp__Output } from './leaderd/v1/PutOp.js';
 import type { PutRequest as _leaderd_v1_PutRequest, PutRequest__Output as _leaderd_v1_PutRequest__Output } from './leaderd/v1/PutRequest.js';
 import type { PutResponse as _leaderd_v1_PutResponse, PutResponse__Output as _leaderd_v1_PutResponse__Output } from './leaderd/v1/PutResponse.js';
@@ -33,6 +39,8 @@ type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> 
 export interface ProtoGrpcType {
   leaderd: {
     v1: {
+      CloseSessionRequest: MessageTypeDefinition<_leaderd_v1_CloseSessionRequest, _leaderd_v1_CloseSessionRequest__Output>
+      CloseSessionResponse: MessageTypeDefinition<_leaderd_v1_CloseSessionResponse, _leaderd_v1_CloseSessionResponse__Output>
       Compare: MessageTypeDefinition<_leaderd_v1_Compare, _leaderd_v1_Compare__Output>
       CompareAndSwapRequest: MessageTypeDefinition<_leaderd_v1_CompareAndSwapRequest, _leaderd_v1_CompareAndSwapRequest__Output>
       CompareAndSwapResponse: MessageTypeDefinition<_leaderd_v1_CompareAndSwapResponse, _leaderd_v1_CompareAndSwapResponse__Output>
@@ -44,7 +52,11 @@ export interface ProtoGrpcType {
       GetRequest: MessageTypeDefinition<_leaderd_v1_GetRequest, _leaderd_v1_GetRequest__Output>
       GetResponse: MessageTypeDefinition<_leaderd_v1_GetResponse, _leaderd_v1_GetResponse__Output>
       KV: SubtypeConstructor<typeof grpc.Client, _leaderd_v1_KVClient> & { service: _leaderd_v1_KVDefinition }
+      KeepAliveSessionRequest: MessageTypeDefinition<_leaderd_v1_KeepAliveSessionRequest, _leaderd_v1_KeepAliveSessionRequest__Output>
+      KeepAliveSessionResponse: MessageTypeDefinition<_leaderd_v1_KeepAliveSessionResponse, _leaderd_v1_KeepAliveSessionResponse__Output>
       KeyValue: MessageTypeDefinition<_leaderd_v1_KeyValue, _leaderd_v1_KeyValue__Output>
+      OpenSessionRequest: MessageTypeDefinition<_leaderd_v1_OpenSessionRequest, _leaderd_v1_OpenSessionRequest__Output>
+      OpenSessionResponse: MessageTypeDefinition<_leaderd_v1_OpenSessionResponse, _leaderd_v1_OpenSessionResponse__Output>
       PutOp: MessageTypeDefinition<_leaderd_v1_PutOp, _leaderd_v1_PutOp__Output>
       PutRequest: MessageTypeDefinition<_leaderd_v1_PutRequest, _leaderd_v1_PutRequest__Output>
       PutResponse: MessageTypeDefinition<_leaderd_v1_PutResponse, _leaderd_v1_PutResponse__Output>

@@ -4,7 +4,9 @@
 //  - linearizable reads use ReadIndex (or the leader's lease) through the local node and
 //    are then served from local state; serializable reads are served at once;
 //  - lease keep-alives and expiry belong to the leader, whose lease makes it the only
-//    node that may vouch for a lease being alive (lease-keeper.ts).
+//    node that may vouch for a lease being alive (expiry-keeper.ts);
+//  - exactly-once sessions are opened and ended through the log; the leader expires idle
+//    ones the way it expires leases (statemachine/sessions.ts says why this is safe).
 // Every failed write carries trailing metadata `leaderd-outcome`.
 import * as grpc from '@grpc/grpc-js';
 import type { MethodDefinition } from '@grpc/proto-loader';
@@ -23,11 +25,11 @@ import {
 } from '../statemachine/commands.js';
 import {
   ApiError,
-  checkClientSeq,
   checkKey,
   checkLeaseId,
   checkName,
   checkPrefix,
+  checkSession,
   checkTtl,
   checkValue,
   checkWriteTarget,
@@ -39,7 +41,7 @@ import {
 } from './limits.js';
 import { FORWARDED_KEY, Forwarder, type CallContext } from './forwarder.js';
 import { toStatus } from '../api/errors.js';
-import { LeaseKeeper } from './lease-keeper.js';
+import { ExpiryKeeper, type Expirables } from './expiry-keeper.js';
 import { KvWatchStream, ObserveStream } from './watch-stream.js';
 import { loadPublicApi } from '../transport/protos.js';
 import type { KVHandlers } from '../gen/leaderd/v1/KV.js';
@@ -55,8 +57,18 @@ import type { LeaderResponse } from '../gen/leaderd/v1/LeaderResponse.js';
 
 const ELECTION_PREFIX = `${RESERVED_PREFIX}election/`;
 const LOCK_PREFIX = `${RESERVED_PREFIX}lock/`;
+/** A session opened without a TTL ends after this long without a write or keep-alive. */
+const DEFAULT_SESSION_TTL_MS = 60_000;
 /** A write with no deadline of its own gives up (outcome unknown) after this long. */
 const DEFAULT_WRITE_TIMEOUT_MS = 10_000;
+
+/** The exactly-once fields every write request carries. */
+interface SessionFields {
+  readonly clientId: string;
+  readonly session: number;
+  readonly seq: number;
+  readonly firstIncomplete: number;
+}
 
 export interface CoordinationOptions {
   readonly electionTimeoutMs: number;
@@ -87,6 +99,8 @@ function applyError(r: CommandResult & { ok: false }): ApiError {
       return new ApiError('lease-not-found', r.message, 'not-applied');
     case 'stale-sequence':
       return new ApiError('stale-sequence', r.message);
+    case 'session-expired':
+      return new ApiError('session-expired', r.message);
   }
 }
 
@@ -99,7 +113,8 @@ export class CoordinationService {
   private readonly watchBudget: StreamBudget;
   /** Election or lock queue -> Campaign/Lock calls waiting on it here. */
   private readonly waiters = new Map<string, number>();
-  private readonly keeper: LeaseKeeper;
+  private readonly keeper: ExpiryKeeper;
+  private readonly sessionKeeper: ExpiryKeeper;
   private readonly streams = new Set<grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>>();
   private readonly log: Logger;
   private readonly defs: {
@@ -117,11 +132,36 @@ export class CoordinationService {
     this.limits = opts.limits ?? DEFAULT_LIMITS;
     this.watchBudget = new StreamBudget(this.limits);
     this.log = opts.logger;
-    this.keeper = new LeaseKeeper(node, store, {
+    const keeperOpts = (expire: (id: number) => Command) => ({
       electionTimeoutMs: opts.electionTimeoutMs,
       logger: opts.logger,
-      expire: (id) => this.proposeLocal({ cmd: { type: 'leaseExpire', id } }, AbortSignal.timeout(DEFAULT_WRITE_TIMEOUT_MS)).then(() => {}),
+      expire: (id: number) => this.proposeLocal({ cmd: expire(id) }, AbortSignal.timeout(DEFAULT_WRITE_TIMEOUT_MS)).then(() => {}),
     });
+    const leases: Expirables = {
+      what: 'lease',
+      list: () => store.leaseIds(),
+      ttlOf: (id) => store.leaseInfo(id)?.ttlMs ?? null,
+      onChange: (l) => store.onLeaseChange(l),
+    };
+    const sessions: Expirables = {
+      what: 'session',
+      list: () => store.sessions.list(),
+      ttlOf: (id) => store.sessions.ttlOf(id),
+      onChange: (l) =>
+        store.sessions.onChange((c) =>
+          l(c.type === 'opened' ? { type: 'granted', id: c.id, ttlMs: c.ttlMs } : c.type === 'active' ? { type: 'renewed', id: c.id } : c),
+        ),
+    };
+    this.keeper = new ExpiryKeeper(
+      node,
+      leases,
+      keeperOpts((id) => ({ type: 'leaseExpire', id })),
+    );
+    this.sessionKeeper = new ExpiryKeeper(
+      node,
+      sessions,
+      keeperOpts((id) => ({ type: 'sessionExpire', id })),
+    );
     const api = loadPublicApi().leaderd.v1;
     const asRecord = (s: object) => s as unknown as Record<string, MethodDefinition<unknown, unknown>>;
     this.defs = {
@@ -147,6 +187,7 @@ export class CoordinationService {
 
   close(): void {
     this.keeper.close();
+    this.sessionKeeper.close();
     for (const s of this.streams) s.emit('error', { code: grpc.status.UNAVAILABLE, details: 'node shutting down' });
     this.streams.clear();
     this.forwarder.close();
@@ -274,7 +315,7 @@ export class CoordinationService {
     return {
       Put: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
         const put = this.putOp(req.key, req.value, req.lease);
-        checkClientSeq(req.clientId, req.seq);
+        checkSession(req);
         return this.write('kv', 'Put', req, ctx, this.env(put, req), (r) => ({ revision: (r as Ok<'put'>).revision }));
       }),
       Get: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
@@ -295,7 +336,7 @@ export class CoordinationService {
       }),
       Delete: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
         checkWriteTarget(req.key, req.prefix, L);
-        checkClientSeq(req.clientId, req.seq);
+        checkSession(req);
         return this.write('kv', 'Delete', req, ctx, this.env({ type: 'delete', key: req.key, prefix: req.prefix }, req), (r) => {
           const d = r as Ok<'delete'>;
           return { revision: d.revision, deleted: d.deleted };
@@ -309,7 +350,7 @@ export class CoordinationService {
       }),
       CompareAndSwap: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
         const put = this.putOp(req.key, req.value, req.lease);
-        checkClientSeq(req.clientId, req.seq);
+        checkSession(req);
         let compare: Compare;
         switch (req.expect) {
           case 'expectedValue':
@@ -338,7 +379,7 @@ export class CoordinationService {
         });
       }),
       Txn: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
-        checkClientSeq(req.clientId, req.seq);
+        checkSession(req);
         if (req.compare.length + req.success.length + req.failure.length > L.maxTxnOps) {
           throw new ApiError(
             'too-large',
@@ -372,6 +413,27 @@ export class CoordinationService {
           return { succeeded: t.succeeded, responses, revision: t.revision };
         });
       }),
+      OpenSession: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
+        const ttlMs = req.ttlMs === 0 ? DEFAULT_SESSION_TTL_MS : req.ttlMs;
+        checkTtl(ttlMs, L);
+        return this.write('kv', 'OpenSession', req, ctx, { cmd: { type: 'sessionOpen', ttlMs } }, (r) => {
+          const o = r as Ok<'sessionOpen'>;
+          this.log.debug({ session: o.id, label: req.label, ttlMs }, 'session opened');
+          return { session: o.id, ttlMs: o.ttlMs };
+        });
+      }),
+      KeepAliveSession: this.unary(5000, async (req, ctx) => {
+        checkLeaseId(req.session, 'session');
+        // As for leases: only a leader holding a valid lease, caught up on its log, may
+        // vouch for a session (an expiry of it may be among what it has yet to apply).
+        if (this.node.isLeaderCaughtUp()) return { session: req.session, ttlMs: this.sessionKeeper.keepAlive(req.session) };
+        if (this.node.isLeader()) throw new ApiError('catching-up', 'the leader is still catching up on its log; retry');
+        return this.forward('kv', 'KeepAliveSession', req, ctx);
+      }),
+      CloseSession: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
+        checkLeaseId(req.session, 'session');
+        return this.write('kv', 'CloseSession', req, ctx, { cmd: { type: 'sessionClose', id: req.session } }, () => ({}));
+      }),
       Watch: (call) => {
         const req = call.request;
         try {
@@ -397,8 +459,8 @@ export class CoordinationService {
     };
   }
 
-  private env(cmd: Command, req: { clientId: string; seq: number }): Envelope {
-    return req.clientId !== '' ? { cmd, clientId: req.clientId, seq: req.seq } : { cmd };
+  private env(cmd: Command, req: SessionFields): Envelope {
+    return req.session !== 0 ? { cmd, session: { id: req.session, seq: req.seq, firstIncomplete: req.firstIncomplete } } : { cmd };
   }
 
   /** A validated put: key writable, value and lease within limits. */
@@ -454,7 +516,7 @@ export class CoordinationService {
     return {
       Grant: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
         checkTtl(req.ttlMs, this.limits);
-        checkClientSeq(req.clientId, req.seq);
+        checkSession(req);
         // Leases are replicated state: every node knows (nearly) how many there are.
         if (this.store.counts().leases >= this.limits.maxLeases)
           throw new ApiError(

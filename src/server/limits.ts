@@ -113,9 +113,25 @@ export function checkName(name: string, limits: Limits, what: string): void {
     throw new ApiError('invalid-argument', `${what} name must not contain '/' or control characters`);
 }
 
-export function checkClientSeq(clientId: string, seq: number): void {
-  if (clientId === '') return;
-  if (clientId.length > 128) throw new ApiError('invalid-argument', 'client_id is longer than 128 characters');
-  if (!Number.isSafeInteger(seq) || seq < 1)
-    throw new ApiError('invalid-argument', `seq must be a positive integer when client_id is set, got ${seq}`);
+/**
+ * The exactly-once fields of a write. A bare client_id (the retired scheme) is refused
+ * rather than ignored: two processes using the same id would otherwise have their writes
+ * deduplicated against each other's, and a restarted client's write acknowledged unapplied.
+ */
+export function checkSession(req: { clientId: string; session: number; seq: number; firstIncomplete: number }): void {
+  if (req.clientId !== '')
+    throw new ApiError(
+      'legacy-client-id',
+      'client_id is no longer supported: open a session with KV.OpenSession and send session + seq + first_incomplete instead',
+    );
+  if (req.session === 0) {
+    if (req.seq !== 0 || req.firstIncomplete !== 0) throw new ApiError('invalid-argument', 'seq and first_incomplete need a session');
+    return;
+  }
+  if (!Number.isSafeInteger(req.session) || req.session < 0)
+    throw new ApiError('invalid-argument', `session must be a positive integer, got ${req.session}`);
+  if (!Number.isSafeInteger(req.seq) || req.seq < 1)
+    throw new ApiError('invalid-argument', `seq must be a positive integer with a session, got ${req.seq}`);
+  if (!Number.isSafeInteger(req.firstIncomplete) || req.firstIncomplete < 0 || req.firstIncomplete > req.seq)
+    throw new ApiError('invalid-argument', `first_incomplete must be from 0 to seq (${req.seq}), got ${req.firstIncomplete}`);
 }

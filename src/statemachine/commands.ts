@@ -28,11 +28,29 @@ export type Command =
   | { readonly type: 'leaseGrant'; readonly ttlMs: number }
   | { readonly type: 'leaseRevoke'; readonly id: number }
   /** Proposed by the leader once a lease's deadline passed without a keep-alive. */
-  | { readonly type: 'leaseExpire'; readonly id: number };
+  | { readonly type: 'leaseExpire'; readonly id: number }
+  /** Opens an exactly-once session; its id comes from a counter in the replicated state, never reused. */
+  | { readonly type: 'sessionOpen'; readonly ttlMs: number }
+  /** Ends a session at its client's request. */
+  | { readonly type: 'sessionClose'; readonly id: number }
+  /** Proposed by the leader once a session was idle for its TTL. */
+  | { readonly type: 'sessionExpire'; readonly id: number };
+
+/** Exactly-once (thesis §6.3): a (session, seq) pair is applied at most once, in a live session only. */
+export interface SessionTag {
+  readonly id: number;
+  readonly seq: number;
+  /** The lowest seq the client still waits for: every answer below it was seen and may be dropped. */
+  readonly firstIncomplete: number;
+}
 
 export interface Envelope {
   readonly cmd: Command;
-  /** Exactly-once (thesis §6.3): a (clientId, seq) pair is applied at most once. */
+  readonly session?: SessionTag;
+  /**
+   * The retired scheme (a bare client id); only entries written to the log before
+   * sessions existed carry it, and they are applied as they were then.
+   */
   readonly clientId?: string;
   readonly seq?: number;
 }
@@ -56,7 +74,7 @@ export type OpResult =
   | { readonly type: 'delete'; readonly revision: number; readonly deleted: number }
   | { readonly type: 'get'; readonly kv: KeyValue | null; readonly revision: number };
 
-export type ApplyError = 'lease-not-found' | 'stale-sequence';
+export type ApplyError = 'lease-not-found' | 'stale-sequence' | 'session-expired';
 
 export type CommandResult =
   | { readonly ok: false; readonly error: ApplyError; readonly message: string }
@@ -71,7 +89,9 @@ export type CommandResult =
       readonly compared: ReadonlyMap<string, KeyValue | null>;
     }
   | { readonly ok: true; readonly type: 'leaseGrant'; readonly id: number; readonly ttlMs: number; readonly revision: number }
-  | { readonly ok: true; readonly type: 'leaseRevoke'; readonly revision: number };
+  | { readonly ok: true; readonly type: 'leaseRevoke'; readonly revision: number }
+  | { readonly ok: true; readonly type: 'sessionOpen'; readonly id: number; readonly ttlMs: number }
+  | { readonly ok: true; readonly type: 'sessionClose' };
 
 // ---------------------------------------------------------------------------
 // Encoding: JSON with bytes as base64. Small, readable in a log dump, and versioned by
@@ -107,7 +127,8 @@ export function encodeCommand(env: Envelope): Uint8Array {
     default:
       c = encodeOp(cmd);
   }
-  return new TextEncoder().encode(JSON.stringify({ v: 1, cmd: c, clientId: env.clientId, seq: env.seq }));
+  const tag = env.session ? { session: env.session.id, seq: env.session.seq, firstIncomplete: env.session.firstIncomplete } : {};
+  return new TextEncoder().encode(JSON.stringify({ v: 1, cmd: c, clientId: env.clientId, seq: env.seq, ...tag }));
 }
 
 function decodeOp(o: Record<string, unknown>): Op {
@@ -162,13 +183,20 @@ export function decodeCommand(data: Uint8Array): Envelope {
       break;
     case 'leaseRevoke':
     case 'leaseExpire':
+    case 'sessionClose':
+    case 'sessionExpire':
       cmd = { type: c['type'], id: num(c['id']) };
+      break;
+    case 'sessionOpen':
+      cmd = { type: 'sessionOpen', ttlMs: num(c['ttlMs']) };
       break;
     default:
       throw new Error(`command: unknown type ${String(c['type'])}`);
   }
-  const env: { cmd: Command; clientId?: string; seq?: number } = { cmd };
-  if (typeof raw['clientId'] === 'string' && raw['clientId'] !== '') {
+  const env: { cmd: Command; session?: SessionTag; clientId?: string; seq?: number } = { cmd };
+  if (raw['session'] !== undefined) {
+    env.session = { id: num(raw['session']), seq: num(raw['seq']), firstIncomplete: num(raw['firstIncomplete']) };
+  } else if (typeof raw['clientId'] === 'string' && raw['clientId'] !== '') {
     env.clientId = raw['clientId'];
     env.seq = num(raw['seq']);
   }

@@ -5,6 +5,7 @@
 // every node; nothing here reads a clock or does I/O, so all nodes agree.
 import BTreeModule from 'sorted-btree';
 import type { Entry } from '../raft/types.js';
+import { DEFAULT_SESSION_LIMITS, resultFromJson, resultToJson, SessionTable, type SessionLimits } from './sessions.js';
 import {
   decodeCommand,
   type Command,
@@ -44,6 +45,8 @@ export class CompactedError extends Error {
 }
 
 const EMPTY = new Uint8Array(0);
+/** How many bare client ids the retired scheme remembered; kept so old logs replay as they applied. */
+const LEGACY_MAX_SESSIONS = 10_000;
 
 // sorted-btree is CommonJS with `exports.default`: Node's ESM loader hands over the module
 // object as the default import, vitest's loader hands over the class itself.
@@ -63,8 +66,8 @@ export interface KvStoreOptions {
   readonly historyRevisions?: number;
   /** Bytes of values that history may hold (it keeps at least the latest revision); default 64 MiB. */
   readonly historyBytes?: number;
-  /** Exactly-once sessions remembered (least recently used are forgotten first); default 10,000. */
-  readonly maxSessions?: number;
+  /** Bounds of the exactly-once sessions and their cached answers (sessions.ts). */
+  readonly sessions?: Partial<SessionLimits>;
   /**
    * Keys under this prefix are also kept in creation order per parent ("directory", up to
    * the last '/'), so `oldest()` finds an election's leader or a lock's holder without
@@ -90,8 +93,14 @@ export class KvStore {
   private readonly queuePrefix: string;
   private readonly leases = new Map<number, Lease>();
   private nextLeaseId = 1;
-  /** clientId -> last seq applied and its result. Map order = least recently used first. */
-  private readonly sessions = new Map<string, { seq: number; result: CommandResult }>();
+  /** Exactly-once sessions (sessions.ts). */
+  readonly sessions: SessionTable;
+  /**
+   * The retired scheme: clientId -> last seq applied and its result, for entries written
+   * to the log before sessions existed (new requests with a bare client id are refused),
+   * so replaying an old log gives the answers it gave then. Map order = least recently used.
+   */
+  private readonly legacySessions = new Map<string, { seq: number; result: CommandResult }>();
   /** Retained revisions, oldest first, from history[historyStart] on (a queue without O(n) shifts). */
   private history: HistoryEntry[] = [];
   private historyStart = 0;
@@ -104,12 +113,11 @@ export class KvStore {
   private readonly historyRevisions: number;
   private readonly historyBytes: number;
   private historySize = 0;
-  private readonly maxSessions: number;
 
   constructor(opts: KvStoreOptions = {}) {
     this.historyRevisions = opts.historyRevisions ?? 10_000;
     this.historyBytes = opts.historyBytes ?? 64 << 20;
-    this.maxSessions = opts.maxSessions ?? 10_000;
+    this.sessions = new SessionTable({ ...DEFAULT_SESSION_LIMITS, ...opts.sessions });
     this.queuePrefix = opts.queuePrefix ?? '_leaderd/';
   }
 
@@ -127,8 +135,15 @@ export class KvStore {
       // Validated before proposing; an undecodable entry (another version's command?) changes nothing.
       return null;
     }
+    if (env.session) {
+      const early = this.sessions.begin(env.session);
+      if (early) return early;
+      const result = this.applyCommand(env.cmd);
+      this.sessions.record(env.session, result);
+      return result;
+    }
     if (env.clientId !== undefined && env.seq !== undefined) {
-      const s = this.sessions.get(env.clientId);
+      const s = this.legacySessions.get(env.clientId);
       if (s && env.seq <= s.seq) {
         if (env.seq === s.seq) return s.result;
         return {
@@ -138,9 +153,9 @@ export class KvStore {
         };
       }
       const result = this.applyCommand(env.cmd);
-      this.sessions.delete(env.clientId);
-      this.sessions.set(env.clientId, { seq: env.seq, result });
-      if (this.sessions.size > this.maxSessions) this.sessions.delete(this.sessions.keys().next().value!);
+      this.legacySessions.delete(env.clientId);
+      this.legacySessions.set(env.clientId, { seq: env.seq, result });
+      if (this.legacySessions.size > LEGACY_MAX_SESSIONS) this.legacySessions.delete(this.legacySessions.keys().next().value!);
       return result;
     }
     return this.applyCommand(env.cmd);
@@ -185,6 +200,13 @@ export class KvStore {
         for (const l of this.leaseListeners) l({ type: 'ended', id: cmd.id });
         return { ok: true, type: 'leaseRevoke', revision: this.revision };
       }
+      case 'sessionOpen':
+        return { ok: true, type: 'sessionOpen', id: this.sessions.open(cmd.ttlMs), ttlMs: cmd.ttlMs };
+      case 'sessionClose':
+      case 'sessionExpire':
+        // Ending a session that already ended (a close racing an expiry) is harmless.
+        this.sessions.end(cmd.id, cmd.type === 'sessionClose' ? 'closed' : 'expired');
+        return { ok: true, type: 'sessionClose' };
     }
   }
 
@@ -395,7 +417,8 @@ export class KvStore {
         nextLeaseId: this.nextLeaseId,
         kvs: [...this.kvs.values()].map((kv) => [kv.key, b64(kv.value), kv.createRevision, kv.modRevision, kv.version, kv.lease]),
         leases: [...this.leases.values()].map((l) => [l.id, l.ttlMs]),
-        sessions: [...this.sessions].map(([id, s]) => [id, s.seq, sessionResultToJson(s.result)]),
+        sessions: [...this.legacySessions].map(([id, s]) => [id, s.seq, resultToJson(s.result)]),
+        exactlyOnce: this.sessions.toJson(),
       }),
     );
   }
@@ -409,13 +432,15 @@ export class KvStore {
       kvs: [string, string, number, number, number, number][];
       leases: [number, number][];
       sessions: [string, number, unknown][];
+      /** Absent in snapshots from before sessions. */
+      exactlyOnce?: unknown;
     };
     if (s.v !== 1) throw new Error(`snapshot: unsupported format ${s.v}`);
     const ended = [...this.leases.keys()];
     this.kvs.clear();
     this.queues.clear();
     this.leases.clear();
-    this.sessions.clear();
+    this.legacySessions.clear();
     this.revision = s.revision;
     this.appliedIndex = s.appliedIndex;
     this.nextLeaseId = s.nextLeaseId;
@@ -426,7 +451,8 @@ export class KvStore {
       this.enqueue(kv);
       if (lease !== 0) this.leases.get(lease)?.keys.add(key);
     }
-    for (const [id, seq, result] of s.sessions) this.sessions.set(id, { seq, result: sessionResultFromJson(result) });
+    for (const [id, seq, result] of s.sessions) this.legacySessions.set(id, { seq, result: resultFromJson(result) });
+    this.sessions.restore(s.exactlyOnce);
     // History before the snapshot is gone: watches must start after it.
     this.history = [];
     this.historyStart = 0;
@@ -532,39 +558,4 @@ function compareHolds(kv: KeyValue | null, c: Compare): boolean {
     case 'LESS':
       return cmp < 0;
   }
-}
-
-// Session results are cached for retries; they go into snapshots so a retry after a
-// snapshot install still gets the original answer.
-function sessionResultToJson(r: CommandResult): unknown {
-  if (r.ok && r.type === 'txn') {
-    return {
-      ...r,
-      compared: [...r.compared].map(([k, v]) => [k, v && kvToJson(v)]),
-      responses: r.responses.map((x) => (x.type === 'get' ? { ...x, kv: x.kv && kvToJson(x.kv) } : x)),
-    };
-  }
-  return r;
-}
-
-function sessionResultFromJson(j: unknown): CommandResult {
-  const r = j as CommandResult & { compared?: [string, unknown][]; responses?: unknown[] };
-  if (r.ok && r.type === 'txn') {
-    const raw = j as { compared: [string, unknown][]; responses: { type: string; kv?: unknown }[] };
-    return {
-      ...r,
-      compared: new Map(raw.compared.map(([k, v]) => [k, v ? kvFromJson(v) : null])),
-      responses: raw.responses.map((x) => (x.type === 'get' ? { ...x, kv: x.kv ? kvFromJson(x.kv) : null } : x)) as OpResult[],
-    };
-  }
-  return r;
-}
-
-function kvToJson(kv: KeyValue): unknown {
-  return { ...kv, value: Buffer.from(kv.value).toString('base64') };
-}
-
-function kvFromJson(j: unknown): KeyValue {
-  const o = j as KeyValue & { value: string };
-  return { ...o, value: new Uint8Array(Buffer.from(o.value, 'base64')) };
 }

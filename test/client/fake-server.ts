@@ -14,8 +14,19 @@ export interface FakeNode {
 export async function startFakeNode(handlers: Handlers): Promise<FakeNode> {
   const api = loadPublicApi().leaderd.v1;
   const server = new grpc.Server();
+  let sessions = 0;
+  // Every LeaderdClient write first opens a session; a test that does not care gets one.
+  const withSessions: Handlers = {
+    ...handlers,
+    KV: {
+      OpenSession: (_c: unknown, cb: grpc.sendUnaryData<object>) => cb(null, { session: ++sessions, ttlMs: 60_000 }),
+      KeepAliveSession: (c: grpc.ServerUnaryCall<{ session: number }, object>, cb: grpc.sendUnaryData<object>) =>
+        cb(null, { session: c.request.session, ttlMs: 60_000 }),
+      ...handlers.KV,
+    },
+  };
   for (const name of ['Cluster', 'KV', 'Lease', 'Election', 'Lock'] as const) {
-    const impl = handlers[name];
+    const impl = withSessions[name];
     if (impl) server.addService(api[name].service, impl);
   }
   const port = await new Promise<number>((res, rej) =>

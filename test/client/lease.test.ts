@@ -153,7 +153,8 @@ describe('LeaseHandle', () => {
     const broken = await leaseNode({ ttlMs: 600, endStreams: true });
     const good = await leaseNode({ ttlMs: 600 });
     nodes.push(broken.node, good.node);
-    const lease = await clientFor([good.node.endpoint, broken.node.endpoint], clock).lease(600);
+    // Round robin: the session opens on the broken node, the Grant on the good one, the first stream on the broken one.
+    const lease = await clientFor([broken.node.endpoint, good.node.endpoint], clock).lease(600);
     clock.t = 100;
     // The first stream may have gone to either node (sent at t=0); every later request, on
     // the good node, is sent at t=100.

@@ -48,7 +48,7 @@ describe('retry classification', () => {
   });
 });
 
-type PutReq = { key: string; clientId: string; seq: number };
+type PutReq = { key: string; session: number; seq: number; firstIncomplete: number };
 
 describe('LeaderdClient retries against real gRPC servers', () => {
   const nodes: FakeNode[] = [];
@@ -58,9 +58,13 @@ describe('LeaderdClient retries against real gRPC servers', () => {
     for (const n of nodes.splice(0)) await n.stop();
   });
 
+  let sessionsOpened = 0;
   async function node(kv: grpc.UntypedServiceImplementation, leaderAddress = () => ''): Promise<FakeNode> {
     const n = await startFakeNode({
-      KV: kv,
+      KV: {
+        OpenSession: (_c: unknown, cb: grpc.sendUnaryData<object>) => cb(null, { session: 100 + ++sessionsOpened, ttlMs: 60_000 }),
+        ...kv,
+      },
       Cluster: {
         GetLeader: (_c: unknown, cb: grpc.sendUnaryData<object>) => cb(null, { leaderId: 'x', leaderAddress: leaderAddress(), term: 1 }),
       },
@@ -74,56 +78,89 @@ describe('LeaderdClient retries against real gRPC servers', () => {
     return c;
   }
 
-  it('re-sends a write whose outcome was unknown with the same client_id and seq, and a new write with the next seq', async () => {
+  it('re-sends a write whose outcome was unknown with the same session and seq, and a new write with the next seq', async () => {
     const seen: PutReq[] = [];
     const n = await node({
       Put: (call: grpc.ServerUnaryCall<PutReq, object>, cb: grpc.sendUnaryData<object>) => {
-        seen.push({ key: call.request.key, clientId: call.request.clientId, seq: call.request.seq });
+        const { key, session, seq, firstIncomplete } = call.request;
+        seen.push({ key, session, seq, firstIncomplete });
         if (seen.length === 1) cb(failure(S.UNAVAILABLE, 'lost quorum', { 'leaderd-outcome': 'unknown' }));
         else cb(null, { revision: 10 + seen.length });
       },
     });
     const c = client([n.endpoint]);
+    const opened = sessionsOpened;
     expect(await c.put('k', 'v')).toEqual({ revision: 12 });
     expect(await c.put('k2', 'v')).toEqual({ revision: 13 });
     expect(seen.length).toBe(3);
-    expect(seen[0]!.clientId.startsWith(`${c.clientId}:`)).toBe(true);
+    expect(sessionsOpened - opened).toBe(1);
+    expect(seen[0]!.session).toBe(100 + sessionsOpened);
     expect(seen[1]).toEqual(seen[0]);
     expect(seen[2]!.seq).toBeGreaterThan(seen[0]!.seq);
+    // The first write's answer was seen: the next one says so.
+    expect(seen[2]!.firstIncomplete).toBe(seen[2]!.seq);
   });
 
-  it('never has two writes outstanding on one client_id, so the server sees each session in seq order', async () => {
+  it('runs concurrent writes in one session, each with its own seq, and first_incomplete never passes a write still waiting', async () => {
     const seen: PutReq[] = [];
-    const outstanding = new Set<string>();
-    let overlaps = 0;
+    const waiting = new Set<number>();
+    let violations = 0;
     const n = await node({
       Put: (call: grpc.ServerUnaryCall<PutReq, object>, cb: grpc.sendUnaryData<object>) => {
-        const id = call.request.clientId;
-        if (outstanding.has(id)) overlaps++;
-        outstanding.add(id);
-        seen.push({ key: call.request.key, clientId: id, seq: call.request.seq });
-        setTimeout(() => (outstanding.delete(id), cb(null, { revision: seen.length })), (seen.length * 7) % 30);
+        const r = call.request;
+        for (const q of waiting) if (r.firstIncomplete > q) violations++;
+        waiting.add(r.seq);
+        seen.push({ key: r.key, session: r.session, seq: r.seq, firstIncomplete: r.firstIncomplete });
+        setTimeout(() => (waiting.delete(r.seq), cb(null, { revision: seen.length })), (seen.length * 7) % 30);
       },
     });
     const c = client([n.endpoint]);
     await Promise.all(Array.from({ length: 20 }, (_, i) => c.put(`k${i}`, 'v')));
     await Promise.all(Array.from({ length: 20 }, (_, i) => c.put(`again${i}`, 'v')));
-    const bySession = new Map<string, number[]>();
-    for (const r of seen) bySession.set(r.clientId, [...(bySession.get(r.clientId) ?? []), r.seq]);
-    expect(overlaps).toBe(0);
-    expect(bySession.size).toBeGreaterThan(1);
-    for (const seqs of bySession.values()) for (let i = 1; i < seqs.length; i++) expect(seqs[i]!).toBeGreaterThan(seqs[i - 1]!);
+    expect(violations).toBe(0);
+    expect(new Set(seen.map((r) => r.session)).size).toBe(1);
+    expect(new Set(seen.map((r) => r.seq)).size).toBe(40);
+    for (const r of seen) expect(r.firstIncomplete).toBeLessThanOrEqual(r.seq);
+    // Once the first 20 were answered, the server may drop their answers.
+    expect(Math.min(...seen.slice(20).map((r) => r.firstIncomplete))).toBeGreaterThan(20);
+  });
+
+  it('after session-expired it opens a new session and sends the write there, unless an earlier attempt may have applied it', async () => {
+    const seen: PutReq[] = [];
+    let unknownFirst = false;
+    const n = await node({
+      Put: (call: grpc.ServerUnaryCall<PutReq, object>, cb: grpc.sendUnaryData<object>) => {
+        const r = call.request;
+        seen.push({ key: r.key, session: r.session, seq: r.seq, firstIncomplete: r.firstIncomplete });
+        if (unknownFirst && seen.length === 1) return cb(failure(S.UNAVAILABLE, 'lost quorum', { 'leaderd-outcome': 'unknown' }));
+        if (r.session === 100 + sessionsOpened && sessionsOpened % 2 === 1)
+          return cb(toStatus(new ApiError('session-expired', `session ${r.session} has ended`)));
+        cb(null, { revision: 1 });
+      },
+    });
+    const c = client([n.endpoint]);
+    // The first session (odd) has ended: refused, then sent in the next (even) one.
+    expect(await c.put('k', 'v')).toEqual({ revision: 1 });
+    expect(seen.map((r) => r.session)).toEqual([seen[0]!.session, seen[0]!.session + 1]);
+    expect(seen[1]!.seq).toBe(1);
+    // Now an attempt whose outcome is unknown comes first: the refusal is final, outcome unknown.
+    seen.length = 0;
+    unknownFirst = true;
+    const c2 = client([n.endpoint]);
+    const err = await c2.put('k', 'v').catch((e: unknown) => e);
+    expect(err).toMatchObject({ kind: 'session-expired', outcome: 'unknown', retryable: false });
+    expect(new Set(seen.map((r) => r.session)).size).toBe(1);
   });
 
   it('moves to another endpoint after a not-leader refusal and throws non-retryable errors at once', async () => {
     let refusals = 0;
     let invalids = 0;
-    const follower = await node({
-      Put: (_c: unknown, cb: grpc.sendUnaryData<object>) => {
-        refusals++;
-        cb(toStatus(new ApiError('not-leader', 'not leader', 'not-applied')));
-      },
-    });
+    const refuse = (_c: unknown, cb: grpc.sendUnaryData<object>) => {
+      refusals++;
+      cb(toStatus(new ApiError('not-leader', 'not leader', 'not-applied')));
+    };
+    // The first call (opening the session) goes to the follower, the first endpoint.
+    const follower = await node({ OpenSession: refuse, Put: refuse });
     const leader = await node({
       Put: (call: grpc.ServerUnaryCall<PutReq, object>, cb: grpc.sendUnaryData<object>) => {
         if (call.request.key === 'bad') {

@@ -1,12 +1,13 @@
-// Guarantees at the edges, on real leaderd processes: the reserved keys of Election and
-// Lock cannot be written around (issue 7, scenario 5) and every service speaks the one
-// error contract (scenario 9).
+// Guarantees at the edges, on real leaderd processes: a restarted client neither loses
+// nor repeats a write (issue 7, scenario 1), the reserved keys of Election and Lock cannot
+// be written around (scenario 5), and every service speaks the one error contract
+// (scenario 9).
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LeaderdClient, type LockHandle } from '../../src/client/leaderd-client.js';
 import { loadPublicApi } from '../../src/transport/protos.js';
 import type { ClusterClient as GrpcCluster } from '../../src/gen/leaderd/v1/Cluster.js';
-import { LocalCluster } from './cluster.js';
+import { LocalCluster, waitFor } from './cluster.js';
 import { api, call, outcomeOf, type Api } from './api.js';
 
 let cluster: LocalCluster;
@@ -16,8 +17,8 @@ const clients: LeaderdClient[] = [];
 const enc = (s: string) => Buffer.from(s);
 const labelOf = (err: unknown) => (err as grpc.ServiceError).metadata?.get('leaderd-error')[0]?.toString();
 
-function client(): LeaderdClient {
-  const c = new LeaderdClient({ endpoints: cluster.endpoints() });
+function client(opts: { clientId?: string } = {}): LeaderdClient {
+  const c = new LeaderdClient({ endpoints: cluster.endpoints(), ...opts });
   clients.push(c);
   return c;
 }
@@ -37,6 +38,81 @@ afterAll(async () => {
   for (const c of clients.splice(0)) c.close();
   raw?.close();
   await cluster?.stop();
+});
+
+describe('exactly-once writes across a client restart (scenario 1)', () => {
+  const read = async (key: string) =>
+    call<{ found: boolean; value: Buffer; version: number; modRevision: number }>((o, cb) => raw.kv.Get({ key }, o, cb));
+
+  it('a client restarted with the same clientId: its next put applies (it used to be acknowledged and dropped)', async () => {
+    const before = client({ clientId: 'billing-worker' });
+    const first = await before.put('balance', '100');
+    before.close();
+    const after = client({ clientId: 'billing-worker' });
+    const second = await after.put('balance', '500');
+    expect(second.revision).toBeGreaterThan(first.revision);
+    const got = await read('balance');
+    expect(got.value.toString()).toBe('500');
+    expect(got.modRevision).toBe(second.revision);
+  });
+
+  it('two writes before the restart: every write after it applies (they used to fail with "already applied")', async () => {
+    const before = client({ clientId: 'two-writes' });
+    await before.put('tw', 'a');
+    await before.put('tw', 'b');
+    before.close();
+    const after = client({ clientId: 'two-writes' });
+    for (const v of ['c', 'd', 'e']) await after.put('tw', v);
+    const got = await read('tw');
+    expect(got.value.toString()).toBe('e');
+    expect(got.version).toBe(5);
+  });
+
+  it('a late retry of a write whose session ended is refused (session-expired, not-applied) and never applies twice', async () => {
+    const { session } = await call<{ session: number }>((o, cb) => raw.kv.OpenSession({ ttlMs: 10_000, label: 'late' }, o, cb));
+    const put = (value: string) =>
+      call<{ revision: number }>((o, cb) => raw.kv.Put({ key: 'late', value: enc(value), session, seq: 1, firstIncomplete: 1 }, o, cb));
+    const first = await put('1');
+    // A retry while the session lives gets the first answer.
+    expect((await put('1')).revision).toBe(first.revision);
+    await call((o, cb) => raw.kv.CloseSession({ session }, o, cb));
+    for (const v of ['1', '2']) {
+      const err = await put(v).then(
+        () => null,
+        (e: grpc.ServiceError) => e,
+      );
+      expect(err?.code, err?.details).toBe(grpc.status.FAILED_PRECONDITION);
+      expect(labelOf(err)).toBe('session-expired');
+      expect(outcomeOf(err)).toBe('not-applied');
+    }
+    const got = await read('late');
+    expect(got.version).toBe(1);
+    expect(got.modRevision).toBe(first.revision);
+  });
+
+  it('the leader expires an idle session through the log; its writes are refused from then on', async () => {
+    const { session } = await call<{ session: number }>((o, cb) => raw.kv.OpenSession({ ttlMs: 500, label: 'idle' }, o, cb));
+    await call((o, cb) => raw.kv.Put({ key: 'idle', value: enc('1'), session, seq: 1, firstIncomplete: 1 }, o, cb));
+    // The expiry is the leader's decision, logged when it proposes it; nothing here
+    // touches the session meanwhile (a retry would renew it).
+    const leaderLog = cluster.spec(leaderId).logPath;
+    const { readFileSync } = await import('node:fs');
+    await waitFor(
+      'the leader to expire the session',
+      () =>
+        readFileSync(leaderLog, 'utf8')
+          .split('\n')
+          .some((l) => l.includes('session expired') && l.includes(`"session":${session}`)) || undefined,
+    );
+    const err = await call((o, cb) => raw.kv.Put({ key: 'idle', value: enc('2'), session, seq: 2, firstIncomplete: 2 }, o, cb)).then(
+      () => null,
+      (e: grpc.ServiceError) => e,
+    );
+    expect(labelOf(err)).toBe('session-expired');
+    const ka = await call<{ ttlMs: number }>((o, cb) => raw.kv.KeepAliveSession({ session }, o, cb));
+    expect(ka.ttlMs).toBe(0);
+    expect((await read('idle')).version).toBe(1);
+  });
 });
 
 describe('reserved keys (scenario 5)', () => {

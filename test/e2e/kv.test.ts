@@ -116,16 +116,40 @@ describe('KV over a real cluster', () => {
     expect(after.revision).toBe(before.revision);
   });
 
-  it('a retried write with the same client id and sequence is applied once', async () => {
-    const first = await call<{ revision: number }>((o, cb) =>
-      followerApi.kv.Put({ key: 'once', value: enc('1'), clientId: 'c1', seq: 1 }, o, cb),
+  it('a retried write with the same session and seq is applied once; a bare client_id is refused, not deduplicated', async () => {
+    // Re-sending the same (session, seq) after UNAVAILABLE (a leader change on a loaded
+    // machine) is exactly what sessions make safe.
+    const again = async <T>(f: () => Promise<T>): Promise<T> => {
+      for (let i = 0; ; i++) {
+        try {
+          return await f();
+        } catch (err) {
+          if ((err as grpc.ServiceError).code !== grpc.status.UNAVAILABLE || i >= 20) throw err;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+    };
+    const { session } = await again(() => call<{ session: number }>((o, cb) => followerApi.kv.OpenSession({ ttlMs: 10_000 }, o, cb)));
+    expect(session).toBeGreaterThan(0);
+    const first = await again(() =>
+      call<{ revision: number }>((o, cb) =>
+        followerApi.kv.Put({ key: 'once', value: enc('1'), session, seq: 1, firstIncomplete: 1 }, o, cb),
+      ),
     );
-    const retry = await call<{ revision: number }>((o, cb) =>
-      leaderApi.kv.Put({ key: 'once', value: enc('1'), clientId: 'c1', seq: 1 }, o, cb),
+    const retry = await again(() =>
+      call<{ revision: number }>((o, cb) => leaderApi.kv.Put({ key: 'once', value: enc('1'), session, seq: 1, firstIncomplete: 1 }, o, cb)),
     );
     expect(retry.revision).toBe(first.revision);
     const got = await call<{ version: number }>((o, cb) => leaderApi.kv.Get({ key: 'once' }, o, cb));
     expect(got.version).toBe(1);
+    const legacy = await call((o, cb) => leaderApi.kv.Put({ key: 'once', value: enc('2'), clientId: 'c1', seq: 1 }, o, cb)).then(
+      () => null,
+      (e: grpc.ServiceError) => e,
+    );
+    expect(legacy?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(legacy?.details).toMatch(/client_id is no longer supported.*session/);
+    expect(outcomeOf(legacy)).toBe('not-applied');
+    expect((await call<{ version: number }>((o, cb) => leaderApi.kv.Get({ key: 'once' }, o, cb))).version).toBe(1);
   });
 
   it('watch delivers every change under a prefix from a start revision, in order', async () => {

@@ -91,7 +91,7 @@ describe('KvStore', () => {
     expect(apply(s, { type: 'leaseRevoke', id: g.id })).toMatchObject({ ok: false, error: 'lease-not-found' });
   });
 
-  it('applies a (client, seq) once: a retry gets the first answer, an older seq is refused', () => {
+  it('replays a log entry of the retired client-id scheme as it applied then: a retry gets the first answer, an older seq is refused', () => {
     const s = new KvStore();
     const apply = applier();
     const put = (seq: number, v: string) => apply(s, { cmd: { type: 'put', key: 'k', value: enc(v), lease: 0 }, clientId: 'c', seq });
@@ -146,6 +146,8 @@ describe('KvStore', () => {
         fc.record({ type: fc.constant('delete' as const), key: fc.constantFrom(...keys, 'a'), prefix: fc.boolean() }),
         fc.record({ type: fc.constant('leaseGrant' as const), ttlMs: fc.constantFrom(500, 1000) }),
         fc.record({ type: fc.constant('leaseExpire' as const), id: fc.constantFrom(1, 2) }),
+        fc.record({ type: fc.constant('sessionOpen' as const), ttlMs: fc.constant(1000) }),
+        fc.record({ type: fc.constantFrom('sessionExpire' as const, 'sessionClose' as const), id: fc.constantFrom(1, 2, 3) }),
         fc.record({
           type: fc.constant('txn' as const),
           compare: fc.array(
@@ -175,6 +177,9 @@ describe('KvStore', () => {
         fc.oneof(
           fc.constant({ cmd } as Envelope),
           fc.record({ cmd: fc.constant(cmd as Command), clientId: fc.constantFrom('p', 'q'), seq: fc.integer({ min: 1, max: 6 }) }),
+          fc
+            .record({ id: fc.constantFrom(1, 2, 3), seq: fc.integer({ min: 1, max: 6 }), firstIncomplete: fc.nat(6) })
+            .map((t) => ({ cmd: cmd as Command, session: { ...t, firstIncomplete: Math.min(t.firstIncomplete, t.seq) } })),
         ),
       );
     fc.assert(
@@ -208,9 +213,16 @@ describe('KvStore', () => {
         success: [{ type: 'put', key: 'k', value: enc('w'), lease: 3 }],
         failure: [{ type: 'get', key: 'k' }],
       },
-      clientId: 'c',
-      seq: 4,
+      session: { id: 7, seq: 4, firstIncomplete: 2 },
     };
     expect(decodeCommand(encodeCommand(env))).toEqual(env);
+    const legacy: Envelope = { cmd: { type: 'put', key: 'k', value: enc('v'), lease: 0 }, clientId: 'c', seq: 4 };
+    expect(decodeCommand(encodeCommand(legacy))).toEqual(legacy);
+    for (const cmd of [
+      { type: 'sessionOpen', ttlMs: 5000 },
+      { type: 'sessionClose', id: 3 },
+      { type: 'sessionExpire', id: 4 },
+    ] as const)
+      expect(decodeCommand(encodeCommand({ cmd }))).toEqual({ cmd });
   });
 });

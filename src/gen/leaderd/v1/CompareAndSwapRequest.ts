@@ -12,6 +12,8 @@ export interface CompareAndSwapRequest {
   'lease'?: (number | string | Long);
   'clientId'?: (string);
   'seq'?: (number | string | Long);
+  'session'?: (number | string | Long);
+  'firstIncomplete'?: (number | string | Long);
   'expect'?: "expectedValue"|"expectAbsent"|"expectedModRevision";
 }
 
@@ -24,5 +26,7 @@ export interface CompareAndSwapRequest__Output {
   'lease': (number);
   'clientId': (string);
   'seq': (number);
+  'session': (number);
+  'firstIncomplete': (number);
   'expect'?: "expectedValue"|"expectAbsent"|"expectedModRevision";
 }

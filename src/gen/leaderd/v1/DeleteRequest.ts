@@ -8,6 +8,8 @@ export interface DeleteRequest {
   'prefix'?: (boolean);
   'clientId'?: (string);
   'seq'?: (number | string | Long);
+  'session'?: (number | string | Long);
+  'firstIncomplete'?: (number | string | Long);
 }
 
 export interface DeleteRequest__Output {
@@ -15,4 +17,6 @@ export interface DeleteRequest__Output {
   'prefix': (boolean);
   'clientId': (string);
   'seq': (number);
+  'session': (number);
+  'firstIncomplete': (number);
 }

@@ -3,12 +3,18 @@
 
 import type * as grpc from '@grpc/grpc-js'
 import type { MethodDefinition } from '@grpc/proto-loader'
+import type { CloseSessionRequest as _leaderd_v1_CloseSessionRequest, CloseSessionRequest__Output as _leaderd_v1_CloseSessionRequest__Output } from '../../leaderd/v1/CloseSessionRequest.js';
+import type { CloseSessionResponse as _leaderd_v1_CloseSessionResponse, CloseSessionResponse__Output as _leaderd_v1_CloseSessionResponse__Output } from '../../leaderd/v1/CloseSessionResponse.js';
 import type { CompareAndSwapRequest as _leaderd_v1_CompareAndSwapRequest, CompareAndSwapRequest__Output as _leaderd_v1_CompareAndSwapRequest__Output } from '../../leaderd/v1/CompareAndSwapRequest.js';
 import type { CompareAndSwapResponse as _leaderd_v1_CompareAndSwapResponse, CompareAndSwapResponse__Output as _leaderd_v1_CompareAndSwapResponse__Output } from '../../leaderd/v1/CompareAndSwapResponse.js';
 import type { DeleteRequest as _leaderd_v1_DeleteRequest, DeleteRequest__Output as _leaderd_v1_DeleteRequest__Output } from '../../leaderd/v1/DeleteRequest.js';
 import type { DeleteResponse as _leaderd_v1_DeleteResponse, DeleteResponse__Output as _leaderd_v1_DeleteResponse__Output } from '../../leaderd/v1/DeleteResponse.js';
 import type { GetRequest as _leaderd_v1_GetRequest, GetRequest__Output as _leaderd_v1_GetRequest__Output } from '../../leaderd/v1/GetRequest.js';
 import type { GetResponse as _leaderd_v1_GetResponse, GetResponse__Output as _leaderd_v1_GetResponse__Output } from '../../leaderd/v1/GetResponse.js';
+import type { KeepAliveSessionRequest as _leaderd_v1_KeepAliveSessionRequest, KeepAliveSessionRequest__Output as _leaderd_v1_KeepAliveSessionRequest__Output } from '../../leaderd/v1/KeepAliveSessionRequest.js';
+import type { KeepAliveSessionResponse as _leaderd_v1_KeepAliveSessionResponse, KeepAliveSessionResponse__Output as _leaderd_v1_KeepAliveSessionResponse__Output } from '../../leaderd/v1/KeepAliveSessionResponse.js';
+import type { OpenSessionRequest as _leaderd_v1_OpenSessionRequest, OpenSessionRequest__Output as _leaderd_v1_OpenSessionRequest__Output } from '../../leaderd/v1/OpenSessionRequest.js';
+import type { OpenSessionResponse as _leaderd_v1_OpenSessionResponse, OpenSessionResponse__Output as _leaderd_v1_OpenSessionResponse__Output } from '../../leaderd/v1/OpenSessionResponse.js';
 import type { PutRequest as _leaderd_v1_PutRequest, PutRequest__Output as _leaderd_v1_PutRequest__Output } from '../../leaderd/v1/PutRequest.js';
 import type { PutResponse as _leaderd_v1_PutResponse, PutResponse__Output as _leaderd_v1_PutResponse__Output } from '../../leaderd/v1/PutResponse.js';
 import type { RangeRequest as _leaderd_v1_RangeRequest, RangeRequest__Output as _leaderd_v1_RangeRequest__Output } from '../../leaderd/v1/RangeRequest.js';
@@ -19,6 +25,15 @@ import type { WatchRequest as _leaderd_v1_WatchRequest, WatchRequest__Output as 
 import type { WatchResponse as _leaderd_v1_WatchResponse, WatchResponse__Output as _leaderd_v1_WatchResponse__Output } from '../../leaderd/v1/WatchResponse.js';
 
 export interface KVClient extends grpc.Client {
+  CloseSession(argument: _leaderd_v1_CloseSessionRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_CloseSessionResponse__Output>): grpc.ClientUnaryCall;
+  CloseSession(argument: _leaderd_v1_CloseSessionRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_leaderd_v1_CloseSessionResponse__Output>): grpc.ClientUnaryCall;
+  CloseSession(argument: _leaderd_v1_CloseSessionRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_CloseSessionResponse__Output>): grpc.ClientUnaryCall;
+  CloseSession(argument: _leaderd_v1_CloseSessionRequest, callback: grpc.requestCallback<_leaderd_v1_CloseSessionResponse__Output>): grpc.ClientUnaryCall;
+  closeSession(argument: _leaderd_v1_CloseSessionRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_CloseSessionResponse__Output>): grpc.ClientUnaryCall;
+  closeSession(argument: _leaderd_v1_CloseSessionRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_leaderd_v1_CloseSessionResponse__Output>): grpc.ClientUnaryCall;
+  closeSession(argument: _leaderd_v1_CloseSessionRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_CloseSessionResponse__Output>): grpc.ClientUnaryCall;
+  closeSession(argument: _leaderd_v1_CloseSessionRequest, callback: grpc.requestCallback<_leaderd_v1_CloseSessionResponse__Output>): grpc.ClientUnaryCall;
+  
   CompareAndSwap(argument: _leaderd_v1_CompareAndSwapRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_CompareAndSwapResponse__Output>): grpc.ClientUnaryCall;
   CompareAndSwap(argument: _leaderd_v1_CompareAndSwapRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_leaderd_v1_CompareAndSwapResponse__Output>): grpc.ClientUnaryCall;
   CompareAndSwap(argument: _leaderd_v1_CompareAndSwapRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_CompareAndSwapResponse__Output>): grpc.ClientUnaryCall;
@@ -45,6 +60,24 @@ export interface KVClient extends grpc.Client {
   get(argument: _leaderd_v1_GetRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_leaderd_v1_GetResponse__Output>): grpc.ClientUnaryCall;
   get(argument: _leaderd_v1_GetRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_GetResponse__Output>): grpc.ClientUnaryCall;
   get(argument: _leaderd_v1_GetRequest, callback: grpc.requestCallback<_leaderd_v1_GetResponse__Output>): grpc.ClientUnaryCall;
+  
+  KeepAliveSession(argument: _leaderd_v1_KeepAliveSessionRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_KeepAliveSessionResponse__Output>): grpc.ClientUnaryCall;
+  KeepAliveSession(argument: _leaderd_v1_KeepAliveSessionRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_leaderd_v1_KeepAliveSessionResponse__Output>): grpc.ClientUnaryCall;
+  KeepAliveSession(argument: _leaderd_v1_KeepAliveSessionRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_KeepAliveSessionResponse__Output>): grpc.ClientUnaryCall;
+  KeepAliveSession(argument: _leaderd_v1_KeepAliveSessionRequest, callback: grpc.requestCallback<_leaderd_v1_KeepAliveSessionResponse__Output>): grpc.ClientUnaryCall;
+  keepAliveSession(argument: _leaderd_v1_KeepAliveSessionRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_KeepAliveSessionResponse__Output>): grpc.ClientUnaryCall;
+  keepAliveSession(argument: _leaderd_v1_KeepAliveSessionRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_leaderd_v1_KeepAliveSessionResponse__Output>): grpc.ClientUnaryCall;
+  keepAliveSession(argument: _leaderd_v1_KeepAliveSessionRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_KeepAliveSessionResponse__Output>): grpc.ClientUnaryCall;
+  keepAliveSession(argument: _leaderd_v1_KeepAliveSessionRequest, callback: grpc.requestCallback<_leaderd_v1_KeepAliveSessionResponse__Output>): grpc.ClientUnaryCall;
+  
+  OpenSession(argument: _leaderd_v1_OpenSessionRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_OpenSessionResponse__Output>): grpc.ClientUnaryCall;
+  OpenSession(argument: _leaderd_v1_OpenSessionRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_leaderd_v1_OpenSessionResponse__Output>): grpc.ClientUnaryCall;
+  OpenSession(argument: _leaderd_v1_OpenSessionRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_OpenSessionResponse__Output>): grpc.ClientUnaryCall;
+  OpenSession(argument: _leaderd_v1_OpenSessionRequest, callback: grpc.requestCallback<_leaderd_v1_OpenSessionResponse__Output>): grpc.ClientUnaryCall;
+  openSession(argument: _leaderd_v1_OpenSessionRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_OpenSessionResponse__Output>): grpc.ClientUnaryCall;
+  openSession(argument: _leaderd_v1_OpenSessionRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_leaderd_v1_OpenSessionResponse__Output>): grpc.ClientUnaryCall;
+  openSession(argument: _leaderd_v1_OpenSessionRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_OpenSessionResponse__Output>): grpc.ClientUnaryCall;
+  openSession(argument: _leaderd_v1_OpenSessionRequest, callback: grpc.requestCallback<_leaderd_v1_OpenSessionResponse__Output>): grpc.ClientUnaryCall;
   
   Put(argument: _leaderd_v1_PutRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_PutResponse__Output>): grpc.ClientUnaryCall;
   Put(argument: _leaderd_v1_PutRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_leaderd_v1_PutResponse__Output>): grpc.ClientUnaryCall;
@@ -81,11 +114,17 @@ export interface KVClient extends grpc.Client {
 }
 
 export interface KVHandlers extends grpc.UntypedServiceImplementation {
+  CloseSession: grpc.handleUnaryCall<_leaderd_v1_CloseSessionRequest__Output, _leaderd_v1_CloseSessionResponse>;
+  
   CompareAndSwap: grpc.handleUnaryCall<_leaderd_v1_CompareAndSwapRequest__Output, _leaderd_v1_CompareAndSwapResponse>;
   
   Delete: grpc.handleUnaryCall<_leaderd_v1_DeleteRequest__Output, _leaderd_v1_DeleteResponse>;
   
   Get: grpc.handleUnaryCall<_leaderd_v1_GetRequest__Output, _leaderd_v1_GetResponse>;
+  
+  KeepAliveSession: grpc.handleUnaryCall<_leaderd_v1_KeepAliveSessionRequest__Output, _leaderd_v1_KeepAliveSessionResponse>;
+  
+  OpenSession: grpc.handleUnaryCall<_leaderd_v1_OpenSessionRequest__Output, _leaderd_v1_OpenSessionResponse>;
   
   Put: grpc.handleUnaryCall<_leaderd_v1_PutRequest__Output, _leaderd_v1_PutResponse>;
   
@@ -98,9 +137,12 @@ export interface KVHandlers extends grpc.UntypedServiceImplementation {
 }
 
 export interface KVDefinition extends grpc.ServiceDefinition {
+  CloseSession: MethodDefinition<_leaderd_v1_CloseSessionRequest, _leaderd_v1_CloseSessionResponse, _leaderd_v1_CloseSessionRequest__Output, _leaderd_v1_CloseSessionResponse__Output>
   CompareAndSwap: MethodDefinition<_leaderd_v1_CompareAndSwapRequest, _leaderd_v1_CompareAndSwapResponse, _leaderd_v1_CompareAndSwapRequest__Output, _leaderd_v1_CompareAndSwapResponse__Output>
   Delete: MethodDefinition<_leaderd_v1_DeleteRequest, _leaderd_v1_DeleteResponse, _leaderd_v1_DeleteRequest__Output, _leaderd_v1_DeleteResponse__Output>
   Get: MethodDefinition<_leaderd_v1_GetRequest, _leaderd_v1_GetResponse, _leaderd_v1_GetRequest__Output, _leaderd_v1_GetResponse__Output>
+  KeepAliveSession: MethodDefinition<_leaderd_v1_KeepAliveSessionRequest, _leaderd_v1_KeepAliveSessionResponse, _leaderd_v1_KeepAliveSessionRequest__Output, _leaderd_v1_KeepAliveSessionResponse__Output>
+  OpenSession: MethodDefinition<_leaderd_v1_OpenSessionRequest, _leaderd_v1_OpenSessionResponse, _leaderd_v1_OpenSessionRequest__Output, _leaderd_v1_OpenSessionResponse__Output>
   Put: MethodDefinition<_leaderd_v1_PutRequest, _leaderd_v1_PutResponse, _leaderd_v1_PutRequest__Output, _leaderd_v1_PutResponse__Output>
   Range: MethodDefinition<_leaderd_v1_RangeRequest, _leaderd_v1_RangeResponse, _leaderd_v1_RangeRequest__Output, _leaderd_v1_RangeResponse__Output>
   Txn: MethodDefinition<_leaderd_v1_TxnRequest, _leaderd_v1_TxnResponse, _leaderd_v1_TxnRequest__Output, _leaderd_v1_TxnResponse__Output>

@@ -7,10 +7,14 @@ export interface LeaseGrantRequest {
   'ttlMs'?: (number | string | Long);
   'clientId'?: (string);
   'seq'?: (number | string | Long);
+  'session'?: (number | string | Long);
+  'firstIncomplete'?: (number | string | Long);
 }
 
 export interface LeaseGrantRequest__Output {
   'ttlMs': (number);
   'clientId': (string);
   'seq': (number);
+  'session': (number);
+  'firstIncomplete': (number);
 }

@@ -9,6 +9,8 @@ export interface PutRequest {
   'lease'?: (number | string | Long);
   'clientId'?: (string);
   'seq'?: (number | string | Long);
+  'session'?: (number | string | Long);
+  'firstIncomplete'?: (number | string | Long);
 }
 
 export interface PutRequest__Output {
@@ -17,4 +19,6 @@ export interface PutRequest__Output {
   'lease': (number);
   'clientId': (string);
   'seq': (number);
+  'session': (number);
+  'firstIncomplete': (number);
 }

@@ -11,6 +11,8 @@ export interface TxnRequest {
   'failure'?: (_leaderd_v1_RequestOp)[];
   'clientId'?: (string);
   'seq'?: (number | string | Long);
+  'session'?: (number | string | Long);
+  'firstIncomplete'?: (number | string | Long);
 }
 
 export interface TxnRequest__Output {
@@ -19,4 +21,6 @@ export interface TxnRequest__Output {
   'failure': (_leaderd_v1_RequestOp__Output)[];
   'clientId': (string);
   'seq': (number);
+  'session': (number);
+  'firstIncomplete': (number);
 }
