@@ -11,7 +11,7 @@ function examples(c: Command, lines: string[]): Command {
   return c.addHelpText('after', `\nExamples:\n${lines.map((l) => `  ${l}`).join('\n')}`);
 }
 
-/** Adds get, put, del, cas, txn, lease ..., election, lock (inspection) to `program`. */
+/** Adds get, put, del, cas, txn, lease ..., election, lock and elect to `program`. */
 export function addCoordinationCommands(program: Command, clientOptions: (c: Command) => Command): void {
   const base64 = (c: Command) => c.option('--base64', 'values in and out as base64 instead of UTF-8 text');
 
@@ -124,10 +124,35 @@ export function addCoordinationCommands(program: Command, clientOptions: (c: Com
     ['leaderd election billing-primary', 'leaderd election billing-primary --json'],
   ).action(async (name: string, o: Opts) => (await lease()).runInspect('election', name, o));
 
+  const holder = () => import('./run-as-holder.js');
   examples(
     clientOptions(
-      program.command('lock').argument('<name>').description('who holds lock <name> (its fencing token) and who waits, in order'),
+      program
+        .command('lock')
+        .argument('<name>')
+        .argument('[command...]', 'run this while holding the lock (after --)')
+        .description('run a command while holding lock <name>; without a command, show who holds it and who waits')
+        .option('--ttl-ms <ms>', 'TTL of the lease behind the lock (default 5000)')
+        .option('--grace-ms <ms>', 'the command gets SIGTERM this long before the lease could expire, SIGKILL at half (default TTL/4)'),
     ),
-    ['leaderd lock nightly-report'],
-  ).action(async (name: string, o: Opts) => (await lease()).runInspect('lock', name, o));
+    [
+      'leaderd lock nightly-report -- ./report.sh --full   # LEADERD_TOKEN holds the fencing token',
+      'leaderd lock nightly-report                         # holder and waiters',
+    ],
+  ).action(async (name: string, command: string[], o: Opts) =>
+    command.length === 0 ? (await lease()).runInspect('lock', name, o) : (await holder()).exitWithCommand('lock', name, command, o),
+  );
+  examples(
+    clientOptions(
+      program
+        .command('elect')
+        .argument('<name>')
+        .argument('<command...>', 'run this while leading (after --)')
+        .description('campaign in election <name> and run a command while leading it')
+        .option('--value <v>', "this candidate's value, shown to observers (default: host:pid)")
+        .option('--ttl-ms <ms>', 'TTL of the lease behind the leadership (default 5000)')
+        .option('--grace-ms <ms>', 'the command gets SIGTERM this long before the lease could expire, SIGKILL at half (default TTL/4)'),
+    ),
+    ['leaderd elect billing-primary --value host-a -- node primary.js'],
+  ).action(async (name: string, command: string[], o: Opts) => (await holder()).exitWithCommand('elect', name, command, o));
 }
