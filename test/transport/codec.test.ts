@@ -234,19 +234,56 @@ describe('codec', () => {
     expect(fromWire(hostile)).toBeInstanceOf(ValidationError);
   });
 
-  it('protobuf bytes that are not a valid frame never reach the core as a message', () => {
+  it('random protobuf bytes are refused; the rare decodable one is a well-formed frame that round-trips', () => {
+    const outcomes = { threw: 0, refused: 0, hello: 0, message: 0 };
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 200 }), (raw) => {
         let decoded: unknown;
         try {
           decoded = stream.requestDeserialize(Buffer.from(raw));
         } catch {
-          return; // grpc-js turns a deserialization failure into a call error
+          outcomes.threw++; // grpc-js turns a deserialization failure into a call error
+          return;
         }
         const got = parseFrame(decoded);
-        expect(got instanceof ValidationError || got.kind === 'hello' || got.kind === 'message').toBe(true);
+        if (got instanceof ValidationError) {
+          outcomes.refused++;
+          return;
+        }
+        outcomes[got.kind]++;
+        // Whatever is accepted is exactly what a valid sender would have produced.
+        expect(parseFrame(overTheWire(got.kind === 'hello' ? helloToWire(got.hello) : toWire(got.message)))).toEqual(got);
+        if (got.kind === 'message') {
+          const m = got.message;
+          expect([m.clusterId, m.from, m.to].every((s) => typeof s === 'string' && s.length > 0)).toBe(true);
+          expect(Number.isSafeInteger(m.term) && m.term >= 0).toBe(true);
+        }
       }),
-      { numRuns: 2000 },
+      { numRuns: 2000, seed: 20260112 },
+    );
+    // With this seed, every input is refused one way or the other: random bytes do not
+    // make a frame with a cluster id, both ends and a body.
+    expect(outcomes).toEqual({ threw: expect.any(Number), refused: expect.any(Number), hello: 0, message: 0 });
+    expect(outcomes.threw + outcomes.refused).toBe(2000);
+    expect(outcomes.threw).toBeGreaterThan(0);
+    expect(outcomes.refused).toBeGreaterThan(0);
+  });
+
+  it('every strict prefix of a valid frame is refused: a truncated frame never reaches the core', () => {
+    fc.assert(
+      fc.property(message, (m) => {
+        const bytes = stream.requestSerialize(toWire(m) as never);
+        for (let len = 0; len < bytes.length; len++) {
+          let decoded: unknown;
+          try {
+            decoded = stream.requestDeserialize(bytes.subarray(0, len));
+          } catch {
+            continue;
+          }
+          expect(fromWire(decoded), `prefix of ${len}/${bytes.length} bytes of a ${m.type}`).toBeInstanceOf(ValidationError);
+        }
+      }),
+      { numRuns: 300 },
     );
   });
 });
