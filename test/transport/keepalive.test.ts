@@ -15,10 +15,13 @@ const def = protoLoader.loadSync(['leaderd/raft/v1/raft.proto'], {
 });
 const api = grpc.loadPackageDefinition(def);
 const server = new grpc.Server({ 'grpc.keepalive_permit_without_calls': 1 });
+let streams = 0;
 server.addService(api.leaderd.raft.v1.Peer.service, {
   Stream(call) {
+    const stream = ++streams;
     call.once('data', () => call.write({ hello: { clusterId: 'test-cluster', nodeId: 'n2', peerAddress: '', clientAddress: 'frozen:1' } }));
-    call.on('data', (env) => { if (env.message) process.stdout.write('msg\\n'); });
+    // One line per message: the stream it came on and the heartbeat round it carries.
+    call.on('data', (env) => { if (env.message) process.stdout.write('msg ' + stream + ' ' + env.message.app.round + '\\n'); });
     call.on('end', () => call.end());
   },
 });
@@ -92,8 +95,19 @@ describe('GrpcTransport keepalive', () => {
       expect(detectedMs).toBeLessThan(6 * keepaliveMs + 500);
 
       out = '';
+      // Heartbeats written before the freeze sit in the kernel's buffers and reach the
+      // peer the moment it thaws, on the dead stream. Only a message sent after the thaw,
+      // on a stream opened after the old one was declared lost, shows a reconnect.
+      const thawRound = round;
       process.kill(proc.pid, 'SIGCONT');
-      await waitFor('messages flow again after the peer thaws', () => out.includes('msg'), 5000);
+      const received = () => [...out.matchAll(/msg (\d+) (\d+)/g)].map((m) => ({ stream: Number(m[1]), round: Number(m[2]) }));
+      await waitFor(
+        'a message sent after the thaw arrives on a new stream',
+        () => received().some((r) => r.stream > 1 && r.round >= thawRound),
+        5000,
+      );
+      // Nothing sent after the thaw went down the old stream.
+      expect(received().filter((r) => r.stream === 1 && r.round >= thawRound)).toEqual([]);
     } finally {
       clearInterval(ticker);
     }
