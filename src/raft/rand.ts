@@ -1,5 +1,6 @@
-// The only source of randomness the core sees (STYLE.md principle 2): a seeded PRNG,
-// so a simulator run is a pure function of its seed.
+// The only source of randomness the core sees: the core is a pure, deterministic state
+// machine, so its randomness must be injected. A seeded PRNG makes a simulator run a pure
+// function of its seed, which is what lets any failing run be replayed exactly.
 import { uniformInt } from 'pure-rand/distribution/uniformInt';
 import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
 import type { Random } from './types.js';

@@ -24,7 +24,9 @@
 // a suffix could drop an entry this node acknowledged, which a leader may already have
 // counted towards a commit (Raft paper §5.4; thesis §3.8 on persisted state).
 //
-// Failure policy: a failed write is fail-stop (see STYLE.md, etcd-io/raft storage.go).
+// Failure policy: a failed write is fail-stop, as in etcd-io/raft (storage.go): after a
+// failed write the disk may hold less than the core was told, and retrying could persist
+// a later write over a hole.
 // After any rejected persist/compact/putMeta every later call rejects too; the node must
 // stop rather than carry on with a memory view that may disagree with the disk.
 
