@@ -34,30 +34,12 @@
 //   log id                  the entries on the node's disk and its snapshot
 import { readFileSync, writeFileSync } from 'node:fs';
 import { RaftNode } from '../../src/raft/raft.js';
-import { seededRandom } from '../../src/raft/rand.js';
+import { CLUSTER, config, type Disk } from './harness.js';
 import { decodeConfChange } from '../../src/raft/conf-change.js';
-import type {
-  ConfChangeOp,
-  ConfState,
-  Entry,
-  HardState,
-  Message,
-  NodeId,
-  RaftConfig,
-  RaftEvent,
-  Ready,
-  Snapshot,
-} from '../../src/raft/types.js';
+import type { ConfChangeOp, ConfState, Entry, Message, NodeId, RaftConfig, RaftEvent, Ready, Snapshot } from '../../src/raft/types.js';
 
-const CLUSTER = 'interaction';
 const dec = new TextDecoder();
 const enc = new TextEncoder();
-
-interface Disk {
-  hardState: HardState;
-  snapshot: Snapshot | null;
-  entries: Entry[];
-}
 
 export interface Step {
   readonly line: number;
@@ -316,20 +298,9 @@ class Interaction {
       this.disks.set(id, { hardState: { term: 0, votedFor: null, commit: 0 }, snapshot: null, entries: [] });
     }
     const disk = this.disks.get(id)!;
-    const cfg: RaftConfig = {
-      id,
-      clusterId: CLUSTER,
-      heartbeatTick: 1,
-      electionTick: 10,
-      leaseDriftTicks: 2,
-      leaseReads: true,
-      maxInflight: 64,
-      maxMsgBytes: 1 << 20,
-      snapshotChunkBytes: 1 << 16,
-      // Every node draws the same election timeouts: scripts decide who campaigns.
-      random: seededRandom(Number(id.replace(/\D/g, '')) || 1),
-      ...this.over,
-    };
+    // Each node's election timeouts come from a seed fixed by its id: a script's output
+    // never changes from one run to the next.
+    const cfg = config(id, Number(id.replace(/\D/g, '')) || 1, this.over);
     this.nodes.set(
       id,
       new RaftNode(cfg, {
