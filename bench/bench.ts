@@ -278,7 +278,7 @@ async function restarts(c: BenchCluster, n: number): Promise<Stats | undefined> 
     const target = await c.appliedIndex(leaderNow);
     const t0 = performance.now();
     c.restart(follower);
-    const caught = await pollUntil(async () => ((await c.appliedIndex(follower)) >= target ? true : undefined), STEADY_LIMIT_MS, 5);
+    const caught = await pollUntil(async () => ((await c.appliedIndex(follower, true)) >= target ? true : undefined), STEADY_LIMIT_MS, 5);
     if (!caught) throw new Error(`${c.label}: ${follower} did not catch up within ${STEADY_LIMIT_MS} ms of its restart`);
     times.push(caught.at - t0);
     console.log(`  restart ${follower} -> caught up (index ${target}) in ${(caught.at - t0).toFixed(0)} ms`);

@@ -20,6 +20,26 @@ export interface KvTarget {
   close(): void;
 }
 
+/**
+ * Both systems' clients reconnect within 20-100 ms of a member coming back. grpc-js's
+ * default (1 s, growing to 120 s) would add up to seconds to "restart -> caught up" and
+ * to rejoin times, and that would be the client's delay, not the server's.
+ */
+const CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  'grpc.initial_reconnect_backoff_ms': 20,
+  'grpc.max_reconnect_backoff_ms': 100,
+};
+
+/** What a leaderd node says of itself (Cluster.GetStatus). */
+export interface LeaderdStatus {
+  readonly nodeId: string;
+  readonly role: string;
+  readonly term: number;
+  readonly leaderId: string;
+  readonly commitIndex: number;
+  readonly appliedIndex: number;
+}
+
 type Unary = (req: unknown, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: unknown) => void) => void;
 
 function call<T>(client: grpc.Client, method: string, req: unknown, timeoutMs: number): Promise<T> {
@@ -30,10 +50,14 @@ function call<T>(client: grpc.Client, method: string, req: unknown, timeoutMs: n
 }
 
 /** A leaderd node, or the echo server that speaks the same API. */
-export function leaderdTarget(endpoint: string): KvTarget {
+export interface LeaderdTarget extends KvTarget {
+  status(timeoutMs?: number): Promise<LeaderdStatus>;
+}
+
+export function leaderdTarget(endpoint: string): LeaderdTarget {
   const v1 = loadPublicApi().leaderd.v1;
   const creds = grpc.credentials.createInsecure();
-  const kv = new v1.KV(endpoint, creds);
+  const kv = new v1.KV(endpoint, creds, CHANNEL_OPTIONS);
   // Same channel for both services: one connection per target, as for etcd.
   const cluster = new v1.Cluster(endpoint, creds, { channelOverride: kv.getChannel() });
   return {
@@ -46,6 +70,9 @@ export function leaderdTarget(endpoint: string): KvTarget {
     },
     async leaderQuery(timeoutMs = 10_000) {
       await call(cluster, 'GetLeader', {}, timeoutMs);
+    },
+    status(timeoutMs = 1000) {
+      return call<LeaderdStatus>(cluster, 'GetStatus', {}, timeoutMs);
     },
     close() {
       cluster.close();
@@ -93,7 +120,7 @@ export interface EtcdTarget extends KvTarget {
 export function etcdTarget(endpoint: string): EtcdTarget {
   const api = loadEtcdApi().etcdserverpb;
   const creds = grpc.credentials.createInsecure();
-  const kv = new api.KV(endpoint, creds);
+  const kv = new api.KV(endpoint, creds, CHANNEL_OPTIONS);
   const maint = new api.Maintenance(endpoint, creds, { channelOverride: kv.getChannel() });
   return {
     async put(key, value, timeoutMs = 10_000) {

@@ -5,8 +5,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ClusterClient } from '../src/client/cluster-client.js';
-import { etcdTarget, leaderdTarget, type EtcdTarget, type KvTarget } from './clients.js';
+import { etcdTarget, leaderdTarget, type EtcdTarget, type KvTarget, type LeaderdTarget } from './clients.js';
 import { freePort, waitFor } from './procs.js';
 
 export interface Timing {
@@ -33,8 +32,13 @@ export interface BenchCluster {
   agreed(among: readonly string[], not?: string): Promise<Agreement | undefined>;
   /** One poll: every member runs, agrees on one leader, and has applied the same index. */
   whole(): Promise<Agreement | undefined>;
-  /** Index applied by `member`'s state machine. */
-  appliedIndex(member: string): Promise<number>;
+  /**
+   * Index applied by `member`'s state machine. `fresh`: ask over a new connection, not a
+   * cached channel: a channel to a member that was just killed waits out grpc-js's
+   * reconnect backoff (about 1 s) after the member is back, which would be measured as
+   * the member's own restart time.
+   */
+  appliedIndex(member: string, fresh?: boolean): Promise<number>;
   /** leaderd only: the member's /metrics URL. */
   metricsUrl?(member: string): string;
   kill(member: string): Promise<void>;
@@ -86,8 +90,7 @@ export class LeaderdCluster implements BenchCluster {
   readonly label: string;
   private readonly procs = new Procs();
   private readonly ports = new Map<string, { peer: number; client: number; metrics: number }>();
-  private readonly targets = new Map<string, KvTarget>();
-  private readonly status: ClusterClient;
+  private readonly targets = new Map<string, LeaderdTarget>();
 
   private constructor(
     private readonly root: string,
@@ -97,10 +100,6 @@ export class LeaderdCluster implements BenchCluster {
   ) {
     for (const [n, p] of ports) this.ports.set(n, p);
     this.label = `leaderd ${timing.heartbeatMs}/${timing.electionMs}`;
-    this.status = new ClusterClient(
-      this.members.map((m) => this.endpoint(m)),
-      { timeoutMs: 1000 },
-    );
   }
 
   static async create(root: string, timing: Timing, env: NodeJS.ProcessEnv = process.env): Promise<LeaderdCluster> {
@@ -149,14 +148,18 @@ export class LeaderdCluster implements BenchCluster {
     return this.procs.procs.get(m)?.pid;
   }
 
-  target(m: string): KvTarget {
+  target(m: string): LeaderdTarget {
     let t = this.targets.get(m);
     if (!t) this.targets.set(m, (t = leaderdTarget(this.endpoint(m))));
     return t;
   }
 
+  private status(m: string) {
+    return this.target(m).status(1000);
+  }
+
   async agreed(among: readonly string[], not?: string): Promise<Agreement | undefined> {
-    const st = await Promise.all(among.map((m) => this.status.getStatus(this.endpoint(m))));
+    const st = await Promise.all(among.map((m) => this.status(m)));
     const first = st[0]!;
     if (first.leaderId === '' || first.leaderId === not || !among.includes(first.leaderId)) return undefined;
     if (!st.every((s) => s.leaderId === first.leaderId && s.term === first.term)) return undefined;
@@ -168,13 +171,19 @@ export class LeaderdCluster implements BenchCluster {
     if (this.running().length !== this.members.length) return undefined;
     const a = await this.agreed(this.members);
     if (!a) return undefined;
-    const st = await Promise.all(this.members.map((m) => this.status.getStatus(this.endpoint(m))));
+    const st = await Promise.all(this.members.map((m) => this.status(m)));
     const commit = st.find((s) => s.nodeId === a.leader)!.commitIndex;
     return st.every((s) => s.appliedIndex >= commit && s.term === a.term) ? a : undefined;
   }
 
-  async appliedIndex(m: string): Promise<number> {
-    return (await this.status.getStatus(this.endpoint(m))).appliedIndex;
+  async appliedIndex(m: string, fresh = false): Promise<number> {
+    if (!fresh) return (await this.status(m)).appliedIndex;
+    const once = leaderdTarget(this.endpoint(m));
+    try {
+      return (await once.status(1000)).appliedIndex;
+    } finally {
+      once.close();
+    }
   }
 
   kill(m: string): Promise<void> {
@@ -184,7 +193,6 @@ export class LeaderdCluster implements BenchCluster {
   async stop(keep = false): Promise<void> {
     for (const t of this.targets.values()) t.close();
     this.targets.clear();
-    this.status.close();
     // A V8 CPU profile is written only at a clean exit.
     await this.procs.killAll(this.env['LEADERD_NODE_ARGS']?.includes('--cpu-prof') ? 'SIGTERM' : 'SIGKILL');
     if (!keep) rmSync(this.root, { recursive: true, force: true });
@@ -293,8 +301,14 @@ export class EtcdCluster implements BenchCluster {
     return st.every((s) => s.raftAppliedIndex === st[0]!.raftAppliedIndex) ? a : undefined;
   }
 
-  async appliedIndex(m: string): Promise<number> {
-    return Number((await this.statusOf(m)).raftAppliedIndex);
+  async appliedIndex(m: string, fresh = false): Promise<number> {
+    if (!fresh) return Number((await this.statusOf(m)).raftAppliedIndex);
+    const once = etcdTarget(`127.0.0.1:${this.ports.get(m)!.client}`);
+    try {
+      return Number((await once.status(1000)).raftAppliedIndex);
+    } finally {
+      once.close();
+    }
   }
 
   kill(m: string): Promise<void> {
