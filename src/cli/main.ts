@@ -48,6 +48,7 @@ const startCommand = program
   .option('--heartbeat-ms <ms>', `leader heartbeat interval (default: ${DEFAULTS['heartbeat-ms']})`)
   .option('--election-timeout-ms <ms>', `minimum election timeout, randomized up to 2x (default: ${DEFAULTS['election-timeout-ms']})`)
   .option('--log-level <level>', `fatal, error, warn, info, debug, trace or silent (default: ${DEFAULTS['log-level']})`)
+  .option('--join', 'on an empty data dir: join an existing cluster (reached through --peers) instead of bootstrapping one')
   .option('--listen-metrics <host:port>', 'serve Prometheus /metrics, /healthz and /readyz over HTTP here (default: off)');
 for (const [flag, { field, help }] of Object.entries(LIMIT_FLAGS))
   startCommand.option(`--${flag} <n>`, `${help} (default: ${DEFAULT_LIMITS[field]})`);
@@ -69,6 +70,7 @@ startCommand.action(async (o: Record<string, string | undefined>) => {
     ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((f) => [f.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), f])),
   };
   for (const [k, name] of Object.entries(map)) if (o[k] !== undefined) flags[name] = o[k]!;
+  if ((o as { join?: unknown }).join === true) flags['join'] = 'true';
   await (await start()).runStart({ ...flags, ...(o.config ? { config: o.config } : {}) });
 });
 

@@ -64,6 +64,7 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
       peers: cfg.peers,
       heartbeatMs: cfg.heartbeatMs,
       electionTimeoutMs: cfg.electionTimeoutMs,
+      join: cfg.join,
       logger: log,
       stateMachine: store,
       ...(metrics ? { observer: metrics } : {}),

@@ -2,6 +2,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { MessageTypeDefinition } from '@grpc/proto-loader';
 
+import type { AddMemberRequest as _leaderd_v1_AddMemberRequest, AddMemberRequest__Output as _leaderd_v1_AddMemberRequest__Output } from './leaderd/v1/AddMemberRequest.js';
 import type { ClusterClient as _leaderd_v1_ClusterClient, ClusterDefinition as _leaderd_v1_ClusterDefinition } from './leaderd/v1/Cluster.js';
 import type { GetLeaderRequest as _leaderd_v1_GetLeaderRequest, GetLeaderRequest__Output as _leaderd_v1_GetLeaderRequest__Output } from './leaderd/v1/GetLeaderRequest.js';
 import type { GetStatusRequest as _leaderd_v1_GetStatusRequest, GetStatusRequest__Output as _leaderd_v1_GetStatusRequest__Output } from './leaderd/v1/GetStatusRequest.js';
@@ -9,8 +10,11 @@ import type { LeaderInfo as _leaderd_v1_LeaderInfo, LeaderInfo__Output as _leade
 import type { ListMembersRequest as _leaderd_v1_ListMembersRequest, ListMembersRequest__Output as _leaderd_v1_ListMembersRequest__Output } from './leaderd/v1/ListMembersRequest.js';
 import type { ListMembersResponse as _leaderd_v1_ListMembersResponse, ListMembersResponse__Output as _leaderd_v1_ListMembersResponse__Output } from './leaderd/v1/ListMembersResponse.js';
 import type { Member as _leaderd_v1_Member, Member__Output as _leaderd_v1_Member__Output } from './leaderd/v1/Member.js';
+import type { MemberChangeResponse as _leaderd_v1_MemberChangeResponse, MemberChangeResponse__Output as _leaderd_v1_MemberChangeResponse__Output } from './leaderd/v1/MemberChangeResponse.js';
 import type { NodeStatus as _leaderd_v1_NodeStatus, NodeStatus__Output as _leaderd_v1_NodeStatus__Output } from './leaderd/v1/NodeStatus.js';
+import type { PromoteMemberRequest as _leaderd_v1_PromoteMemberRequest, PromoteMemberRequest__Output as _leaderd_v1_PromoteMemberRequest__Output } from './leaderd/v1/PromoteMemberRequest.js';
 import type { RefusedPeer as _leaderd_v1_RefusedPeer, RefusedPeer__Output as _leaderd_v1_RefusedPeer__Output } from './leaderd/v1/RefusedPeer.js';
+import type { RemoveMemberRequest as _leaderd_v1_RemoveMemberRequest, RemoveMemberRequest__Output as _leaderd_v1_RemoveMemberRequest__Output } from './leaderd/v1/RemoveMemberRequest.js';
 import type { TransferLeaderRequest as _leaderd_v1_TransferLeaderRequest, TransferLeaderRequest__Output as _leaderd_v1_TransferLeaderRequest__Output } from './leaderd/v1/TransferLeaderRequest.js';
 import type { TransferLeaderResponse as _leaderd_v1_TransferLeaderResponse, TransferLeaderResponse__Output as _leaderd_v1_TransferLeaderResponse__Output } from './leaderd/v1/TransferLeaderResponse.js';
 import type { WatchLeaderRequest as _leaderd_v1_WatchLeaderRequest, WatchLeaderRequest__Output as _leaderd_v1_WatchLeaderRequest__Output } from './leaderd/v1/WatchLeaderRequest.js';
@@ -22,6 +26,7 @@ type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> 
 export interface ProtoGrpcType {
   leaderd: {
     v1: {
+      AddMemberRequest: MessageTypeDefinition<_leaderd_v1_AddMemberRequest, _leaderd_v1_AddMemberRequest__Output>
       Cluster: SubtypeConstructor<typeof grpc.Client, _leaderd_v1_ClusterClient> & { service: _leaderd_v1_ClusterDefinition }
       GetLeaderRequest: MessageTypeDefinition<_leaderd_v1_GetLeaderRequest, _leaderd_v1_GetLeaderRequest__Output>
       GetStatusRequest: MessageTypeDefinition<_leaderd_v1_GetStatusRequest, _leaderd_v1_GetStatusRequest__Output>
@@ -29,8 +34,11 @@ export interface ProtoGrpcType {
       ListMembersRequest: MessageTypeDefinition<_leaderd_v1_ListMembersRequest, _leaderd_v1_ListMembersRequest__Output>
       ListMembersResponse: MessageTypeDefinition<_leaderd_v1_ListMembersResponse, _leaderd_v1_ListMembersResponse__Output>
       Member: MessageTypeDefinition<_leaderd_v1_Member, _leaderd_v1_Member__Output>
+      MemberChangeResponse: MessageTypeDefinition<_leaderd_v1_MemberChangeResponse, _leaderd_v1_MemberChangeResponse__Output>
       NodeStatus: MessageTypeDefinition<_leaderd_v1_NodeStatus, _leaderd_v1_NodeStatus__Output>
+      PromoteMemberRequest: MessageTypeDefinition<_leaderd_v1_PromoteMemberRequest, _leaderd_v1_PromoteMemberRequest__Output>
       RefusedPeer: MessageTypeDefinition<_leaderd_v1_RefusedPeer, _leaderd_v1_RefusedPeer__Output>
+      RemoveMemberRequest: MessageTypeDefinition<_leaderd_v1_RemoveMemberRequest, _leaderd_v1_RemoveMemberRequest__Output>
       TransferLeaderRequest: MessageTypeDefinition<_leaderd_v1_TransferLeaderRequest, _leaderd_v1_TransferLeaderRequest__Output>
       TransferLeaderResponse: MessageTypeDefinition<_leaderd_v1_TransferLeaderResponse, _leaderd_v1_TransferLeaderResponse__Output>
       WatchLeaderRequest: MessageTypeDefinition<_leaderd_v1_WatchLeaderRequest, _leaderd_v1_WatchLeaderRequest__Output>

@@ -25,6 +25,8 @@ export interface StartConfig {
   readonly listenMetrics: string | null;
   /** Request and resource limits (DEFAULT_LIMITS, with the --max-* / --grant-timeout-ms flags applied). */
   readonly limits: Limits;
+  /** On a new data dir: join an existing cluster instead of bootstrapping one (--join). */
+  readonly join: boolean;
 }
 
 /** The settings a flag or config file key may carry; keys are the flag names without "--". */
@@ -42,6 +44,7 @@ export const SETTINGS = [
   'log-level',
   'listen-metrics',
   ...(Object.keys(LIMIT_FLAGS) as LimitFlag[]),
+  'join',
 ] as const;
 export type SettingName = (typeof SETTINGS)[number];
 export type RawSettings = Partial<Record<SettingName, string | number>>;
@@ -159,6 +162,8 @@ export function resolveStartConfig(flags: RawSettings, file: RawSettings = {}): 
   const logLevel = get('log-level')!;
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got '${logLevel}'`);
   const dataDir = get('data-dir') ?? `data/${id}`;
+  const joinRaw = get('join');
+  if (joinRaw !== undefined && !['true', 'false'].includes(joinRaw)) throw new ConfigError(`join must be true or false, got '${joinRaw}'`);
   const metricsRaw = get('listen-metrics');
   const listenMetrics = metricsRaw === undefined || metricsRaw === '' ? null : parseAddress(metricsRaw, '--listen-metrics');
   if (listenMetrics !== null && (listenMetrics === listenPeer || listenMetrics === listenClient))
@@ -185,5 +190,6 @@ export function resolveStartConfig(flags: RawSettings, file: RawSettings = {}): 
     electionTimeoutMs,
     logLevel,
     listenMetrics,
+    join: joinRaw === 'true',
   };
 }

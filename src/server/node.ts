@@ -19,7 +19,7 @@ import { seededRandom } from '../raft/rand.js';
 import { newBasicStatus } from '../raft/raw-node.js';
 import { callStateMachine, describeFailStop } from './fail-stop.js';
 import { decodeConfChange } from '../raft/conf-change.js';
-import type { ConfChange, Entry, NodeId, ProposeResult, RaftConfig, RaftEvent, Ready, SoftState } from '../raft/types.js';
+import type { ConfChange, Entry, NodeId, ProposeResult, RaftConfig, RaftEvent, Ready, Snapshot, SoftState } from '../raft/types.js';
 import { LevelStorage } from '../storage/leveldb-storage.js';
 import { checkIdentity, writeIdentity } from '../storage/identity.js';
 import { GrpcTransport } from '../transport/grpc-transport.js';
@@ -34,6 +34,7 @@ import {
   decodeBootstrap,
   decodeMemberContext,
   encodeBootstrap,
+  encodeMemberContext,
   frameSnapshot,
   unframeSnapshot,
   type Bootstrap,
@@ -148,6 +149,12 @@ export interface RuntimeOptions {
 export interface NodeOptions extends RuntimeOptions {
   readonly dataDir: string;
   readonly listenPeer: string;
+  /**
+   * On a new data dir: join an existing cluster instead of bootstrapping one. The node
+   * then takes its membership from the leader that adds it (Cluster.AddMember); --peers
+   * only tells it whom to accept until then. Ignored on an existing data dir.
+   */
+  readonly join?: boolean;
 }
 
 /** Already-built parts to run a node on (LeaderdNode.fromParts). The node owns them from then on. */
@@ -341,7 +348,7 @@ export class LeaderdNode {
       // The bootstrap membership is persisted the same way: later --peers only supply addresses.
       initialMeta: new Map([
         [INCARNATION_META, utf8.encode(randomBytes(16).toString('hex'))],
-        [BOOTSTRAP_META, encodeBootstrap({ join: false, members: opts.peers })],
+        [BOOTSTRAP_META, encodeBootstrap({ join: opts.join ?? false, members: opts.peers })],
       ]),
     });
     if (!known) writeIdentity(opts.dataDir, identity);
@@ -540,6 +547,91 @@ export class LeaderdNode {
     return done;
   }
 
+  // -------------------------------------------------------------------------
+  // Membership changes, one member at a time (thesis §4.1; the core enforces one
+  // uncommitted change and an entry of the leader's own term first)
+
+  /**
+   * Add a member: as a learner (it receives the log but neither votes nor counts toward
+   * a commit), then, unless `learner`, promoted to voter once it has caught up with the
+   * commit index, so adding it never stalls commits while it copies the log (§4.2.1).
+   * Its record (addresses) travels in the change's context.
+   */
+  async addMember(
+    id: NodeId,
+    rec: { peerAddress: string; clientAddress: string },
+    learner: boolean,
+    signal?: AbortSignal,
+  ): Promise<MemberView[]> {
+    this.requireLeader();
+    // A member that joins on an empty data dir takes its membership from a snapshot
+    // (its own bootstrap record says "join"): compact first, so the log it is sent
+    // starts after the configuration it needs instead of at index 1.
+    await this.snapshotNow();
+    const context = encodeMemberContext({ peerAddress: rec.peerAddress, clientAddress: rec.clientAddress, incarnation: '' });
+    await this.awaitProposal(this.raft.proposeConfChange({ op: 'addLearner', nodeId: id, context }), signal);
+    if (!learner) {
+      const target = this.raft.status().commitIndex;
+      while (!(signal?.aborted ?? false)) {
+        this.requireLeader();
+        const pr = this.raft.status().progress?.get(id);
+        if (pr !== undefined && pr.matchIndex >= target) break;
+        await sleepOn(this.time, 20);
+      }
+      if (signal?.aborted)
+        throw new NodeError('timeout', `${id} was added as a learner but did not catch up before the deadline`, 'unknown');
+      await this.awaitProposal(this.raft.proposeConfChange({ op: 'promoteLearner', nodeId: id }), signal);
+    }
+    return this.members();
+  }
+
+  async removeMember(id: NodeId, signal?: AbortSignal): Promise<MemberView[]> {
+    this.requireLeader();
+    await this.awaitProposal(this.raft.proposeConfChange({ op: 'removeVoter', nodeId: id }), signal);
+    return this.members();
+  }
+
+  async promoteMember(id: NodeId, signal?: AbortSignal): Promise<MemberView[]> {
+    this.requireLeader();
+    await this.awaitProposal(this.raft.proposeConfChange({ op: 'promoteLearner', nodeId: id }), signal);
+    return this.members();
+  }
+
+  private requireLeader(): void {
+    if (this.stopped) throw new NodeError('stopped', 'node is stopped');
+    this.clock.catchUp();
+    const s = this.raft.softState();
+    if (s.role !== 'leader')
+      throw new NodeError('not-leader', `not the leader (leader: ${s.leaderId ?? 'unknown'})`, 'not-applied', s.leaderId);
+  }
+
+  /**
+   * The core forgets the log up to `applied` (the state machine must be exactly there).
+   * The member records travel with the state machine's snapshot: a member that installs
+   * it learns them as one replaying the log would.
+   */
+  private compactAt(applied: number): Snapshot | null {
+    return this.raft.compact(
+      applied,
+      frameSnapshot(
+        this.registry.encode(),
+        callStateMachine('snapshot', applied, () => this.sm.snapshot()),
+      ),
+    );
+  }
+
+  /** Snapshot and compact now, between Ready batches (the state machine is then exactly at the core's applied index). */
+  private async snapshotNow(): Promise<void> {
+    for (let i = 0; this.processing && i < 500; i++) await sleepOn(this.time, 2);
+    if (this.processing || this.stopped) return;
+    const applied = this.raft.status().appliedIndex;
+    const snapshot = this.compactAt(applied);
+    if (snapshot) {
+      this.lastSnapshotIndex = applied;
+      await this.storage.compact(snapshot);
+    }
+  }
+
   /** A linearizable read barrier (ReadIndex or lease): resolves once this node has applied everything committed before the call. */
   async readBarrier(signal?: AbortSignal): Promise<void> {
     this.clock.catchUp();
@@ -723,15 +815,7 @@ export class LeaderdNode {
   private async maybeSnapshot(applied: number): Promise<void> {
     if (applied - this.lastSnapshotIndex < (this.opts.snapshotEntries ?? 10_000)) return;
     const t0 = this.time.now();
-    // The member records travel with the state machine's snapshot (a member that installs
-    // it learns them as one replaying the log would).
-    const snapshot = this.raft.compact(
-      applied,
-      frameSnapshot(
-        this.registry.encode(),
-        callStateMachine('snapshot', applied, () => this.sm.snapshot()),
-      ),
-    );
+    const snapshot = this.compactAt(applied);
     if (snapshot) {
       await this.storage.compact(snapshot);
       this.obs?.snapshotTaken(snapshot.data.byteLength, (this.time.now() - t0) / 1000);
@@ -871,6 +955,11 @@ export class LeaderdNode {
       if (addr) peers.set(id, addr);
     }
     peers.delete(this.id);
+    // Not (or not yet) a member, as after --join: the bootstrap list is who may reach us
+    // (the leader that adds this node) until a snapshot brings the configuration.
+    if (!conf.voters.includes(this.id) && !conf.learners.includes(this.id)) {
+      for (const [id, addr] of this.bootstrap.members) if (id !== this.id && !peers.has(id)) peers.set(id, addr);
+    }
     this.transport.setPeers(peers);
   }
 

@@ -8,7 +8,8 @@ import type { Logger } from 'pino';
 import type { ClusterHandlers } from '../gen/leaderd/v1/Cluster.js';
 import type { LeaderInfo } from '../gen/leaderd/v1/LeaderInfo.js';
 import { loadDefinition, loadPublicApi } from '../transport/protos.js';
-import type { LeaderdNode, LeaderView } from './node.js';
+import { NodeError, type LeaderdNode, type LeaderView } from './node.js';
+import { parseAddress, parseId } from './config.js';
 import type { CoordinationService } from './coordination.js';
 import { DEFAULT_LIMITS } from './limits.js';
 import { VERSION } from '../version.js';
@@ -21,6 +22,31 @@ function toLeaderInfo(l: LeaderView): LeaderInfo {
 }
 
 /** The gRPC status for an error thrown by the node: the one error contract (src/api/errors.ts). */
+/** A membership change waits at most until the call's deadline (60 s without one). */
+function deadlineSignal(deadline: grpc.Deadline): AbortSignal {
+  const at = deadline instanceof Date ? deadline.getTime() : deadline;
+  const ms = Number.isFinite(at) ? Math.max(0, at - Date.now()) : 60_000;
+  return AbortSignal.timeout(Math.min(ms, 600_000));
+}
+
+function memberIdProblem(id: string): string | null {
+  try {
+    parseId(id, 'id');
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+function addressProblem(address: string, what: string): string | null {
+  try {
+    parseAddress(address, what);
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
 export function statusFor(err: unknown): grpc.StatusObject {
   return toStatus(err);
 }
@@ -71,6 +97,32 @@ export class PublicServer {
         node
           .transferLeadership(call.request.targetId || undefined)
           .then((l) => cb(null, { leader: toLeaderInfo(l) }))
+          .catch((err) => cb(statusFor(err)));
+      },
+      AddMember: (call, cb) => {
+        const r = call.request;
+        const bad =
+          memberIdProblem(r.id) ?? addressProblem(r.peerAddress, 'peer_address') ?? addressProblem(r.clientAddress, 'client_address');
+        if (bad !== null) return cb(statusFor(new NodeError('invalid', bad)));
+        node
+          .addMember(r.id, { peerAddress: r.peerAddress, clientAddress: r.clientAddress }, r.learner, deadlineSignal(call.getDeadline()))
+          .then((members) => cb(null, { members }))
+          .catch((err) => cb(statusFor(err)));
+      },
+      RemoveMember: (call, cb) => {
+        const bad = memberIdProblem(call.request.id);
+        if (bad !== null) return cb(statusFor(new NodeError('invalid', bad)));
+        node
+          .removeMember(call.request.id, deadlineSignal(call.getDeadline()))
+          .then((members) => cb(null, { members }))
+          .catch((err) => cb(statusFor(err)));
+      },
+      PromoteMember: (call, cb) => {
+        const bad = memberIdProblem(call.request.id);
+        if (bad !== null) return cb(statusFor(new NodeError('invalid', bad)));
+        node
+          .promoteMember(call.request.id, deadlineSignal(call.getDeadline()))
+          .then((members) => cb(null, { members }))
           .catch((err) => cb(statusFor(err)));
       },
     };

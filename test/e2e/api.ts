@@ -44,3 +44,14 @@ export function call<T>(f: (opts: grpc.CallOptions, cb: Callback<T>) => unknown,
 export function outcomeOf(err: unknown): string | undefined {
   return (err as grpc.ServiceError).metadata?.get('leaderd-outcome')[0]?.toString();
 }
+
+/** Put `key` = "v" through `endpoint` (any node: a follower forwards); resolves with the revision. */
+export async function putKey(endpoint: string, key: string, timeoutMs = 5000): Promise<number> {
+  const a = api(endpoint);
+  try {
+    const r = await call<{ revision: number }>((o, cb) => a.kv.Put({ key, value: Buffer.from('v') }, o, cb), timeoutMs);
+    return Number(r.revision);
+  } finally {
+    a.close();
+  }
+}

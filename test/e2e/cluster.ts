@@ -213,7 +213,7 @@ export class LocalCluster {
       ...(this.opts.electionTimeoutMs ? { '--election-timeout-ms': String(this.opts.electionTimeoutMs) } : {}),
       ...over,
     };
-    return ['start', ...Object.entries(flags).flat(), ...(this.opts.extraArgs ?? [])];
+    return ['start', ...Object.entries(flags).flatMap(([k, v]) => (v === '' ? [k] : [k, v])), ...(this.opts.extraArgs ?? [])];
   }
 
   /** Start (or restart) node `id` as a real process; its output goes to its log file. */

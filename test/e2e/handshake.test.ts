@@ -6,7 +6,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { readFileSync, rmSync } from 'node:fs';
 import { LocalCluster, exitOf, lines, sleep, waitFor } from './cluster.js';
-import { api, call } from './api.js';
+import * as grpc from '@grpc/grpc-js';
+import { api, call, putKey } from './api.js';
+import { loadPublicApi } from '../../src/transport/protos.js';
 
 let cluster: LocalCluster | null = null;
 afterEach(async (ctx) => {
@@ -22,15 +24,7 @@ async function aFollower(c: LocalCluster): Promise<{ follower: string; leader: s
   return { follower, leader: l.leaderId };
 }
 
-async function putVia(c: LocalCluster, id: string, key: string): Promise<number> {
-  const a = api(c.endpoint(id));
-  try {
-    const r = await call<{ revision: number }>((o, cb) => a.kv.Put({ key, value: Buffer.from('v') }, o, cb), 5000);
-    return Number(r.revision);
-  } finally {
-    a.close();
-  }
-}
+const putVia = (c: LocalCluster, id: string, key: string): Promise<number> => putKey(c.endpoint(id), key);
 
 describe('the peer handshake', () => {
   it('a member restarted with --election-timeout-ms 3000 --heartbeat-ms 300 among 1000 ms peers is refused both ways, shown in status, and never leads', async () => {
@@ -83,7 +77,7 @@ describe('the peer handshake', () => {
     expect((await c.status(odd)).role).not.toBe('leader');
   });
 
-  it('a member whose data dir was wiped is refused by every peer and exits 2 with one line saying its data is gone and how to recover; the cluster keeps working', async () => {
+  it('a member whose data dir was wiped is refused by every peer and exits 2 with one line saying how to recover; the cluster keeps working; removed and re-added with --join on an empty dir, it catches up and serves reads', async () => {
     const c = (cluster = await LocalCluster.create({ nodes: 3 }));
     c.startAll();
     const { follower: wiped } = await aFollower(c);
@@ -109,5 +103,43 @@ describe('the peer handshake', () => {
     const l = await c.waitForLeader({ among: others });
     expect(others).toContain(l.leaderId);
     expect(await putVia(c, l.leaderId, 'after')).toBeGreaterThan(0);
+
+    // Recovery as the line says: remove it, start it on an empty dir with --join, add it again.
+    const admin = new (loadPublicApi().leaderd.v1.Cluster)(c.endpoint(l.leaderId), grpc.credentials.createInsecure());
+    try {
+      const removed = await call<{ members: { id: string }[] }>((o, cb) => admin.RemoveMember({ id: wiped }, o, cb), 10_000);
+      expect(removed.members.map((m) => m.id).sort()).toEqual(others.slice().sort());
+      rmSync(c.spec(wiped).dataDir, { recursive: true, force: true });
+      c.start(wiped, { '--join': '' });
+      const spec = c.spec(wiped);
+      const added = await call<{ members: { id: string; learner: boolean }[] }>(
+        (o, cb) =>
+          admin.AddMember({ id: wiped, peerAddress: `127.0.0.1:${spec.peerPort}`, clientAddress: `127.0.0.1:${spec.clientPort}` }, o, cb),
+        30_000,
+      );
+      expect(added.members.map((m) => m.id).sort()).toEqual(c.specs.map((x) => x.id).sort());
+      expect(added.members.every((m) => !m.learner)).toBe(true);
+    } finally {
+      admin.close();
+    }
+    // It caught up (the writes from before its wipe included) and serves linearizable reads.
+    const a = api(c.endpoint(wiped));
+    try {
+      const got = await waitFor(
+        `${wiped} to serve a linearizable read of a key written before it was wiped`,
+        async () => {
+          const r = await call<{ kvs: { value: Buffer }[] }>((o, cb) => a.kv.Range({ prefix: 'before' }, o, cb), 3000);
+          return r.kvs.length === 1 ? r.kvs[0]! : undefined;
+        },
+        20_000,
+      );
+      expect(got.value.toString()).toBe('v');
+    } finally {
+      a.close();
+    }
+    const s = await c.status(wiped);
+    expect(['follower', 'leader']).toContain(s.role);
+    expect(s.refusedPeers).toEqual([]);
+    expect(await putVia(c, wiped, 'after-rejoin')).toBeGreaterThan(0);
   });
 });

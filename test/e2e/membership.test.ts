@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { LocalCluster, freePort, waitFor } from './cluster.js';
-import { api, call } from './api.js';
+import { putKey } from './api.js';
 
 let cluster: LocalCluster | null = null;
 afterEach(async (ctx) => {
@@ -12,15 +12,7 @@ afterEach(async (ctx) => {
   cluster = null;
 });
 
-async function putVia(c: LocalCluster, id: string, key: string): Promise<number> {
-  const a = api(c.endpoint(id));
-  try {
-    const r = await call<{ revision: number }>((o, cb) => a.kv.Put({ key, value: Buffer.from('v') }, o, cb), 5000);
-    return Number(r.revision);
-  } finally {
-    a.close();
-  }
-}
+const putVia = (c: LocalCluster, id: string, key: string): Promise<number> => putKey(c.endpoint(id), key);
 
 describe('replicated membership', () => {
   it('a node restarted with two extra members (and one member missing) in --peers still counts 3 voters, warns naming both lists, and the cluster works', async () => {

@@ -3,17 +3,30 @@
 
 import type * as grpc from '@grpc/grpc-js'
 import type { MethodDefinition } from '@grpc/proto-loader'
+import type { AddMemberRequest as _leaderd_v1_AddMemberRequest, AddMemberRequest__Output as _leaderd_v1_AddMemberRequest__Output } from '../../leaderd/v1/AddMemberRequest.js';
 import type { GetLeaderRequest as _leaderd_v1_GetLeaderRequest, GetLeaderRequest__Output as _leaderd_v1_GetLeaderRequest__Output } from '../../leaderd/v1/GetLeaderRequest.js';
 import type { GetStatusRequest as _leaderd_v1_GetStatusRequest, GetStatusRequest__Output as _leaderd_v1_GetStatusRequest__Output } from '../../leaderd/v1/GetStatusRequest.js';
 import type { LeaderInfo as _leaderd_v1_LeaderInfo, LeaderInfo__Output as _leaderd_v1_LeaderInfo__Output } from '../../leaderd/v1/LeaderInfo.js';
 import type { ListMembersRequest as _leaderd_v1_ListMembersRequest, ListMembersRequest__Output as _leaderd_v1_ListMembersRequest__Output } from '../../leaderd/v1/ListMembersRequest.js';
 import type { ListMembersResponse as _leaderd_v1_ListMembersResponse, ListMembersResponse__Output as _leaderd_v1_ListMembersResponse__Output } from '../../leaderd/v1/ListMembersResponse.js';
+import type { MemberChangeResponse as _leaderd_v1_MemberChangeResponse, MemberChangeResponse__Output as _leaderd_v1_MemberChangeResponse__Output } from '../../leaderd/v1/MemberChangeResponse.js';
 import type { NodeStatus as _leaderd_v1_NodeStatus, NodeStatus__Output as _leaderd_v1_NodeStatus__Output } from '../../leaderd/v1/NodeStatus.js';
+import type { PromoteMemberRequest as _leaderd_v1_PromoteMemberRequest, PromoteMemberRequest__Output as _leaderd_v1_PromoteMemberRequest__Output } from '../../leaderd/v1/PromoteMemberRequest.js';
+import type { RemoveMemberRequest as _leaderd_v1_RemoveMemberRequest, RemoveMemberRequest__Output as _leaderd_v1_RemoveMemberRequest__Output } from '../../leaderd/v1/RemoveMemberRequest.js';
 import type { TransferLeaderRequest as _leaderd_v1_TransferLeaderRequest, TransferLeaderRequest__Output as _leaderd_v1_TransferLeaderRequest__Output } from '../../leaderd/v1/TransferLeaderRequest.js';
 import type { TransferLeaderResponse as _leaderd_v1_TransferLeaderResponse, TransferLeaderResponse__Output as _leaderd_v1_TransferLeaderResponse__Output } from '../../leaderd/v1/TransferLeaderResponse.js';
 import type { WatchLeaderRequest as _leaderd_v1_WatchLeaderRequest, WatchLeaderRequest__Output as _leaderd_v1_WatchLeaderRequest__Output } from '../../leaderd/v1/WatchLeaderRequest.js';
 
 export interface ClusterClient extends grpc.Client {
+  AddMember(argument: _leaderd_v1_AddMemberRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  AddMember(argument: _leaderd_v1_AddMemberRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  AddMember(argument: _leaderd_v1_AddMemberRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  AddMember(argument: _leaderd_v1_AddMemberRequest, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  addMember(argument: _leaderd_v1_AddMemberRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  addMember(argument: _leaderd_v1_AddMemberRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  addMember(argument: _leaderd_v1_AddMemberRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  addMember(argument: _leaderd_v1_AddMemberRequest, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  
   GetLeader(argument: _leaderd_v1_GetLeaderRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_LeaderInfo__Output>): grpc.ClientUnaryCall;
   GetLeader(argument: _leaderd_v1_GetLeaderRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_leaderd_v1_LeaderInfo__Output>): grpc.ClientUnaryCall;
   GetLeader(argument: _leaderd_v1_GetLeaderRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_LeaderInfo__Output>): grpc.ClientUnaryCall;
@@ -41,6 +54,24 @@ export interface ClusterClient extends grpc.Client {
   listMembers(argument: _leaderd_v1_ListMembersRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_ListMembersResponse__Output>): grpc.ClientUnaryCall;
   listMembers(argument: _leaderd_v1_ListMembersRequest, callback: grpc.requestCallback<_leaderd_v1_ListMembersResponse__Output>): grpc.ClientUnaryCall;
   
+  PromoteMember(argument: _leaderd_v1_PromoteMemberRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  PromoteMember(argument: _leaderd_v1_PromoteMemberRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  PromoteMember(argument: _leaderd_v1_PromoteMemberRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  PromoteMember(argument: _leaderd_v1_PromoteMemberRequest, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  promoteMember(argument: _leaderd_v1_PromoteMemberRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  promoteMember(argument: _leaderd_v1_PromoteMemberRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  promoteMember(argument: _leaderd_v1_PromoteMemberRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  promoteMember(argument: _leaderd_v1_PromoteMemberRequest, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  
+  RemoveMember(argument: _leaderd_v1_RemoveMemberRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  RemoveMember(argument: _leaderd_v1_RemoveMemberRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  RemoveMember(argument: _leaderd_v1_RemoveMemberRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  RemoveMember(argument: _leaderd_v1_RemoveMemberRequest, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  removeMember(argument: _leaderd_v1_RemoveMemberRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  removeMember(argument: _leaderd_v1_RemoveMemberRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  removeMember(argument: _leaderd_v1_RemoveMemberRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  removeMember(argument: _leaderd_v1_RemoveMemberRequest, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  
   TransferLeader(argument: _leaderd_v1_TransferLeaderRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_TransferLeaderResponse__Output>): grpc.ClientUnaryCall;
   TransferLeader(argument: _leaderd_v1_TransferLeaderRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_leaderd_v1_TransferLeaderResponse__Output>): grpc.ClientUnaryCall;
   TransferLeader(argument: _leaderd_v1_TransferLeaderRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_TransferLeaderResponse__Output>): grpc.ClientUnaryCall;
@@ -58,11 +89,17 @@ export interface ClusterClient extends grpc.Client {
 }
 
 export interface ClusterHandlers extends grpc.UntypedServiceImplementation {
+  AddMember: grpc.handleUnaryCall<_leaderd_v1_AddMemberRequest__Output, _leaderd_v1_MemberChangeResponse>;
+  
   GetLeader: grpc.handleUnaryCall<_leaderd_v1_GetLeaderRequest__Output, _leaderd_v1_LeaderInfo>;
   
   GetStatus: grpc.handleUnaryCall<_leaderd_v1_GetStatusRequest__Output, _leaderd_v1_NodeStatus>;
   
   ListMembers: grpc.handleUnaryCall<_leaderd_v1_ListMembersRequest__Output, _leaderd_v1_ListMembersResponse>;
+  
+  PromoteMember: grpc.handleUnaryCall<_leaderd_v1_PromoteMemberRequest__Output, _leaderd_v1_MemberChangeResponse>;
+  
+  RemoveMember: grpc.handleUnaryCall<_leaderd_v1_RemoveMemberRequest__Output, _leaderd_v1_MemberChangeResponse>;
   
   TransferLeader: grpc.handleUnaryCall<_leaderd_v1_TransferLeaderRequest__Output, _leaderd_v1_TransferLeaderResponse>;
   
@@ -71,9 +108,12 @@ export interface ClusterHandlers extends grpc.UntypedServiceImplementation {
 }
 
 export interface ClusterDefinition extends grpc.ServiceDefinition {
+  AddMember: MethodDefinition<_leaderd_v1_AddMemberRequest, _leaderd_v1_MemberChangeResponse, _leaderd_v1_AddMemberRequest__Output, _leaderd_v1_MemberChangeResponse__Output>
   GetLeader: MethodDefinition<_leaderd_v1_GetLeaderRequest, _leaderd_v1_LeaderInfo, _leaderd_v1_GetLeaderRequest__Output, _leaderd_v1_LeaderInfo__Output>
   GetStatus: MethodDefinition<_leaderd_v1_GetStatusRequest, _leaderd_v1_NodeStatus, _leaderd_v1_GetStatusRequest__Output, _leaderd_v1_NodeStatus__Output>
   ListMembers: MethodDefinition<_leaderd_v1_ListMembersRequest, _leaderd_v1_ListMembersResponse, _leaderd_v1_ListMembersRequest__Output, _leaderd_v1_ListMembersResponse__Output>
+  PromoteMember: MethodDefinition<_leaderd_v1_PromoteMemberRequest, _leaderd_v1_MemberChangeResponse, _leaderd_v1_PromoteMemberRequest__Output, _leaderd_v1_MemberChangeResponse__Output>
+  RemoveMember: MethodDefinition<_leaderd_v1_RemoveMemberRequest, _leaderd_v1_MemberChangeResponse, _leaderd_v1_RemoveMemberRequest__Output, _leaderd_v1_MemberChangeResponse__Output>
   TransferLeader: MethodDefinition<_leaderd_v1_TransferLeaderRequest, _leaderd_v1_TransferLeaderResponse, _leaderd_v1_TransferLeaderRequest__Output, _leaderd_v1_TransferLeaderResponse__Output>
   WatchLeader: MethodDefinition<_leaderd_v1_WatchLeaderRequest, _leaderd_v1_LeaderInfo, _leaderd_v1_WatchLeaderRequest__Output, _leaderd_v1_LeaderInfo__Output>
 }
