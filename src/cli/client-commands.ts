@@ -1,7 +1,7 @@
 // The cluster commands: leader, status, watch (leadership), members, transfer, health.
 import type { LeaderdError, LeaderInfo, NodeStatus } from '../client/leaderd-client.js';
 import { CliError, EXIT_RUNTIME, EXIT_UNAVAILABLE } from './usage.js';
-import { describeFailure, makeClient, out, parseTimeout, table, withClient, type ClientFlags } from './client-context.js';
+import { describeFailure, makeClient, out, parseTimeout, table, withClient, type ClientFlags, untilInterrupted } from './client-context.js';
 
 export { parseEndpoints, table } from './client-context.js';
 export type { ClientFlags } from './client-context.js';
@@ -149,11 +149,7 @@ export async function runTransfer(flags: ClientFlags & { to?: string }): Promise
 export async function runWatch(flags: ClientFlags, signal?: AbortSignal): Promise<void> {
   const c = makeClient(flags);
   const attemptMs = Math.max(100, Math.min(2000, Math.floor(parseTimeout(flags) / 2)));
-  const ac = new AbortController();
-  const stop = () => ac.abort();
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  signal?.addEventListener('abort', stop, { once: true });
+  const ac = untilInterrupted(signal);
   try {
     // One line per failed attempt (at most one a second once the backoff reaches its cap),
     // so a cluster that is down is said to be down instead of a silent wait.
@@ -169,9 +165,7 @@ export async function runWatch(flags: ClientFlags, signal?: AbortSignal): Promis
       else out(`${at}  ${describeLeader(l)}  (via ${l.endpoint})`);
     }
   } finally {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
-    signal?.removeEventListener('abort', stop);
+    ac.dispose();
     c.close();
   }
 }

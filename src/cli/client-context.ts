@@ -66,6 +66,26 @@ export async function withClient<T>(flags: ClientFlags, f: (c: LeaderdClient) =>
   }
 }
 
+/**
+ * A signal for a command that streams until Ctrl-C: it aborts on SIGINT, SIGTERM or
+ * `signal`; dispose() removes the handlers (a later signal then ends the process as usual).
+ */
+export function untilInterrupted(signal?: AbortSignal): { signal: AbortSignal; dispose: () => void } {
+  const ac = new AbortController();
+  const stop = () => ac.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  signal?.addEventListener('abort', stop, { once: true });
+  return {
+    signal: ac.signal,
+    dispose: () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      signal?.removeEventListener('abort', stop);
+    },
+  };
+}
+
 export function out(line: string): void {
   process.stdout.write(line + '\n');
 }

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import type { KeyValue, TxnCompare, TxnOp, TxnRequestSpec } from '../client/leaderd-client.js';
 import { CliError, EXIT_RUNTIME, UsageError } from './usage.js';
-import { makeClient, out, table, withClient, explain, parseTimeout, type ClientFlags } from './client-context.js';
+import { makeClient, out, table, withClient, explain, parseTimeout, type ClientFlags, untilInterrupted } from './client-context.js';
 
 export interface ValueFlags extends ClientFlags {
   base64?: boolean;
@@ -219,11 +219,7 @@ export async function runWatchKey(
 ): Promise<void> {
   const startRevision = parseWhole(flags.startRevision, '--start-revision', 1);
   const c = makeClient(flags);
-  const ac = new AbortController();
-  const stop = () => ac.abort();
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  signal?.addEventListener('abort', stop, { once: true });
+  const ac = untilInterrupted(signal);
   try {
     const opts = { prefix: flags.prefix ?? false, signal: ac.signal, ...(startRevision !== undefined ? { startRevision } : {}) };
     for await (const batch of c.watch(key, opts)) {
@@ -236,9 +232,7 @@ export async function runWatchKey(
   } catch (err) {
     if (!ac.signal.aborted) throw await explain(err, c, parseTimeout(flags));
   } finally {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
-    signal?.removeEventListener('abort', stop);
+    ac.dispose();
     c.close();
   }
 }

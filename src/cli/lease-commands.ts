@@ -3,7 +3,7 @@
 import { LeaderdError } from '../client/leaderd-client.js';
 import { sleep } from '../client/backoff.js';
 import { CliError, EXIT_RUNTIME, UsageError } from './usage.js';
-import { explain, makeClient, out, parseTimeout, table, withClient, type ClientFlags } from './client-context.js';
+import { explain, makeClient, out, parseTimeout, table, withClient, type ClientFlags, untilInterrupted } from './client-context.js';
 import { cellValue, kvJson, parseWhole, type ValueFlags } from './kv-commands.js';
 
 function leaseId(raw: string): number {
@@ -44,11 +44,7 @@ export async function runLeaseTtl(id: string, flags: ClientFlags & { keys?: bool
 export async function runLeaseKeepAlive(id: string, flags: ClientFlags & { once?: boolean }, signal?: AbortSignal): Promise<void> {
   const lease = leaseId(id);
   const c = makeClient(flags);
-  const ac = new AbortController();
-  const stop = () => ac.abort();
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  signal?.addEventListener('abort', stop, { once: true });
+  const ac = untilInterrupted(signal);
   try {
     while (!ac.signal.aborted) {
       let r: { id: number; ttlMs: number };
@@ -66,9 +62,7 @@ export async function runLeaseKeepAlive(id: string, flags: ClientFlags & { once?
   } catch (err) {
     throw await explain(err, c, parseTimeout(flags));
   } finally {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
-    signal?.removeEventListener('abort', stop);
+    ac.dispose();
     c.close();
   }
 }

@@ -43,7 +43,11 @@ export function reportError(err: unknown): number {
     // git and consul; `leaderd --help` and `leaderd help` exit 0.
     if (err.code === 'commander.help') return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
     // commander puts a typo's suggestion on a second line: "(Did you mean status?)".
-    process.stderr.write(`leaderd: ${oneLine(err.message.replace(/^error: /, ''))}\n`);
+    const hint =
+      err.code === 'commander.unknownOption' && ['lock', 'elect'].includes(process.argv[2] ?? '')
+        ? ' (the command to run goes after --: leaderd lock NAME -- CMD ARGS...)'
+        : '';
+    process.stderr.write(`leaderd: ${oneLine(err.message.replace(/^error: /, ''))}${hint}\n`);
     return EXIT_USAGE;
   }
   if (err instanceof CliError) {

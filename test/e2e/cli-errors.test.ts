@@ -49,6 +49,12 @@ describe('leaderd usage', () => {
     expect(lines(r.stderr)).toEqual(["leaderd: unknown command 'stauts' (Did you mean status?)"]);
   });
 
+  it('lock NAME CMD with CMD options but no -- says where the command goes, exit 2', async () => {
+    const r = await runCli(['lock', 'job', 'echo', '-n', 'hi']);
+    expect(r.code).toBe(2);
+    expect(lines(r.stderr)).toEqual(["leaderd: unknown option '-n' (the command to run goes after --: leaderd lock NAME -- CMD ARGS...)"]);
+  });
+
   it('a malformed LEADERD_ENDPOINTS is named in one line, exit 2; --endpoints wins over it', async () => {
     const bad = await runCli(['leader'], { env: { LEADERD_ENDPOINTS: 'localhost' } });
     expect(bad.code).toBe(2);
