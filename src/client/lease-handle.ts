@@ -38,7 +38,8 @@ export class LeaseKeeper implements LeaseHandle {
   private readonly validity: LeaseValidity;
   private call: grpc.ClientDuplexStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse__Output> | null = null;
   private sendTimer: NodeJS.Timeout | null = null;
-  private checkTimer: NodeJS.Timeout | null = null;
+  /** Fires at validUntil exactly; re-armed whenever validity extends. */
+  private deadlineTimer: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private failures = 0;
   private streamFailed = false;
@@ -61,14 +62,33 @@ export class LeaseKeeper implements LeaseHandle {
     return this.validity.validUntil;
   }
 
-  /** Begin keeping the lease alive; `checkEveryMs` bounds how late a timer notices expiry. */
+  /** Begin keeping the lease alive. */
   start(): void {
-    // Checked on a timer as well as on every valid(): a process that never asks still
-    // learns of the loss within ~ttl/10 (bounded), and one resumed from SIGSTOP sees it
-    // on its first question, before any timer had a chance to run.
-    const every = Math.max(5, Math.min(1000, Math.floor(this.ttlMs / 10)));
-    this.checkTimer = setInterval(() => this.valid(), every);
-    if (this.valid()) this.connect();
+    if (!this.valid()) return;
+    this.armDeadline();
+    this.connect();
+  }
+
+  /**
+   * The signal fires at validUntil, not at the next tick of a poll: a holder told late
+   * might still act when the server can already have granted the lease to someone else.
+   * A process resumed from SIGSTOP learns of the loss on its first valid(), which reads
+   * the clock, before any timer had a chance to run.
+   */
+  private armDeadline(): void {
+    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = null;
+    if (this.lost) return;
+    const delay = this.validity.validUntil - this.host.now();
+    if (delay <= 0) {
+      this.lose('expired');
+      return;
+    }
+    this.deadlineTimer = setTimeout(() => {
+      this.deadlineTimer = null;
+      // An injected clock may not have reached the deadline yet: wait for the rest.
+      if (this.valid()) this.armDeadline();
+    }, Math.ceil(delay));
   }
 
   valid(): boolean {
@@ -91,9 +111,9 @@ export class LeaseKeeper implements LeaseHandle {
     if (this.lost) return;
     this.lost = true;
     this.stopStream();
-    if (this.checkTimer) clearInterval(this.checkTimer);
+    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.checkTimer = this.retryTimer = null;
+    this.deadlineTimer = this.retryTimer = null;
     this.host.forget(this);
     const now = this.host.now();
     this.controller.abort(new LeaseLostError(this.id, reason, this.validity.validUntil, now));
@@ -113,7 +133,9 @@ export class LeaseKeeper implements LeaseHandle {
       // Check before crediting the answer: an answer must never revive a lease whose
       // proven validity already ran out (the server may have expired it meanwhile).
       if (!this.valid()) return;
+      const before = this.validity.validUntil;
       if (this.validity.acked(res.ttlMs)) this.failures = 0;
+      if (this.validity.validUntil !== before) this.armDeadline();
     });
     const broken = () => {
       if (this.call !== call || this.lost) return;

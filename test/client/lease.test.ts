@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type * as grpc from '@grpc/grpc-js';
 import { LeaderdClient, LeaseLostError } from '../../src/client/leaderd-client.js';
-import { LeaseValidity } from '../../src/client/lease-validity.js';
+import { driftMarginMs, LeaseValidity } from '../../src/client/lease-validity.js';
 import { startFakeNode, type FakeNode } from './fake-server.js';
 
 type KaCall = grpc.ServerDuplexStream<{ id: number }, { id: number; ttlMs: number }>;
@@ -74,22 +74,31 @@ function clientFor(endpoints: string[], clock: { t: number }): LeaderdClient {
   return c;
 }
 
+/** The margin given up for a 600 ms TTL: 1% for clock drift + 20 ms for a late timer = 26 ms. */
+const M = driftMarginMs(600);
+
 describe('LeaseValidity', () => {
-  it('extends from the send time of the acknowledged request, never shortens, and ignores answers no request waits for', () => {
+  it('states its drift margin: 1% of the TTL plus 20 ms', () => {
+    expect(driftMarginMs(600)).toBe(26);
+    expect(driftMarginMs(5000)).toBe(70);
+    expect(driftMarginMs(10_000)).toBe(120);
+  });
+
+  it('extends from the send time of the acknowledged request minus the margin, never shortens, and ignores answers no request waits for', () => {
     const v = new LeaseValidity(1000, 600);
-    expect(v.validUntil).toBe(1600);
+    expect(v.validUntil).toBe(1600 - M);
     v.sent(1100);
     v.sent(1300);
     expect(v.acked(600)).toBe(true);
-    expect(v.validUntil).toBe(1700);
+    expect(v.validUntil).toBe(1700 - M);
     expect(v.acked(100)).toBe(true); // 1300 + 100 < 1700: kept
-    expect(v.validUntil).toBe(1700);
+    expect(v.validUntil).toBe(1700 - M);
     expect(v.acked(600)).toBe(false);
     v.sent(1500);
     v.streamReset();
     expect(v.acked(600)).toBe(false);
-    expect(v.valid(1699)).toBe(true);
-    expect(v.valid(1700)).toBe(false);
+    expect(v.valid(1699 - M)).toBe(true);
+    expect(v.valid(1700 - M)).toBe(false);
     expect(v.acked(0)).toBe(false);
   });
 });
@@ -101,41 +110,47 @@ describe('LeaseHandle', () => {
     nodes.push(srv.node);
     const lease = await clientFor([srv.node.endpoint], clock).lease(600);
     expect(lease.id).toBe(42);
-    expect(lease.validUntil).toBe(1600);
+    expect(lease.validUntil).toBe(1600 - M);
 
     const first = await srv.next(); // sent at t=1000
     clock.t = 1500; // the answer takes "500 ms"
     first.answer(600);
     const second = await srv.next(); // sent after the first answer was processed, at t=1500
-    expect(lease.validUntil).toBe(1600); // 1000 + 600, not 1500 + 600
+    expect(lease.validUntil).toBe(1600 - M); // 1000 + 600, not 1500 + 600
     clock.t = 1550;
     second.answer(600);
-    await until('the second answer', () => lease.validUntil === 2100);
+    await until('the second answer', () => lease.validUntil === 2100 - M);
 
-    clock.t = 2099;
+    clock.t = 2099 - M;
     expect(lease.valid()).toBe(true);
     expect(lease.signal.aborted).toBe(false);
-    clock.t = 2100;
+    clock.t = 2100 - M;
     // Synchronously, as a process resumed from SIGSTOP would ask before any timer ran.
     expect(lease.valid()).toBe(false);
     expect(lease.signal.aborted).toBe(true);
     const reason = lease.signal.reason as LeaseLostError;
     expect(reason).toBeInstanceOf(LeaseLostError);
-    expect(reason).toMatchObject({ reason: 'expired', validUntil: 2100, leaseId: 42 });
+    expect(reason).toMatchObject({ reason: 'expired', validUntil: 2100 - M, leaseId: 42 });
   });
 
-  it('aborts on its own timer when nobody asks, within a bounded delay', async () => {
-    const clock = { t: 0 };
-    const srv = await leaseNode({ ttlMs: 600 });
+  it('aborts on a timer set for the deadline itself, not on the next tick of a poll (scenario 6)', async () => {
+    // Real monotonic clock. A TTL of 10 s: polling every TTL/10, as before, would notice
+    // the expiry up to a second late; the deadline timer fires at validUntil.
+    const srv = await leaseNode({ ttlMs: 10_000 });
     nodes.push(srv.node);
-    const lease = await clientFor([srv.node.endpoint], clock).lease(600);
-    await srv.next(); // never answered
-    clock.t = 601;
-    const t0 = Date.now();
-    await until('the signal to abort', () => lease.signal.aborted, 1000);
-    expect(Date.now() - t0).toBeLessThan(500);
+    const c = new LeaderdClient({ endpoints: [srv.node.endpoint], retry: { backoffMs: 5, maxBackoffMs: 20 } });
+    clients.push(c);
+    const lease = await c.lease(10_000);
+    await srv.next(); // never answered: nothing extends it
+    const firedAt = await new Promise<number>((resolve) =>
+      lease.signal.addEventListener('abort', () => resolve(performance.now()), { once: true }),
+    );
+    const late = firedAt - lease.validUntil;
+    expect(late).toBeGreaterThanOrEqual(0);
+    // A timer on a loaded machine may run somewhat late, never a poll period late.
+    expect(late).toBeLessThan(150);
     expect((lease.signal.reason as LeaseLostError).reason).toBe('expired');
-  });
+  }, 30_000);
 
   it('aborts when a keep-alive answer says the lease is gone (ttl 0)', async () => {
     const clock = { t: 0 };
@@ -158,12 +173,12 @@ describe('LeaseHandle', () => {
     clock.t = 100;
     // The first stream may have gone to either node (sent at t=0); every later request, on
     // the good node, is sent at t=100.
-    for (let i = 0; i < 2 && lease.validUntil < 700; i++) {
+    for (let i = 0; i < 2 && lease.validUntil < 700 - M; i++) {
       (await good.next()).answer(600);
-      await until('the answer', () => good.received() > i + 1 || lease.validUntil === 700).catch(() => {});
+      await until('the answer', () => good.received() > i + 1 || lease.validUntil === 700 - M).catch(() => {});
     }
-    await until('an answer to a request sent at t=100', () => lease.validUntil === 700);
-    clock.t = 650;
+    await until('an answer to a request sent at t=100', () => lease.validUntil === 700 - M);
+    clock.t = 650 - M;
     expect(lease.valid()).toBe(true);
     // The stream did start on the broken node and moved.
     expect(broken.streams()).toBeGreaterThanOrEqual(1);
