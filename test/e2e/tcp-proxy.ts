@@ -18,13 +18,13 @@ export class TcpProxy {
 
   static async start(upstream: string): Promise<TcpProxy> {
     const [host, port] = [upstream.slice(0, upstream.lastIndexOf(':')), Number(upstream.slice(upstream.lastIndexOf(':') + 1))];
-    let proxy: TcpProxy | undefined;
-    const server = createServer((client) => proxy!.accept(client, host, port));
+    const server = createServer();
     await new Promise<void>((res, rej) => {
       server.once('error', rej);
       server.listen(0, '127.0.0.1', () => res());
     });
-    proxy = new TcpProxy(server, `127.0.0.1:${(server.address() as { port: number }).port}`);
+    const proxy = new TcpProxy(server, `127.0.0.1:${(server.address() as { port: number }).port}`);
+    server.on('connection', (client: Socket) => proxy.accept(client, host, port));
     return proxy;
   }
 
