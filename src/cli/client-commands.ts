@@ -1,7 +1,20 @@
 // The cluster commands: leader, status, watch (leadership), members, transfer, health.
 import type { LeaderdError, LeaderInfo, NodeStatus } from '../client/leaderd-client.js';
 import { CliError, EXIT_RUNTIME, EXIT_UNAVAILABLE } from './usage.js';
-import { describeFailure, makeClient, out, parseTimeout, table, withClient, type ClientFlags, untilInterrupted } from './client-context.js';
+import {
+  clientSecurity,
+  describeFailure,
+  detailsOf,
+  makeClient,
+  out,
+  parseEndpoints,
+  parseTimeout,
+  table,
+  withClient,
+  type ClientFlags,
+  untilInterrupted,
+} from './client-context.js';
+import { ClusterClient } from '../client/cluster-client.js';
 
 export { parseEndpoints, table } from './client-context.js';
 export type { ClientFlags } from './client-context.js';
@@ -166,6 +179,28 @@ export async function runWatch(flags: ClientFlags, signal?: AbortSignal): Promis
     }
   } finally {
     ac.dispose();
+    c.close();
+  }
+}
+
+/**
+ * `leaderd probe`: the first endpoint only, over gRPC health checking, which needs no
+ * token (orchestrators hold none). Ready = SERVING (the node knows a leader); with --live,
+ * any answer will do. Exit 0 or 1, one line either way.
+ */
+export async function runProbe(flags: ClientFlags & { live?: boolean }): Promise<void> {
+  const endpoint = parseEndpoints(flags.endpoints)[0]!;
+  const c = new ClusterClient([endpoint], { timeoutMs: parseTimeout(flags), security: clientSecurity(flags) });
+  try {
+    let status: string;
+    try {
+      status = await c.health(endpoint);
+    } catch (err) {
+      throw new CliError([`${endpoint} does not answer: ${detailsOf(err).slice(0, 160)}`], EXIT_UNAVAILABLE);
+    }
+    if (!flags.live && status !== 'SERVING') throw new CliError([`${endpoint} is not ready: ${status} (no leader known)`], EXIT_RUNTIME);
+    out(flags.json ? JSON.stringify({ endpoint, status }) : `${endpoint} ${flags.live ? 'live' : 'ready'}: ${status}`);
+  } finally {
     c.close();
   }
 }

@@ -1,7 +1,9 @@
 // What every client command shares: the endpoints (--endpoints, else LEADERD_ENDPOINTS,
 // else the local cluster's), one LeaderdClient, output helpers, and turning a failed call
 // into lines an operator can act on (which endpoint, what failed, what to do).
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import type { ClientSecurity } from '../security/client-credentials.js';
 import { LeaderdClient, LeaderdError } from '../client/leaderd-client.js';
 import { parseAddress } from '../server/config.js';
 import { CliError, EXIT_RUNTIME, EXIT_UNAVAILABLE, EXIT_USAGE, UsageError } from './usage.js';
@@ -15,6 +17,30 @@ export interface ClientFlags {
   endpoints?: string;
   json?: boolean;
   timeoutMs?: string;
+  /** TLS and token (or LEADERD_CACERT, LEADERD_CERT, LEADERD_KEY, LEADERD_TOKEN). */
+  cacert?: string;
+  cert?: string;
+  key?: string;
+  token?: string;
+}
+
+function readPemFlag(path: string | undefined, flag: string): Buffer | undefined {
+  if (path === undefined || path === '') return undefined;
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new UsageError(`cannot read ${flag} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+/** TLS and token from --cacert/--cert/--key/--token (or their LEADERD_* variables). */
+export function clientSecurity(flags: ClientFlags): ClientSecurity {
+  const ca = readPemFlag(flags.cacert, '--cacert');
+  const cert = readPemFlag(flags.cert, '--cert');
+  const key = readPemFlag(flags.key, '--key');
+  if ((cert === undefined) !== (key === undefined)) throw new UsageError('--cert and --key go together');
+  if (cert !== undefined && ca === undefined) throw new UsageError('--cert needs --cacert (client certificates are sent over TLS)');
+  return { ca, cert, key, token: flags.token === '' ? undefined : flags.token };
 }
 
 export function parseEndpoints(value: string | undefined, env: NodeJS.ProcessEnv = process.env): string[] {
@@ -49,6 +75,7 @@ export function makeClient(flags: ClientFlags): LeaderdClient {
   return new LeaderdClient({
     endpoints: parseEndpoints(flags.endpoints),
     timeoutMs,
+    security: clientSecurity(flags),
     // A paused node must not use up the whole deadline: leave time for another endpoint.
     retry: { attemptTimeoutMs: Math.max(100, Math.min(2000, Math.floor(timeoutMs / 2))) },
   });
@@ -60,7 +87,7 @@ export async function withClient<T>(flags: ClientFlags, f: (c: LeaderdClient) =>
   try {
     return await f(c);
   } catch (err) {
-    throw await explain(err, c, parseTimeout(flags));
+    throw await explain(err, c, parseTimeout(flags), clientSecurity(flags));
   } finally {
     c.close();
   }
@@ -163,9 +190,9 @@ export async function describeFailure(err: unknown, endpoint: string, attemptMs:
  * Ask each endpoint for its status, at once and in parallel, so that a failed call can be
  * reported endpoint by endpoint: which are down and why, which answer and what they see.
  */
-async function diagnose(endpoints: readonly string[], timeoutMs: number): Promise<string[]> {
+async function diagnose(endpoints: readonly string[], timeoutMs: number, security?: ClientSecurity): Promise<string[]> {
   const probeMs = Math.min(timeoutMs, 1500);
-  const probe = new LeaderdClient({ endpoints, timeoutMs: probeMs });
+  const probe = new LeaderdClient({ endpoints, timeoutMs: probeMs, ...(security ? { security } : {}) });
   try {
     return await Promise.all(
       endpoints.map(async (e) => {
@@ -185,14 +212,14 @@ async function diagnose(endpoints: readonly string[], timeoutMs: number): Promis
 }
 
 /** Turn anything a client command threw into a CliError with the right exit code. */
-export async function explain(err: unknown, c: LeaderdClient, timeoutMs: number): Promise<unknown> {
+export async function explain(err: unknown, c: LeaderdClient, timeoutMs: number, security?: ClientSecurity): Promise<unknown> {
   if (!(err instanceof LeaderdError)) return err;
   switch (err.kind) {
     case 'unavailable':
     case 'deadline':
     case 'not-leader': {
       const head = `${detailsOf(err).split('\n')[0]!.slice(0, 160)}`;
-      const lines = await diagnose(c.endpoints, timeoutMs);
+      const lines = await diagnose(c.endpoints, timeoutMs, security);
       const any = lines.some((l) => / answers \(/.test(l));
       return new CliError(any ? [head, ...lines] : [`no endpoint answered within ${timeoutMs} ms`, ...lines], EXIT_UNAVAILABLE);
     }

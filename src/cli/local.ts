@@ -1,7 +1,10 @@
 // `leaderd local`: a whole N-node cluster on this machine, one child process per node,
 // with a live view of each node's role, term, commit index and the leader.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, openSync, closeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { certsInit } from '../security/certs.js';
+import type { ClientSecurity } from '../security/client-credentials.js';
 import { join, resolve } from 'node:path';
 import { LeaderdClient, type NodeStatus } from '../client/leaderd-client.js';
 import { CliError, EXIT_RUNTIME, UsageError } from './usage.js';
@@ -24,6 +27,44 @@ export interface LocalFlags {
   electionTimeoutMs?: string;
   view?: boolean;
   metrics?: boolean;
+  tls?: boolean;
+}
+
+/** What `leaderd local --tls` made in <data-dir>/certs and hands to every node. */
+interface LocalSecurity {
+  readonly dir: string;
+  readonly adminTokenFile: string;
+  readonly security: ClientSecurity;
+}
+
+/**
+ * A test CA, certificates for n1..n5 (so a later run with more nodes still fits) and a
+ * token file with one token per role, made once and reused by later runs.
+ */
+async function localSecurity(base: string): Promise<LocalSecurity> {
+  const dir = join(base, 'certs');
+  if (!existsSync(join(dir, 'ca.crt'))) {
+    await certsInit({ dir, nodes: Array.from({ length: LOCAL_MAX_NODES }, (_, i) => `n${i + 1}`) });
+  }
+  const tokensFile = join(dir, 'tokens.json');
+  const adminTokenFile = join(dir, 'admin.token');
+  if (!existsSync(tokensFile)) {
+    const token = () => randomBytes(24).toString('base64url');
+    const admin = token();
+    // The admin entry also lets in the client certificate certs init made ("admin").
+    const tokens = [
+      { name: 'admin', role: 'admin', token: admin, cert: true },
+      { name: 'writer', role: 'write', token: token() },
+      { name: 'reader', role: 'read', token: token() },
+    ];
+    writeFileSync(tokensFile, JSON.stringify({ tokens }, null, 2) + '\n', { mode: 0o600 });
+    writeFileSync(adminTokenFile, admin + '\n', { mode: 0o600 });
+  }
+  return {
+    dir,
+    adminTokenFile,
+    security: { ca: readFileSync(join(dir, 'ca.crt')), token: readFileSync(adminTokenFile, 'utf8').trim() },
+  };
 }
 
 interface Child {
@@ -62,6 +103,7 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
   const [BOLD, YELLOW, GREEN, RESET] = colour ? ['\x1b[1m', '\x1b[33m', '\x1b[32m', '\x1b[0m'] : ['', '', '', ''];
   const base = resolve(flags.dataDir ?? 'data');
   mkdirSync(base, { recursive: true });
+  const sec = flags.tls ? await localSecurity(base) : null;
   const peers = Array.from({ length: n }, (_, i) => `n${i + 1}=${localPeerAddress(i + 1, port)}`).join(',');
   const script = process.argv[1]!;
   const children: Child[] = [];
@@ -86,6 +128,12 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
       'local',
     ];
     if (flags.metrics !== false) args.push('--listen-metrics', localMetricsAddress(i, port));
+    if (sec !== null) {
+      const f = (name: string) => join(sec.dir, name);
+      args.push('--peer-cert', f(`${id}.crt`), '--peer-key', f(`${id}.key`), '--peer-ca', f('ca.crt'));
+      args.push('--client-cert', f(`${id}.crt`), '--client-key', f(`${id}.key`));
+      args.push('--auth-token-file', f('tokens.json'));
+    }
     if (flags.heartbeatMs) args.push('--heartbeat-ms', flags.heartbeatMs);
     if (flags.electionTimeoutMs) args.push('--election-timeout-ms', flags.electionTimeoutMs);
     // Own process group: a terminal's Ctrl-C reaches only this process, which then stops
@@ -99,17 +147,25 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
     children.push(child);
   }
   const endpoints = children.map((c) => c.client).join(',');
+  const secLines =
+    sec === null
+      ? ''
+      : `  TLS and tokens:   ${sec.dir} (tokens.json: admin, writer, reader)\n  first: export LEADERD_CACERT=${join(sec.dir, 'ca.crt')} LEADERD_TOKEN=$(cat ${sec.adminTokenFile})\n`;
   const metricsUrls =
     flags.metrics === false
       ? ''
       : `  metrics:          ${children.map((_, i) => `http://${localMetricsAddress(i + 1, port)}/metrics`).join(' ')}\n`;
   process.stdout.write(
-    `${BOLD}leaderd local: ${n} nodes${RESET}\n  client endpoints: ${endpoints}\n${metricsUrls}  data and logs:    ${base}\n` +
+    `${BOLD}leaderd local: ${n} nodes${sec ? ' (TLS, tokens)' : ''}${RESET}\n  client endpoints: ${endpoints}\n${metricsUrls}  data and logs:    ${base}\n${secLines}` +
       (port === LOCAL_DEFAULT_BASE_PORT ? `  try: leaderd status\n` : `  try: export ${ENDPOINTS_ENV}=${endpoints}; leaderd status\n`) +
       `  Ctrl-C stops every node.\n\n`,
   );
 
-  const client = new LeaderdClient({ endpoints: children.map((c) => c.client), timeoutMs: 500 });
+  const client = new LeaderdClient({
+    endpoints: children.map((c) => c.client),
+    timeoutMs: 500,
+    ...(sec ? { security: sec.security } : {}),
+  });
   const events: string[] = [];
   let lastLeader = '';
   let stopping = false;

@@ -12,6 +12,7 @@ import { DEFAULT_TIMEOUT_MS, ENDPOINTS_ENV } from './client-defaults.js';
 const start = () => import('./start.js');
 const local = () => import('./local.js');
 const client = () => import('./client-commands.js');
+const certs = () => import('./certs-command.js');
 
 const program = new Command('leaderd')
   .description('Leader election and coordination: Raft over gRPC with a LevelDB log')
@@ -49,10 +50,22 @@ const startCommand = program
   .option('--election-timeout-ms <ms>', `minimum election timeout, randomized up to 2x (default: ${DEFAULTS['election-timeout-ms']})`)
   .option('--log-level <level>', `fatal, error, warn, info, debug, trace or silent (default: ${DEFAULTS['log-level']})`)
   .option('--join', 'on an empty data dir: join an existing cluster (reached through --peers) instead of bootstrapping one')
-  .option('--listen-metrics <host:port>', 'serve Prometheus /metrics, /healthz and /readyz over HTTP here (default: off)');
+  .option('--listen-metrics <host:port>', 'serve Prometheus /metrics, /healthz and /readyz over HTTP here (default: off)')
+  .option(
+    '--peer-cert <file>',
+    "this member's certificate (PEM) for peer traffic; its subjectAltName must include URI urn:leaderd:member:<id>",
+  )
+  .option('--peer-key <file>', 'private key of --peer-cert (PEM)')
+  .option('--peer-ca <file>', 'CA that signs every member certificate; peers use mutual TLS')
+  .option('--client-cert <file>', 'certificate (PEM) of the client listener; turns on TLS for clients')
+  .option('--client-key <file>', 'private key of --client-cert (PEM)')
+  .option('--client-ca <file>', 'require client certificates signed by this CA')
+  .option('--insecure', 'allow plaintext listeners on non-loopback addresses (a trusted network only)')
+  .option('--auth-token-file <file>', 'JSON file of bearer tokens with roles (read, write, admin) and optional key prefixes')
+  .option('--reflection <bool>', 'serve gRPC server reflection on the client listener: true or false (default: true)');
 for (const [flag, { field, help }] of Object.entries(LIMIT_FLAGS))
   startCommand.option(`--${flag} <n>`, `${help} (default: ${DEFAULT_LIMITS[field]})`);
-startCommand.action(async (o: Record<string, string | undefined>) => {
+startCommand.action(async (o: Record<string, string | boolean | undefined>) => {
   const flags: Record<string, string> = {};
   const map: Record<string, string> = {
     id: 'id',
@@ -67,11 +80,20 @@ startCommand.action(async (o: Record<string, string | undefined>) => {
     electionTimeoutMs: 'election-timeout-ms',
     logLevel: 'log-level',
     listenMetrics: 'listen-metrics',
+    peerCert: 'peer-cert',
+    peerKey: 'peer-key',
+    peerCa: 'peer-ca',
+    clientCert: 'client-cert',
+    clientKey: 'client-key',
+    clientCa: 'client-ca',
+    insecure: 'insecure',
+    authTokenFile: 'auth-token-file',
+    reflection: 'reflection',
     ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((f) => [f.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), f])),
   };
-  for (const [k, name] of Object.entries(map)) if (o[k] !== undefined) flags[name] = o[k]!;
+  for (const [k, name] of Object.entries(map)) if (o[k] !== undefined) flags[name] = String(o[k]);
   if ((o as { join?: unknown }).join === true) flags['join'] = 'true';
-  await (await start()).runStart({ ...flags, ...(o.config ? { config: o.config } : {}) });
+  await (await start()).runStart({ ...flags, ...(typeof o.config === 'string' ? { config: o.config } : {}) });
 });
 
 program
@@ -84,7 +106,20 @@ program
   .option('--election-timeout-ms <ms>', 'passed to every node')
   .option('--no-metrics', 'do not give each node a metrics listener (default: node i serves /metrics on 127.0.0.1:7200+i)')
   .option('--no-view', 'print leadership changes as lines instead of a live table')
+  .option('--tls', 'TLS everywhere: makes a test CA and certificates in <data-dir>/certs (once) and uses them')
   .action(async (o) => (await local()).runLocal(o));
+
+program
+  .command('certs')
+  .description('certificates for TLS')
+  .command('init')
+  .description('make a test CA and one certificate per member (plus a client certificate) in --dir')
+  .requiredOption('--dir <dir>', 'where to write ca.crt, ca.key, <id>.crt, <id>.key, client.crt, client.key')
+  .requiredOption('--nodes <ids>', 'member ids, comma-separated (each certificate names its member)')
+  .option('--hosts <list>', 'extra DNS names or IP addresses the member certificates are valid for, comma-separated')
+  .option('--client-name <name>', 'name in the client certificate (matched by "cert": true entries of the token file)', 'admin')
+  .option('--days <n>', 'validity in days', '365')
+  .action(async (o) => (await certs()).runCertsInit(o));
 
 const clientOptions = (c: Command) =>
   c
@@ -92,6 +127,12 @@ const clientOptions = (c: Command) =>
     .option('--json', 'machine-readable output')
     .addOption(
       new Option('--timeout-ms <ms>', 'deadline of each call, retries on other endpoints included').default(String(DEFAULT_TIMEOUT_MS)),
+    )
+    .addOption(new Option('--cacert <file>', "connect with TLS, trusting this CA (PEM) for the nodes' certificates").env('LEADERD_CACERT'))
+    .addOption(new Option('--cert <file>', 'client certificate (PEM) for nodes that require one').env('LEADERD_CERT'))
+    .addOption(new Option('--key <file>', 'private key of --cert (PEM)').env('LEADERD_KEY'))
+    .addOption(
+      new Option('--token <token>', 'bearer token for nodes with --auth-token-file (prefer the env variable)').env('LEADERD_TOKEN'),
     );
 
 clientOptions(program.command('leader').description('who leads, as seen by the first endpoint that answers')).action(async (o) =>
@@ -130,6 +171,15 @@ clientOptions(
     .description('switchover: hand leadership to another voter')
     .option('--to <id>', 'target node (default: the most up-to-date follower)'),
 ).action(async (o) => (await client()).runTransfer(o));
+
+clientOptions(
+  program
+    .command('probe')
+    .description(
+      'for orchestrators (HEALTHCHECK, readiness and liveness probes): exit 0 if the first endpoint knows a leader; needs no token',
+    )
+    .option('--live', 'only check that the node answers (a liveness probe: no leader needed)'),
+).action(async (o) => (await client()).runProbe(o));
 
 try {
   await program.parseAsync(process.argv);

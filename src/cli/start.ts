@@ -2,6 +2,7 @@
 // as SIGKILL and SIGSTOP reach the node itself).
 import * as grpc from '@grpc/grpc-js';
 import { format } from 'node:util';
+import { watchFile } from 'node:fs';
 import { LeaderdNode, MemberRefusedError } from '../server/node.js';
 import { PublicServer } from '../server/public-api.js';
 import { CoordinationService } from '../server/coordination.js';
@@ -40,6 +41,16 @@ async function listenFailure(flag: string, address: string, err: unknown): Promi
 import { NodeMetrics } from '../server/metrics.js';
 import { HttpListener } from '../server/http-listener.js';
 import { addOperatorRoutes } from '../server/health.js';
+import { ConfigError } from '../server/config.js';
+import {
+  ReloadingCertificates,
+  TlsConfigError,
+  forwardingChannelCredentials,
+  requireMemberCertificate,
+  serverCredentials,
+} from '../security/tls.js';
+import { IP_SERVER_NAME } from '../security/client-credentials.js';
+import { AuthConfigError, Authenticator, authInterceptor, readTokenFile } from '../security/auth.js';
 
 export async function runStart(flags: RawSettings & { config?: string }): Promise<void> {
   const { config: configPath, ...settings } = flags;
@@ -50,6 +61,42 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
   grpc.setLogger({
     error: (...args: unknown[]) => log.warn({ node: cfg.id, grpc: format(...args) }, 'grpc-js'),
   });
+  // Certificates and tokens are read before anything starts: a bad file is a usage error
+  // (one line, exit 2), not a node that runs half-secured.
+  let peerTls: ReloadingCertificates | null = null;
+  let clientTls: ReloadingCertificates | null = null;
+  let auth: Authenticator | null = null;
+  try {
+    if (cfg.peerTls) peerTls = new ReloadingCertificates(cfg.peerTls, '--peer', log, requireMemberCertificate(cfg.id, '--peer'));
+    if (cfg.clientTls) clientTls = new ReloadingCertificates(cfg.clientTls, '--client', log);
+    if (cfg.authTokenFile !== null) auth = new Authenticator(readTokenFile(cfg.authTokenFile));
+  } catch (err) {
+    if (err instanceof TlsConfigError || err instanceof AuthConfigError) throw new ConfigError(err.message);
+    throw err;
+  }
+  const reloadTokens = () => {
+    if (auth !== null && cfg.authTokenFile !== null) {
+      try {
+        auth.replace(readTokenFile(cfg.authTokenFile));
+        log.info({ node: cfg.id }, 'token file reloaded');
+      } catch (err) {
+        log.error({ node: cfg.id, err: (err as Error).message }, 'token file reload failed; keeping the previous tokens');
+      }
+    }
+  };
+  const reloadSecrets = () => {
+    peerTls?.reload();
+    clientTls?.reload();
+    reloadTokens();
+  };
+  // Rotation without a restart: SIGHUP (systemctl reload), or a changed file.
+  process.on('SIGHUP', reloadSecrets);
+  peerTls?.watch();
+  clientTls?.watch();
+  if (cfg.authTokenFile !== null)
+    watchFile(cfg.authTokenFile, { interval: 2000, persistent: false }, (cur, prev) => {
+      if (cur.mtimeMs !== prev.mtimeMs || cur.size !== prev.size) reloadTokens();
+    });
   let node: LeaderdNode;
   const store = new KvStore();
   const metrics = cfg.listenMetrics ? new NodeMetrics({ nodeId: cfg.id, heartbeatMs: cfg.heartbeatMs }) : null;
@@ -62,6 +109,7 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
       advertisePeer: cfg.advertisePeer,
       advertiseClient: cfg.advertiseClient,
       peers: cfg.peers,
+      peerTls: peerTls ?? undefined,
       heartbeatMs: cfg.heartbeatMs,
       electionTimeoutMs: cfg.electionTimeoutMs,
       join: cfg.join,
@@ -89,7 +137,34 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
   const server = new PublicServer(
     node,
     log,
-    new CoordinationService(node, store, { electionTimeoutMs: cfg.electionTimeoutMs, logger: log, limits: cfg.limits }),
+    new CoordinationService(node, store, {
+      electionTimeoutMs: cfg.electionTimeoutMs,
+      logger: log,
+      limits: cfg.limits,
+      ...(clientTls !== null && peerTls !== null
+        ? {
+            forwardCredentials: forwardingChannelCredentials(peerTls),
+            // The leader's certificate is checked for a member id, not a host name; an IP
+            // as TLS server name is not allowed (RFC 6066).
+            forwardChannelOptions: { 'grpc.ssl_target_name_override': IP_SERVER_NAME },
+          }
+        : {}),
+    }),
+    {
+      credentials: serverCredentials(clientTls),
+      interceptors: auth ? [authInterceptor(auth, log)] : [],
+      reflection: cfg.reflection,
+    },
+  );
+  log.info(
+    {
+      node: cfg.id,
+      peerTls: peerTls !== null,
+      clientTls: clientTls !== null,
+      clientCerts: cfg.clientTls?.ca !== undefined,
+      auth: auth !== null,
+    },
+    'security settings',
   );
   try {
     const port = await server.listen(cfg.listenClient);

@@ -8,6 +8,8 @@ import type { NodeStatus__Output } from '../gen/leaderd/v1/NodeStatus.js';
 import type { Member__Output } from '../gen/leaderd/v1/Member.js';
 import { loadPublicApi } from '../transport/protos.js';
 import { sleep } from './backoff.js';
+import { service as healthService } from 'grpc-health-check';
+import { channelFor, tokenInterceptors, type ClientSecurity } from '../security/client-credentials.js';
 
 export type LeaderInfo = LeaderInfo__Output & { readonly endpoint: string };
 export type NodeStatus = NodeStatus__Output;
@@ -20,11 +22,19 @@ export class UnavailableError extends Error {
 export interface ClusterClientOptions {
   /** Deadline of each call, per endpoint tried; default 2000 ms. */
   readonly timeoutMs?: number;
+  /** TLS and token for secured nodes. */
+  readonly security?: ClientSecurity;
 }
+
+type HealthClient = grpc.Client & {
+  Check(req: { service: string }, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: { status: string }) => void): void;
+};
 
 export class ClusterClient {
   private readonly clients = new Map<string, GrpcClusterClient>();
   private readonly timeoutMs: number;
+  private readonly security: ClientSecurity | undefined;
+  private readonly interceptors: grpc.Interceptor[];
 
   constructor(
     readonly endpoints: readonly string[],
@@ -32,15 +42,20 @@ export class ClusterClient {
   ) {
     if (endpoints.length === 0) throw new Error('no endpoints');
     this.timeoutMs = opts.timeoutMs ?? 2000;
+    this.security = opts.security;
+    this.interceptors = tokenInterceptors(opts.security);
   }
 
   private client(endpoint: string): GrpcClusterClient {
     let c = this.clients.get(endpoint);
     if (!c) {
       const Ctor = loadPublicApi().leaderd.v1.Cluster;
-      c = new Ctor(endpoint, grpc.credentials.createInsecure(), {
+      const { creds, options } = channelFor(this.security, endpoint);
+      c = new Ctor(endpoint, creds, {
+        ...options,
         'grpc.initial_reconnect_backoff_ms': 100,
         'grpc.max_reconnect_backoff_ms': 1000,
+        interceptors: this.interceptors,
       });
       this.clients.set(endpoint, c);
     }
@@ -79,6 +94,23 @@ export class ClusterClient {
   getLeader(endpoint?: string): Promise<LeaderInfo> {
     const ask = (e: string) => this.unary<LeaderInfo__Output>(e, (c, o, cb) => c.GetLeader({}, o, cb)).then((l) => ({ ...l, endpoint: e }));
     return endpoint ? ask(endpoint) : this.any(ask);
+  }
+
+  /**
+   * The node's gRPC health status (SERVING once it knows a leader). Health checks need no
+   * token, so probes and load balancers can run without one.
+   */
+  health(endpoint: string): Promise<string> {
+    const Ctor = grpc.makeGenericClientConstructor(healthService as unknown as grpc.ServiceDefinition, 'Health');
+    const { creds, options } = channelFor(this.security, endpoint);
+    const c = new Ctor(endpoint, creds, options) as unknown as HealthClient;
+    return new Promise<string>((resolve, reject) => {
+      c.Check({ service: '' }, { deadline: this.deadline() }, (err, res) => {
+        c.close();
+        if (err) reject(err);
+        else resolve(res?.status ?? 'UNKNOWN');
+      });
+    });
   }
 
   getStatus(endpoint: string): Promise<NodeStatus> {

@@ -36,6 +36,7 @@ import {
   type WriteOutcome,
 } from './errors.js';
 import { LeaseKeeper, type LeaseHandle, type LeaseHost } from './lease-handle.js';
+import { channelFor, tokenInterceptors, type ClientSecurity } from '../security/client-credentials.js';
 import type {
   CasExpectation,
   CasResult,
@@ -90,6 +91,8 @@ export interface LeaderdClientOptions {
   readonly now?: () => number;
   /** [0, 1) source for backoff jitter (default Math.random). */
   readonly random?: () => number;
+  /** TLS (CA, optional client certificate) and bearer token for secured nodes. */
+  readonly security?: ClientSecurity;
 }
 
 /** What every Election or Lock grant carries. */
@@ -270,6 +273,8 @@ export class LeaderdClient {
   private rr = 0;
   private leaderHint: string | undefined;
   private lastDiscovery = -Infinity;
+  private readonly interceptors: grpc.Interceptor[];
+  private readonly security: ClientSecurity | undefined;
 
   constructor(opts: LeaderdClientOptions) {
     if (opts.endpoints.length === 0) throw new Error('LeaderdClient: no endpoints');
@@ -282,6 +287,8 @@ export class LeaderdClient {
     this.attemptTimeoutMs = opts.retry?.attemptTimeoutMs ?? 2000;
     this.now = opts.now ?? (() => performance.now());
     this.random = opts.random ?? Math.random;
+    this.security = opts.security;
+    this.interceptors = tokenInterceptors(opts.security);
   }
 
   // ---------------------------------------------------------------- plumbing
@@ -296,7 +303,9 @@ export class LeaderdClient {
     if (!s) {
       const api = loadPublicApi().leaderd.v1;
       // One HTTP/2 connection per endpoint shared by every service.
-      const channel = new grpc.Channel(endpoint, grpc.credentials.createInsecure(), {
+      const { creds: channelCreds, options } = channelFor(this.security, endpoint);
+      const channel = new grpc.Channel(endpoint, channelCreds, {
+        ...options,
         'grpc.initial_reconnect_backoff_ms': 100,
         'grpc.max_reconnect_backoff_ms': 1000,
         // A watch on a node that hangs (SIGSTOP, a dead host without RST) would otherwise
@@ -304,7 +313,7 @@ export class LeaderdClient {
         'grpc.keepalive_time_ms': 2000,
         'grpc.keepalive_timeout_ms': 2000,
       });
-      const o = { channelOverride: channel };
+      const o = { channelOverride: channel, interceptors: this.interceptors };
       const creds = grpc.credentials.createInsecure();
       s = {
         channel,

@@ -27,6 +27,22 @@ export interface StartConfig {
   readonly limits: Limits;
   /** On a new data dir: join an existing cluster instead of bootstrapping one (--join). */
   readonly join: boolean;
+  /** Mutual TLS between peers (certificate, key, cluster CA); null = plaintext. */
+  readonly peerTls: TlsFiles | null;
+  /** TLS on the client listener; `ca` set = clients must present a certificate it signed. */
+  readonly clientTls: TlsFiles | null;
+  /** Allow plaintext listeners on non-loopback addresses. */
+  readonly insecure: boolean;
+  /** Bearer tokens and roles for the client API; null = open (loopback, trusted network). */
+  readonly authTokenFile: string | null;
+  /** Serve gRPC server reflection on the client listener. */
+  readonly reflection: boolean;
+}
+
+export interface TlsFiles {
+  readonly cert: string;
+  readonly key: string;
+  readonly ca?: string | undefined;
 }
 
 /** The settings a flag or config file key may carry; keys are the flag names without "--". */
@@ -45,9 +61,18 @@ export const SETTINGS = [
   'listen-metrics',
   ...(Object.keys(LIMIT_FLAGS) as LimitFlag[]),
   'join',
+  'peer-cert',
+  'peer-key',
+  'peer-ca',
+  'client-cert',
+  'client-key',
+  'client-ca',
+  'insecure',
+  'auth-token-file',
+  'reflection',
 ] as const;
 export type SettingName = (typeof SETTINGS)[number];
-export type RawSettings = Partial<Record<SettingName, string | number>>;
+export type RawSettings = Partial<Record<SettingName, string | number | boolean>>;
 
 /**
  * Defaults tuned for fast failover on a LAN: a follower notices a dead leader after
@@ -93,6 +118,18 @@ export function parsePeers(value: string): Map<string, string> {
   return peers;
 }
 
+function parseBool(value: string, what: string): boolean {
+  if (value === 'true') return true;
+  if (value === 'false') return false;
+  throw new ConfigError(`${what} must be true or false, got '${value}'`);
+}
+
+/** Whether `address` (host:port) can only be reached from this machine. */
+export function isLoopback(address: string): boolean {
+  const host = address.slice(0, address.lastIndexOf(':'));
+  return host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
 function parseMs(value: string | number, what: string): number {
   const n = typeof value === 'number' ? value : /^\d+$/.test(value.trim()) ? Number(value) : NaN;
   if (!Number.isInteger(n) || n < 1 || n > 600_000)
@@ -119,7 +156,8 @@ export function readConfigFile(path: string): RawSettings {
   for (const [k, v] of Object.entries(raw)) {
     if (!(SETTINGS as readonly string[]).includes(k))
       throw new ConfigError(`config file ${path}: unknown setting '${k}' (known: ${SETTINGS.join(', ')})`);
-    if (typeof v !== 'string' && typeof v !== 'number') throw new ConfigError(`config file ${path}: '${k}' must be a string or number`);
+    if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean')
+      throw new ConfigError(`config file ${path}: '${k}' must be a string, number or boolean`);
     out[k as SettingName] = v;
   }
   return out;
@@ -176,6 +214,37 @@ export function resolveStartConfig(flags: RawSettings, file: RawSettings = {}): 
     if (!Number.isSafeInteger(n) || n < 1) throw new ConfigError(`--${flag} must be a positive whole number, got '${v}'`);
     limits[field] = n;
   }
+
+  const [peerCert, peerKey, peerCa] = (['peer-cert', 'peer-key', 'peer-ca'] as const).map(get);
+  let peerTls: TlsFiles | null = null;
+  if (peerCert !== undefined || peerKey !== undefined || peerCa !== undefined) {
+    if (peerCert === undefined || peerKey === undefined || peerCa === undefined)
+      throw new ConfigError('--peer-cert, --peer-key and --peer-ca go together: peers use mutual TLS with the cluster CA');
+    peerTls = { cert: peerCert, key: peerKey, ca: peerCa };
+  }
+  const [clientCert, clientKey, clientCa] = (['client-cert', 'client-key', 'client-ca'] as const).map(get);
+  let clientTls: TlsFiles | null = null;
+  if (clientCert !== undefined || clientKey !== undefined || clientCa !== undefined) {
+    if (clientCert === undefined || clientKey === undefined)
+      throw new ConfigError('--client-cert and --client-key go together (--client-ca, to require client certificates, needs both)');
+    clientTls = { cert: clientCert, key: clientKey, ca: clientCa };
+    // A follower forwards writes to the leader's client listener, over TLS verified with
+    // the cluster CA and its member certificate.
+    if (peerTls === null)
+      throw new ConfigError('--client-cert needs peer TLS too (--peer-cert, --peer-key, --peer-ca): members forward client calls over it');
+  }
+  const insecure = parseBool(get('insecure') ?? 'false', '--insecure');
+  // Secure by default: anyone who reaches a plaintext peer port can join the Raft
+  // conversation, and a plaintext client port gives away every key.
+  for (const [what, addr, tls, flags] of [
+    ['peers', listenPeer, peerTls, '--peer-cert, --peer-key and --peer-ca'],
+    ['clients', listenClient, clientTls, '--client-cert and --client-key'],
+  ] as const) {
+    if (tls === null && !insecure && !isLoopback(addr))
+      throw new ConfigError(`refusing to listen for ${what} on ${addr} without TLS: give ${flags}, or --insecure on a network you trust`);
+  }
+  const authTokenFile = get('auth-token-file') ?? null;
+  const reflection = parseBool(get('reflection') ?? 'true', '--reflection');
   return {
     limits: limits as unknown as Limits,
     id,
@@ -191,5 +260,10 @@ export function resolveStartConfig(flags: RawSettings, file: RawSettings = {}): 
     logLevel,
     listenMetrics,
     join: joinRaw === 'true',
+    peerTls,
+    clientTls,
+    insecure,
+    authTokenFile,
+    reflection,
   };
 }

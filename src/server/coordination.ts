@@ -74,6 +74,9 @@ export interface CoordinationOptions {
   readonly electionTimeoutMs: number;
   readonly logger: Logger;
   readonly limits?: Limits;
+  /** How to reach the leader's client listener when forwarding (TLS when it has TLS). */
+  readonly forwardCredentials?: grpc.ChannelCredentials;
+  readonly forwardChannelOptions?: grpc.ChannelOptions;
 }
 
 function pbKv(kv: KeyValue): PbKeyValue {
@@ -108,7 +111,7 @@ type Ok<T extends CommandResult['type' & keyof CommandResult] | string> = Extrac
 
 export class CoordinationService {
   private readonly limits: Limits;
-  private readonly forwarder = new Forwarder();
+  private readonly forwarder: Forwarder;
   /** Watch streams open on this node (KV.Watch, Election.Observe; Cluster.WatchLeader through admitStream). */
   private readonly watchBudget: StreamBudget;
   /** Election or lock queue -> Campaign/Lock calls waiting on it here. */
@@ -132,6 +135,7 @@ export class CoordinationService {
     this.limits = opts.limits ?? DEFAULT_LIMITS;
     this.watchBudget = new StreamBudget(this.limits);
     this.log = opts.logger;
+    this.forwarder = new Forwarder(opts.forwardCredentials, opts.forwardChannelOptions);
     const keeperOpts = (expire: (id: number) => Command) => ({
       electionTimeoutMs: opts.electionTimeoutMs,
       logger: opts.logger,
@@ -217,7 +221,14 @@ export class CoordinationService {
     events.on('close', dispose);
     events.on('finish', dispose);
     events.on('cancelled', () => ac.abort(new Error('cancelled')));
-    return { signal: ac.signal, deadline, forwarded: call.metadata.get(FORWARDED_KEY).length > 0, dispose };
+    const authorization = call.metadata.get('authorization')[0];
+    return {
+      signal: ac.signal,
+      deadline,
+      forwarded: call.metadata.get(FORWARDED_KEY).length > 0,
+      authorization: authorization === undefined ? undefined : String(authorization),
+      dispose,
+    };
   }
 
   private unary<Req, Res>(defaultTimeoutMs: number | null, f: (req: Req, ctx: CallContext) => Promise<Res>) {

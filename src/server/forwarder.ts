@@ -15,15 +15,24 @@ export interface CallContext {
   /** Absolute deadline (ms since epoch), Infinity for none. */
   readonly deadline: number;
   readonly forwarded: boolean;
+  /** The caller's `authorization` header, passed on so the leader checks the same token. */
+  readonly authorization?: string | undefined;
 }
 
 export class Forwarder {
   private readonly clients = new Map<string, grpc.Client>();
 
+  /** `credentials`: how to reach the leader's client listener (TLS when it has TLS). */
+  constructor(
+    private readonly credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+    private readonly channelOptions: grpc.ChannelOptions = {},
+  ) {}
+
   private client(address: string): grpc.Client {
     let c = this.clients.get(address);
     if (!c) {
-      c = new grpc.Client(address, grpc.credentials.createInsecure(), {
+      c = new grpc.Client(address, this.credentials, {
+        ...this.channelOptions,
         'grpc.initial_reconnect_backoff_ms': 50,
         'grpc.max_reconnect_backoff_ms': 500,
         'grpc.keepalive_time_ms': 10_000,
@@ -44,6 +53,7 @@ export class Forwarder {
     });
     const md = new grpc.Metadata();
     md.set(FORWARDED_KEY, '1');
+    if (ctx.authorization !== undefined) md.set('authorization', ctx.authorization);
     return new Promise<Res>((resolve, reject) => {
       const call = client.makeUnaryRequest(
         def.path,

@@ -23,6 +23,7 @@ import type { ConfChange, Entry, NodeId, ProposeResult, RaftConfig, RaftEvent, R
 import { LevelStorage } from '../storage/leveldb-storage.js';
 import { checkIdentity, writeIdentity } from '../storage/identity.js';
 import { GrpcTransport } from '../transport/grpc-transport.js';
+import type { ReloadingCertificates } from '../security/tls.js';
 import { TickClock } from './tick-clock.js';
 import { sleepOn, systemClock } from './runtime-ports.js';
 import type { CancelTimer, RuntimeClock, RuntimeStorage, RuntimeTransport } from './runtime-ports.js';
@@ -155,6 +156,8 @@ export interface NodeOptions extends RuntimeOptions {
    * only tells it whom to accept until then. Ignored on an existing data dir.
    */
   readonly join?: boolean;
+  /** Mutual TLS between peers, each certificate bound to its member id; plaintext when absent. */
+  readonly peerTls?: ReloadingCertificates | undefined;
 }
 
 /** Already-built parts to run a node on (LeaderdNode.fromParts). The node owns them from then on. */
@@ -360,6 +363,7 @@ export class LeaderdNode {
         listenPeer: opts.listenPeer,
         advertisePeer: opts.advertisePeer,
         advertiseClient: opts.advertiseClient,
+        peerTls: opts.peerTls,
         logger: opts.logger,
         // Ping every half election timeout; a link is declared dead after about three
         // election timeouts (at least 1 s) without an answer, so a briefly starved

@@ -51,11 +51,17 @@ export function statusFor(err: unknown): grpc.StatusObject {
   return toStatus(err);
 }
 
+export interface PublicServerOptions {
+  /** Listener credentials (TLS); plaintext when absent. */
+  readonly credentials?: grpc.ServerCredentials;
+  /** Run before every handler: authentication and roles (security/auth.ts). */
+  readonly interceptors?: grpc.ServerInterceptor[];
+  /** Serve gRPC server reflection; default true. */
+  readonly reflection?: boolean;
+}
+
 export class PublicServer {
-  private readonly server = new grpc.Server({
-    // Oversized requests are refused by gRPC itself with RESOURCE_EXHAUSTED.
-    'grpc.max_receive_message_length': DEFAULT_LIMITS.maxRequestBytes,
-  });
+  private readonly server: grpc.Server;
   private readonly health = new HealthImplementation({ '': 'NOT_SERVING', [CLUSTER_SERVICE]: 'NOT_SERVING' });
   private readonly unsubscribe: () => void;
   private readonly streams = new Set<grpc.ServerWritableStream<unknown, LeaderInfo>>();
@@ -64,7 +70,13 @@ export class PublicServer {
     private readonly node: LeaderdNode,
     private readonly log: Logger,
     private readonly coordination: CoordinationService | null = null,
+    private readonly opts: PublicServerOptions = {},
   ) {
+    this.server = new grpc.Server({
+      // Oversized requests are refused by gRPC itself with RESOURCE_EXHAUSTED.
+      'grpc.max_receive_message_length': DEFAULT_LIMITS.maxRequestBytes,
+      interceptors: opts.interceptors ?? [],
+    });
     const api = loadPublicApi();
     const handlers: ClusterHandlers = {
       GetLeader: (_call, cb) => cb(null, toLeaderInfo(node.leader())),
@@ -129,7 +141,7 @@ export class PublicServer {
     this.server.addService(api.leaderd.v1.Cluster.service, handlers);
     coordination?.register(this.server);
     this.health.addToServer(this.server);
-    new ReflectionService(loadDefinition('leaderd/v1')).addToServer(this.server);
+    if (opts.reflection ?? true) new ReflectionService(loadDefinition('leaderd/v1')).addToServer(this.server);
     this.unsubscribe = node.onLeaderChange((l) => this.setHealth(l));
     this.setHealth(node.leader());
   }
@@ -143,7 +155,7 @@ export class PublicServer {
   /** Bind to host:port; returns the bound port (port 0 picks one). */
   listen(address: string): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => {
+      this.server.bindAsync(address, this.opts.credentials ?? grpc.ServerCredentials.createInsecure(), (err, port) => {
         if (err) reject(new Error(`cannot listen on ${address} for clients: ${err.message}`));
         else resolve(port);
       });

@@ -30,6 +30,7 @@ import {
   type RefusedPeer,
 } from './handshake.js';
 import { loadPeerApi } from './protos.js';
+import { memberIdsOf, peerChannelCredentials, serverCredentials, type ReloadingCertificates } from '../security/tls.js';
 
 export interface TransportOptions {
   readonly nodeId: NodeId;
@@ -40,6 +41,11 @@ export interface TransportOptions {
   readonly advertisePeer: string;
   /** host:port of this node's public API (sent in Hello). */
   readonly advertiseClient: string;
+  /**
+   * Mutual TLS with the cluster CA. Each end checks that the other's certificate is
+   * issued to the member it claims to be (security/tls.ts); plaintext when absent.
+   */
+  readonly peerTls?: ReloadingCertificates | undefined;
   readonly logger: Logger;
   /** Largest frame accepted or sent; default 16 MiB. Must exceed RaftConfig.maxMsgBytes and snapshotChunkBytes. */
   readonly maxMessageBytes?: number;
@@ -216,7 +222,16 @@ class PeerLink {
   private connect(): void {
     this.state = 'connecting';
     if (this.client === null) {
-      this.client = new this.shared.clientCtor(this.address, grpc.credentials.createInsecure(), this.shared.channelOptions);
+      const tls = this.shared.peerTls;
+      this.client =
+        tls === undefined
+          ? new this.shared.clientCtor(this.address, grpc.credentials.createInsecure(), this.shared.channelOptions)
+          : // The TLS server name is the member id: peers are dialed by IP or by names the
+            // certificate need not list; what is checked is the member id in it.
+            new this.shared.clientCtor(this.address, peerChannelCredentials(tls, this.id), {
+              ...this.shared.channelOptions,
+              'grpc.ssl_target_name_override': this.id,
+            });
     }
     const call = this.client.Stream();
     this.call = call;
@@ -388,6 +403,7 @@ interface LinkShared {
   readonly maxBackoffMs: number;
   readonly handshakeTimeoutMs: number;
   readonly warnLimiter: WarnLimiter;
+  readonly peerTls: ReloadingCertificates | undefined;
 }
 
 export class GrpcTransport {
@@ -466,6 +482,7 @@ export class GrpcTransport {
       maxBackoffMs,
       handshakeTimeoutMs: Math.max(1000, 4 * keepaliveMs, keepaliveTimeoutMs),
       warnLimiter: this.warnLimiter,
+      peerTls: opts.peerTls,
     };
   }
 
@@ -478,7 +495,7 @@ export class GrpcTransport {
     });
     this.server = server;
     const port = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(this.opts.listenPeer, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+      server.bindAsync(this.opts.listenPeer, serverCredentials(this.opts.peerTls ?? null), (err, p) => (err ? reject(err) : resolve(p)));
     });
     this.log.debug({ listen: this.opts.listenPeer, port }, 'peer server listening');
     return { port };
@@ -703,6 +720,20 @@ export class GrpcTransport {
           this.logRefusal(`unknown:${h.nodeId}`, fields, 'refusing peer stream: unknown node id');
           refuse(grpc.status.PERMISSION_DENIED, `node ${h.nodeId} is not a peer of ${this.opts.nodeId}`);
           return;
+        }
+        if (this.opts.peerTls !== undefined) {
+          // The Hello names a member; the certificate the connection was opened with must
+          // be that member's, or a valid certificate of member A could take over B's link.
+          const certIds = memberIdsOf(call.getAuthContext()?.sslPeerCertificate);
+          if (!certIds.includes(h.nodeId)) {
+            this.logRefusal(
+              `cert:${h.nodeId}:${certIds.join(',')}`,
+              { ...fields, certificate: certIds },
+              'refusing peer stream: certificate of another member',
+            );
+            refuse(grpc.status.PERMISSION_DENIED, `the certificate is not issued to member ${h.nodeId}`);
+            return;
+          }
         }
         const refusal = this.check(h);
         if (refusal !== null) {
