@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ClusterClient, type LeaderInfo, type NodeStatus } from '../../src/client/cluster-client.js';
+import type { ClientSecurity } from '../../src/security/client-credentials.js';
 import { freePort, sleep, waitFor } from '../../bench/procs.js';
 
 // Shared with the benchmarks (which must not import test code).
@@ -158,6 +159,8 @@ export interface ClusterOptions {
   readonly heartbeatMs?: number;
   readonly electionTimeoutMs?: number;
   readonly extraArgs?: readonly string[];
+  /** TLS and token the harness's own clients use (for clusters started with TLS or tokens). */
+  readonly security?: ClientSecurity;
 }
 
 export class LocalCluster {
@@ -248,7 +251,7 @@ export class LocalCluster {
   client(id: string): ClusterClient {
     let c = this.clients.get(id);
     if (!c) {
-      c = new ClusterClient([this.endpoint(id)], { timeoutMs: 1000 });
+      c = new ClusterClient([this.endpoint(id)], { timeoutMs: 1000, ...(this.opts.security ? { security: this.opts.security } : {}) });
       this.clients.set(id, c);
     }
     return c;
