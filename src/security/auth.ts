@@ -268,7 +268,10 @@ export function authInterceptor(auth: Authenticator, log: Logger): grpc.ServerIn
     let principal: Principal | undefined;
     const refuse = (v: Extract<Verdict, { ok: false }>) => {
       log.debug({ method: method.path, principal: principal?.name, code: v.code }, 'client call refused');
-      call.sendStatus({ code: v.code, details: v.details, metadata: new grpc.Metadata() });
+      // Refused before any handler ran: the call took no effect, and clients may say so.
+      const metadata = new grpc.Metadata();
+      metadata.set('leaderd-outcome', 'not-applied');
+      call.sendStatus({ code: v.code, details: v.details, metadata });
     };
     return new grpc.ServerInterceptingCall(call, {
       start: (next) => {

@@ -153,7 +153,7 @@ describe('deployment files', () => {
 
   it('Kubernetes manifest: parses; StatefulSet, headless Service, PDB, probes, anti-affinity and TLS from a Secret agree', async () => {
     const start = await helpFlags('start');
-    const health = await helpFlags('health');
+    const probe = await helpFlags('probe');
     type Obj = { kind: string; metadata: { name: string }; spec: Record<string, unknown> };
     const docs = parseYaml('cluster/kubernetes/leaderd.yaml') as Obj[];
     const byKind = (k: string) => docs.filter((d) => d.kind === k);
@@ -206,12 +206,12 @@ describe('deployment files', () => {
     const pdb = byKind('PodDisruptionBudget')[0]! as unknown as { spec: { minAvailable: number } };
     expect(pdb.spec.minAvailable).toBe(Math.floor(sts.spec.replicas / 2) + 1);
     expect(pod.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0]!.topologyKey).toBe('kubernetes.io/hostname');
-    // Probes run leaderd health against this pod's client port; liveness must not need a leader.
-    for (const probe of [c.readinessProbe, c.livenessProbe]) {
-      const cmd = probe.exec.command;
-      const i = cmd.indexOf('health');
+    // Probes run leaderd probe against this pod's client port; liveness must not need a leader.
+    for (const check of [c.readinessProbe, c.livenessProbe]) {
+      const cmd = check.exec.command;
+      const i = cmd.indexOf('probe');
       expect(i).toBeGreaterThan(0);
-      expect(unknownFlags(cmd.slice(i + 1), health)).toEqual([]);
+      expect(unknownFlags(cmd.slice(i + 1), probe)).toEqual([]);
       expect(flagsOf(cmd.slice(i + 1)).get('--endpoints')).toBe(`127.0.0.1:${port('client')}`);
     }
     expect(c.livenessProbe.exec.command).toContain('--live');
@@ -230,8 +230,8 @@ describe('deployment files', () => {
     expect(user && !['root', '0'].includes(user.args)).toBe(true);
     const hc = ins.find((i) => i.op === 'HEALTHCHECK')!;
     const cmd = execForm(hc.args.slice(hc.args.indexOf('CMD') + 3).trim());
-    const health = await helpFlags('health');
-    expect(cmd.slice(cmd.indexOf('health') + 1).filter((a) => a.startsWith('--') && !health.has(a))).toEqual([]);
+    const probe = await helpFlags('probe');
+    expect(cmd.slice(cmd.indexOf('probe') + 1).filter((a) => a.startsWith('--') && !probe.has(a))).toEqual([]);
     const exposed = ins
       .filter((i) => i.op === 'EXPOSE')
       .flatMap((i) => i.args.split(/\s+/))
@@ -239,7 +239,7 @@ describe('deployment files', () => {
     const [compose] = parseYaml('cluster/docker/compose-3.yml') as [{ services: Record<string, { command: string[] }> }];
     const f = flagsOf(Object.values(compose.services)[0]!.command.slice(1));
     expect(exposed).toEqual([f.get('--listen-client')!.split(':')[1], f.get('--listen-peer')!.split(':')[1]].sort());
-    expect(flagsOf(cmd.slice(cmd.indexOf('health') + 1)).get('--endpoints')).toBe(`127.0.0.1:${f.get('--listen-client')!.split(':')[1]}`);
+    expect(flagsOf(cmd.slice(cmd.indexOf('probe') + 1)).get('--endpoints')).toBe(`127.0.0.1:${f.get('--listen-client')!.split(':')[1]}`);
     const entry = execForm(ins.find((i) => i.op === 'ENTRYPOINT')!.args);
     expect(entry.join(' ')).toContain('dist/src/cli/main.js');
     const start = await helpFlags('start');
