@@ -77,6 +77,8 @@ describe('a real network partition (network namespaces)', () => {
             'chaos',
             '--log-level',
             'debug',
+            // Plaintext off loopback, allowed on this private test network of namespaces.
+            '--insecure',
           ],
           fd,
         ),
