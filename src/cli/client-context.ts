@@ -17,10 +17,10 @@ export interface ClientFlags {
   endpoints?: string;
   json?: boolean;
   timeoutMs?: string;
-  /** TLS and token (or LEADERD_CACERT, LEADERD_CERT, LEADERD_KEY, LEADERD_TOKEN). */
+  /** TLS and token (or LEADERD_CACERT, LEADERD_CERT, LEADERD_CERT_KEY, LEADERD_TOKEN). */
   cacert?: string;
   cert?: string;
-  key?: string;
+  certKey?: string;
   token?: string;
 }
 
@@ -37,8 +37,8 @@ function readPemFlag(path: string | undefined, flag: string): Buffer | undefined
 export function clientSecurity(flags: ClientFlags): ClientSecurity {
   const ca = readPemFlag(flags.cacert, '--cacert');
   const cert = readPemFlag(flags.cert, '--cert');
-  const key = readPemFlag(flags.key, '--key');
-  if ((cert === undefined) !== (key === undefined)) throw new UsageError('--cert and --key go together');
+  const key = readPemFlag(flags.certKey, '--cert-key');
+  if ((cert === undefined) !== (key === undefined)) throw new UsageError('--cert and --cert-key go together');
   if (cert !== undefined && ca === undefined) throw new UsageError('--cert needs --cacert (client certificates are sent over TLS)');
   return { ca, cert, key, token: flags.token === '' ? undefined : flags.token };
 }

@@ -130,7 +130,7 @@ const clientOptions = (c: Command) =>
     )
     .addOption(new Option('--cacert <file>', "connect with TLS, trusting this CA (PEM) for the nodes' certificates").env('LEADERD_CACERT'))
     .addOption(new Option('--cert <file>', 'client certificate (PEM) for nodes that require one').env('LEADERD_CERT'))
-    .addOption(new Option('--key <file>', 'private key of --cert (PEM)').env('LEADERD_KEY'))
+    .addOption(new Option('--cert-key <file>', 'private key of --cert (PEM)').env('LEADERD_CERT_KEY'))
     .addOption(
       new Option('--token <token>', 'bearer token for nodes with --auth-token-file (prefer the env variable)').env('LEADERD_TOKEN'),
     );

@@ -251,5 +251,5 @@ describe('hostile peers against a real node', () => {
 
 /** Run the CLI with these LEADERD_* variables and no others from this process. */
 function runCliEnv(args: string[], env: Record<string, string>): ReturnType<typeof runCli> {
-  return runCli(args, { env: { LEADERD_CACERT: '', LEADERD_CERT: '', LEADERD_KEY: '', LEADERD_TOKEN: '', ...env } });
+  return runCli(args, { env: { LEADERD_CACERT: '', LEADERD_CERT: '', LEADERD_CERT_KEY: '', LEADERD_TOKEN: '', ...env } });
 }
