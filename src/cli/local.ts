@@ -3,7 +3,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
-import { certsInit } from '../security/certs.js';
 import type { ClientSecurity } from '../security/client-credentials.js';
 import { join, resolve } from 'node:path';
 import { LeaderdClient, type NodeStatus } from '../client/leaderd-client.js';
@@ -44,6 +43,8 @@ interface LocalSecurity {
 async function localSecurity(base: string): Promise<LocalSecurity> {
   const dir = join(base, 'certs');
   if (!existsSync(join(dir, 'ca.crt'))) {
+    // Loaded only here: the X.509 library is heavy and a plain `local` does not need it.
+    const { certsInit } = await import('../security/certs.js');
     await certsInit({ dir, nodes: Array.from({ length: LOCAL_MAX_NODES }, (_, i) => `n${i + 1}`) });
   }
   const tokensFile = join(dir, 'tokens.json');

@@ -12,8 +12,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { MEMBER_URI_PREFIX, subjectAltNames } from './tls.js';
-import { CLIENT_URI_PREFIX } from './certs.js';
+import { CLIENT_URI_PREFIX, MEMBER_URI_PREFIX, subjectAltNames } from './tls.js';
 
 export const ROLES = ['read', 'write', 'admin'] as const;
 export type Role = (typeof ROLES)[number];

@@ -12,9 +12,7 @@ import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
-import { MEMBER_URI_PREFIX } from './tls.js';
-
-export const CLIENT_URI_PREFIX = 'urn:leaderd:client:';
+import { CLIENT_URI_PREFIX, MEMBER_URI_PREFIX } from './tls.js';
 
 const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 

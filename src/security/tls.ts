@@ -16,6 +16,8 @@ import type { Logger } from 'pino';
 import type { TlsFiles } from '../server/config.js';
 
 export const MEMBER_URI_PREFIX = 'urn:leaderd:member:';
+/** The URI naming a client certificate's holder (matched by "cert": true token entries). */
+export const CLIENT_URI_PREFIX = 'urn:leaderd:client:';
 
 export class TlsConfigError extends Error {
   override readonly name = 'TlsConfigError';
