@@ -79,6 +79,10 @@ export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
   '/leaderd.v1.KV/CompareAndSwap': { role: 'write', touches: keyOf('key') },
   '/leaderd.v1.KV/Txn': { role: 'write', touches: txnTouches },
   '/leaderd.v1.KV/Watch': { role: 'read', touches: (r) => [{ key: str(r.key), prefix: r.prefix === true }] },
+  // Every writer holds a session (exactly-once retries); sessions name no keys.
+  '/leaderd.v1.KV/OpenSession': { role: 'write', touches: none },
+  '/leaderd.v1.KV/KeepAliveSession': { role: 'write', touches: none },
+  '/leaderd.v1.KV/CloseSession': { role: 'write', touches: none },
   '/leaderd.v1.Lease/Grant': { role: 'write', touches: none },
   '/leaderd.v1.Lease/KeepAlive': { role: 'write', touches: none },
   '/leaderd.v1.Lease/KeepAliveOnce': { role: 'write', touches: none },
