@@ -9,6 +9,7 @@ import { LeaderdNode } from '../../src/server/node.js';
 import { describeFailStop, StateMachineError } from '../../src/server/fail-stop.js';
 import { RaftInvariantError } from '../../src/raft/invariant.js';
 import { freePort, waitFor } from '../e2e/cluster.js';
+import { singleNodeOptions } from './single-node.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -51,15 +52,7 @@ describe('runtime fail-stop', () => {
     const fatal: Error[] = [];
     const peer = `127.0.0.1:${await freePort()}`;
     const node = await LeaderdNode.start({
-      id: 'a',
-      clusterId: 'c',
-      dataDir: dir,
-      listenPeer: peer,
-      advertisePeer: peer,
-      advertiseClient: '127.0.0.1:1',
-      peers: new Map([['a', peer]]),
-      heartbeatMs: 50,
-      electionTimeoutMs: 300,
+      ...singleNodeOptions(dir, peer),
       logger: pino({ level: 'warn' }, sink),
       stateMachine: {
         apply: () => {

@@ -3,12 +3,12 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { LevelStorage } from '../../src/storage/leveldb-storage.js';
 import { LeaderdNode, type StateMachine } from '../../src/server/node.js';
 import { createNode, type EmbeddedNode, type Entry } from '../../src/index.js';
 import { freePort, waitFor } from '../e2e/cluster.js';
+import { singleNodeOptions } from './single-node.js';
 
 class Counter implements StateMachine {
   total = 0;
@@ -42,21 +42,9 @@ function tempDir(): string {
 async function single(dataDir: string, sm: StateMachine, snapshotEntries?: number): Promise<{ node: LeaderdNode; fatal: Error[] }> {
   const fatal: Error[] = [];
   const peer = `127.0.0.1:${await freePort()}`;
-  const node = await LeaderdNode.start({
-    id: 'a',
-    clusterId: 'c',
-    dataDir,
-    listenPeer: peer,
-    advertisePeer: peer,
-    advertiseClient: '127.0.0.1:1',
-    peers: new Map([['a', peer]]),
-    heartbeatMs: 50,
-    electionTimeoutMs: 300,
-    logger: pino({ level: 'silent' }),
-    stateMachine: sm,
-    onFatal: (e) => fatal.push(e),
-    ...(snapshotEntries ? { snapshotEntries } : {}),
-  });
+  const node = await LeaderdNode.start(
+    singleNodeOptions(dataDir, peer, { stateMachine: sm, onFatal: (e) => fatal.push(e), ...(snapshotEntries ? { snapshotEntries } : {}) }),
+  );
   cleanups.push(() => node.stop({ transfer: false }));
   await waitFor('leader', () => (node.isLeader() ? true : undefined), 5000);
   return { node, fatal };

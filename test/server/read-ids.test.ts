@@ -6,11 +6,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { RaftNode } from '../../src/raft/raft.js';
-import { LeaderdNode, NullStateMachine } from '../../src/server/node.js';
+import { LeaderdNode } from '../../src/server/node.js';
 import { freePort, waitFor } from '../e2e/cluster.js';
+import { singleNodeOptions } from './single-node.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -21,19 +21,7 @@ afterEach(() => {
 async function bootAndRead(dataDir: string, peer: string): Promise<string[]> {
   // A spy calls through to the real core; it only records the ids the runtime chose.
   const spy = vi.spyOn(RaftNode.prototype, 'readIndex');
-  const node = await LeaderdNode.start({
-    id: 'a',
-    clusterId: 'c',
-    dataDir,
-    listenPeer: peer,
-    advertisePeer: peer,
-    advertiseClient: '127.0.0.1:1',
-    peers: new Map([['a', peer]]),
-    heartbeatMs: 50,
-    electionTimeoutMs: 300,
-    logger: pino({ level: 'silent' }),
-    stateMachine: new NullStateMachine(),
-  });
+  const node = await LeaderdNode.start(singleNodeOptions(dataDir, peer));
   try {
     await waitFor('leader', () => (node.isLeader() ? true : undefined), 5000);
     await node.readBarrier(AbortSignal.timeout(3000));
