@@ -10,8 +10,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { certsInit } from '../../src/security/certs.js';
 import { ReloadingCertificates, memberIdsOf, requireMemberCertificate, subjectAltNames, TlsConfigError } from '../../src/security/tls.js';
-import type { AppendRequest } from '../../src/raft/types.js';
-import { Nodes, sleep, waitFor, type TestNode } from '../transport/helpers.js';
+import { heartbeat, Nodes, sleep, waitFor, type TestNode } from '../transport/helpers.js';
 
 const silent = pino({ level: 'silent' });
 let dir: string;
@@ -33,19 +32,6 @@ const certs = (id: string, as = id, caDir = join(dir, 'ca')) =>
     '--peer',
     silent,
   );
-
-const heartbeat = (from: string, to: string, round: number): AppendRequest => ({
-  clusterId: 'test-cluster',
-  from,
-  to,
-  term: 5,
-  type: 'app',
-  prevLogIndex: 0,
-  prevLogTerm: 0,
-  entries: [],
-  leaderCommit: 0,
-  round,
-});
 
 /** `from` sends heartbeats to `to` (at `address`) for `ms`; returns how many `to` received. */
 async function sendFor(from: TestNode, to: TestNode, ms: number): Promise<void> {

@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
-import type { AppendRequest, Message } from '../../src/raft/types.js';
+import type { Message } from '../../src/raft/types.js';
 import { helloToWire, toWire } from '../../src/transport/codec.js';
 import { loadPeerApi } from '../../src/transport/protos.js';
-import { everyMessageType, mesh, Nodes, sleep, waitFor, type TestNode } from './helpers.js';
+import { everyMessageType, heartbeat, mesh, Nodes, sleep, waitFor, type TestNode } from './helpers.js';
 
 const nodes = new Nodes();
 const rawClients: grpc.Client[] = [];
@@ -11,19 +11,6 @@ const rawClients: grpc.Client[] = [];
 afterEach(async () => {
   for (const c of rawClients.splice(0)) c.close();
   await nodes.closeAll();
-});
-
-const heartbeat = (from: string, to: string, round: number, clusterId = 'test-cluster'): AppendRequest => ({
-  clusterId,
-  from,
-  to,
-  term: 5,
-  type: 'app',
-  prevLogIndex: 0,
-  prevLogTerm: 0,
-  entries: [],
-  leaderCommit: 0,
-  round,
 });
 
 /** Sends heartbeats from `a` to `b` until `b` has received one with round >= `from`. */

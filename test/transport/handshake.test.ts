@@ -2,10 +2,10 @@
 // that comes back as another incarnation (wiped or replaced data dir), is refused in both
 // directions before a single Raft message passes; both sides log it with both values.
 import { afterEach, describe, expect, it } from 'vitest';
-import type { AppendRequest, NodeId } from '../../src/raft/types.js';
+import type { NodeId } from '../../src/raft/types.js';
 import type { PeerTiming } from '../../src/transport/codec.js';
 import { checkHello, type HandshakePolicy, type Refusal } from '../../src/transport/handshake.js';
-import { mesh, Nodes, sleep, waitFor, type TestNode } from './helpers.js';
+import { heartbeat, mesh, Nodes, sleep, waitFor, type TestNode } from './helpers.js';
 
 const nodes = new Nodes();
 afterEach(() => nodes.closeAll());
@@ -35,19 +35,6 @@ async function start(id: NodeId, policy: Policy): Promise<TestNode> {
   n.transport.setHandshake(policy);
   return n;
 }
-
-const heartbeat = (from: string, to: string, round: number): AppendRequest => ({
-  clusterId: 'test-cluster',
-  from,
-  to,
-  term: 5,
-  type: 'app',
-  prevLogIndex: 0,
-  prevLogTerm: 0,
-  entries: [],
-  leaderCommit: 0,
-  round,
-});
 
 async function exchange(a: TestNode, b: TestNode, rounds: number): Promise<void> {
   for (let i = 1; i <= rounds; i++) {

@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
-import type { Message, NodeId } from '../../src/raft/types.js';
+import type { AppendRequest, Message, NodeId } from '../../src/raft/types.js';
 import { GrpcTransport, type TransportOptions } from '../../src/transport/grpc-transport.js';
 
 export interface LogLine {
@@ -117,4 +117,9 @@ export function everyMessageType(clusterId: string, from: NodeId, to: NodeId, te
     { ...b, type: 'readIndexResp', requestId: 'req-1', index: -1 },
     { ...b, type: 'readIndexResp', requestId: 'req-2', index: 12 },
   ];
+}
+
+/** An empty append (a heartbeat) of term 5 from `from` to `to`, in heartbeat round `round`. */
+export function heartbeat(from: NodeId, to: NodeId, round: number, clusterId = 'test-cluster'): AppendRequest {
+  return { clusterId, from, to, term: 5, type: 'app', prevLogIndex: 0, prevLogTerm: 0, entries: [], leaderCommit: 0, round };
 }
