@@ -42,13 +42,12 @@ import {
 import { FORWARDED_KEY, Forwarder, type CallContext } from './forwarder.js';
 import { toStatus } from '../api/errors.js';
 import { ExpiryKeeper, type Expirables } from './expiry-keeper.js';
-import { KvWatchStream, ObserveStream } from './watch-stream.js';
+import { KvWatchStream, ObserveStream, pbKv } from './watch-stream.js';
 import { loadPublicApi } from '../transport/protos.js';
 import type { KVHandlers } from '../gen/leaderd/v1/KV.js';
 import type { LeaseHandlers } from '../gen/leaderd/v1/Lease.js';
 import type { ElectionHandlers } from '../gen/leaderd/v1/Election.js';
 import type { LockHandlers } from '../gen/leaderd/v1/Lock.js';
-import type { KeyValue as PbKeyValue } from '../gen/leaderd/v1/KeyValue.js';
 import type { Compare__Output } from '../gen/leaderd/v1/Compare.js';
 import type { RequestOp__Output } from '../gen/leaderd/v1/RequestOp.js';
 import type { ResponseOp } from '../gen/leaderd/v1/ResponseOp.js';
@@ -77,17 +76,6 @@ export interface CoordinationOptions {
   /** How to reach the leader's client listener when forwarding (TLS when it has TLS). */
   readonly forwardCredentials?: grpc.ChannelCredentials;
   readonly forwardChannelOptions?: grpc.ChannelOptions;
-}
-
-function pbKv(kv: KeyValue): PbKeyValue {
-  return {
-    key: kv.key,
-    value: kv.value,
-    createRevision: kv.createRevision,
-    modRevision: kv.modRevision,
-    version: kv.version,
-    lease: kv.lease,
-  };
 }
 
 function bytes(b: Buffer | Uint8Array | string | undefined): Uint8Array {

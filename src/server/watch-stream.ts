@@ -16,6 +16,7 @@ import { ApiError, toStatus } from '../api/errors.js';
 import type { KvStore } from '../statemachine/kv-store.js';
 import type { KeyValue } from '../statemachine/commands.js';
 import type { WatchResponse } from '../gen/leaderd/v1/WatchResponse.js';
+import type { KeyValue as PbKeyValue } from '../gen/leaderd/v1/KeyValue.js';
 import type { LeaderResponse } from '../gen/leaderd/v1/LeaderResponse.js';
 
 export const OLDEST_REVISION_KEY = 'leaderd-oldest-revision';
@@ -28,7 +29,8 @@ function gapStatus(kind: 'compacted' | 'too-slow', details: string, oldest: numb
 
 type Stream<T> = grpc.ServerWritableStream<unknown, T>;
 
-function pbKv(kv: KeyValue) {
+/** A stored key-value as the public API's KeyValue message (also used by coordination.ts). */
+export function pbKv(kv: KeyValue): PbKeyValue {
   return {
     key: kv.key,
     value: kv.value,
