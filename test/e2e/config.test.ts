@@ -1,7 +1,7 @@
 // `leaderd start` configuration as a supervisor sees it: bad usage or configuration is
 // exit code 2 with exactly one line on stderr naming the problem, and nothing is
 // created on disk; flags override the config file.
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,8 +22,10 @@ afterEach(async () => {
     }),
   );
 });
-// Files for the bad-usage cases are made once; the last test's afterEach has run when this does.
-process.once('exit', () => rmSync(root, { recursive: true, force: true }));
+// Files for the bad-usage cases are made once and removed after the file's last test. (An
+// 'exit' handler never ran: vitest ends its fork workers without a normal exit, so every
+// run left this directory behind in the temp dir.)
+afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 function file(name: string, content: string): string {
   const p = join(root, name);
