@@ -1,11 +1,9 @@
 // An embedded node that hits a fatal error, or is stopped, must stop saying it leads
 // before it stops answering: work guarded by runWhileLeader would otherwise go on while
 // another node is elected a few hundred ms later (issue 7, scenario 7).
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Message, NodeId, Snapshot } from '../../src/raft/types.js';
 import { LeaderdNode, NullStateMachine } from '../../src/server/node.js';
 import type { RuntimeStorage, RuntimeTransport } from '../../src/server/runtime-ports.js';
@@ -14,19 +12,9 @@ import { LevelStorage, type PersistInput } from '../../src/storage/leveldb-stora
 import { GrpcTransport } from '../../src/transport/grpc-transport.js';
 import { createNode, type EmbeddedNode, type Entry, type StateMachine } from '../../src/index.js';
 import { freePort, waitFor } from '../e2e/cluster.js';
+import { perTestResources } from './single-node.js';
 
-const dirs: string[] = [];
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0)) await c().catch(() => {});
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'leaderd-fatal-'));
-  dirs.push(d);
-  return d;
-}
+const { tempDir, cleanups } = perTestResources('leaderd-fatal-');
 
 /** Real LevelDB, whose writes fail from the moment `broken` is set (a disk that went away). */
 class BreakableStorage implements RuntimeStorage {

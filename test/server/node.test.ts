@@ -1,14 +1,12 @@
 // The node runtime on its own: one real node (LevelDB in a temp dir, gRPC transport on
 // loopback), and small embedded clusters for snapshots.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { LevelStorage } from '../../src/storage/leveldb-storage.js';
 import { LeaderdNode, type StateMachine } from '../../src/server/node.js';
 import { createNode, type EmbeddedNode, type Entry } from '../../src/index.js';
 import { freePort, waitFor } from '../e2e/cluster.js';
-import { singleNodeOptions } from './single-node.js';
+import { perTestResources, singleNodeOptions } from './single-node.js';
 
 class Counter implements StateMachine {
   total = 0;
@@ -26,18 +24,7 @@ class Counter implements StateMachine {
   }
 }
 
-const dirs: string[] = [];
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0)) await c().catch(() => {});
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'leaderd-node-'));
-  dirs.push(d);
-  return d;
-}
+const { tempDir, cleanups } = perTestResources('leaderd-node-');
 
 async function single(dataDir: string, sm: StateMachine, snapshotEntries?: number): Promise<{ node: LeaderdNode; fatal: Error[] }> {
   const fatal: Error[] = [];
