@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { drillStats } from '../src/drill/result.js';
 
 export async function freePort(): Promise<number> {
   return new Promise((res, rej) => {
@@ -95,10 +96,8 @@ export interface Stats {
   readonly max: number;
 }
 
-/** Nearest-rank percentiles: every figure is a value that was actually observed. */
+/** Nearest-rank percentiles (the drill's arithmetic): every figure is a value that was actually observed. */
 export function stats(xs: readonly number[]): Stats | undefined {
-  if (xs.length === 0) return undefined;
-  const s = Float64Array.from(xs).sort();
-  const rank = (p: number) => s[Math.max(0, Math.ceil(p * s.length) - 1)]!;
-  return { n: s.length, min: s[0]!, median: rank(0.5), p90: rank(0.9), p99: rank(0.99), max: s[s.length - 1]! };
+  const d = drillStats(xs);
+  return d === null ? undefined : { n: xs.filter((x) => Number.isFinite(x)).length, ...d };
 }
