@@ -367,6 +367,16 @@ export class RaftNode {
     return this.quorumAckedAt() + this.leaseTicks() > this.now;
   }
 
+  /**
+   * The tick at which the current lease runs out unless a newer round is acknowledged,
+   * or null when this node holds no lease. The driver turns it into a time for work that
+   * must stop by then (role hooks), since after a stall it only learns of the loss later.
+   */
+  leaseExpiresAt(): number | null {
+    if (!this.leaseValid()) return null;
+    return this.quorumAckedAt() + this.leaseTicks();
+  }
+
   /** Term of the entry at `index` (undefined if compacted away or beyond the log). */
   termAt(index: number): number | undefined {
     return this.log.term(index);

@@ -223,6 +223,10 @@ export class LeaderdNode {
   private readonly leaderListeners = new Set<(l: LeaderView) => void>();
   private readonly leaseListeners = new Set<(valid: boolean) => void>();
   private lastLeaseValid = false;
+  /** While the lease is valid: the tick it runs out at, as of the last input. */
+  private leaseEndTick: number | null = null;
+  /** When (runtime clock) the last lease this node held ran out. */
+  private leaseEndedAt: number | null = null;
   private readonly readWaiters = new Map<string, (index: number) => void>();
   private readonly proposals = new Map<number, ProposalWaiter>();
   private readSeq = 0;
@@ -879,11 +883,24 @@ export class LeaderdNode {
     return () => this.leaseListeners.delete(listener);
   }
 
+  /**
+   * How long ago (ms) the last lease this node held ran out, by its own clock, or null
+   * if it never held one while a lease listener was registered. Read in a lease
+   * listener's `false` call, it says how much of the drift margin is left.
+   */
+  leaseEndedAgoMs(): number | null {
+    return this.leaseEndedAt === null ? null : Math.max(0, this.time.now() - this.leaseEndedAt);
+  }
+
   private observe(): void {
     const soft = this.raft.softState();
     if (this.leaseListeners.size > 0 && (soft.role === 'leader' || this.lastLeaseValid)) {
       const valid = !this.abdicated && this.raft.leaseValid();
+      if (valid) this.leaseEndTick = this.raft.leaseExpiresAt();
       if (valid !== this.lastLeaseValid) {
+        // After a stall the loss is seen late: it happened at the tick the lease ran
+        // out, which the last input before the stall already knew.
+        if (!valid) this.leaseEndedAt = Math.min(this.time.now(), this.clock.dueAt(this.leaseEndTick ?? Infinity));
         this.lastLeaseValid = valid;
         for (const l of this.leaseListeners) l(valid);
       }
@@ -1059,6 +1076,7 @@ export class LeaderdNode {
     this.abdicated = true;
     if (!this.lastLeaseValid && !this.raft.leaseValid()) return;
     this.lastLeaseValid = false;
+    this.leaseEndedAt = this.time.now();
     for (const l of this.leaseListeners) l(false);
   }
 

@@ -68,6 +68,11 @@ export class TickClock {
     return n;
   }
 
+  /** The monotonic time (the injected clock's) at which tick number `n` was or will be due. */
+  dueAt(n: number): number {
+    return this.t0 + n * this.tickMs - this.suspendedMs;
+  }
+
   /** Milliseconds until the next tick is due (>= 0). */
   msUntilNextTick(): number {
     const next = this.t0 + (this.delivered + 1) * this.tickMs - this.suspendedMs;
