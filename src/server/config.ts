@@ -37,6 +37,10 @@ export interface StartConfig {
   readonly authTokenFile: string | null;
   /** Serve gRPC server reflection on the client listener. */
   readonly reflection: boolean;
+  /** Shell command run when this node gains a valid leader lease (--on-leader); null = none. */
+  readonly onLeader: string | null;
+  /** Shell command run when this node loses its lease, and at startup once a leader is known (--on-follower). */
+  readonly onFollower: string | null;
 }
 
 export interface TlsFiles {
@@ -70,6 +74,8 @@ export const SETTINGS = [
   'insecure',
   'auth-token-file',
   'reflection',
+  'on-leader',
+  'on-follower',
 ] as const;
 export type SettingName = (typeof SETTINGS)[number];
 export type RawSettings = Partial<Record<SettingName, string | number | boolean>>;
@@ -245,6 +251,14 @@ export function resolveStartConfig(flags: RawSettings, file: RawSettings = {}): 
   }
   const authTokenFile = get('auth-token-file') ?? null;
   const reflection = parseBool(get('reflection') ?? 'true', '--reflection');
+  const hook = (flag: 'on-leader' | 'on-follower'): string | null => {
+    const v = get(flag);
+    if (v === undefined) return null;
+    if (v.trim() === '') throw new ConfigError(`--${flag} needs a shell command, got an empty one`);
+    return v;
+  };
+  const onLeader = hook('on-leader');
+  const onFollower = hook('on-follower');
   return {
     limits: limits as unknown as Limits,
     id,
@@ -265,5 +279,7 @@ export function resolveStartConfig(flags: RawSettings, file: RawSettings = {}): 
     insecure,
     authTokenFile,
     reflection,
+    onLeader,
+    onFollower,
   };
 }
