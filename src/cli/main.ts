@@ -62,7 +62,12 @@ const startCommand = program
   .option('--client-ca <file>', 'require client certificates signed by this CA')
   .option('--insecure', 'allow plaintext listeners on non-loopback addresses (a trusted network only)')
   .option('--auth-token-file <file>', 'JSON file of bearer tokens with roles (read, write, admin) and optional key prefixes')
-  .option('--reflection <bool>', 'serve gRPC server reflection on the client listener: true or false (default: true)');
+  .option('--reflection <bool>', 'serve gRPC server reflection on the client listener: true or false (default: true)')
+  .option(
+    '--on-leader <cmd>',
+    'shell command run when this node gains a valid leader lease (SIGTERM, then SIGKILL, if still running when the lease ends)',
+  )
+  .option('--on-follower <cmd>', 'shell command run when this node loses its leader lease, and at startup once a leader is known');
 for (const [flag, { field, help }] of Object.entries(LIMIT_FLAGS))
   startCommand.option(`--${flag} <n>`, `${help} (default: ${DEFAULT_LIMITS[field]})`);
 startCommand.action(async (o: Record<string, string | boolean | undefined>) => {
@@ -89,6 +94,8 @@ startCommand.action(async (o: Record<string, string | boolean | undefined>) => {
     insecure: 'insecure',
     authTokenFile: 'auth-token-file',
     reflection: 'reflection',
+    onLeader: 'on-leader',
+    onFollower: 'on-follower',
     ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((f) => [f.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), f])),
   };
   for (const [k, name] of Object.entries(map)) if (o[k] !== undefined) flags[name] = String(o[k]);

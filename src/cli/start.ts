@@ -51,6 +51,8 @@ import {
 } from '../security/tls.js';
 import { IP_SERVER_NAME } from '../security/client-credentials.js';
 import { AuthConfigError, Authenticator, authInterceptor, readTokenFile } from '../security/auth.js';
+import { RoleHooks } from '../server/role-hooks.js';
+import { tickSettings } from '../server/node.js';
 
 export async function runStart(flags: RawSettings & { config?: string }): Promise<void> {
   const { config: configPath, ...settings } = flags;
@@ -98,6 +100,7 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
       if (cur.mtimeMs !== prev.mtimeMs || cur.size !== prev.size) reloadTokens();
     });
   let node: LeaderdNode;
+  let hooks: RoleHooks | null = null;
   const store = new KvStore();
   const metrics = cfg.listenMetrics ? new NodeMetrics({ nodeId: cfg.id, heartbeatMs: cfg.heartbeatMs }) : null;
   try {
@@ -117,6 +120,7 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
       stateMachine: store,
       ...(metrics ? { observer: metrics } : {}),
       onFatal: (err) => {
+        hooks?.close();
         if (err instanceof MemberRefusedError) {
           process.stderr.write(`leaderd: ${err.message}\n`);
           process.exit(EXIT_REFUSED);
@@ -133,6 +137,14 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
       process.exit(EXIT_REFUSED);
     }
     throw await listenFailure('--listen-peer', cfg.listenPeer, err);
+  }
+  if (cfg.onLeader !== null || cfg.onFollower !== null) {
+    const t = tickSettings(cfg.heartbeatMs, cfg.electionTimeoutMs);
+    hooks = new RoleHooks(node, {
+      commands: { onLeader: cfg.onLeader, onFollower: cfg.onFollower },
+      leaseDriftMs: t.leaseDriftTicks * t.tickMs,
+      logger: log,
+    });
   }
   const server = new PublicServer(
     node,
@@ -197,6 +209,7 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
     log.info({ node: cfg.id, signal }, 'shutting down');
     void (async () => {
       await node.stop(); // a leader hands over first
+      hooks?.close();
       await server.close();
       await http?.close();
       process.exit(EXIT_OK);
