@@ -48,6 +48,12 @@ export interface Envelope {
   readonly cmd: Command;
   readonly session?: SessionTag;
   /**
+   * The storage quota (bytes, see kvBytes) in force at the leader that proposed this
+   * entry. It travels in the entry, like a lease expiry decided by the leader, so every
+   * replica refuses the same writes at apply time whatever its own --quota-bytes says.
+   */
+  readonly quota?: number;
+  /**
    * The retired scheme (a bare client id); only entries written to the log before
    * sessions existed carry it, and they are applied as they were then.
    */
@@ -74,7 +80,16 @@ export type OpResult =
   | { readonly type: 'delete'; readonly revision: number; readonly deleted: number }
   | { readonly type: 'get'; readonly kv: KeyValue | null; readonly revision: number };
 
-export type ApplyError = 'lease-not-found' | 'stale-sequence' | 'session-expired';
+export type ApplyError = 'lease-not-found' | 'stale-sequence' | 'session-expired' | 'quota-exceeded';
+
+/**
+ * What one key costs against the storage quota: the key as held in memory (UTF-16, two
+ * bytes a code unit), its value, and 64 bytes for its revisions, lease and index node.
+ * A function of the replicated state only, so every replica counts the same total.
+ */
+export function kvBytes(key: string, valueBytes: number): number {
+  return key.length * 2 + valueBytes + 64;
+}
 
 export type CommandResult =
   | { readonly ok: false; readonly error: ApplyError; readonly message: string }
@@ -128,7 +143,7 @@ export function encodeCommand(env: Envelope): Uint8Array {
       c = encodeOp(cmd);
   }
   const tag = env.session ? { session: env.session.id, seq: env.session.seq, firstIncomplete: env.session.firstIncomplete } : {};
-  return new TextEncoder().encode(JSON.stringify({ v: 1, cmd: c, clientId: env.clientId, seq: env.seq, ...tag }));
+  return new TextEncoder().encode(JSON.stringify({ v: 1, cmd: c, clientId: env.clientId, seq: env.seq, quota: env.quota, ...tag }));
 }
 
 function decodeOp(o: Record<string, unknown>): Op {
@@ -193,7 +208,8 @@ export function decodeCommand(data: Uint8Array): Envelope {
     default:
       throw new Error(`command: unknown type ${String(c['type'])}`);
   }
-  const env: { cmd: Command; session?: SessionTag; clientId?: string; seq?: number } = { cmd };
+  const env: { cmd: Command; session?: SessionTag; clientId?: string; seq?: number; quota?: number } = { cmd };
+  if (raw['quota'] !== undefined) env.quota = num(raw['quota']);
   if (raw['session'] !== undefined) {
     env.session = { id: num(raw['session']), seq: num(raw['seq']), firstIncomplete: num(raw['firstIncomplete']) };
   } else if (typeof raw['clientId'] === 'string' && raw['clientId'] !== '') {

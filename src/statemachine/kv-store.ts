@@ -8,6 +8,7 @@ import type { Entry } from '../raft/types.js';
 import { DEFAULT_SESSION_LIMITS, resultFromJson, resultToJson, SessionTable, type SessionLimits } from './sessions.js';
 import {
   decodeCommand,
+  kvBytes,
   type Command,
   type CommandResult,
   type Compare,
@@ -81,6 +82,8 @@ export class KvStore {
   revision = 0;
   /** Index of the last Raft entry applied. */
   appliedIndex = 0;
+  /** Sum of kvBytes over every key: what the storage quota (--quota-bytes) is checked against. */
+  private usedBytes = 0;
   /**
    * Every key in order. A B+ tree, not a sorted array: a write among n keys costs
    * O(log n) instead of shifting O(n) entries, so a prefix delete of k keys costs
@@ -138,7 +141,7 @@ export class KvStore {
     if (env.session) {
       const early = this.sessions.begin(env.session);
       if (early) return early;
-      const result = this.applyCommand(env.cmd);
+      const result = this.applyCommand(env.cmd, env.quota);
       this.sessions.record(env.session, result);
       return result;
     }
@@ -152,19 +155,63 @@ export class KvStore {
           message: `sequence ${env.seq} of client ${env.clientId} is older than ${s.seq}, already applied`,
         };
       }
-      const result = this.applyCommand(env.cmd);
+      const result = this.applyCommand(env.cmd, env.quota);
       this.legacySessions.delete(env.clientId);
       this.legacySessions.set(env.clientId, { seq: env.seq, result });
       if (this.legacySessions.size > LEGACY_MAX_SESSIONS) this.legacySessions.delete(this.legacySessions.keys().next().value!);
       return result;
     }
-    return this.applyCommand(env.cmd);
+    return this.applyCommand(env.cmd, env.quota);
   }
 
-  private applyCommand(cmd: Command): CommandResult {
+  /**
+   * Why `cmd` would be refused by the storage quota if applied now, or null. The leader
+   * asks before proposing (admission: the client gets the refusal without a log entry);
+   * apply asks again with the quota stamped in the entry, which catches writes that each
+   * passed admission but together overshoot (all proposed before the first applied).
+   */
+  quotaRefusal(cmd: Command, quota: number): string | null {
+    switch (cmd.type) {
+      case 'put':
+        return this.overQuota([cmd], quota);
+      case 'txn':
+        return this.overQuota(this.branch(cmd.compare, cmd.success, cmd.failure).ops, quota);
+      default:
+        // Deletes, revokes, expiries and sessions free space or hold none in the key
+        // space: they stay allowed past the quota, so an operator can always recover.
+        return null;
+    }
+  }
+
+  /** Bytes the store holds against the quota (sum of kvBytes over every key). */
+  get bytes(): number {
+    return this.usedBytes;
+  }
+
+  private overQuota(ops: readonly Op[], quota: number | undefined): string | null {
+    if (quota === undefined) return null;
+    let growth = 0;
+    for (const op of ops) {
+      if (op.type !== 'put') continue;
+      const old = this.kvs.get(op.key);
+      growth += kvBytes(op.key, op.value.length) - (old ? kvBytes(old.key, old.value.length) : 0);
+    }
+    // A write that does not grow the store (overwriting a value with a smaller one) is
+    // allowed even past the quota: it is one of the ways out.
+    if (growth <= 0 || this.usedBytes + growth <= quota) return null;
+    return (
+      `storage quota exceeded: the store holds ${this.usedBytes} bytes of its ${quota}-byte quota (--quota-bytes) ` +
+      `and this write would add ${growth}; delete keys or revoke leases to free space (deletes are always allowed), ` +
+      `or restart the members with a larger --quota-bytes`
+    );
+  }
+
+  private applyCommand(cmd: Command, quota: number | undefined): CommandResult {
     switch (cmd.type) {
       case 'put': {
         if (cmd.lease !== 0 && !this.leases.has(cmd.lease)) return leaseNotFound(cmd.lease);
+        const over = this.overQuota([cmd], quota);
+        if (over !== null) return { ok: false, error: 'quota-exceeded', message: over };
         const rev = this.revision + 1;
         this.doPut(cmd.key, cmd.value, cmd.lease, rev);
         this.commitRevision(rev);
@@ -177,7 +224,7 @@ export class KvStore {
         return { ok: true, type: 'delete', revision: this.revision, deleted };
       }
       case 'txn':
-        return this.applyTxn(cmd.compare, cmd.success, cmd.failure);
+        return this.applyTxn(cmd.compare, cmd.success, cmd.failure, quota);
       case 'leaseGrant': {
         const id = this.nextLeaseId++;
         this.leases.set(id, { id, ttlMs: cmd.ttlMs, keys: new Set() });
@@ -210,7 +257,12 @@ export class KvStore {
     }
   }
 
-  private applyTxn(compare: readonly Compare[], success: readonly Op[], failure: readonly Op[]): CommandResult {
+  /** The branch of a txn that its comparisons select against the current state. */
+  private branch(
+    compare: readonly Compare[],
+    success: readonly Op[],
+    failure: readonly Op[],
+  ): { succeeded: boolean; ops: readonly Op[]; compared: Map<string, KeyValue | null> } {
     const compared = new Map<string, KeyValue | null>();
     let succeeded = true;
     for (const c of compare) {
@@ -218,8 +270,14 @@ export class KvStore {
       compared.set(c.key, kv);
       if (!compareHolds(kv, c)) succeeded = false;
     }
-    const ops = succeeded ? success : failure;
+    return { succeeded, ops: succeeded ? success : failure, compared };
+  }
+
+  private applyTxn(compare: readonly Compare[], success: readonly Op[], failure: readonly Op[], quota: number | undefined): CommandResult {
+    const { succeeded, ops, compared } = this.branch(compare, success, failure);
     for (const op of ops) if (op.type === 'put' && op.lease !== 0 && !this.leases.has(op.lease)) return leaseNotFound(op.lease);
+    const over = this.overQuota(ops, quota);
+    if (over !== null) return { ok: false, error: 'quota-exceeded', message: over };
     const rev = this.revision + 1;
     let wrote = false;
     const responses: OpResult[] = [];
@@ -258,6 +316,7 @@ export class KvStore {
       lease,
     };
     this.kvs.set(key, kv);
+    this.usedBytes += kvBytes(key, value.length) - (old ? kvBytes(old.key, old.value.length) : 0);
     if (!old) this.enqueue(kv);
     this.pendingEvents.push({ type: 'PUT', kv });
   }
@@ -278,6 +337,7 @@ export class KvStore {
       }
     }
     for (const old of gone) {
+      this.usedBytes -= kvBytes(old.key, old.value.length);
       if (old.lease !== 0) this.leases.get(old.lease)?.keys.delete(old.key);
       this.dequeue(old);
       this.pendingEvents.push({
@@ -378,8 +438,14 @@ export class KvStore {
   }
 
   /** Sizes an operator watches (metrics): keys, live leases, client sessions, revision subscribers (watch streams). */
-  counts(): { keys: number; leases: number; sessions: number; watchers: number } {
-    return { keys: this.kvs.size, leases: this.leases.size, sessions: this.sessions.size, watchers: this.revisionListeners.size };
+  counts(): { keys: number; leases: number; sessions: number; watchers: number; bytes: number } {
+    return {
+      keys: this.kvs.size,
+      leases: this.leases.size,
+      sessions: this.sessions.size,
+      watchers: this.revisionListeners.size,
+      bytes: this.usedBytes,
+    };
   }
 
   /** The oldest revision whose changes are still retained (revision + 1 when none are). */
@@ -438,6 +504,7 @@ export class KvStore {
     if (s.v !== 1) throw new Error(`snapshot: unsupported format ${s.v}`);
     const ended = [...this.leases.keys()];
     this.kvs.clear();
+    this.usedBytes = 0;
     this.queues.clear();
     this.leases.clear();
     this.legacySessions.clear();
@@ -448,6 +515,7 @@ export class KvStore {
     for (const [key, value, createRevision, modRevision, version, lease] of s.kvs) {
       const kv: KeyValue = { key, value: new Uint8Array(Buffer.from(value, 'base64')), createRevision, modRevision, version, lease };
       this.kvs.set(key, kv);
+      this.usedBytes += kvBytes(key, kv.value.length);
       this.enqueue(kv);
       if (lease !== 0) this.leases.get(lease)?.keys.add(key);
     }

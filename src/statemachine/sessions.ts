@@ -13,7 +13,7 @@
 //   never opened, is refused (session-expired) — now and on every later retry, since the
 //   id is never reused. Ending a session is therefore always safe; forgetting an answer a
 //   client may still need is not, and never happens.
-import type { CommandResult, KeyValue, OpResult, SessionTag } from './commands.js';
+import { kvBytes, type CommandResult, type KeyValue, type OpResult, type SessionTag } from './commands.js';
 
 export interface SessionLimits {
   /** Live sessions at most; opening one more ends the least recently used. */
@@ -192,8 +192,8 @@ export class SessionTable {
   }
 }
 
-function kvBytes(kv: KeyValue | null): number {
-  return kv ? kv.key.length * 2 + kv.value.length + 64 : 8;
+function cachedKvBytes(kv: KeyValue | null): number {
+  return kv ? kvBytes(kv.key, kv.value.length) : 8;
 }
 
 /** What a cached answer costs, roughly (values dominate: a compare-and-swap answer holds the current value). */
@@ -201,8 +201,8 @@ export function resultBytes(r: CommandResult): number {
   let n = 64;
   if (!r.ok) return n + r.message.length * 2;
   if (r.type === 'txn') {
-    for (const [k, kv] of r.compared) n += k.length * 2 + kvBytes(kv);
-    for (const x of r.responses) n += x.type === 'get' ? kvBytes(x.kv) : 32;
+    for (const [k, kv] of r.compared) n += k.length * 2 + cachedKvBytes(kv);
+    for (const x of r.responses) n += x.type === 'get' ? cachedKvBytes(x.kv) : 32;
   }
   return n;
 }

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { KvStore, CompactedError } from '../../src/statemachine/kv-store.js';
-import { encodeCommand, decodeCommand, type Command, type Envelope } from '../../src/statemachine/commands.js';
+import { encodeCommand, decodeCommand, kvBytes, type Command, type Envelope } from '../../src/statemachine/commands.js';
 import type { Entry } from '../../src/raft/types.js';
 
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -224,5 +224,90 @@ describe('KvStore', () => {
       { type: 'sessionExpire', id: 4 },
     ] as const)
       expect(decodeCommand(encodeCommand({ cmd }))).toEqual({ cmd });
+  });
+});
+
+describe('KvStore storage quota', () => {
+  const put = (key: string, n: number) => ({ type: 'put' as const, key, value: new Uint8Array(n), lease: 0 });
+
+  it('a write that would grow the store past the quota in its entry is refused on apply; reads, deletes and shrinking writes still work', () => {
+    const quota = kvBytes('a', 100) + kvBytes('b', 100);
+    const replicas = [new KvStore(), new KvStore()];
+    const appliers = replicas.map(() => applier());
+    const both = (env: Envelope) => {
+      const [ra, rb] = replicas.map((s, i) => appliers[i]!(s, env));
+      expect(rb).toEqual(ra);
+      return ra;
+    };
+    expect(both({ cmd: put('a', 100), quota })).toMatchObject({ ok: true, revision: 1 });
+    expect(both({ cmd: put('b', 100), quota })).toMatchObject({ ok: true, revision: 2 });
+    expect(replicas[0]!.bytes).toBe(quota);
+    const refused = both({ cmd: put('c', 1), quota });
+    expect(refused).toMatchObject({ ok: false, error: 'quota-exceeded' });
+    expect((refused as { message: string }).message).toMatch(/--quota-bytes.*delete keys/);
+    // A txn whose selected branch grows the store is refused as a whole, before any change.
+    expect(both({ cmd: { type: 'txn', compare: [], success: [put('a', 1), put('d', 200)], failure: [] }, quota })).toMatchObject({
+      ok: false,
+      error: 'quota-exceeded',
+    });
+    expect(replicas[0]!.get('a')!.value.length).toBe(100);
+    expect(replicas[0]!.revision).toBe(2);
+    // Ways out: a smaller value, a delete; then there is room again.
+    expect(both({ cmd: put('a', 10), quota })).toMatchObject({ ok: true, revision: 3 });
+    expect(both({ cmd: { type: 'delete', key: 'b', prefix: false }, quota })).toMatchObject({ ok: true, deleted: 1 });
+    expect(both({ cmd: put('c', 100), quota })).toMatchObject({ ok: true });
+    // Entries without a quota (written before it existed) are never refused.
+    expect(both({ cmd: put('e', 10_000) })).toMatchObject({ ok: true });
+    expect(replicas[0]!.get('e')).not.toBeNull();
+    // Admission at the leader gives the same answer before proposing.
+    expect(replicas[0]!.quotaRefusal(put('f', 1), quota)).toMatch(/storage quota exceeded/);
+    expect(replicas[0]!.quotaRefusal({ type: 'delete', key: '', prefix: true }, quota)).toBeNull();
+  });
+
+  it('the quota counter equals the keys and values held, never grows past a quota, and survives a snapshot (property)', () => {
+    const keys = ['a', 'b', 'a/1', 'xyz'];
+    const cmd: fc.Arbitrary<Command> = fc.oneof(
+      fc.record({
+        type: fc.constant('put' as const),
+        key: fc.constantFrom(...keys),
+        value: fc.uint8Array({ maxLength: 300 }),
+        lease: fc.constant(0),
+      }),
+      fc.record({ type: fc.constant('delete' as const), key: fc.constantFrom(...keys), prefix: fc.boolean() }),
+      fc.record({
+        type: fc.constant('txn' as const),
+        compare: fc.constant([]),
+        success: fc.array(
+          fc.record({
+            type: fc.constant('put' as const),
+            key: fc.constantFrom(...keys),
+            value: fc.uint8Array({ maxLength: 300 }),
+            lease: fc.constant(0),
+          }),
+          { maxLength: 3 },
+        ),
+        failure: fc.constant([]),
+      }),
+    );
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ cmd, quota: fc.option(fc.integer({ min: 0, max: 1500 }), { nil: undefined }) }), { maxLength: 40 }),
+        (envs) => {
+          const s = new KvStore();
+          const apply = applier();
+          for (const env of envs) {
+            const before = s.bytes;
+            apply(s, env.quota === undefined ? { cmd: env.cmd } : env);
+            if (env.quota !== undefined && s.bytes > before) expect(s.bytes).toBeLessThanOrEqual(env.quota);
+            const held = s.range('').kvs.reduce((n, kv) => n + kvBytes(kv.key, kv.value.length), 0);
+            expect(s.bytes).toBe(held);
+          }
+          const r = new KvStore();
+          r.restore(s.snapshot());
+          expect(r.bytes).toBe(s.bytes);
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 });
