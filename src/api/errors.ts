@@ -61,6 +61,8 @@ export type ErrorKind =
   | 'too-slow'
   /** A per-connection, per-node or per-name limit (watches, leases, waiters, in-flight keep-alives); the message names the flag. */
   | 'limit-exceeded'
+  /** A write that would grow the store past its storage quota (--quota-bytes); deletes still work. */
+  | 'quota-exceeded'
   | 'cancelled'
   | 'internal';
 
@@ -94,6 +96,9 @@ export const ERROR_CONTRACT: Readonly<Record<ErrorKind, KindSpec>> = Object.free
   compacted: { code: S.OUT_OF_RANGE, outcome: 'none', transient: false },
   'too-slow': { code: S.RESOURCE_EXHAUSTED, outcome: 'none', transient: false },
   'limit-exceeded': { code: S.RESOURCE_EXHAUSTED, outcome: 'not-applied', transient: false },
+  // Refused at the leader before proposing, or applied as a refusal on every replica (the
+  // quota travels in the entry): either way the write changed nothing.
+  'quota-exceeded': { code: S.RESOURCE_EXHAUSTED, outcome: 'not-applied', transient: false },
   cancelled: { code: S.CANCELLED, outcome: 'unknown', transient: false },
   internal: { code: S.INTERNAL, outcome: 'unknown', transient: false },
 });

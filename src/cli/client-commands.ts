@@ -87,6 +87,15 @@ export async function runStatus(flags: ClientFlags): Promise<void> {
       else rows.push(['?', r.address, 'unreachable', '', '', '', '', '', '', '']);
     }
     out(table(rows));
+    // A store near its quota is about to refuse writes: say so before it does.
+    for (const r of results) {
+      const s = r.status;
+      if (s && s.quotaBytes > 0 && s.storeBytes >= 0.8 * s.quotaBytes)
+        out(
+          `${s.nodeId} store holds ${s.storeBytes} of its ${s.quotaBytes}-byte quota (${Math.floor((100 * s.storeBytes) / s.quotaBytes)}%): ` +
+            'past it, writes that grow the store fail; delete keys to free space or raise --quota-bytes',
+        );
+    }
     // A refused handshake isolates a member however healthy it looks above: say why.
     for (const r of results)
       for (const p of r.status?.refusedPeers ?? [])

@@ -187,7 +187,7 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
   }
   let http: HttpListener | null = null;
   if (metrics && cfg.listenMetrics) {
-    metrics.attach({ status: () => node.status(), counts: () => store.counts() });
+    metrics.attach({ status: () => node.status(), counts: () => store.counts(), quotaBytes: cfg.limits.quotaBytes });
     http = new HttpListener(log);
     addOperatorRoutes(http, { status: () => node.status(), metrics });
     try {

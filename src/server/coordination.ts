@@ -92,6 +92,8 @@ function applyError(r: CommandResult & { ok: false }): ApiError {
       return new ApiError('stale-sequence', r.message);
     case 'session-expired':
       return new ApiError('session-expired', r.message);
+    case 'quota-exceeded':
+      return new ApiError('quota-exceeded', r.message);
   }
 }
 
@@ -170,6 +172,11 @@ export class CoordinationService {
     server.addService(api.Lease.service, this.leaseHandlers());
     server.addService(api.Election.service, this.electionHandlers());
     server.addService(api.Lock.service, this.lockHandlers());
+  }
+
+  /** What the store holds against the storage quota (GetStatus shows it). */
+  storeUse(): { storeBytes: number; quotaBytes: number } {
+    return { storeBytes: this.store.bytes, quotaBytes: this.limits.quotaBytes };
   }
 
   /** Admit a watch-like stream from another service (Cluster.WatchLeader) under the same limits; its release, or ApiError. */
@@ -258,7 +265,20 @@ export class CoordinationService {
     }
   }
 
+  /**
+   * The quota is decided twice. Admission here, before proposing, answers a full store at
+   * once and leaves no entry behind; it reads the leader's applied state, which may lag its
+   * own uncommitted writes, so the entry also carries the quota and the state machine
+   * checks again when applying, the same way on every replica (a per-node check at apply
+   * time against each node's own flag would let replicas disagree on what was written).
+   */
   private async proposeLocal(env: Envelope, signal: AbortSignal): Promise<CommandResult> {
+    if (env.cmd.type === 'put' || env.cmd.type === 'txn') {
+      const quota = this.limits.quotaBytes;
+      const over = this.store.quotaRefusal(env.cmd, quota);
+      if (over !== null) throw new ApiError('quota-exceeded', over);
+      env = { ...env, quota };
+    }
     const { result } = await this.node.propose(encodeCommand(env), signal);
     const r = result as CommandResult;
     if (!r.ok) throw applyError(r);

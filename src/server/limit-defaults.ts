@@ -22,6 +22,11 @@ export interface Limits {
   readonly maxKeepAliveInflight: number;
   /** How long Campaign or Lock waits when the call has no deadline of its own (--grant-timeout-ms). */
   readonly grantTimeoutMs: number;
+  /**
+   * Storage quota in bytes (--quota-bytes): keys and values as counted by kvBytes. A write
+   * that would grow the store past it is refused; reads, deletes and revokes still work.
+   */
+  readonly quotaBytes: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -38,6 +43,8 @@ export const DEFAULT_LIMITS: Limits = {
   maxWaitersPerName: 1_000,
   maxKeepAliveInflight: 64,
   grantTimeoutMs: 60_000,
+  // etcd's default backend quota; the state lives in memory, so leave it below RAM.
+  quotaBytes: 2 * 1024 ** 3,
 };
 
 /** The limits `leaderd start` takes as flags (and config file keys): setting name -> field and help. */
@@ -48,6 +55,7 @@ export const LIMIT_FLAGS = {
   'max-waiters-per-name': { field: 'maxWaitersPerName', help: 'Campaign/Lock calls waiting on one name at this node' },
   'max-keepalive-inflight': { field: 'maxKeepAliveInflight', help: 'unanswered requests on one Lease.KeepAlive stream' },
   'grant-timeout-ms': { field: 'grantTimeoutMs', help: 'how long Campaign/Lock wait when the call sets no deadline' },
+  'quota-bytes': { field: 'quotaBytes', help: 'storage quota: writes that would grow keys+values past it are refused' },
 } as const satisfies Record<string, { field: keyof Limits; help: string }>;
 export type LimitFlag = keyof typeof LIMIT_FLAGS;
 

@@ -19,7 +19,9 @@ import type { NodeStatusView } from './node.js';
 /** Where scrape-time values come from; attached once the node runs. */
 export interface MetricsSources {
   status(): NodeStatusView;
-  counts?(): { keys: number; leases: number; sessions: number; watchers: number };
+  counts?(): { keys: number; leases: number; sessions: number; watchers: number; bytes: number };
+  /** The storage quota (--quota-bytes) the store's bytes are checked against. */
+  quotaBytes?: number;
 }
 
 export type WriteStage = 'queue' | 'persist' | 'replicate' | 'commit' | 'apply';
@@ -112,6 +114,7 @@ export class NodeMetrics implements NodeObserver {
       ['leaderd_leases', 'Live leases', 'leases'],
       ['leaderd_sessions', 'Client sessions remembered for exactly-once retries', 'sessions'],
       ['leaderd_watchers', 'Open revision subscribers on this node (Watch, Observe and WatchLeader streams)', 'watchers'],
+      ['leaderd_quota_used_bytes', 'Bytes of keys and values counted against the storage quota (--quota-bytes)', 'bytes'],
     ] as const) {
       new Gauge({
         name,
@@ -123,6 +126,17 @@ export class NodeMetrics implements NodeObserver {
         },
       });
     }
+
+    const quota = () => this.sources?.quotaBytes ?? null;
+    new Gauge({
+      name: 'leaderd_quota_bytes',
+      help: 'The storage quota (--quota-bytes): writes that would grow the store past it are refused',
+      registers: r,
+      collect() {
+        const q = quota();
+        if (q !== null) this.set(q);
+      },
+    });
 
     this.stage = new Histogram({
       name: 'leaderd_write_stage_seconds',

@@ -82,7 +82,7 @@ export class PublicServer {
       GetLeader: (_call, cb) => cb(null, toLeaderInfo(node.leader())),
       GetStatus: (_call, cb) => {
         const s = node.status();
-        cb(null, { ...s, refusedPeers: [...s.refusedPeers], version: VERSION });
+        cb(null, { ...s, refusedPeers: [...s.refusedPeers], version: VERSION, ...coordination?.storeUse() });
       },
       ListMembers: (_call, cb) => cb(null, { members: node.members() }),
       WatchLeader: (call) => {

@@ -35,6 +35,7 @@ describe('the error contract table', () => {
     ['compacted', S.OUT_OF_RANGE, 'none', false],
     ['too-slow', S.RESOURCE_EXHAUSTED, 'none', false],
     ['limit-exceeded', S.RESOURCE_EXHAUSTED, 'not-applied', false],
+    ['quota-exceeded', S.RESOURCE_EXHAUSTED, 'not-applied', false],
     ['cancelled', S.CANCELLED, 'unknown', false],
     ['internal', S.INTERNAL, 'unknown', false],
   ];

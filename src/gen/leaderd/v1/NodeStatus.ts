@@ -15,6 +15,8 @@ export interface NodeStatus {
   'leaseValid'?: (boolean);
   'version'?: (string);
   'refusedPeers'?: (_leaderd_v1_RefusedPeer)[];
+  'storeBytes'?: (number | string | Long);
+  'quotaBytes'?: (number | string | Long);
 }
 
 export interface NodeStatus__Output {
@@ -28,4 +30,6 @@ export interface NodeStatus__Output {
   'leaseValid': (boolean);
   'version': (string);
   'refusedPeers': (_leaderd_v1_RefusedPeer__Output)[];
+  'storeBytes': (number);
+  'quotaBytes': (number);
 }
