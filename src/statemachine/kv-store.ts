@@ -190,11 +190,21 @@ export class KvStore {
 
   private overQuota(ops: readonly Op[], quota: number | undefined): string | null {
     if (quota === undefined) return null;
+    // Ops run in order, so a key written twice in one txn counts once, as it ends up.
+    // A prefix delete is not counted as freeing anything: erring towards refusal keeps
+    // the bound exact without scanning the prefix twice.
     let growth = 0;
+    const sizes = new Map<string, number>();
+    const sizeOf = (key: string) => sizes.get(key) ?? (this.kvs.has(key) ? kvBytes(key, this.kvs.get(key)!.value.length) : 0);
     for (const op of ops) {
-      if (op.type !== 'put') continue;
-      const old = this.kvs.get(op.key);
-      growth += kvBytes(op.key, op.value.length) - (old ? kvBytes(old.key, old.value.length) : 0);
+      if (op.type === 'put') {
+        const size = kvBytes(op.key, op.value.length);
+        growth += size - sizeOf(op.key);
+        sizes.set(op.key, size);
+      } else if (op.type === 'delete' && !op.prefix) {
+        growth -= sizeOf(op.key);
+        sizes.set(op.key, 0);
+      }
     }
     // A write that does not grow the store (overwriting a value with a smaller one) is
     // allowed even past the quota: it is one of the ways out.

@@ -307,7 +307,7 @@ describe('KvStore storage quota', () => {
           expect(r.bytes).toBe(s.bytes);
         },
       ),
-      { numRuns: 200 },
+      { numRuns: 500 },
     );
   });
 });
