@@ -80,6 +80,67 @@ export function useColour(stream: { isTTY?: boolean }, env: NodeJS.ProcessEnv = 
   return stream.isTTY === true && (env.NO_COLOR === undefined || env.NO_COLOR === '');
 }
 
+/** Node `index` (1-based) of an n-node local cluster: ids n1..nN under one data dir, ports from the base. */
+export interface LocalNodeSpec {
+  readonly index: number;
+  readonly nodes: number;
+  readonly basePort: number;
+  /** Holds <id>/ (the node's data) and <id>.log. */
+  readonly dataDir: string;
+  readonly metrics: boolean;
+  /** <data-dir>/certs made by `local --tls`, or null for plaintext. */
+  readonly tlsDir: string | null;
+  readonly flags: Pick<LocalFlags, 'heartbeatMs' | 'electionTimeoutMs'>;
+}
+
+/**
+ * The `leaderd start` arguments of one local node. `leaderd drill` starts its cluster with
+ * the same arguments, so a drill measures the cluster `leaderd local` runs, and it restarts
+ * a killed node with exactly the flags it had.
+ */
+export function localNodeArgs(spec: LocalNodeSpec): string[] {
+  const { index: i, nodes: n, basePort: port } = spec;
+  const id = `n${i}`;
+  const peers = Array.from({ length: n }, (_, k) => `n${k + 1}=${localPeerAddress(k + 1, port)}`).join(',');
+  const args = [
+    'start',
+    '--id',
+    id,
+    '--data-dir',
+    join(spec.dataDir, id),
+    '--listen-peer',
+    localPeerAddress(i, port),
+    '--listen-client',
+    localClientAddress(i, port),
+    '--peers',
+    peers,
+    '--cluster-id',
+    'local',
+  ];
+  if (spec.metrics) args.push('--listen-metrics', localMetricsAddress(i, port));
+  if (spec.tlsDir !== null) {
+    const f = (name: string) => join(spec.tlsDir!, name);
+    args.push('--peer-cert', f(`${id}.crt`), '--peer-key', f(`${id}.key`), '--peer-ca', f('ca.crt'));
+    args.push('--client-cert', f(`${id}.crt`), '--client-key', f(`${id}.key`));
+    args.push('--auth-token-file', f('tokens.json'));
+  }
+  if (spec.flags.heartbeatMs) args.push('--heartbeat-ms', spec.flags.heartbeatMs);
+  if (spec.flags.electionTimeoutMs) args.push('--election-timeout-ms', spec.flags.electionTimeoutMs);
+  return args;
+}
+
+/** Runs this CLI with `args`, output appended to `logPath`. */
+export function spawnLocalNode(args: readonly string[], logPath: string): ChildProcess {
+  const fd = openSync(logPath, 'a');
+  try {
+    // Own process group: a terminal's Ctrl-C reaches only this process, which then stops
+    // each node once, cleanly (a node treats a second signal as "exit now").
+    return spawn(process.execPath, [process.argv[1]!, ...args], { stdio: ['ignore', fd, fd], detached: true });
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export async function runLocal(flags: LocalFlags): Promise<void> {
   const n = Number(flags.nodes ?? '3');
   if (!Number.isInteger(n) || n < 1 || n > LOCAL_MAX_NODES)
@@ -105,42 +166,19 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
   const base = resolve(flags.dataDir ?? 'data');
   mkdirSync(base, { recursive: true });
   const sec = flags.tls ? await localSecurity(base) : null;
-  const peers = Array.from({ length: n }, (_, i) => `n${i + 1}=${localPeerAddress(i + 1, port)}`).join(',');
-  const script = process.argv[1]!;
   const children: Child[] = [];
   for (let i = 1; i <= n; i++) {
     const id = `n${i}`;
-    const logPath = join(base, `${id}.log`);
-    const fd = openSync(logPath, 'a');
-    const args = [
-      script,
-      'start',
-      '--id',
-      id,
-      '--data-dir',
-      join(base, id),
-      '--listen-peer',
-      localPeerAddress(i, port),
-      '--listen-client',
-      localClientAddress(i, port),
-      '--peers',
-      peers,
-      '--cluster-id',
-      'local',
-    ];
-    if (flags.metrics !== false) args.push('--listen-metrics', localMetricsAddress(i, port));
-    if (sec !== null) {
-      const f = (name: string) => join(sec.dir, name);
-      args.push('--peer-cert', f(`${id}.crt`), '--peer-key', f(`${id}.key`), '--peer-ca', f('ca.crt'));
-      args.push('--client-cert', f(`${id}.crt`), '--client-key', f(`${id}.key`));
-      args.push('--auth-token-file', f('tokens.json'));
-    }
-    if (flags.heartbeatMs) args.push('--heartbeat-ms', flags.heartbeatMs);
-    if (flags.electionTimeoutMs) args.push('--election-timeout-ms', flags.electionTimeoutMs);
-    // Own process group: a terminal's Ctrl-C reaches only this process, which then stops
-    // each node once, cleanly (a node treats a second signal as "exit now").
-    const proc = spawn(process.execPath, args, { stdio: ['ignore', fd, fd], detached: true });
-    closeSync(fd);
+    const args = localNodeArgs({
+      index: i,
+      nodes: n,
+      basePort: port,
+      dataDir: base,
+      metrics: flags.metrics !== false,
+      tlsDir: sec?.dir ?? null,
+      flags,
+    });
+    const proc = spawnLocalNode(args, join(base, `${id}.log`));
     const child: Child = { id, client: localClientAddress(i, port), proc, exited: null };
     proc.on('exit', (code, signal) => {
       child.exited = signal ? `killed by ${signal}` : `exited with code ${code}`;
