@@ -9,6 +9,7 @@
 // alive by the client) and a fresh seq per logical write; every retry re-sends the SAME
 // pair, so a write whose outcome was `unknown` is applied at most once (Raft thesis §6.3).
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
 import type { ClusterClient as GrpcCluster } from '../gen/leaderd/v1/Cluster.js';
@@ -289,6 +290,10 @@ export class LeaderdClient {
     this.random = opts.random ?? Math.random;
     this.security = opts.security;
     this.interceptors = tokenInterceptors(opts.security);
+    // Every call in flight listens on the close signal until it ends: a client carrying
+    // hundreds of writes through a failover has hundreds at once, each removed when its
+    // call ends, so Node's default warning at 11 would cry leak where there is none.
+    setMaxListeners(0, this.closer.signal);
   }
 
   // ---------------------------------------------------------------- plumbing

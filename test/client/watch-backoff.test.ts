@@ -62,3 +62,18 @@ describe('backoff waits leave no abort listener behind', () => {
     expect((await done).done).toBe(true);
   });
 });
+
+describe('concurrent calls', () => {
+  it('fifty calls in flight against a dead endpoint raise no MaxListenersExceededWarning', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on('warning', onWarning);
+    closers.push(() => process.off('warning', onWarning));
+    const c = new LeaderdClient({ endpoints: [await deadEndpoint()], timeoutMs: 300, retry: { backoffMs: 10, maxBackoffMs: 20 } });
+    closers.push(() => c.close());
+    const results = await Promise.allSettled(Array.from({ length: 50 }, (_, i) => c.get(`k${i}`)));
+    expect(results.every((r) => r.status === 'rejected')).toBe(true);
+    await new Promise((r) => setImmediate(r));
+    expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([]);
+  });
+});
