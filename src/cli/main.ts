@@ -181,6 +181,34 @@ clientOptions(
 
 clientOptions(
   program
+    .command('drill')
+    .description('rehearse failover: inject a fault over and over under a write load, measure detection, RTO and lost writes')
+    .requiredOption('--fault <fault>', 'kill (kill -9 the leader), pause (SIGSTOP it), isolate, transfer (switchover) or restart-follower')
+    .option('--trials <n>', 'how many times to inject the fault', '5')
+    .option('--html <file>', 'also write a self-contained HTML report (timeline of leadership and write latency)')
+    .option('--nodes <n>', "size of the drill's own local cluster, 3 to 5", '3')
+    .option('--data-dir <dir>', "keep the drill cluster's data and logs here (default: a temp dir, removed afterwards)")
+    .option('--report-dir <dir>', 'save the result as <dir>/drills/<time>.json (default: --data-dir, else ./data)')
+    .option('--base-port <port>', 'ports of the drill cluster as in leaderd local (default: free ones)')
+    .option('--heartbeat-ms <ms>', 'passed to every node of the drill cluster')
+    .option('--election-timeout-ms <ms>', 'passed to every node of the drill cluster')
+    .option('--write-interval-ms <ms>', 'start one write every this many ms', '10')
+    .addHelpText(
+      'after',
+      `
+Without --endpoints the drill starts its own cluster of real leaderd processes, so it can kill,
+pause and restart them; with --endpoints it attaches to a running cluster and only --fault transfer works.
+Exit 0 when no acknowledged write was lost, no two nodes led at once and every trial recovered; else 1.
+
+Examples:
+  leaderd drill --fault kill --trials 20
+  leaderd drill --fault pause --trials 20 --json > pause.json
+  leaderd drill --fault transfer --trials 10 --html drill.html`,
+    ),
+).action(async (o) => (await import('./drill.js')).runDrillCommand(o));
+
+clientOptions(
+  program
     .command('probe')
     .description(
       'for orchestrators (HEALTHCHECK, readiness and liveness probes): exit 0 if the first endpoint knows a leader; needs no token',

@@ -26,6 +26,8 @@ export interface DrillTrial {
   leaseOverlap: boolean;
   oldLeader: string | null;
   newLeader: string | null;
+  /** What the overlap detector found, one line each (present only when leaseOverlap). */
+  overlaps?: string[];
   error?: string;
 }
 
