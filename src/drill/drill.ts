@@ -173,7 +173,19 @@ export async function runDrill(opts: DrillOptions): Promise<DrillResult & { inte
 
   // ---- read-back of every acknowledged write (linearizable range reads, paged)
   const counted = new Set<string>();
+  /** The read-back, retried while the cluster is between leaders (a read needs a leader with a quorum). */
   const readBackLost = async (): Promise<number> => {
+    const deadline = now() + trialTimeoutMs;
+    for (;;) {
+      try {
+        return await readBackOnce();
+      } catch (err) {
+        if (!timeLeft(deadline)) throw new DrillError(`the read-back of acknowledged writes failed: ${(err as Error).message}`);
+        await sleep(100, stop.signal);
+      }
+    }
+  };
+  const readBackOnce = async (): Promise<number> => {
     const readStart = now();
     const check = acked.filter((w) => w.ackedAtMs < readStart);
     const found = new Map<string, FoundValue>();
@@ -268,7 +280,13 @@ export async function runDrill(opts: DrillOptions): Promise<DrillResult & { inte
         const timingObs = bystander === null ? windowObs : windowObs.filter((o) => o.node !== bystander);
         const timings = trialTimings(faultMs, oldTerm, timingObs, samples);
         const overlaps = leadershipOverlaps(windowObs);
-        const writesLost = await readBackLost();
+        let writesLost = 0;
+        try {
+          writesLost = await readBackLost();
+        } catch (err) {
+          if (stop.signal.aborted) throw err;
+          error = error ?? (err as Error).message;
+        }
         trial = {
           index,
           fault: opts.fault,

@@ -2,12 +2,25 @@
 // machine, and the client commands against a running cluster.
 import { afterEach, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { localClientAddress, localMetricsAddress, localPeerAddress } from '../../src/cli/local-ports.js';
 import type { LeaderInfo } from '../../src/client/cluster-client.js';
-import { CLI, LocalCluster, exitOf, freeBasePort, freePort, lines, portFree, runCli, sleep, waitFor } from './cluster.js';
+import {
+  CLI,
+  LocalCluster,
+  alive,
+  exitOf,
+  freeBasePort,
+  freePort,
+  lines,
+  pidsInLogs,
+  portFree,
+  runCli,
+  sleep,
+  waitFor,
+} from './cluster.js';
 
 const PKG_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -19,42 +32,6 @@ afterEach(async (ctx) => {
   await cluster?.stop();
   cluster = null;
 });
-
-/** Whether `pid` is a live process; a zombie (exited, never reaped, e.g. orphaned in a container whose init does not reap) counts as gone. */
-function alive(pid: number): boolean {
-  try {
-    if (/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))) return false;
-  } catch {
-    // no /proc entry: gone (or not Linux; then ask kill below)
-  }
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** The PIDs that wrote each node's log (every pino line carries "pid"). */
-function pidsInLogs(dir: string, ids: readonly string[]): Map<string, number[]> {
-  const out = new Map<string, number[]>();
-  for (const id of ids) {
-    const p = join(dir, `${id}.log`);
-    const pids = new Set<number>();
-    if (existsSync(p)) {
-      for (const l of lines(readFileSync(p, 'utf8'))) {
-        try {
-          const pid = (JSON.parse(l) as { pid?: unknown }).pid;
-          if (typeof pid === 'number') pids.add(pid);
-        } catch {
-          // not a JSON log line
-        }
-      }
-    }
-    out.set(id, [...pids]);
-  }
-  return out;
-}
 
 /** Collects a child's stdout; `waitFor(re)` resolves with the first match. */
 function watchStdout(proc: ChildProcess): { text: () => string; waitFor: (re: RegExp, timeoutMs: number) => Promise<RegExpMatchArray> } {

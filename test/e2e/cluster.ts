@@ -115,6 +115,42 @@ export function runCli(
   });
 }
 
+/** Whether `pid` is a live process; a zombie (exited, never reaped, e.g. orphaned in a container whose init does not reap) counts as gone. */
+export function alive(pid: number): boolean {
+  try {
+    if (/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))) return false;
+  } catch {
+    // no /proc entry: gone (or not Linux; then ask kill below)
+  }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The PIDs that wrote each node's log (every pino line carries "pid"). */
+export function pidsInLogs(dir: string, ids: readonly string[]): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  for (const id of ids) {
+    const p = join(dir, `${id}.log`);
+    const pids = new Set<number>();
+    if (existsSync(p)) {
+      for (const l of lines(readFileSync(p, 'utf8'))) {
+        try {
+          const pid = (JSON.parse(l) as { pid?: unknown }).pid;
+          if (typeof pid === 'number') pids.add(pid);
+        } catch {
+          // not a JSON log line
+        }
+      }
+    }
+    out.set(id, [...pids]);
+  }
+  return out;
+}
+
 /** The non-empty lines of `text`. */
 export function lines(text: string): string[] {
   return text.split('\n').filter((l) => l.trim() !== '');
