@@ -332,7 +332,13 @@ export async function runDrill(opts: DrillOptions): Promise<DrillResult & { inte
   if (!interrupted && trials.length > 0) {
     opts.onPhase?.('reading back every acknowledged write');
     const last = trials[trials.length - 1]!;
-    last.writesLost += await readBackLost();
+    try {
+      last.writesLost += await readBackLost();
+    } catch (err) {
+      last.error = last.error ?? (err as Error).message;
+    }
+    // The drill's keys are no one's data: gone from a cluster it attached to, whatever happens.
+    await admin.delete(prefix, { prefix: true }).catch(() => undefined);
   }
   stop.abort();
   await Promise.allSettled(pollLoops);
