@@ -33,7 +33,7 @@ async function drill(fault: string, trials: number): Promise<{ result: DrillResu
   const dir = tempDir();
   const r = await runCli(
     ['drill', '--fault', fault, '--trials', String(trials), '--json', '--data-dir', join(dir, 'cluster'), '--report-dir', dir, ...TIMING],
-    { timeoutMs: 40_000 },
+    { timeoutMs: 55_000 },
   );
   expect(r.stderr).not.toContain('Warning');
   expect(r.code, r.stderr).toBe(0);
@@ -57,10 +57,12 @@ describe('leaderd drill', () => {
       // would be a measurement error.
       expect(t.newLeaderMs!).toBeGreaterThanOrEqual(600);
       expect(t.detectionMs!).toBeLessThanOrEqual(t.newLeaderMs!);
-      // Writes need a leader, so they stop for at least as long; and on a loaded 2-core
-      // machine (write latency alone reaches hundreds of ms) they resume well within 15 s.
+      // Writes need a leader, so they stop for at least as long. The ceiling is the drill's
+      // own per-trial recovery timeout (20 s): on a 2-core machine at load average 20 a
+      // 2-node majority was seen to re-elect for 17 s (leaders stepping down when
+      // heartbeat replies came late), which is slow but not a failed trial.
       expect(t.rtoMs!).toBeGreaterThanOrEqual(600);
-      expect(t.rtoMs!).toBeLessThan(15_000);
+      expect(t.rtoMs!).toBeLessThan(20_000);
     }
     expect(result.summary).toMatchObject({ trials: 2, writesLost: 0, leaseOverlaps: 0 });
     expect(result.summary.rtoMs!.max).toBe(Math.max(...result.trials.map((t) => t.rtoMs!)));
@@ -84,9 +86,9 @@ describe('leaderd drill', () => {
       expect(t.leaseOverlap).toBe(false);
       expect(t.newLeader).not.toBe(t.oldLeader);
       // A handover needs no election timeout: no floor, and the same loaded-machine ceiling.
-      expect(t.newLeaderMs!).toBeLessThan(15_000);
+      expect(t.newLeaderMs!).toBeLessThan(20_000);
       expect(t.rtoMs!).toBeGreaterThan(0);
-      expect(t.rtoMs!).toBeLessThan(15_000);
+      expect(t.rtoMs!).toBeLessThan(20_000);
     }
     expect(result.summary).toMatchObject({ trials: 2, writesLost: 0, leaseOverlaps: 0 });
   });
