@@ -15,7 +15,10 @@ import type { NodeStatusView } from './node.js';
 
 export type Readiness = { readonly ready: true } | { readonly ready: false; readonly reason: string };
 
-export function readiness(s: NodeStatusView): Readiness {
+/** The fields readiness needs: a node's own status, or another member's GetStatus answer (the dashboard). */
+export type ReadinessInput = Pick<NodeStatusView, 'leaderId' | 'leaseValid' | 'appliedIndex' | 'commitIndex'> & { readonly role: string };
+
+export function readiness(s: ReadinessInput): Readiness {
   if (s.leaderId === '') return { ready: false, reason: 'no leader known' };
   if (s.role === 'leader' && !s.leaseValid) return { ready: false, reason: 'leading without a valid lease (no quorum confirmed it)' };
   if (s.appliedIndex < s.commitIndex) return { ready: false, reason: `applied ${s.appliedIndex} of ${s.commitIndex} committed` };
