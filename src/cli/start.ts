@@ -41,6 +41,8 @@ async function listenFailure(flag: string, address: string, err: unknown): Promi
 import { NodeMetrics } from '../server/metrics.js';
 import { HttpListener } from '../server/http-listener.js';
 import { addOperatorRoutes } from '../server/health.js';
+import { addDashboardRoutes, type Dashboard } from '../dashboard/routes.js';
+import { GrpcPeerStatusSource } from '../dashboard/peer-status.js';
 import { ConfigError } from '../server/config.js';
 import {
   ReloadingCertificates,
@@ -186,14 +188,32 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
     throw await listenFailure('--listen-client', cfg.listenClient, err);
   }
   let http: HttpListener | null = null;
+  let dashboard: Dashboard | null = null;
   if (metrics && cfg.listenMetrics) {
     metrics.attach({ status: () => node.status(), counts: () => store.counts(), quotaBytes: cfg.limits.quotaBytes });
     http = new HttpListener(log);
     addOperatorRoutes(http, { status: () => node.status(), metrics });
+    dashboard = addDashboardRoutes(http, {
+      nodeId: cfg.id,
+      clusterId: cfg.clusterId,
+      status: () => node.status(),
+      members: () => node.members(),
+      onLeaderChange: (l) => node.onLeaderChange(l),
+      history: metrics.history,
+      registry: metrics.registry,
+      // Other members are asked as a follower forwards to the leader: over TLS with this
+      // member's certificate when the client port has TLS (which also authenticates it).
+      peers:
+        clientTls !== null && peerTls !== null
+          ? new GrpcPeerStatusSource(forwardingChannelCredentials(peerTls), { 'grpc.ssl_target_name_override': IP_SERVER_NAME })
+          : new GrpcPeerStatusSource(),
+      log,
+    });
     try {
       const port = await http.listen(cfg.listenMetrics);
-      log.info({ node: cfg.id, metrics: cfg.listenMetrics, port }, 'metrics listening (/metrics, /healthz, /readyz)');
+      log.info({ node: cfg.id, metrics: cfg.listenMetrics, port }, 'metrics and dashboard listening (/, /metrics, /healthz, /readyz)');
     } catch (err) {
+      dashboard.close();
       await node.stop({ transfer: false });
       await server.close();
       throw err;
@@ -211,6 +231,7 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
       await node.stop(); // a leader hands over first
       hooks?.close();
       await server.close();
+      dashboard?.close();
       await http?.close();
       process.exit(EXIT_OK);
     })();
