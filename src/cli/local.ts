@@ -190,10 +190,13 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
     sec === null
       ? ''
       : `  TLS and tokens:   ${sec.dir} (tokens.json: admin, writer, reader)\n  first: export LEADERD_CACERT=${join(sec.dir, 'ca.crt')} LEADERD_TOKEN=$(cat ${sec.adminTokenFile})\n`;
+  // Each node serves the dashboard; any one shows the whole cluster (the first is printed
+  // alone so a terminal makes it one click).
   const metricsUrls =
     flags.metrics === false
       ? ''
-      : `  metrics:          ${children.map((_, i) => `http://${localMetricsAddress(i + 1, port)}/metrics`).join(' ')}\n`;
+      : `  dashboard:        http://${localMetricsAddress(1, port)}/  (every node serves one: ${children.map((_, i) => localMetricsAddress(i + 1, port).split(':')[1]).join(', ')})\n` +
+        `  metrics:          ${children.map((_, i) => `http://${localMetricsAddress(i + 1, port)}/metrics`).join(' ')}\n`;
   process.stdout.write(
     `${BOLD}leaderd local: ${n} nodes${sec ? ' (TLS, tokens)' : ''}${RESET}\n  client endpoints: ${endpoints}\n${metricsUrls}  data and logs:    ${base}\n${secLines}` +
       (port === LOCAL_DEFAULT_BASE_PORT ? `  try: leaderd status\n` : `  try: export ${ENDPOINTS_ENV}=${endpoints}; leaderd status\n`) +

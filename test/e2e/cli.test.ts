@@ -107,6 +107,16 @@ describe('leaderd local', () => {
       const metrics = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
       expect(metrics).toContain(`leaderd_term{node="${id}"}`);
     }
+    // The dashboard URL it printed serves the page, and its JSON names the same leader as status.
+    const dash = /dashboard: +(http:\/\/\S+\/)/.exec(out.text());
+    expect(dash?.[1]).toBe(`http://${localMetricsAddress(1, base)}/`);
+    const page = await fetch(dash![1]!, { signal: AbortSignal.timeout(5000) });
+    expect(page.headers.get('content-type')).toContain('text/html');
+    expect(await page.text()).toContain('/assets/dashboard.js');
+    const state = (await (await fetch(`${dash![1]}api/cluster`, { signal: AbortSignal.timeout(5000) })).json()) as {
+      snapshot: { members: { id: string; role: string | null }[] };
+    };
+    expect(state.snapshot.members.map((m) => m.id).sort()).toEqual(ids);
 
     const childPids = pidsInLogs(dir, ids);
     for (const id of ids) expect(childPids.get(id), `pid of ${id} in ${id}.log`).toHaveLength(1);
