@@ -1,16 +1,29 @@
 // The in-memory Raft log: a snapshot prefix plus the entries after it, with the
 // bookkeeping that tells the driver what still has to reach disk.
 //
-// The core keeps the whole uncompacted log in memory. leaderd's state is small and the
-// state machine compacts regularly, so this trades memory for a core that never waits
-// on storage reads.
+// The core keeps the uncompacted log in memory, so it never waits on storage reads.
+// That memory is bounded by the runtime's compaction policy, by bytes as well as by
+// entries (a snapshot every so many entries or bytes, a trailing tail bounded both ways)
+// and by the leader's bound on uncommitted bytes.
+//
+// The log may reach back before the latest snapshot: after a snapshot the runtime keeps
+// a trailing tail of entries (etcd keeps 5,000), so a follower only slightly behind
+// catches up from the log instead of being sent the whole state (thesis §5.1: sending a
+// snapshot is costly; the entries are cheap to keep).
 import type { ConfState, Entry, Snapshot, SnapshotMeta } from './types.js';
 import { applyConfChange, decodeConfChange } from './conf-change.js';
 import { invariant } from './invariant.js';
 
 export class RaftLog {
-  /** Covers every index <= snapshot.index. Index 0 / term 0 for a log never compacted. */
+  /** The latest snapshot: covers every index <= snapshot.index. Index 0 / term 0 for a log never compacted. */
   snapshotMeta: SnapshotMeta;
+  /**
+   * Entries up to and including `offset` are gone (compacted); entries[i] has index
+   * offset + 1 + i. offset <= snapshotMeta.index: the gap between them is the tail.
+   */
+  private offset: number;
+  /** Term of the entry at `offset`, so an append right after it can name its predecessor. */
+  private offsetTerm: number;
   private entries: Entry[];
   committed: number;
   applied: number;
@@ -19,25 +32,44 @@ export class RaftLog {
 
   constructor(meta: SnapshotMeta, entries: readonly Entry[], committed: number) {
     this.snapshotMeta = meta;
-    this.entries = [...entries];
-    // What storage handed back must be a log: contiguous after its snapshot, the commit
-    // index inside it. Anything else is a corrupted or mismatched data dir.
+    // Storage may hand back a tail kept from before the snapshot: the first entry held
+    // becomes the offset (its term is what an append after it needs).
+    const first = entries[0];
+    if (first !== undefined && first.index <= meta.index) {
+      this.offset = first.index;
+      this.offsetTerm = first.term;
+      this.entries = entries.slice(1);
+    } else {
+      this.offset = meta.index;
+      this.offsetTerm = meta.term;
+      this.entries = [...entries];
+    }
+    // What storage handed back must be a log: contiguous up to and past its snapshot, the
+    // commit index inside it. Anything else is a corrupted or mismatched data dir.
     for (let i = 0; i < this.entries.length; i++) {
       const at = this.entries[i]!.index;
-      invariant(at === meta.index + 1 + i, 'initial-state', () => ({ position: i, index: at, expected: meta.index + 1 + i }));
+      invariant(at === this.offset + 1 + i, 'initial-state', () => ({ position: i, index: at, expected: this.offset + 1 + i }));
     }
+    invariant(this.lastIndex() >= meta.index, 'initial-state', () => ({ lastIndex: this.lastIndex(), snapshot: meta.index }));
+    const atSnap = this.entry(meta.index);
+    invariant(atSnap === undefined || atSnap.term === meta.term, 'initial-state', () => ({
+      index: meta.index,
+      term: atSnap?.term,
+      snapshotTerm: meta.term,
+    }));
     this.committed = Math.max(committed, meta.index);
     invariant(this.committed <= this.lastIndex(), 'initial-state', () => ({ commit: committed, lastIndex: this.lastIndex() }));
     this.applied = meta.index;
     this.unstableFrom = this.lastIndex() + 1;
   }
 
+  /** The first index still held (entries before it were compacted away). */
   firstIndex(): number {
-    return this.snapshotMeta.index + 1;
+    return this.offset + 1;
   }
 
   lastIndex(): number {
-    return this.snapshotMeta.index + this.entries.length;
+    return this.offset + this.entries.length;
   }
 
   lastTerm(): number {
@@ -47,13 +79,14 @@ export class RaftLog {
   /** Term of the entry at `index`, or undefined when it was compacted away or does not exist yet. */
   term(index: number): number | undefined {
     if (index === this.snapshotMeta.index) return this.snapshotMeta.term;
-    if (index < this.snapshotMeta.index || index > this.lastIndex()) return undefined;
-    return this.entries[index - this.snapshotMeta.index - 1]!.term;
+    if (index === this.offset) return this.offsetTerm;
+    if (index < this.offset || index > this.lastIndex()) return undefined;
+    return this.entries[index - this.offset - 1]!.term;
   }
 
   entry(index: number): Entry | undefined {
-    if (index <= this.snapshotMeta.index || index > this.lastIndex()) return undefined;
-    return this.entries[index - this.snapshotMeta.index - 1];
+    if (index <= this.offset || index > this.lastIndex()) return undefined;
+    return this.entries[index - this.offset - 1];
   }
 
   matchTerm(index: number, term: number): boolean {
@@ -71,12 +104,12 @@ export class RaftLog {
    * Undefined when lo was compacted away (the caller must send a snapshot).
    */
   slice(lo: number, hi: number, maxBytes = Infinity): Entry[] | undefined {
-    if (lo <= this.snapshotMeta.index) return undefined;
+    if (lo <= this.offset) return undefined;
     hi = Math.min(hi, this.lastIndex());
     const out: Entry[] = [];
     let bytes = 0;
     for (let i = lo; i <= hi; i++) {
-      const e = this.entries[i - this.snapshotMeta.index - 1]!;
+      const e = this.entries[i - this.offset - 1]!;
       bytes += e.data.length;
       if (out.length > 0 && bytes > maxBytes) break;
       out.push(e);
@@ -124,7 +157,7 @@ export class RaftLog {
   }
 
   private truncateFrom(index: number): void {
-    this.entries.length = index - this.snapshotMeta.index - 1;
+    this.entries.length = index - this.offset - 1;
     if (this.unstableFrom > index) this.unstableFrom = index;
   }
 
@@ -134,7 +167,7 @@ export class RaftLog {
    */
   findConflictByTerm(index: number, term: number): { index: number; term: number } {
     let i = Math.min(index, this.lastIndex());
-    while (i > this.snapshotMeta.index) {
+    while (i > this.offset) {
       const t = this.term(i)!;
       if (t <= term) return { index: i, term: t };
       i--;
@@ -155,7 +188,7 @@ export class RaftLog {
 
   unstableEntries(): Entry[] {
     if (this.unstableFrom > this.lastIndex()) return [];
-    return this.entries.slice(this.unstableFrom - this.snapshotMeta.index - 1);
+    return this.entries.slice(this.unstableFrom - this.offset - 1);
   }
 
   /** Storage holds everything up to (index, term); only if that entry is still ours. */
@@ -179,17 +212,42 @@ export class RaftLog {
     this.applied = index;
   }
 
-  /** The local state machine took a snapshot at `index`: forget the entries it covers. */
-  compact(meta: SnapshotMeta): void {
+  /**
+   * The local state machine took a snapshot at `meta.index`: forget the entries up to
+   * `compactTo` (<= meta.index), keeping the ones after it as a tail for lagging followers.
+   */
+  compact(meta: SnapshotMeta, compactTo: number = meta.index): void {
     invariant(meta.index < this.unstableFrom, 'compact-unstable', () => ({ index: meta.index, unstableFrom: this.unstableFrom }));
-    const keep = this.entries.slice(meta.index - this.snapshotMeta.index);
-    this.entries = keep;
+    invariant(compactTo <= meta.index, 'compact-beyond-applied', () => ({ index: meta.index, compactTo }));
+    const to = Math.max(compactTo, this.offset);
+    const term = this.term(to)!;
+    this.entries = this.entries.slice(to - this.offset);
+    this.offset = to;
+    this.offsetTerm = term;
     this.snapshotMeta = meta;
+  }
+
+  /**
+   * Where compaction may cut so that at most `entries` entries, and at most `bytes` of
+   * payload, stay before `index` (always at least the entry at `index` itself is dropped
+   * when both are 0).
+   */
+  tailStart(index: number, entries: number, bytes: number): number {
+    let to = index;
+    let kept = 0;
+    while (to > this.offset && index - to < entries) {
+      kept += this.entries[to - this.offset - 1]!.data.length;
+      if (kept > bytes) break;
+      to--;
+    }
+    return to;
   }
 
   /** A snapshot from the leader replaces the whole log (extended paper §7, Figure 13 step 7-8). */
   restore(snapshot: Snapshot): void {
     this.snapshotMeta = snapshot.meta;
+    this.offset = snapshot.meta.index;
+    this.offsetTerm = snapshot.meta.term;
     this.entries = [];
     this.committed = snapshot.meta.index;
     this.unstableFrom = snapshot.meta.index + 1;
@@ -201,7 +259,7 @@ export class RaftLog {
     let index = this.snapshotMeta.index;
     const last = Math.min(upTo, this.lastIndex());
     for (let i = this.snapshotMeta.index + 1; i <= last; i++) {
-      const e = this.entries[i - this.snapshotMeta.index - 1]!;
+      const e = this.entries[i - this.offset - 1]!;
       if (e.type === 'conf') {
         conf = applyConfChange(conf, decodeConfChange(e.data));
         index = i;

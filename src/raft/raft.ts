@@ -101,6 +101,10 @@ export class RaftNode {
   private timeoutNowSent = false;
   /** Index of the latest configuration entry this leader may not yet have committed. */
   private pendingConfIndex = 0;
+  /** Payload bytes of this leader's entries above the commit index (maxUncommittedBytes). */
+  private uncommittedBytes = 0;
+  /** Index of this leader's first entry (its no-op): entries before it are not counted in uncommittedBytes. */
+  private leaderFirstIndex = 0;
   private needBroadcast = false;
   private needReadRound = false;
 
@@ -257,16 +261,28 @@ export class RaftNode {
 
   /**
    * The state machine has a snapshot of everything up to `index` (<= applied): forget
-   * the log it covers. Returns the snapshot for the driver to store, or null when
-   * `index` is not past the current snapshot.
+   * the log it covers, except a trailing `tail` of at most that many entries and bytes
+   * before `index` (so a follower slightly behind catches up from the log rather than by
+   * a snapshot). Returns the snapshot for the driver to store (with the entries before
+   * firstIndex()), or null when `index` is not past the current snapshot.
    */
-  compact(index: number, data: Uint8Array): Snapshot | null {
+  compact(
+    index: number,
+    data: Uint8Array,
+    tail: { readonly entries: number; readonly bytes: number } = { entries: 0, bytes: 0 },
+  ): Snapshot | null {
     if (index <= this.log.snapshotMeta.index) return null;
     invariant(index <= this.log.applied, 'compact-beyond-applied', () => ({ index, applied: this.log.applied }));
     const meta = { index, term: this.log.term(index)!, conf: this.log.confAt(index).conf };
-    this.snapshot = { meta, data };
-    this.log.compact(meta);
-    return this.snapshot;
+    const snapshot = { meta, data };
+    this.snapshot = snapshot;
+    this.log.compact(meta, this.log.tailStart(index, tail.entries, tail.bytes));
+    return snapshot;
+  }
+
+  /** The first log index still held; entries before it were compacted away. */
+  firstIndex(): number {
+    return this.log.firstIndex();
   }
 
   // -------------------------------------------------------------------------
@@ -517,6 +533,8 @@ export class RaftNode {
     // Until this no-op commits, the leader cannot know its commit index (§5.4.2, §6.4)
     // nor change the configuration (conf-change.ts).
     this.pendingConfIndex = this.log.lastIndex();
+    this.uncommittedBytes = 0;
+    this.leaderFirstIndex = this.log.lastIndex() + 1;
     this.appendOnLeader('noop', EMPTY);
     this.broadcastHeartbeat();
   }
@@ -791,6 +809,12 @@ export class RaftNode {
   private proposeEntry(type: EntryType, data: Uint8Array): ProposeResult {
     if (this.role !== 'leader') return this.refuse('not-leader');
     if (this.leadTransferee !== null) return this.refuse('transferring');
+    // A follower that cannot keep up (slow disk, lost link) would otherwise let the
+    // leader's log, and every proposer's wait, grow without bound; refuse instead, so the
+    // client backs off and retries (etcd's MaxUncommittedEntriesSize). An entry is always
+    // accepted when none is pending, however large, so no proposal is refused for ever.
+    const max = this.cfg.maxUncommittedBytes ?? Infinity;
+    if (this.uncommittedBytes > 0 && this.uncommittedBytes + data.length > max) return this.refuse('overloaded');
     const entry = this.appendOnLeader(type, data);
     return { ok: true, index: entry.index, term: entry.term };
   }
@@ -798,6 +822,7 @@ export class RaftNode {
   private appendOnLeader(type: EntryType, data: Uint8Array): Entry {
     const entry: Entry = { index: this.log.lastIndex() + 1, term: this.term, type, data };
     this.log.append([entry]);
+    this.uncommittedBytes += data.length;
     if (type === 'conf') {
       this.pendingConfIndex = entry.index;
       this.recomputeConf();
@@ -813,6 +838,10 @@ export class RaftNode {
   private maybeCommit(): boolean {
     const index = quorumValue(this.conf.voters, (id) => (id === this.id ? this.log.lastIndex() : this.progress.get(id)?.matchIndex), 0);
     if (index <= this.log.committed || this.log.term(index) !== this.term) return false;
+    for (let i = Math.max(this.log.committed + 1, this.leaderFirstIndex); i <= index; i++) {
+      this.uncommittedBytes -= this.log.entry(i)?.data.length ?? 0;
+    }
+    if (this.uncommittedBytes < 0) this.uncommittedBytes = 0;
     this.log.commitTo(index);
     this.onLeaderCommit();
     return true;

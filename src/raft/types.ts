@@ -285,11 +285,17 @@ export interface RaftConfig {
   readonly maxMsgBytes: number;
   /** Bytes of snapshot per InstallSnapshot chunk. */
   readonly snapshotChunkBytes: number;
+  /**
+   * Leader: payload bytes of its own entries not yet committed beyond which proposals
+   * are refused ('overloaded'); one entry is always accepted when none is pending.
+   * Unbounded when absent.
+   */
+  readonly maxUncommittedBytes?: number;
   readonly random: Random;
 }
 
 /** Why the core refused a request; the server maps each kind to one gRPC status. */
-export type RaftErrorKind = 'not-leader' | 'transferring' | 'conf-change-pending' | 'not-in-config' | 'invalid';
+export type RaftErrorKind = 'not-leader' | 'transferring' | 'conf-change-pending' | 'not-in-config' | 'invalid' | 'overloaded';
 
 export type ProposeResult =
   | { readonly ok: true; readonly index: number; readonly term: number }
