@@ -17,8 +17,10 @@
 // from the CRC of the key, so each record is checked on its own and bound to its key.
 // Big-endian indexes make iteration order equal log order.
 //
-// Invariants kept by every batch and checked at open: entries are exactly
-// snapshot.index+1 .. lastIndex with no hole (index 1.. when there is no snapshot), terms
+// Invariants kept by every batch and checked at open: entries are firstIndex .. lastIndex
+// with no hole, where firstIndex <= snapshot.index+1 (a compaction may keep a trailing
+// tail of entries the snapshot covers, for followers slightly behind; index 1.. when
+// there is no snapshot), an entry at the snapshot's index has the snapshot's term, terms
 // never decrease along the log, and the three identity records are present. A store
 // that breaks any of them is refused as corrupt rather than repaired: silently dropping
 // a suffix could drop an entry this node acknowledged, which a leader may already have
@@ -91,11 +93,13 @@ const INITIAL_HARD_STATE: HardState = { term: 0, votedFor: null, commit: 0 };
 
 /**
  * The log as storage tracks it in memory: only terms, by position. Entries are always
- * exactly snapIndex+1 .. snapIndex+terms.length.
+ * exactly offset+1 .. offset+terms.length, with offset <= snapIndex (the entries between
+ * are the tail kept after a compaction).
  */
 interface LogView {
   readonly snapIndex: number;
   readonly snapTerm: number;
+  readonly offset: number;
   readonly terms: readonly number[];
 }
 
@@ -128,7 +132,8 @@ export class LevelStorage {
     this.#meta = meta;
     const snapIndex = loaded.snapshot?.meta.index ?? 0;
     const snapTerm = loaded.snapshot?.meta.term ?? 0;
-    this.#log = { snapIndex, snapTerm, terms: loaded.entries.map((e) => e.term) };
+    const offset = Math.min(snapIndex, (loaded.entries[0]?.index ?? Infinity) - 1);
+    this.#log = { snapIndex, snapTerm, offset, terms: loaded.entries.map((e) => e.term) };
   }
 
   /**
@@ -235,11 +240,12 @@ export class LevelStorage {
   }
 
   /**
-   * The local state machine took `snapshot`: store it and drop the entries it covers, in
-   * one synced batch. A snapshot not newer than the stored one is ignored (a snapshot
-   * installed from the leader may have overtaken it).
+   * The local state machine took `snapshot`: store it and drop the entries up to
+   * `compactTo` (default: every entry it covers; the core keeps the ones after as a tail
+   * for lagging followers), in one synced batch. A snapshot not newer than the stored one
+   * is ignored (a snapshot installed from the leader may have overtaken it).
    */
-  compact(snapshot: Snapshot): Promise<void> {
+  compact(snapshot: Snapshot, compactTo: number = snapshot.meta.index): Promise<void> {
     return this.#enqueue(async () => {
       const log = this.#log;
       if (snapshot.meta.index <= log.snapIndex) return;
@@ -250,7 +256,7 @@ export class LevelStorage {
         );
       }
       const ops: BatchOp[] = [];
-      const next = installSnapshot(log, snapshot, ops);
+      const next = installSnapshot(log, snapshot, ops, compactTo);
       await this.#db.batch(ops, { sync: true });
       this.#log = next;
     });
@@ -258,12 +264,12 @@ export class LevelStorage {
 
   /** Index of the last entry in the log; the snapshot index when no entries are held (0 if neither). */
   lastIndex(): number {
-    return this.#log.snapIndex + this.#log.terms.length;
+    return lastOf(this.#log);
   }
 
-  /** Index of the first entry held: always snapshot index + 1 (lastIndex() + 1 when no entries are held). */
+  /** Index of the first entry held: at most snapshot index + 1 (lastIndex() + 1 when no entries are held). */
   firstIndex(): number {
-    return this.#log.snapIndex + 1;
+    return this.#log.offset + 1;
   }
 
   getMeta(key: string): Uint8Array | undefined {
@@ -316,29 +322,30 @@ export class LevelStorage {
 // and pushes the batch operations that make the disk match it.
 
 function lastOf(log: LogView): number {
-  return log.snapIndex + log.terms.length;
+  return Math.max(log.snapIndex, log.offset + log.terms.length);
 }
 
 function termAt(log: LogView, index: number): number | undefined {
   if (index === log.snapIndex) return log.snapTerm;
-  if (index < log.snapIndex || index > lastOf(log)) return undefined;
-  return log.terms[index - log.snapIndex - 1];
+  if (index <= log.offset || index > lastOf(log)) return undefined;
+  return log.terms[index - log.offset - 1];
 }
 
 function deleteRange(from: number, to: number, ops: BatchOp[]): void {
   for (let i = from; i <= to; i++) ops.push({ type: 'del', key: entryKey(i) });
 }
 
-function installSnapshot(log: LogView, snapshot: Snapshot, ops: BatchOp[]): LogView {
+function installSnapshot(log: LogView, snapshot: Snapshot, ops: BatchOp[], compactTo: number = snapshot.meta.index): LogView {
   const { index, term } = snapshot.meta;
   ops.push({ type: 'put', key: SNAPSHOT_KEY, value: encodeSnapshot(snapshot) });
   const last = lastOf(log);
-  if (termAt(log, index) === term) {
-    deleteRange(log.snapIndex + 1, index, ops);
-    return { snapIndex: index, snapTerm: term, terms: log.terms.slice(index - log.snapIndex) };
+  if (termAt(log, index) === term && log.offset + log.terms.length >= index) {
+    const to = Math.max(log.offset, Math.min(compactTo, index));
+    deleteRange(log.offset + 1, to, ops);
+    return { snapIndex: index, snapTerm: term, offset: to, terms: log.terms.slice(to - log.offset) };
   }
-  deleteRange(log.snapIndex + 1, last, ops);
-  return { snapIndex: index, snapTerm: term, terms: [] };
+  deleteRange(log.offset + 1, last, ops);
+  return { snapIndex: index, snapTerm: term, offset: index, terms: [] };
 }
 
 function appendEntries(log: LogView, entries: readonly Entry[], ops: BatchOp[]): LogView {
@@ -357,9 +364,9 @@ function appendEntries(log: LogView, entries: readonly Entry[], ops: BatchOp[]):
   }
   deleteRange(tail.index + 1, last, ops);
   for (const e of fresh) ops.push({ type: 'put', key: entryKey(e.index), value: encodeEntry(e) });
-  const terms = log.terms.slice(0, head.index - log.snapIndex - 1);
+  const terms = log.terms.slice(0, head.index - log.offset - 1);
   for (const e of fresh) terms.push(e.term);
-  return { snapIndex: log.snapIndex, snapTerm: log.snapTerm, terms };
+  return { snapIndex: log.snapIndex, snapTerm: log.snapTerm, offset: log.offset, terms };
 }
 
 // ---------------------------------------------------------------------------
@@ -500,20 +507,22 @@ async function load(db: Db, dir: string, opts: OpenOptions): Promise<LoadedStore
   // Entries: all checksums first, so a flipped byte is reported as such even when it
   // also breaks the ordering checks below.
   const entries = rawEntries.map(([index, value]) => decode(() => decodeEntry(index, value)));
-  let prevIndex = snapshot?.meta.index ?? 0;
-  let prevTerm = snapshot?.meta.term ?? 0;
+  const snapIndex = snapshot?.meta.index ?? 0;
+  const first = entries[0];
+  // A tail kept before the snapshot starts the log earlier; without one it starts right after it.
+  const tailed = first !== undefined && first.index <= snapIndex;
+  let prevIndex = tailed ? first.index - 1 : snapIndex;
+  let prevTerm = tailed ? 0 : (snapshot?.meta.term ?? 0);
   for (const e of entries) {
-    if (e.index !== prevIndex + 1) {
-      throw corrupt(
-        e.index <= prevIndex
-          ? `log entry ${e.index} is covered by the snapshot at ${prevIndex} but was not deleted`
-          : `the log has a hole: entry ${prevIndex + 1} is missing before ${e.index}`,
-      );
-    }
+    if (e.index !== prevIndex + 1) throw corrupt(`the log has a hole: entry ${prevIndex + 1} is missing before ${e.index}`);
     if (e.term < prevTerm) throw corrupt(`log entry ${e.index} has term ${e.term}, lower than ${prevTerm} before it`);
+    if (e.index === snapIndex && e.term !== snapshot?.meta.term) {
+      throw corrupt(`log entry ${e.index} has term ${e.term} but the snapshot there has term ${snapshot?.meta.term}`);
+    }
     prevIndex = e.index;
     prevTerm = e.term;
   }
+  if (tailed && prevIndex < snapIndex) throw corrupt(`the log ends at ${prevIndex}, before its snapshot at ${snapIndex}`);
 
   return { state: { hardState, snapshot, entries }, meta };
 }

@@ -3,7 +3,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { Level } from 'level';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FORMAT_KEY, HARD_STATE_KEY, entryKey, sealValue } from '../../src/storage/codec.js';
+import { FORMAT_KEY, HARD_STATE_KEY, encodeEntry, entryKey, sealValue } from '../../src/storage/codec.js';
 import { LevelStorage, StorageRefusedError, type OpenOptions } from '../../src/storage/leveldb-storage.js';
 import type { StorageRefusedKind } from '../../src/storage/errors.js';
 import { dumpStore, entries, entry, makeTempDir, normEntries, normSnapshot, normState, removeDir, snapshot, withRawDb } from './helpers.js';
@@ -53,6 +53,37 @@ describe('a new store', () => {
     await s.close();
     const again = await open({ dir: path.join(dir, 'nested', 'data') });
     expect(again.isNew).toBe(false);
+  });
+});
+
+describe('compaction with a trailing tail', () => {
+  it('keeps the entries after compactTo across a reopen, and the core can start from them', async () => {
+    let s = await open();
+    await s.persist({ hardState: { term: 2, votedFor: 'a', commit: 10 }, entries: entries(1, 10, 2), snapshot: null }, true);
+    await s.compact(snapshot(8, 2), 5);
+    expect([s.firstIndex(), s.lastIndex()]).toEqual([6, 10]);
+    s = await reopen(s);
+    expect([s.firstIndex(), s.lastIndex()]).toEqual([6, 10]);
+    const st = s.initialState(BOOT);
+    expect(st.snapshot?.meta.index).toBe(8);
+    expect(normEntries(st.entries)).toEqual(normEntries(entries(6, 10, 2)));
+    // A later compaction drops the tail it no longer needs; appends go on after it.
+    await s.persist({ hardState: null, entries: entries(11, 12, 2), snapshot: null }, true);
+    await s.compact(snapshot(12, 2), 11);
+    s = await reopen(s);
+    expect([s.firstIndex(), s.lastIndex()]).toEqual([12, 12]);
+    expect(normEntries(s.initialState(BOOT).entries)).toEqual(normEntries(entries(12, 12, 2)));
+  });
+
+  it('refuses a tail whose entry at the snapshot index has another term than the snapshot', async () => {
+    const s = await open();
+    await s.persist({ hardState: { term: 2, votedFor: 'a', commit: 10 }, entries: entries(1, 10, 2), snapshot: null }, true);
+    await s.compact(snapshot(8, 2), 5);
+    await s.close();
+    await withRawDb(dir, (db) => db.put(entryKey(8), encodeEntry(entry(8, 3))));
+    const err = await LevelStorage.open(opts).catch((e: unknown) => e);
+    expect((err as StorageRefusedError).kind).toBe('corrupt');
+    expect((err as StorageRefusedError).message).toMatch(/entry 8 has term 3 but the snapshot there has term 2/);
   });
 });
 
