@@ -61,6 +61,8 @@ export type ErrorKind =
   | 'too-slow'
   /** A per-connection, per-node or per-name limit (watches, leases, waiters, in-flight keep-alives); the message names the flag. */
   | 'limit-exceeded'
+  /** The leader holds as many uncommitted bytes as it may (the followers lag): retry after a back-off. */
+  | 'overloaded'
   /** A write that would grow the store past its storage quota (--quota-bytes); deletes still work. */
   | 'quota-exceeded'
   | 'cancelled'
@@ -99,6 +101,8 @@ export const ERROR_CONTRACT: Readonly<Record<ErrorKind, KindSpec>> = Object.free
   // Refused at the leader before proposing, or applied as a refusal on every replica (the
   // quota travels in the entry): either way the write changed nothing.
   'quota-exceeded': { code: S.RESOURCE_EXHAUSTED, outcome: 'not-applied', transient: false },
+  // Refused before entering the log; the same write succeeds once followers catch up.
+  overloaded: { code: S.RESOURCE_EXHAUSTED, outcome: 'not-applied', transient: true },
   cancelled: { code: S.CANCELLED, outcome: 'unknown', transient: false },
   internal: { code: S.INTERNAL, outcome: 'unknown', transient: false },
 });
@@ -149,6 +153,7 @@ const NODE_KIND: Readonly<Record<string, ErrorKind>> = {
   stopped: 'unavailable',
   timeout: 'timeout',
   superseded: 'superseded',
+  overloaded: 'overloaded',
 };
 
 /** Any failure as an ApiError: runtime errors by their kind, anything unrecognised as internal. */

@@ -118,6 +118,7 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
       heartbeatMs: cfg.heartbeatMs,
       electionTimeoutMs: cfg.electionTimeoutMs,
       join: cfg.join,
+      core: { maxUncommittedBytes: cfg.limits.maxUncommittedBytes },
       logger: log,
       stateMachine: store,
       ...(metrics ? { observer: metrics } : {}),

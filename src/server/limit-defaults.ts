@@ -27,6 +27,8 @@ export interface Limits {
    * that would grow the store past it is refused; reads, deletes and revokes still work.
    */
   readonly quotaBytes: number;
+  /** Payload bytes a leader may hold uncommitted before refusing proposals as overloaded (--max-uncommitted-bytes). */
+  readonly maxUncommittedBytes: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -45,6 +47,7 @@ export const DEFAULT_LIMITS: Limits = {
   grantTimeoutMs: 60_000,
   // etcd's default backend quota; the state lives in memory, so leave it below RAM.
   quotaBytes: 2 * 1024 ** 3,
+  maxUncommittedBytes: 64 << 20,
 };
 
 /** The limits `leaderd start` takes as flags (and config file keys): setting name -> field and help. */
@@ -55,6 +58,10 @@ export const LIMIT_FLAGS = {
   'max-waiters-per-name': { field: 'maxWaitersPerName', help: 'Campaign/Lock calls waiting on one name at this node' },
   'max-keepalive-inflight': { field: 'maxKeepAliveInflight', help: 'unanswered requests on one Lease.KeepAlive stream' },
   'grant-timeout-ms': { field: 'grantTimeoutMs', help: 'how long Campaign/Lock wait when the call sets no deadline' },
+  'max-uncommitted-bytes': {
+    field: 'maxUncommittedBytes',
+    help: 'payload a leader holds uncommitted before refusing writes (retryable RESOURCE_EXHAUSTED)',
+  },
   'quota-bytes': { field: 'quotaBytes', help: 'storage quota: writes that would grow keys+values past it are refused' },
 } as const satisfies Record<string, { field: keyof Limits; help: string }>;
 export type LimitFlag = keyof typeof LIMIT_FLAGS;

@@ -25,6 +25,7 @@ import { checkIdentity, writeIdentity } from '../storage/identity.js';
 import { GrpcTransport } from '../transport/grpc-transport.js';
 import type { ReloadingCertificates } from '../security/tls.js';
 import { TickClock } from './tick-clock.js';
+import { DEFAULT_LIMITS } from './limit-defaults.js';
 import { sleepOn, systemClock } from './runtime-ports.js';
 import type { CancelTimer, RuntimeClock, RuntimeStorage, RuntimeTransport } from './runtime-ports.js';
 import type { NodeObserver } from './node-observer.js';
@@ -89,7 +90,9 @@ export type NodeErrorKind =
   | 'unavailable'
   | 'stopped'
   | 'timeout'
-  | 'superseded';
+  | 'superseded'
+  /** The leader holds too many uncommitted bytes (core.maxUncommittedBytes): retry after a back-off. */
+  | 'overloaded';
 
 /**
  * A failed operation. `outcome` says whether a write may have taken effect:
@@ -135,6 +138,14 @@ export interface RuntimeOptions {
   readonly stateMachine?: StateMachine;
   /** Take a snapshot and compact the log every this many applied entries; default 10,000. */
   readonly snapshotEntries?: number;
+  /** ... or once this many bytes of entries were applied since the last one, whichever comes first; default 64 MiB. */
+  readonly snapshotBytes?: number;
+  /**
+   * Entries kept before a snapshot's index when compacting, at most this many and this
+   * many bytes, so a follower slightly behind catches up from the log (etcd keeps 5,000).
+   * Default: half of snapshotEntries up to 5,000 entries, and 32 MiB.
+   */
+  readonly snapshotTail?: { readonly entries?: number; readonly bytes?: number };
   /** Called once if the node hits an unrecoverable error (storage, a broken core invariant, a throwing state machine; see fail-stop.ts) and stopped. */
   readonly onFatal?: (err: Error) => void;
   /** Told about every stage of the runtime's work (metrics, leadership history). */
@@ -144,7 +155,7 @@ export interface RuntimeOptions {
    * simulator varies them (one entry per message, snapshots in tiny chunks, ReadIndex
    * instead of lease reads) to reach the core's rarer paths through this runtime.
    */
-  readonly core?: Partial<Pick<RaftConfig, 'leaseReads' | 'maxInflight' | 'maxMsgBytes' | 'snapshotChunkBytes'>>;
+  readonly core?: Partial<Pick<RaftConfig, 'leaseReads' | 'maxInflight' | 'maxMsgBytes' | 'snapshotChunkBytes' | 'maxUncommittedBytes'>>;
 }
 
 export interface NodeOptions extends RuntimeOptions {
@@ -237,6 +248,8 @@ export class LeaderdNode {
   // Two draws from the clock's seed source (62 random bits; deterministic in the simulator).
   private readonly bootId: string;
   private lastSnapshotIndex: number;
+  /** Payload bytes of the entries applied since the last snapshot (taken or installed): the snapshot trigger by bytes. */
+  private bytesSinceSnapshot = 0;
   private readonly obs: NodeObserver | undefined;
   /** This data dir's incarnation, sent in every Hello. */
   readonly incarnation: string;
@@ -405,6 +418,7 @@ export class LeaderdNode {
         leaseReads: opts.core?.leaseReads ?? true,
         maxInflight: opts.core?.maxInflight ?? 256,
         maxMsgBytes: opts.core?.maxMsgBytes ?? 1 << 20,
+        maxUncommittedBytes: opts.core?.maxUncommittedBytes ?? DEFAULT_LIMITS.maxUncommittedBytes,
         snapshotChunkBytes: opts.core?.snapshotChunkBytes ?? 1 << 20,
         random: seededRandom(clock.randomSeed()),
       };
@@ -533,7 +547,11 @@ export class LeaderdNode {
     if (!r.ok)
       throw new NodeError(
         r.error,
-        r.error === 'not-leader' ? `not the leader (leader: ${r.leaderId ?? 'unknown'})` : `cannot propose: ${r.error}`,
+        r.error === 'not-leader'
+          ? `not the leader (leader: ${r.leaderId ?? 'unknown'})`
+          : r.error === 'overloaded'
+            ? 'the leader holds as many uncommitted bytes as it may (--max-uncommitted-bytes): followers are behind; retry after a back-off'
+            : `cannot propose: ${r.error}`,
         'not-applied',
         r.leaderId,
       );
@@ -618,13 +636,14 @@ export class LeaderdNode {
    * The member records travel with the state machine's snapshot: a member that installs
    * it learns them as one replaying the log would.
    */
-  private compactAt(applied: number): Snapshot | null {
+  private compactAt(applied: number, tail: { entries: number; bytes: number }): Snapshot | null {
     return this.raft.compact(
       applied,
       frameSnapshot(
         this.registry.encode(),
         callStateMachine('snapshot', applied, () => this.sm.snapshot()),
       ),
+      tail,
     );
   }
 
@@ -633,10 +652,12 @@ export class LeaderdNode {
     for (let i = 0; this.processing && i < 500; i++) await sleepOn(this.time, 2);
     if (this.processing || this.stopped) return;
     const applied = this.raft.status().appliedIndex;
-    const snapshot = this.compactAt(applied);
+    // No tail: whoever asked for this snapshot needs followers to be sent it.
+    const snapshot = this.compactAt(applied, { entries: 0, bytes: 0 });
     if (snapshot) {
       this.lastSnapshotIndex = applied;
-      await this.storage.compact(snapshot);
+      this.bytesSinceSnapshot = 0;
+      await this.storage.compact(snapshot, this.raft.firstIndex() - 1);
     }
   }
 
@@ -764,6 +785,7 @@ export class LeaderdNode {
       const snap = rd.snapshot;
       callStateMachine('restore', snap.meta.index, () => this.restoreSnapshot(snap.data));
       this.lastSnapshotIndex = rd.snapshot.meta.index;
+      this.bytesSinceSnapshot = 0;
     }
     if (rd.snapshot) {
       // Entries this node proposed that the snapshot covers: their fate is in the
@@ -777,6 +799,7 @@ export class LeaderdNode {
     }
     let last = 0;
     for (const e of rd.committedEntries) {
+      this.bytesSinceSnapshot += e.data.length;
       let result: unknown = null;
       if (e.type === 'normal') result = callStateMachine('apply', e.index, () => this.sm.apply(e));
       else if (e.type === 'conf') await this.applyConfChange(e);
@@ -821,11 +844,18 @@ export class LeaderdNode {
   }
 
   private async maybeSnapshot(applied: number): Promise<void> {
-    if (applied - this.lastSnapshotIndex < (this.opts.snapshotEntries ?? 10_000)) return;
+    // By bytes as well as entries: 10,000 entries of 1 MiB values would otherwise keep
+    // 10 GiB of log in memory and on disk before the first snapshot.
+    const entries = this.opts.snapshotEntries ?? 10_000;
+    if (applied - this.lastSnapshotIndex < entries && this.bytesSinceSnapshot < (this.opts.snapshotBytes ?? 64 << 20)) return;
     const t0 = this.time.now();
-    const snapshot = this.compactAt(applied);
+    const snapshot = this.compactAt(applied, {
+      entries: this.opts.snapshotTail?.entries ?? Math.min(5000, Math.floor(entries / 2)),
+      bytes: this.opts.snapshotTail?.bytes ?? 32 << 20,
+    });
+    this.bytesSinceSnapshot = 0;
     if (snapshot) {
-      await this.storage.compact(snapshot);
+      await this.storage.compact(snapshot, this.raft.firstIndex() - 1);
       this.obs?.snapshotTaken(snapshot.data.byteLength, (this.time.now() - t0) / 1000);
     }
     this.lastSnapshotIndex = applied;

@@ -20,8 +20,11 @@ export interface RuntimeStorage {
   initialState(bootstrapConf: ConfState): InitialState;
   /** One Ready's worth of state in one atomic write (synced when `sync`); calls apply in call order. */
   persist(p: PersistInput, sync: boolean): Promise<void>;
-  /** The local state machine took `snapshot`: store it and drop the entries it covers. */
-  compact(snapshot: Snapshot): Promise<void>;
+  /**
+   * The local state machine took `snapshot`: store it and drop the entries up to
+   * `compactTo` (default: all it covers; entries after compactTo are kept as a tail).
+   */
+  compact(snapshot: Snapshot, compactTo?: number): Promise<void>;
   getMeta(key: string): Uint8Array | undefined;
   /** Stores a meta value (synced), ordered with the other writes. */
   putMeta(key: string, value: Uint8Array): Promise<void>;

@@ -36,6 +36,7 @@ describe('the error contract table', () => {
     ['too-slow', S.RESOURCE_EXHAUSTED, 'none', false],
     ['limit-exceeded', S.RESOURCE_EXHAUSTED, 'not-applied', false],
     ['quota-exceeded', S.RESOURCE_EXHAUSTED, 'not-applied', false],
+    ['overloaded', S.RESOURCE_EXHAUSTED, 'not-applied', true],
     ['cancelled', S.CANCELLED, 'unknown', false],
     ['internal', S.INTERNAL, 'unknown', false],
   ];

@@ -84,6 +84,39 @@ describe('LeaderdNode', () => {
   });
 });
 
+describe('snapshots by bytes, with a trailing tail', () => {
+  it('large entries trigger a snapshot long before the entry count, the log keeps a tail, and a restart restores the state', async () => {
+    const dir = tempDir();
+    const peer = `127.0.0.1:${await freePort()}`;
+    const options = (sm: StateMachine) =>
+      singleNodeOptions(dir, peer, { stateMachine: sm, snapshotEntries: 1_000_000, snapshotBytes: 8 << 10, snapshotTail: { entries: 3 } });
+    const compact = vi.spyOn(LevelStorage.prototype, 'compact');
+    const kib = new TextEncoder().encode('1'.padStart(1024, '0')); // the number 1, in 1 KiB
+    try {
+      const sm = new Counter();
+      const node = await LeaderdNode.start(options(sm));
+      cleanups.push(() => node.stop({ transfer: false }));
+      await waitFor('leader', () => (node.isLeader() ? true : undefined), 5000);
+      for (let i = 0; i < 20; i++) await node.propose(kib);
+      expect(sm.total).toBe(20);
+      // Every 8 KiB of applied entries: a snapshot, and entries up to 3 before it are dropped.
+      expect(compact.mock.calls.length).toBeGreaterThanOrEqual(2);
+      for (const [snap, compactTo] of compact.mock.calls) expect(compactTo).toBe(snap.meta.index - 3);
+      await node.stop({ transfer: false });
+      cleanups.length = 0;
+      const sm2 = new Counter();
+      const again = await LeaderdNode.start(options(sm2));
+      cleanups.push(() => again.stop({ transfer: false }));
+      await waitFor('leader', () => (again.isLeader() ? true : undefined), 5000);
+      await again.readBarrier(AbortSignal.timeout(3000));
+      expect(sm2.total).toBe(20);
+      expect(sm2.applied).toBeLessThan(10);
+    } finally {
+      compact.mockRestore();
+    }
+  });
+});
+
 describe('snapshots between nodes', () => {
   it('a node that was down while the others compacted their logs catches up from a snapshot of their state', async () => {
     const ids = ['s1', 's2', 's3'];
