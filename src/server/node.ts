@@ -357,21 +357,7 @@ export class LeaderdNode {
 
   static async start(opts: NodeOptions): Promise<LeaderdNode> {
     if (!opts.peers.has(opts.id)) throw new Error(`--peers must include this node (${opts.id})`);
-    const identity = { clusterId: opts.clusterId, nodeId: opts.id };
-    const known = checkIdentity(opts.dataDir, identity);
-    const storage = await LevelStorage.open({
-      dir: join(opts.dataDir, 'raft'),
-      clusterId: opts.clusterId,
-      nodeId: opts.id,
-      // Born with the data dir, in the batch that claims it: a dir that lost its data
-      // (wiped, replaced) comes back as another incarnation, which peers refuse.
-      // The bootstrap membership is persisted the same way: later --peers only supply addresses.
-      initialMeta: new Map([
-        [INCARNATION_META, utf8.encode(randomBytes(16).toString('hex'))],
-        [BOOTSTRAP_META, encodeBootstrap({ join: opts.join ?? false, members: opts.peers })],
-      ]),
-    });
-    if (!known) writeIdentity(opts.dataDir, identity);
+    const storage = await openDataDir(opts);
     let transport: GrpcTransport;
     try {
       transport = new GrpcTransport({
@@ -478,6 +464,10 @@ export class LeaderdNode {
     this.clock.catchUp();
     this.afterInput();
     return this.leaderView(this.raft.softState());
+  }
+
+  get clusterId(): string {
+    return this.opts.clusterId;
   }
 
   /** True only while this node leads and holds a valid lease. */
@@ -647,10 +637,30 @@ export class LeaderdNode {
     );
   }
 
+  /** Wait (a bounded time) until no Ready batch is being handled: the state machine is then exactly at the core's applied index. */
+  private async betweenBatches(): Promise<boolean> {
+    for (let i = 0; this.processing && i < 500; i++) await sleepOn(this.time, 2);
+    return !this.processing && !this.stopped;
+  }
+
+  /**
+   * A consistent copy of the state machine for a backup (`leaderd snapshot save`): taken
+   * after a linearizable read barrier, so it holds every write acknowledged before the
+   * call, and between Ready batches, so it is exactly the state at the index it names.
+   */
+  async captureSnapshot(signal?: AbortSignal): Promise<{ index: number; term: number; data: Uint8Array }> {
+    await this.readBarrier(signal);
+    if (!(await this.betweenBatches()))
+      throw new NodeError(this.stopped ? 'stopped' : 'unavailable', 'the node was too busy applying writes to take a snapshot: try again');
+    const index = this.raft.status().appliedIndex;
+    const term = this.raft.termAt(index);
+    if (term === undefined) throw new NodeError('unavailable', `the log no longer holds the term of index ${index}: try again`);
+    return { index, term, data: callStateMachine('snapshot', index, () => this.sm.snapshot()) };
+  }
+
   /** Snapshot and compact now, between Ready batches (the state machine is then exactly at the core's applied index). */
   private async snapshotNow(): Promise<void> {
-    for (let i = 0; this.processing && i < 500; i++) await sleepOn(this.time, 2);
-    if (this.processing || this.stopped) return;
+    if (!(await this.betweenBatches())) return;
     const applied = this.raft.status().appliedIndex;
     // No tail: whoever asked for this snapshot needs followers to be sent it.
     const snapshot = this.compactAt(applied, { entries: 0, bytes: 0 });
@@ -1120,6 +1130,72 @@ export class LeaderdNode {
         : describeFailStop(err);
     this.log.fatal({ node: this.id, ...fields, err: err.message }, message);
     void this.stop({ transfer: false }).finally(() => this.opts.onFatal?.(err));
+  }
+}
+
+/**
+ * Open a node's data dir, claiming it if new: the identity file, and the LevelDB store
+ * whose first write holds the incarnation and the bootstrap membership.
+ */
+async function openDataDir(opts: {
+  readonly dataDir: string;
+  readonly clusterId: string;
+  readonly id: NodeId;
+  readonly peers: ReadonlyMap<NodeId, string>;
+  readonly join?: boolean | undefined;
+}): Promise<LevelStorage> {
+  const identity = { clusterId: opts.clusterId, nodeId: opts.id };
+  const known = checkIdentity(opts.dataDir, identity);
+  const storage = await LevelStorage.open({
+    dir: join(opts.dataDir, 'raft'),
+    clusterId: opts.clusterId,
+    nodeId: opts.id,
+    // Born with the data dir, in the batch that claims it: a dir that lost its data
+    // (wiped, replaced) comes back as another incarnation, which peers refuse.
+    // The bootstrap membership is persisted the same way: later --peers only supply addresses.
+    initialMeta: new Map([
+      [INCARNATION_META, utf8.encode(randomBytes(16).toString('hex'))],
+      [BOOTSTRAP_META, encodeBootstrap({ join: opts.join ?? false, members: opts.peers })],
+    ]),
+  });
+  if (!known) writeIdentity(opts.dataDir, identity);
+  return storage;
+}
+
+/**
+ * `leaderd snapshot restore`: a new data dir for member `id` of a new cluster, starting
+ * from a backup of the state machine. It is claimed like a bootstrap (identity,
+ * incarnation, and `peers` as the bootstrap membership, in the batch that claims it);
+ * then the backup becomes the snapshot at its index and term, with `peers` as its
+ * configuration and member records, and a hard state that has it committed. Every member
+ * restored from one backup starts at the same log position with the same configuration,
+ * so their logs match (§5.3) and any of them may be elected.
+ */
+export async function seedDataDir(opts: {
+  readonly dataDir: string;
+  readonly clusterId: string;
+  readonly id: NodeId;
+  readonly peers: ReadonlyMap<NodeId, string>;
+  readonly snapshot: { readonly index: number; readonly term: number; readonly data: Uint8Array };
+}): Promise<void> {
+  const storage = await openDataDir(opts);
+  try {
+    if (!storage.isNew) throw new Error(`data dir ${opts.dataDir} already holds data`);
+    const { index, term, data } = opts.snapshot;
+    const records = MemberRegistry.fromBootstrap({ join: false, members: opts.peers });
+    await storage.persist(
+      {
+        hardState: { term, votedFor: null, commit: index },
+        entries: [],
+        snapshot: {
+          meta: { index, term, conf: { voters: [...opts.peers.keys()], learners: [] } },
+          data: frameSnapshot(records.encode(), data),
+        },
+      },
+      true,
+    );
+  } finally {
+    await storage.close();
   }
 }
 
