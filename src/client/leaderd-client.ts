@@ -8,7 +8,7 @@
 // is thrown at once. Writes carry this client's session (opened through the log, kept
 // alive by the client) and a fresh seq per logical write; every retry re-sends the SAME
 // pair, so a write whose outcome was `unknown` is applied at most once (Raft thesis §6.3).
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
@@ -26,6 +26,7 @@ import type { LeaderKey } from '../gen/leaderd/v1/LeaderKey.js';
 import type { LeaderInfo__Output } from '../gen/leaderd/v1/LeaderInfo.js';
 import type { NodeStatus__Output } from '../gen/leaderd/v1/NodeStatus.js';
 import type { Member__Output } from '../gen/leaderd/v1/Member.js';
+import type { SnapshotChunk__Output } from '../gen/leaderd/v1/SnapshotChunk.js';
 import { loadPublicApi } from '../transport/protos.js';
 import { backoffDelay, sleep } from './backoff.js';
 import {
@@ -59,6 +60,18 @@ import type {
 
 export type NodeStatus = NodeStatus__Output;
 export type Member = Member__Output;
+
+/** A consistent copy of the replicated state, as `LeaderdClient.snapshot()` returns it. */
+export interface ClusterSnapshot {
+  readonly clusterId: string;
+  /** The log index and term the state machine was at. */
+  readonly index: number;
+  readonly term: number;
+  /** The state machine's snapshot (opaque). */
+  readonly data: Buffer;
+  /** The endpoint that took it. */
+  readonly endpoint: string;
+}
 
 export interface RetryOptions {
   /** Attempts per call, across endpoints (default 20; the deadline usually ends it first). */
@@ -680,6 +693,49 @@ export class LeaderdClient {
       signal.removeEventListener('abort', onAbort);
       call.cancel();
     }
+  }
+
+  /**
+   * A consistent copy of the cluster's replicated state (Cluster.Snapshot, admin role),
+   * for `leaderd snapshot save`: every write acknowledged before the call is in it. Tries
+   * each endpoint in turn on a retryable failure; the data is checked against the length
+   * and SHA-256 the node sent.
+   */
+  async snapshot(opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<ClusterSnapshot> {
+    const sig = this.linked(opts.signal);
+    const timeoutMs = opts.timeoutMs ?? Math.max(this.timeoutMs, 60_000);
+    let avoid: string | undefined;
+    let failed: LeaderdError | undefined;
+    for (let attempt = 0; attempt < this.endpoints.length; attempt++) {
+      const endpoint = this.roundRobin(avoid);
+      const chunks: Buffer[] = [];
+      let head: SnapshotChunk__Output | undefined;
+      try {
+        const deadline = Date.now() + timeoutMs;
+        for await (const c of this.serverStream<SnapshotChunk__Output>(endpoint, (s) => s.cluster.Snapshot({}, { deadline }), sig)) {
+          head ??= c;
+          chunks.push(c.data);
+        }
+      } catch (err) {
+        if (sig.aborted) throw this.abortError(sig, undefined);
+        failed = toLeaderdError(err, false, true, endpoint);
+        if (!failed.retryable) throw failed;
+        avoid = endpoint;
+        continue;
+      }
+      if (sig.aborted) throw this.abortError(sig, undefined);
+      const data = Buffer.concat(chunks);
+      if (head === undefined || data.length !== head.totalBytes || !createHash('sha256').update(data).digest().equals(head.sha256))
+        throw new LeaderdError(
+          'internal',
+          grpc.status.DATA_LOSS,
+          `${endpoint} sent a snapshot that does not match its own length and checksum (${data.length} of ${head?.totalBytes ?? '?'} bytes)`,
+          undefined,
+          true,
+        );
+      return { clusterId: head.clusterId, index: head.index, term: head.term, data, endpoint };
+    }
+    throw failed!;
   }
 
   // ---------------------------------------------------------------- KV

@@ -15,6 +15,8 @@ import type { NodeStatus as _leaderd_v1_NodeStatus, NodeStatus__Output as _leade
 import type { PromoteMemberRequest as _leaderd_v1_PromoteMemberRequest, PromoteMemberRequest__Output as _leaderd_v1_PromoteMemberRequest__Output } from './leaderd/v1/PromoteMemberRequest.js';
 import type { RefusedPeer as _leaderd_v1_RefusedPeer, RefusedPeer__Output as _leaderd_v1_RefusedPeer__Output } from './leaderd/v1/RefusedPeer.js';
 import type { RemoveMemberRequest as _leaderd_v1_RemoveMemberRequest, RemoveMemberRequest__Output as _leaderd_v1_RemoveMemberRequest__Output } from './leaderd/v1/RemoveMemberRequest.js';
+import type { SnapshotChunk as _leaderd_v1_SnapshotChunk, SnapshotChunk__Output as _leaderd_v1_SnapshotChunk__Output } from './leaderd/v1/SnapshotChunk.js';
+import type { SnapshotRequest as _leaderd_v1_SnapshotRequest, SnapshotRequest__Output as _leaderd_v1_SnapshotRequest__Output } from './leaderd/v1/SnapshotRequest.js';
 import type { TransferLeaderRequest as _leaderd_v1_TransferLeaderRequest, TransferLeaderRequest__Output as _leaderd_v1_TransferLeaderRequest__Output } from './leaderd/v1/TransferLeaderRequest.js';
 import type { TransferLeaderResponse as _leaderd_v1_TransferLeaderResponse, TransferLeaderResponse__Output as _leaderd_v1_TransferLeaderResponse__Output } from './leaderd/v1/TransferLeaderResponse.js';
 import type { WatchLeaderRequest as _leaderd_v1_WatchLeaderRequest, WatchLeaderRequest__Output as _leaderd_v1_WatchLeaderRequest__Output } from './leaderd/v1/WatchLeaderRequest.js';
@@ -39,6 +41,8 @@ export interface ProtoGrpcType {
       PromoteMemberRequest: MessageTypeDefinition<_leaderd_v1_PromoteMemberRequest, _leaderd_v1_PromoteMemberRequest__Output>
       RefusedPeer: MessageTypeDefinition<_leaderd_v1_RefusedPeer, _leaderd_v1_RefusedPeer__Output>
       RemoveMemberRequest: MessageTypeDefinition<_leaderd_v1_RemoveMemberRequest, _leaderd_v1_RemoveMemberRequest__Output>
+      SnapshotChunk: MessageTypeDefinition<_leaderd_v1_SnapshotChunk, _leaderd_v1_SnapshotChunk__Output>
+      SnapshotRequest: MessageTypeDefinition<_leaderd_v1_SnapshotRequest, _leaderd_v1_SnapshotRequest__Output>
       TransferLeaderRequest: MessageTypeDefinition<_leaderd_v1_TransferLeaderRequest, _leaderd_v1_TransferLeaderRequest__Output>
       TransferLeaderResponse: MessageTypeDefinition<_leaderd_v1_TransferLeaderResponse, _leaderd_v1_TransferLeaderResponse__Output>
       WatchLeaderRequest: MessageTypeDefinition<_leaderd_v1_WatchLeaderRequest, _leaderd_v1_WatchLeaderRequest__Output>

@@ -75,6 +75,8 @@ export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
   '/leaderd.v1.Cluster/AddMember': { role: 'admin' },
   '/leaderd.v1.Cluster/RemoveMember': { role: 'admin' },
   '/leaderd.v1.Cluster/PromoteMember': { role: 'admin' },
+  // A backup holds every key: only for admins.
+  '/leaderd.v1.Cluster/Snapshot': { role: 'admin' },
   '/leaderd.v1.KV/Put': { role: 'write', touches: keyOf('key') },
   '/leaderd.v1.KV/Get': { role: 'read', touches: keyOf('key') },
   '/leaderd.v1.KV/Delete': { role: 'write', touches: (r) => [{ key: str(r.key), prefix: r.prefix === true }] },

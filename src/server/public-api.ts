@@ -2,11 +2,13 @@
 // and server reflection. Answers come from the local node's state, never waiting on a
 // quorum (GetLeader, GetStatus), after the node has caught up on missed ticks.
 import * as grpc from '@grpc/grpc-js';
+import { createHash } from 'node:crypto';
 import { HealthImplementation } from 'grpc-health-check';
 import { ReflectionService } from '@grpc/reflection';
 import type { Logger } from 'pino';
 import type { ClusterHandlers } from '../gen/leaderd/v1/Cluster.js';
 import type { LeaderInfo } from '../gen/leaderd/v1/LeaderInfo.js';
+import type { SnapshotChunk } from '../gen/leaderd/v1/SnapshotChunk.js';
 import { loadDefinition, loadPublicApi } from '../transport/protos.js';
 import { NodeError, type LeaderdNode, type LeaderView } from './node.js';
 import { parseAddress, parseId } from './config.js';
@@ -16,6 +18,8 @@ import { VERSION } from '../version.js';
 import { toStatus } from '../api/errors.js';
 
 const CLUSTER_SERVICE = 'leaderd.v1.Cluster';
+/** Well under the client's 4 MiB default receive limit. */
+const SNAPSHOT_CHUNK_BYTES = 1 << 20;
 
 function toLeaderInfo(l: LeaderView): LeaderInfo {
   return { leaderId: l.leaderId, leaderAddress: l.leaderAddress, term: l.term };
@@ -137,6 +141,9 @@ export class PublicServer {
           .then((members) => cb(null, { members }))
           .catch((err) => cb(statusFor(err)));
       },
+      Snapshot: (call) => {
+        void this.sendSnapshot(call);
+      },
     };
     this.server.addService(api.leaderd.v1.Cluster.service, handlers);
     coordination?.register(this.server);
@@ -144,6 +151,36 @@ export class PublicServer {
     if (opts.reflection ?? true) new ReflectionService(loadDefinition('leaderd/v1')).addToServer(this.server);
     this.unsubscribe = node.onLeaderChange((l) => this.setHealth(l));
     this.setHealth(node.leader());
+  }
+
+  private async sendSnapshot(call: grpc.ServerWritableStream<unknown, SnapshotChunk>): Promise<void> {
+    const ac = new AbortController();
+    call.on('cancelled', () => ac.abort());
+    try {
+      const snap = await this.node.captureSnapshot(AbortSignal.any([ac.signal, deadlineSignal(call.getDeadline())]));
+      const header = {
+        clusterId: this.node.clusterId,
+        index: snap.index,
+        term: snap.term,
+        totalBytes: snap.data.length,
+        sha256: createHash('sha256').update(snap.data).digest(),
+      };
+      let off = 0;
+      do {
+        if (ac.signal.aborted) return;
+        const data = snap.data.subarray(off, off + SNAPSHOT_CHUNK_BYTES);
+        // Backpressure: a slow reader holds one chunk in memory here, not the whole copy twice.
+        if (!call.write(off === 0 ? { ...header, data } : { data }))
+          await new Promise<void>((resolve) => {
+            call.once('drain', resolve);
+            ac.signal.addEventListener('abort', () => resolve(), { once: true });
+          });
+        off += data.length;
+      } while (off < snap.data.length);
+      call.end();
+    } catch (err) {
+      if (!ac.signal.aborted) call.emit('error', statusFor(err));
+    }
   }
 
   private setHealth(l: LeaderView): void {

@@ -49,6 +49,10 @@ describe('auth rules', () => {
     expect(authorizeMethod(admin, '/leaderd.v1.Cluster/TransferLeader').ok).toBe(true);
     expect(authorizeMethod(writer, '/leaderd.v1.Cluster/SomethingNew')).toMatchObject({ ok: false });
     expect(authorizeMethod(admin, '/leaderd.v1.Cluster/SomethingNew').ok).toBe(true);
+    // A backup holds every key: a writer (or a scoped admin) may not take one.
+    expect(authorizeMethod(writer, '/leaderd.v1.Cluster/Snapshot')).toMatchObject({ ok: false, code: grpc.status.PERMISSION_DENIED });
+    expect(authorizeMethod({ ...admin, prefixes: ['jobs/'] }, '/leaderd.v1.Cluster/Snapshot')).toMatchObject({ ok: false });
+    expect(authorizeMethod(admin, '/leaderd.v1.Cluster/Snapshot').ok).toBe(true);
   });
 
   it('a scoped token touches only keys under its prefixes, in every field a request names', () => {

@@ -13,6 +13,8 @@ import type { MemberChangeResponse as _leaderd_v1_MemberChangeResponse, MemberCh
 import type { NodeStatus as _leaderd_v1_NodeStatus, NodeStatus__Output as _leaderd_v1_NodeStatus__Output } from '../../leaderd/v1/NodeStatus.js';
 import type { PromoteMemberRequest as _leaderd_v1_PromoteMemberRequest, PromoteMemberRequest__Output as _leaderd_v1_PromoteMemberRequest__Output } from '../../leaderd/v1/PromoteMemberRequest.js';
 import type { RemoveMemberRequest as _leaderd_v1_RemoveMemberRequest, RemoveMemberRequest__Output as _leaderd_v1_RemoveMemberRequest__Output } from '../../leaderd/v1/RemoveMemberRequest.js';
+import type { SnapshotChunk as _leaderd_v1_SnapshotChunk, SnapshotChunk__Output as _leaderd_v1_SnapshotChunk__Output } from '../../leaderd/v1/SnapshotChunk.js';
+import type { SnapshotRequest as _leaderd_v1_SnapshotRequest, SnapshotRequest__Output as _leaderd_v1_SnapshotRequest__Output } from '../../leaderd/v1/SnapshotRequest.js';
 import type { TransferLeaderRequest as _leaderd_v1_TransferLeaderRequest, TransferLeaderRequest__Output as _leaderd_v1_TransferLeaderRequest__Output } from '../../leaderd/v1/TransferLeaderRequest.js';
 import type { TransferLeaderResponse as _leaderd_v1_TransferLeaderResponse, TransferLeaderResponse__Output as _leaderd_v1_TransferLeaderResponse__Output } from '../../leaderd/v1/TransferLeaderResponse.js';
 import type { WatchLeaderRequest as _leaderd_v1_WatchLeaderRequest, WatchLeaderRequest__Output as _leaderd_v1_WatchLeaderRequest__Output } from '../../leaderd/v1/WatchLeaderRequest.js';
@@ -72,6 +74,11 @@ export interface ClusterClient extends grpc.Client {
   removeMember(argument: _leaderd_v1_RemoveMemberRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
   removeMember(argument: _leaderd_v1_RemoveMemberRequest, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
   
+  Snapshot(argument: _leaderd_v1_SnapshotRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_leaderd_v1_SnapshotChunk__Output>;
+  Snapshot(argument: _leaderd_v1_SnapshotRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_leaderd_v1_SnapshotChunk__Output>;
+  snapshot(argument: _leaderd_v1_SnapshotRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_leaderd_v1_SnapshotChunk__Output>;
+  snapshot(argument: _leaderd_v1_SnapshotRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_leaderd_v1_SnapshotChunk__Output>;
+  
   TransferLeader(argument: _leaderd_v1_TransferLeaderRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_TransferLeaderResponse__Output>): grpc.ClientUnaryCall;
   TransferLeader(argument: _leaderd_v1_TransferLeaderRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_leaderd_v1_TransferLeaderResponse__Output>): grpc.ClientUnaryCall;
   TransferLeader(argument: _leaderd_v1_TransferLeaderRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_TransferLeaderResponse__Output>): grpc.ClientUnaryCall;
@@ -101,6 +108,8 @@ export interface ClusterHandlers extends grpc.UntypedServiceImplementation {
   
   RemoveMember: grpc.handleUnaryCall<_leaderd_v1_RemoveMemberRequest__Output, _leaderd_v1_MemberChangeResponse>;
   
+  Snapshot: grpc.handleServerStreamingCall<_leaderd_v1_SnapshotRequest__Output, _leaderd_v1_SnapshotChunk>;
+  
   TransferLeader: grpc.handleUnaryCall<_leaderd_v1_TransferLeaderRequest__Output, _leaderd_v1_TransferLeaderResponse>;
   
   WatchLeader: grpc.handleServerStreamingCall<_leaderd_v1_WatchLeaderRequest__Output, _leaderd_v1_LeaderInfo>;
@@ -114,6 +123,7 @@ export interface ClusterDefinition extends grpc.ServiceDefinition {
   ListMembers: MethodDefinition<_leaderd_v1_ListMembersRequest, _leaderd_v1_ListMembersResponse, _leaderd_v1_ListMembersRequest__Output, _leaderd_v1_ListMembersResponse__Output>
   PromoteMember: MethodDefinition<_leaderd_v1_PromoteMemberRequest, _leaderd_v1_MemberChangeResponse, _leaderd_v1_PromoteMemberRequest__Output, _leaderd_v1_MemberChangeResponse__Output>
   RemoveMember: MethodDefinition<_leaderd_v1_RemoveMemberRequest, _leaderd_v1_MemberChangeResponse, _leaderd_v1_RemoveMemberRequest__Output, _leaderd_v1_MemberChangeResponse__Output>
+  Snapshot: MethodDefinition<_leaderd_v1_SnapshotRequest, _leaderd_v1_SnapshotChunk, _leaderd_v1_SnapshotRequest__Output, _leaderd_v1_SnapshotChunk__Output>
   TransferLeader: MethodDefinition<_leaderd_v1_TransferLeaderRequest, _leaderd_v1_TransferLeaderResponse, _leaderd_v1_TransferLeaderRequest__Output, _leaderd_v1_TransferLeaderResponse__Output>
   WatchLeader: MethodDefinition<_leaderd_v1_WatchLeaderRequest, _leaderd_v1_LeaderInfo, _leaderd_v1_WatchLeaderRequest__Output, _leaderd_v1_LeaderInfo__Output>
 }
