@@ -179,6 +179,33 @@ clientOptions(
     .option('--to <id>', 'target node (default: the most up-to-date follower)'),
 ).action(async (o) => (await client()).runTransfer(o));
 
+const snapshot = program.command('snapshot').description('back up a live cluster, or seed a new cluster from a backup');
+clientOptions(
+  snapshot
+    .command('save')
+    .argument('<file>', 'where to write the backup (atomically: a temp file beside it, then renamed)')
+    .description('save a consistent, checksummed snapshot of the cluster (needs an admin token when tokens are on)')
+    .addHelpText('after', '\nExamples:\n  leaderd snapshot save /backups/leaderd-$(date +%F).snap'),
+).action(async (file: string, o) => (await import('./snapshot-command.js')).runSnapshotSave(file, o));
+snapshot
+  .command('restore')
+  .argument('<file>', 'a file written by snapshot save')
+  .description('seed the data dir of one member of a NEW cluster from a backup (run once per member, then start them)')
+  .option('--data-dir <dir>', 'the new data dir (must not exist, or be empty)')
+  .option('--name <id>', 'the member this data dir is for (--id works too)')
+  .option('--id <id>', 'same as --name')
+  .option('--peers <list>', 'every member of the new cluster as id=host:port (peer addresses), the same for each member')
+  .option('--cluster-id <id>', "the new cluster's id (must differ from the backed-up cluster's)")
+  .option('--json', 'machine-readable output')
+  .addHelpText(
+    'after',
+    `
+Examples:
+  leaderd snapshot restore prod.snap --data-dir /var/lib/leaderd --name a \\
+    --peers a=10.0.0.11:7100,b=10.0.0.12:7100,c=10.0.0.13:7100 --cluster-id prod2`,
+  )
+  .action(async (file: string, o) => (await import('./snapshot-command.js')).runSnapshotRestore(file, o));
+
 clientOptions(
   program
     .command('drill')
