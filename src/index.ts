@@ -4,5 +4,6 @@ export { createNode, LeadershipLost, type CreateNodeOptions, type EmbeddedNode, 
 export { NodeError, type NodeErrorKind, type StateMachine, type LeaderView, type MemberView, type NodeStatusView } from './server/node.js';
 export type { Entry } from './raft/types.js';
 export * from './client/leaderd-client.js';
+/** @deprecated LeaderdClient under its old name and constructor. */
 export { ClusterClient } from './client/cluster-client.js';
 export * from './fencing/index.js';

@@ -14,7 +14,7 @@ import {
   type ClientFlags,
   untilInterrupted,
 } from './client-context.js';
-import { ClusterClient } from '../client/cluster-client.js';
+import { LeaderdClient } from '../client/leaderd-client.js';
 
 export { parseEndpoints, table } from './client-context.js';
 export type { ClientFlags } from './client-context.js';
@@ -199,7 +199,7 @@ export async function runWatch(flags: ClientFlags, signal?: AbortSignal): Promis
  */
 export async function runProbe(flags: ClientFlags & { live?: boolean }): Promise<void> {
   const endpoint = parseEndpoints(flags.endpoints)[0]!;
-  const c = new ClusterClient([endpoint], { timeoutMs: parseTimeout(flags), security: clientSecurity(flags) });
+  const c = new LeaderdClient({ endpoints: [endpoint], timeoutMs: parseTimeout(flags), security: clientSecurity(flags) });
   try {
     let status: string;
     try {

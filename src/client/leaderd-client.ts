@@ -38,6 +38,10 @@ import {
   type WriteOutcome,
 } from './errors.js';
 import { LeaseKeeper, type LeaseHandle, type LeaseHost } from './lease-handle.js';
+import { asyncDispose } from './dispose.js';
+import { LockRequest } from './lock-request.js';
+import { jsonOf, jsonValue, textOf } from './values.js';
+import { service as healthService } from 'grpc-health-check';
 import { channelFor, tokenInterceptors, type ClientSecurity } from '../security/client-credentials.js';
 import type {
   CasExpectation,
@@ -109,8 +113,8 @@ export interface LeaderdClientOptions {
   readonly security?: ClientSecurity;
 }
 
-/** What every Election or Lock grant carries. */
-export interface Grant {
+/** What every Election or Lock grant carries. `await using` gives it up at the end of the scope. */
+export interface Grant extends AsyncDisposable {
   readonly name: string;
   /** The holder's key under _leaderd/election/<name>/ or _leaderd/lock/<name>/. */
   readonly key: string;
@@ -590,8 +594,47 @@ export class LeaderdClient {
     return { leaderId: res.leaderId, leaderAddress: res.leaderAddress, term: res.term, endpoint };
   }
 
-  getLeader(opts: { signal?: AbortSignal } = {}): Promise<LeaderInfo> {
-    return this.leader(opts);
+  /** The leader as known by `endpoint` alone (no other endpoint is asked), or by the first endpoint that answers. */
+  async getLeader(endpointOrOpts: string | { signal?: AbortSignal } = {}): Promise<LeaderInfo> {
+    if (typeof endpointOrOpts !== 'string') return this.leader(endpointOrOpts);
+    const endpoint = endpointOrOpts;
+    const l = await this.unaryOnce<LeaderInfo__Output>(
+      endpoint,
+      (s, o, cb) => s.cluster.GetLeader({}, o, cb),
+      this.timeoutMs,
+      this.closer.signal,
+    ).catch((err: unknown) => {
+      throw toLeaderdError(err, false, true, endpoint);
+    });
+    return { leaderId: l.leaderId, leaderAddress: l.leaderAddress, term: l.term, endpoint };
+  }
+
+  /** `status(endpoint)`, under the name ClusterClient used. */
+  getStatus(endpoint: string): Promise<NodeStatus> {
+    return this.status(endpoint);
+  }
+
+  /** `members()`, under the name ClusterClient used. */
+  listMembers(): Promise<Member[]> {
+    return this.members();
+  }
+
+  /**
+   * The node's gRPC health status (SERVING once it knows a leader). Health checks need no
+   * token, so probes and load balancers can run without one.
+   */
+  health(endpoint: string): Promise<string> {
+    this.checkOpen();
+    const Ctor = grpc.makeGenericClientConstructor(healthService as unknown as grpc.ServiceDefinition, 'Health');
+    const { creds, options } = channelFor(this.security, endpoint);
+    const c = new Ctor(endpoint, creds, options) as unknown as HealthClient;
+    return new Promise<string>((resolve, reject) => {
+      c.Check({ service: '' }, { deadline: new Date(Date.now() + this.timeoutMs) }, (err, res) => {
+        c.close();
+        if (err) reject(toLeaderdError(err, false, true, endpoint));
+        else resolve(res?.status ?? 'UNKNOWN');
+      });
+    });
   }
 
   /** One node's own view (no retry on other endpoints: the question is about that node). */
@@ -744,6 +787,21 @@ export class LeaderdClient {
     const req = { key, value: toBuffer(value), lease: opts.lease ?? 0 };
     const { res } = await this.exactlyOnce<{ revision: number }>((s, tag, o, cb) => s.kv.Put({ ...req, ...tag }, o, cb), opts);
     return { revision: res.revision };
+  }
+
+  /** The value of `key` as UTF-8 text, or null when there is no such key. */
+  async getText(key: string, opts: { serializable?: boolean; signal?: AbortSignal } = {}): Promise<string | null> {
+    return textOf((await this.get(key, opts)).kv);
+  }
+
+  /** The value of `key` parsed as JSON, or null when there is no such key (a value that is not JSON throws). */
+  async getJson<T = unknown>(key: string, opts: { serializable?: boolean; signal?: AbortSignal } = {}): Promise<T | null> {
+    return jsonOf<T>((await this.get(key, opts)).kv);
+  }
+
+  /** Write `value` as JSON text. */
+  putJson(key: string, value: unknown, opts: { lease?: number; signal?: AbortSignal } = {}): Promise<{ revision: number }> {
+    return this.put(key, jsonValue(value), opts);
   }
 
   async get(key: string, opts: { serializable?: boolean; signal?: AbortSignal } = {}): Promise<GetResult> {
@@ -1021,8 +1079,60 @@ export class LeaderdClient {
     }
   }
 
-  /** Take lock `name` (waits until held); the handle's signal follows its lease. */
-  async lock(name: string, opts: { ttlMs?: number; signal?: AbortSignal } = {}): Promise<LockHandle> {
+  /**
+   * Lock `name`: `await client.lock(name)` waits until held and gives the handle (its
+   * signal follows its lease; `await using` releases it), `client.lock(name).do(fn)` holds
+   * it while `fn` runs and releases it however `fn` ends.
+   */
+  lock(name: string, opts: { ttlMs?: number; signal?: AbortSignal } = {}): LockRequest {
+    return new LockRequest(name, () => this.takeLock(name, opts));
+  }
+
+  /** Run `fn` holding lock `name` (`client.lock(name, opts).do(fn)`). */
+  withLock<T>(name: string, fn: (lock: LockHandle) => T | Promise<T>, opts: { ttlMs?: number; signal?: AbortSignal } = {}): Promise<T> {
+    return this.lock(name, opts).do(fn);
+  }
+
+  /**
+   * Campaign in election `name` with `value`, and run `work` each time this client is
+   * elected, with a signal that aborts when the leadership ends (lease lost, another
+   * holder seen) or `opts.signal` aborts, and the fencing token; the client-side twin of the embedded node's
+   * runWhileLeader. When `work` returns while still leading, the leadership is held until
+   * lost, then the client campaigns again. Resolves (after resigning) when `opts.signal`
+   * aborts; rejects with `work`'s error if it throws while still leading (after resigning).
+   */
+  async runWhileLeader(
+    name: string,
+    value: string | Uint8Array,
+    work: (signal: AbortSignal, fencingToken: number, leadership: Leadership) => Promise<void>,
+    opts: { ttlMs?: number; signal?: AbortSignal } = {},
+  ): Promise<void> {
+    const outer = this.linked(opts.signal);
+    while (!outer.aborted) {
+      let leadership: Leadership;
+      try {
+        leadership = await this.campaign(name, value, { ...(opts.ttlMs !== undefined ? { ttlMs: opts.ttlMs } : {}), signal: outer });
+      } catch (err) {
+        if (outer.aborted) return;
+        // The lease was lost while waiting (a partition, a failover too slow): campaign anew.
+        if (err instanceof LeaseLostError) continue;
+        throw err;
+      }
+      const both = AbortSignal.any([leadership.signal, outer]);
+      try {
+        await work(both, leadership.token, leadership);
+      } catch (err) {
+        if (!leadership.signal.aborted) {
+          await leadership.resign().catch(() => {});
+          if (!outer.aborted) throw err;
+        }
+      }
+      if (!both.aborted) await new Promise<void>((resolve) => both.addEventListener('abort', () => resolve(), { once: true }));
+      if (outer.aborted && !leadership.signal.aborted) await leadership.resign().catch(() => {});
+    }
+  }
+
+  private async takeLock(name: string, opts: { ttlMs?: number; signal?: AbortSignal }): Promise<LockHandle> {
     const lease = await this.lease(opts.ttlMs ?? DEFAULT_LEASE_TTL_MS, opts.signal ? { signal: opts.signal } : {});
     try {
       const res = await this.blockingUntilGranted<{ key: string; fencingToken: number }>(
@@ -1037,6 +1147,14 @@ export class LeaderdClient {
       const onLeaseLost = () => abort('lease-lost', `lock ${name}: ${(lease.signal.reason as Error).message}`, lease.signal.reason);
       if (lease.signal.aborted) onLeaseLost();
       else lease.signal.addEventListener('abort', onLeaseLost, { once: true });
+      const unlock = once(async () => {
+        abort('unlocked', `lock ${name} released`);
+        try {
+          await this.write((s, o, cb) => s.lock.Unlock({ key: res.key }, o, cb));
+        } finally {
+          await lease.revoke();
+        }
+      });
       return {
         name,
         key: res.key,
@@ -1044,14 +1162,8 @@ export class LeaderdClient {
         lease,
         signal: controller.signal,
         valid: () => lease.valid() && !controller.signal.aborted,
-        unlock: async () => {
-          abort('unlocked', `lock ${name} released`);
-          try {
-            await this.write((s, o, cb) => s.lock.Unlock({ key: res.key }, o, cb));
-          } finally {
-            await lease.revoke();
-          }
-        },
+        unlock,
+        [asyncDispose]: unlock,
       };
     } catch (err) {
       await this.dropLease(lease);
@@ -1129,6 +1241,14 @@ export class LeaderdClient {
       }
     })();
 
+    const resign = once(async () => {
+      abort('resigned', `election ${name}: resigned`);
+      try {
+        await this.write((s, o, cb) => s.election.Resign({ leader: leaderKey }, o, cb));
+      } finally {
+        await lease.revoke();
+      }
+    });
     return {
       name,
       key,
@@ -1149,14 +1269,8 @@ export class LeaderdClient {
           throw err;
         }
       },
-      resign: async () => {
-        abort('resigned', `election ${name}: resigned`);
-        try {
-          await this.write((s, o, cb) => s.election.Resign({ leader: leaderKey }, o, cb));
-        } finally {
-          await lease.revoke();
-        }
-      },
+      resign,
+      [asyncDispose]: resign,
     };
   }
 
@@ -1178,6 +1292,16 @@ export class LeaderdClient {
   }
 }
 
+/** `f` run at most once: later calls share the first call's promise (release twice = release once). */
+function once(f: () => Promise<void>): () => Promise<void> {
+  let p: Promise<void> | null = null;
+  return () => (p ??= f());
+}
+
+type HealthClient = grpc.Client & {
+  Check(req: { service: string }, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: { status: string }) => void): void;
+};
+
 /** The lowest of a non-empty set of seqs. */
 function lowest(seqs: ReadonlySet<number>): number {
   let min = Infinity;
@@ -1193,4 +1317,6 @@ function toElectionLeader(r: LeaderResponse__Output): ElectionLeader {
 export { LeaderdError, LeaseLostError, LeadershipLostError };
 export type { LeaderdErrorKind, WriteOutcome, LeaseLostReason, LeadershipLostReason } from './errors.js';
 export type { LeaseHandle };
+export { LockRequest };
+export { textOf, jsonOf } from './values.js';
 export type * from './types.js';

@@ -5,8 +5,10 @@ import type { LeaseKeepAliveRequest } from '../gen/leaderd/v1/LeaseKeepAliveRequ
 import type { LeaseKeepAliveResponse__Output } from '../gen/leaderd/v1/LeaseKeepAliveResponse.js';
 import { LeaseLostError, type LeaseLostReason } from './errors.js';
 import { LeaseValidity } from './lease-validity.js';
+import { asyncDispose } from './dispose.js';
 
-export interface LeaseHandle {
+/** `await using` revokes the lease at the end of the scope. */
+export interface LeaseHandle extends AsyncDisposable {
   readonly id: number;
   /** The TTL the server granted, ms. */
   readonly ttlMs: number;
@@ -100,10 +102,17 @@ export class LeaseKeeper implements LeaseHandle {
     return true;
   }
 
-  async revoke(): Promise<void> {
+  private revoking: Promise<void> | null = null;
+
+  /** Revoke once: a second call (an explicit revoke, then `await using`) shares the first. */
+  revoke(): Promise<void> {
     // Stop acting on the lease before the server drops it, not after.
     this.lose('revoked');
-    await this.host.revokeOnServer(this.id);
+    return (this.revoking ??= this.host.revokeOnServer(this.id));
+  }
+
+  [asyncDispose](): Promise<void> {
+    return this.revoke();
   }
 
   /** End everything this lease runs, without revoking it on the server. */
