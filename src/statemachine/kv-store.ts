@@ -483,35 +483,49 @@ export class KvStore {
   // -------------------------------------------------------------------------
   // Snapshots
 
+  /**
+   * The whole state in one buffer, in a binary format: a small JSON header (revision,
+   * leases, sessions), then every key as a length-prefixed record. Values are copied as
+   * bytes, never through one JSON string: a JSON snapshot with base64 values stops at
+   * Node's maximum string length (~512 MiB of text, ~380 MiB of values), and every node
+   * would fail at the same snapshot index, then again on restart.
+   */
   snapshot(): Uint8Array {
-    const b64 = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength).toString('base64');
-    return new TextEncoder().encode(
+    const header = Buffer.from(
       JSON.stringify({
-        v: 1,
         revision: this.revision,
         appliedIndex: this.appliedIndex,
         nextLeaseId: this.nextLeaseId,
-        kvs: [...this.kvs.values()].map((kv) => [kv.key, b64(kv.value), kv.createRevision, kv.modRevision, kv.version, kv.lease]),
         leases: [...this.leases.values()].map((l) => [l.id, l.ttlMs]),
         sessions: [...this.legacySessions].map(([id, s]) => [id, s.seq, resultToJson(s.result)]),
         exactlyOnce: this.sessions.toJson(),
       }),
     );
+    let size = SNAPSHOT_MAGIC.length + 8 + header.length + 8;
+    for (const kv of this.kvs.values()) size += 8 + Buffer.byteLength(kv.key) + kv.value.length + 32;
+    const out = Buffer.allocUnsafe(size);
+    let at = out.write(SNAPSHOT_MAGIC, 0, 'latin1');
+    at = out.writeUInt32BE(SNAPSHOT_BINARY_VERSION, at);
+    at = out.writeUInt32BE(header.length, at);
+    at += header.copy(out, at);
+    at = out.writeDoubleBE(this.kvs.size, at);
+    for (const kv of this.kvs.values()) {
+      const keyLength = out.write(kv.key, at + 4, 'utf8');
+      at = out.writeUInt32BE(keyLength, at) + keyLength;
+      at = out.writeUInt32BE(kv.value.length, at);
+      out.set(kv.value, at);
+      at += kv.value.length;
+      at = out.writeDoubleBE(kv.createRevision, at);
+      at = out.writeDoubleBE(kv.modRevision, at);
+      at = out.writeDoubleBE(kv.version, at);
+      at = out.writeDoubleBE(kv.lease, at);
+    }
+    if (at !== size) throw new Error(`snapshot: wrote ${at} bytes of ${size}`);
+    return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
   }
 
   restore(data: Uint8Array): void {
-    const s = JSON.parse(new TextDecoder().decode(data)) as {
-      v: number;
-      revision: number;
-      appliedIndex: number;
-      nextLeaseId: number;
-      kvs: [string, string, number, number, number, number][];
-      leases: [number, number][];
-      sessions: [string, number, unknown][];
-      /** Absent in snapshots from before sessions. */
-      exactlyOnce?: unknown;
-    };
-    if (s.v !== 1) throw new Error(`snapshot: unsupported format ${s.v}`);
+    const s = decodeSnapshot(data);
     const ended = [...this.leases.keys()];
     this.kvs.clear();
     this.usedBytes = 0;
@@ -522,10 +536,10 @@ export class KvStore {
     this.appliedIndex = s.appliedIndex;
     this.nextLeaseId = s.nextLeaseId;
     for (const [id, ttlMs] of s.leases) this.leases.set(id, { id, ttlMs, keys: new Set() });
-    for (const [key, value, createRevision, modRevision, version, lease] of s.kvs) {
-      const kv: KeyValue = { key, value: new Uint8Array(Buffer.from(value, 'base64')), createRevision, modRevision, version, lease };
+    for (const kv of s.kvs) {
+      const { key, value, lease } = kv;
       this.kvs.set(key, kv);
-      this.usedBytes += kvBytes(key, kv.value.length);
+      this.usedBytes += kvBytes(key, value.length);
       this.enqueue(kv);
       if (lease !== 0) this.leases.get(lease)?.keys.add(key);
     }
@@ -576,6 +590,81 @@ export class KvStore {
     // Names come and go (one per election or lock ever used): an empty queue must not stay behind.
     if (q.size === 0) this.queues.delete(dir);
   }
+}
+
+/** First bytes of a binary snapshot (a JSON one, format 1, starts with '{'). */
+const SNAPSHOT_MAGIC = 'LDKV';
+const SNAPSHOT_BINARY_VERSION = 2;
+
+interface DecodedSnapshot {
+  readonly revision: number;
+  readonly appliedIndex: number;
+  readonly nextLeaseId: number;
+  readonly leases: [number, number][];
+  readonly sessions: [string, number, unknown][];
+  /** Absent in snapshots from before sessions. */
+  readonly exactlyOnce?: unknown;
+  readonly kvs: KeyValue[];
+}
+
+/** Reads a snapshot of either format; throws (changing nothing) on a truncated or malformed one. */
+function decodeSnapshot(data: Uint8Array): DecodedSnapshot {
+  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  if (buf.toString('latin1', 0, SNAPSHOT_MAGIC.length) !== SNAPSHOT_MAGIC) {
+    const s = JSON.parse(buf.toString('utf8')) as Omit<DecodedSnapshot, 'kvs'> & {
+      v: number;
+      kvs: [string, string, number, number, number, number][];
+    };
+    if (s.v !== 1) throw new Error(`snapshot: unsupported format ${s.v}`);
+    const kvs = s.kvs.map(([key, value, createRevision, modRevision, version, lease]) => ({
+      key,
+      value: new Uint8Array(Buffer.from(value, 'base64')),
+      createRevision,
+      modRevision,
+      version,
+      lease,
+    }));
+    return { ...s, kvs };
+  }
+  let at = SNAPSHOT_MAGIC.length;
+  const need = (n: number) => {
+    if (at + n > buf.length) throw new Error(`snapshot: truncated at byte ${at} of ${buf.length}`);
+  };
+  need(8);
+  const version = buf.readUInt32BE(at);
+  if (version !== SNAPSHOT_BINARY_VERSION) throw new Error(`snapshot: unsupported format ${version}`);
+  const headerLength = buf.readUInt32BE(at + 4);
+  at += 8;
+  need(headerLength + 8);
+  const header = JSON.parse(buf.toString('utf8', at, at + headerLength)) as Omit<DecodedSnapshot, 'kvs'>;
+  at += headerLength;
+  const count = buf.readDoubleBE(at);
+  at += 8;
+  const kvs: KeyValue[] = [];
+  for (let i = 0; i < count; i++) {
+    need(4);
+    const keyLength = buf.readUInt32BE(at);
+    need(4 + keyLength + 4);
+    const key = buf.toString('utf8', at + 4, at + 4 + keyLength);
+    at += 4 + keyLength;
+    const valueLength = buf.readUInt32BE(at);
+    need(4 + valueLength + 32);
+    // A copy: a view would keep the whole snapshot buffer alive as long as any one value.
+    const value = new Uint8Array(valueLength);
+    value.set(buf.subarray(at + 4, at + 4 + valueLength));
+    at += 4 + valueLength;
+    kvs.push({
+      key,
+      value,
+      createRevision: buf.readDoubleBE(at),
+      modRevision: buf.readDoubleBE(at + 8),
+      version: buf.readDoubleBE(at + 16),
+      lease: buf.readDoubleBE(at + 24),
+    });
+    at += 32;
+  }
+  if (at !== buf.length) throw new Error(`snapshot: ${buf.length - at} bytes after the last key`);
+  return { ...header, kvs };
 }
 
 /**
