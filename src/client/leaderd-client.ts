@@ -657,6 +657,48 @@ export class LeaderdClient {
     return res.members;
   }
 
+  /**
+   * Adds a member, answered by the leader once applied: as a learner that is promoted to
+   * voter once it has caught up, unless `learner`. The deadline (default 60 s) covers the
+   * catch-up, which for a large state is a snapshot transfer.
+   */
+  async addMember(
+    m: { id: string; peerAddress: string; clientAddress: string; learner?: boolean },
+    opts: { signal?: AbortSignal; timeoutMs?: number } = {},
+  ): Promise<Member[]> {
+    const req = { id: m.id, peerAddress: m.peerAddress, clientAddress: m.clientAddress, learner: m.learner ?? false };
+    return this.memberChange((s, o, cb) => s.cluster.AddMember(req, o, cb), opts);
+  }
+
+  /** Removes a member (voter or learner), answered by the leader once applied. */
+  async removeMember(id: string, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<Member[]> {
+    return this.memberChange((s, o, cb) => s.cluster.RemoveMember({ id }, o, cb), opts);
+  }
+
+  /** Promotes a learner to voter, answered by the leader once applied. */
+  async promoteMember(id: string, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<Member[]> {
+    return this.memberChange((s, o, cb) => s.cluster.PromoteMember({ id }, o, cb), opts);
+  }
+
+  private async memberChange(
+    start: UnaryStart<{ members: Member__Output[] }>,
+    opts: { signal?: AbortSignal; timeoutMs?: number },
+  ): Promise<Member[]> {
+    // Not idempotent: a membership change re-sent after an attempt that may have been
+    // applied could meet the changed membership and fail confusingly, so only attempts
+    // refused before they reached the log are retried.
+    const timeoutMs = opts.timeoutMs ?? Math.max(this.timeoutMs, 60_000);
+    const { res } = await this.invoke(start, {
+      write: true,
+      idempotent: false,
+      preferLeader: true,
+      timeoutMs,
+      attemptTimeoutMs: timeoutMs,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    });
+    return res.members;
+  }
+
   /** Planned handover to `targetId` (or the most up-to-date follower); resolves with the new leadership. */
   async transferLeader(targetId = '', opts: { signal?: AbortSignal } = {}): Promise<LeaderInfo> {
     const { res, endpoint } = await this.invoke<{ leader: LeaderInfo__Output | null }>(
