@@ -169,8 +169,41 @@ addCoordinationCommands(program, clientOptions);
 clientOptions(
   program.command('health').description('is every member up and does it see a leader? exit 1 if any is not (like etcdctl endpoint health)'),
 ).action(async (o) => (await client()).runHealth(o));
-clientOptions(program.command('members').description("the cluster's members and their addresses")).action(async (o) =>
-  (await client()).runMembers(o),
+const members = () => import('./members-commands.js');
+const membersCommand = program
+  .command('members')
+  .description('list, add, remove or promote members (one at a time)')
+  .addHelpText(
+    'after',
+    `
+Examples:
+  leaderd members                                   every member: address, voter or learner, role, lag, health
+  leaderd members add n4 --peer-address 10.0.0.4:7101 --client-address 10.0.0.4:7001
+  leaderd members remove n2                         (if n2 leads, leadership is handed over first)
+  leaderd members promote n4                        a learner added with --learner becomes a voter`,
+  );
+clientOptions(
+  membersCommand
+    .command('list', { isDefault: true })
+    .description('the members, each with its own view: role, term, applied index, lag, health'),
+).action(async (o) => (await members()).runMembersList(o));
+clientOptions(
+  membersCommand
+    .command('add')
+    .description('add a member started with `leaderd start --join`: a learner until caught up, then a voter')
+    .argument('<id>', "the new member's --id")
+    .option('--peer-address <host:port>', 'its peer address (its --listen-peer or --advertise-peer)')
+    .option('--client-address <host:port>', 'its client address (its --listen-client or --advertise-client)')
+    .option('--learner', 'keep it a learner: it receives the log but does not vote (promote it later)'),
+).action(async (id: string, o) => (await members()).runMembersAdd(id, o));
+clientOptions(
+  membersCommand
+    .command('remove')
+    .description('remove a member (a leader hands over leadership first)')
+    .argument('<id>', 'the member to remove'),
+).action(async (id: string, o) => (await members()).runMembersRemove(id, o));
+clientOptions(membersCommand.command('promote').description('make a learner a voter').argument('<id>', 'the learner to promote')).action(
+  async (id: string, o) => (await members()).runMembersPromote(id, o),
 );
 clientOptions(
   program
