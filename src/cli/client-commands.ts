@@ -137,20 +137,6 @@ export async function runHealth(flags: ClientFlags): Promise<void> {
   if (bad.length > 0) throw new CliError([`${bad.length} of ${verdicts.length} endpoints unhealthy`, ...why], EXIT_RUNTIME);
 }
 
-export async function runMembers(flags: ClientFlags): Promise<void> {
-  await withClient(flags, async (c) => {
-    const members = await c.members();
-    if (flags.json) out(JSON.stringify(members));
-    else
-      out(
-        table([
-          ['ID', 'PEER', 'CLIENT', 'LEARNER'],
-          ...members.map((m) => [m.id, m.peerAddress, m.clientAddress || '-', m.learner ? 'yes' : 'no']),
-        ]),
-      );
-  });
-}
-
 export async function runTransfer(flags: ClientFlags & { to?: string }): Promise<void> {
   await withClient(flags, async (c) => {
     if (flags.to !== undefined) {
