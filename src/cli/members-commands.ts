@@ -3,8 +3,8 @@
 // (role, term, applied index), its lag behind the leader's commit index, and whether it answers.
 import type { LeaderdClient, Member, NodeStatus } from '../client/leaderd-client.js';
 import { parseAddress, parseId } from '../server/config.js';
-import { out, table, withClient, type ClientFlags } from './client-context.js';
-import { UsageError } from './usage.js';
+import { out, parseTimeout, table, withClient, type ClientFlags } from './client-context.js';
+import { CliError, EXIT_UNAVAILABLE, UsageError } from './usage.js';
 
 export interface MemberRow {
   readonly id: string;
@@ -117,13 +117,37 @@ export async function runMembersRemove(id: string, flags: ClientFlags): Promise<
     // a switchover first costs a few round trips instead (Raft thesis §3.10 then §4.2.2).
     const leader = await c.leader();
     if (leader.leaderId === id) {
-      if (!flags.json) process.stderr.write(`${id} leads: handing leadership to another voter first...\n`);
-      const moved = await c.transferLeader('');
-      if (moved.leaderId === id) throw new UsageError(`${id} still leads after the transfer; try again (no other voter caught up?)`);
+      const alive = await c.status(leader.leaderAddress).then(
+        () => true,
+        () => false,
+      );
+      if (alive) {
+        if (!flags.json) process.stderr.write(`${id} leads: handing leadership to another voter first...\n`);
+        const moved = await c.transferLeader('');
+        if (moved.leaderId === id) throw new UsageError(`${id} still leads after the transfer; try again (no other voter caught up?)`);
+      } else {
+        // The dead member was the leader a moment ago and the others still name it until
+        // their election timeout: the change can only be made by the leader they elect next.
+        if (!flags.json) process.stderr.write(`${id} led and does not answer: waiting for the others to elect a leader...\n`);
+        await untilLeaderOtherThan(c, id, parseTimeout(flags) * 6);
+      }
     }
     const members = await c.removeMember(id);
     printMembers(await memberRows(c, members), flags.json);
   });
+}
+
+async function untilLeaderOtherThan(c: LeaderdClient, id: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const l = await c.leader().catch(() => null);
+    if (l !== null && l.leaderId !== '' && l.leaderId !== id) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new CliError(
+    [`no member other than ${id} became leader within ${timeoutMs} ms; is a majority of the others up?`],
+    EXIT_UNAVAILABLE,
+  );
 }
 
 export async function runMembersPromote(id: string, flags: ClientFlags): Promise<void> {
