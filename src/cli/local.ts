@@ -117,7 +117,8 @@ export function localNodeArgs(spec: LocalNodeSpec): string[] {
     '--cluster-id',
     'local',
   ];
-  if (spec.metrics) args.push('--listen-metrics', localMetricsAddress(i, port));
+  // The dashboard lists the drills run against this cluster (`leaderd drill` saves them in <data-dir>/drills).
+  if (spec.metrics) args.push('--listen-metrics', localMetricsAddress(i, port), '--drills-dir', join(spec.dataDir, 'drills'));
   if (spec.tlsDir !== null) {
     const f = (name: string) => join(spec.tlsDir!, name);
     args.push('--peer-cert', f(`${id}.crt`), '--peer-key', f(`${id}.key`), '--peer-ca', f('ca.crt'));

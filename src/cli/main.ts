@@ -50,7 +50,11 @@ const startCommand = program
   .option('--election-timeout-ms <ms>', `minimum election timeout, randomized up to 2x (default: ${DEFAULTS['election-timeout-ms']})`)
   .option('--log-level <level>', `fatal, error, warn, info, debug, trace or silent (default: ${DEFAULTS['log-level']})`)
   .option('--join', 'on an empty data dir: join an existing cluster (reached through --peers) instead of bootstrapping one')
-  .option('--listen-metrics <host:port>', 'serve Prometheus /metrics, /healthz and /readyz over HTTP here (default: off)')
+  .option(
+    '--listen-metrics <host:port>',
+    'serve the dashboard (/), Prometheus /metrics, /healthz and /readyz over HTTP here (default: off)',
+  )
+  .option('--drills-dir <dir>', 'the dashboard lists the drill results saved here (default: <data-dir>/drills)')
   .option(
     '--peer-cert <file>',
     "this member's certificate (PEM) for peer traffic; its subjectAltName must include URI urn:leaderd:member:<id>",
@@ -85,6 +89,7 @@ startCommand.action(async (o: Record<string, string | boolean | undefined>) => {
     electionTimeoutMs: 'election-timeout-ms',
     logLevel: 'log-level',
     listenMetrics: 'listen-metrics',
+    drillsDir: 'drills-dir',
     peerCert: 'peer-cert',
     peerKey: 'peer-key',
     peerCa: 'peer-ca',

@@ -43,6 +43,7 @@ import { HttpListener } from '../server/http-listener.js';
 import { addOperatorRoutes } from '../server/health.js';
 import { addDashboardRoutes, type Dashboard } from '../dashboard/routes.js';
 import { GrpcPeerStatusSource } from '../dashboard/peer-status.js';
+import { DrillRuns } from '../dashboard/drill-runs.js';
 import { ConfigError } from '../server/config.js';
 import {
   ReloadingCertificates,
@@ -208,6 +209,7 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
         clientTls !== null && peerTls !== null
           ? new GrpcPeerStatusSource(forwardingChannelCredentials(peerTls), { 'grpc.ssl_target_name_override': IP_SERVER_NAME })
           : new GrpcPeerStatusSource(),
+      drills: new DrillRuns(cfg.drillsDir),
       log,
     });
     try {

@@ -6,7 +6,7 @@
 // members' addresses.
 import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
-import { json, type HttpListener } from '../server/http-listener.js';
+import { json, text, type HttpListener } from '../server/http-listener.js';
 import type { LeadershipHistory } from '../server/leadership-history.js';
 import type { LeaderView, MemberView, NodeStatusView } from '../server/node.js';
 import { dashboardAssets } from './assets.js';
@@ -15,7 +15,8 @@ import { EventStreamHub } from './event-stream.js';
 import { MetricsSampler, readHistogram } from './metrics-sampler.js';
 import { DASHBOARD_CSP, DASHBOARD_HTML } from './page.js';
 import type { PeerStatusSource } from './peer-status.js';
-import type { DrillRunSummary } from './snapshot.js';
+import type { DrillRuns } from './drill-runs.js';
+import { renderDrillReport } from './drill-report.js';
 
 export interface DashboardDeps {
   readonly nodeId: string;
@@ -27,7 +28,8 @@ export interface DashboardDeps {
   /** The node's metrics registry (NodeMetrics.registry). */
   readonly registry: Registry;
   readonly peers: PeerStatusSource;
-  drills?(): readonly DrillRunSummary[];
+  /** Saved drill results to list and render; none: the panel stays hidden. */
+  readonly drills?: DrillRuns;
   readonly log: Logger;
   /** Event streams open at once (default 64); the next gets 503. */
   readonly maxSubscribers?: number;
@@ -55,7 +57,7 @@ export function addDashboardRoutes(listener: HttpListener, deps: DashboardDeps):
     members: deps.members,
     history: deps.history,
     peers: deps.peers,
-    drills: deps.drills ?? (() => []),
+    drills: () => deps.drills?.list() ?? [],
     ...(deps.onLeaderChange ? { onLeaderChange: deps.onLeaderChange } : {}),
     ...(deps.probeTimeoutMs !== undefined ? { probeTimeoutMs: deps.probeTimeoutMs } : {}),
   });
@@ -106,6 +108,22 @@ export function addDashboardRoutes(listener: HttpListener, deps: DashboardDeps):
     );
     if (!accepted || req.method === 'HEAD') return;
     unsubscribeView ??= view.subscribe((s) => streams.broadcast('snapshot', s));
+  });
+
+  // A saved drill's report, rendered on request; only names the listing shows are served,
+  // so the query cannot reach any other file.
+  listener.route('/drill-report', (req, res) => {
+    const name = new URL(req.url ?? '/', 'http://x').searchParams.get('name') ?? '';
+    const result = deps.drills?.result(name) ?? null;
+    if (result === null) return text(res, 404, `no drill result named ${JSON.stringify(name.slice(0, 200))}\n`);
+    const html = renderDrillReport(result);
+    res.writeHead(200, {
+      ...SECURITY_HEADERS,
+      'Content-Type': 'text/html; charset=utf-8',
+      'X-Frame-Options': 'DENY',
+      'Content-Length': Buffer.byteLength(html),
+    });
+    res.end(html);
   });
 
   return {

@@ -2,6 +2,7 @@
 // Every problem is reported as a ConfigError whose message is one line naming it;
 // the CLI prints it and exits with code 2.
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { DEFAULT_LIMITS, LIMIT_FLAGS, type LimitFlag, type Limits } from './limit-defaults.js';
 
 export class ConfigError extends Error {
@@ -21,8 +22,10 @@ export interface StartConfig {
   readonly heartbeatMs: number;
   readonly electionTimeoutMs: number;
   readonly logLevel: string;
-  /** host:port of the operator HTTP listener (/metrics, /healthz, /readyz); none when unset. */
+  /** host:port of the operator HTTP listener (dashboard, /metrics, /healthz, /readyz); none when unset. */
   readonly listenMetrics: string | null;
+  /** Where the dashboard finds saved drill results (`leaderd drill` writes <dir>/drills/<time>.json). */
+  readonly drillsDir: string;
   /** Request and resource limits (DEFAULT_LIMITS, with the --max-* / --grant-timeout-ms flags applied). */
   readonly limits: Limits;
   /** On a new data dir: join an existing cluster instead of bootstrapping one (--join). */
@@ -63,6 +66,7 @@ export const SETTINGS = [
   'election-timeout-ms',
   'log-level',
   'listen-metrics',
+  'drills-dir',
   ...(Object.keys(LIMIT_FLAGS) as LimitFlag[]),
   'join',
   'peer-cert',
@@ -206,6 +210,7 @@ export function resolveStartConfig(flags: RawSettings, file: RawSettings = {}): 
   const logLevel = get('log-level')!;
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got '${logLevel}'`);
   const dataDir = get('data-dir') ?? `data/${id}`;
+  const drillsDir = get('drills-dir') ?? join(dataDir, 'drills');
   const joinRaw = get('join');
   if (joinRaw !== undefined && !['true', 'false'].includes(joinRaw)) throw new ConfigError(`join must be true or false, got '${joinRaw}'`);
   const metricsRaw = get('listen-metrics');
@@ -273,6 +278,7 @@ export function resolveStartConfig(flags: RawSettings, file: RawSettings = {}): 
     electionTimeoutMs,
     logLevel,
     listenMetrics,
+    drillsDir,
     join: joinRaw === 'true',
     peerTls,
     clientTls,

@@ -4,10 +4,15 @@
 // the page names the leader; after a kill -9 of the leader it names the new one within
 // 2 s and the change is on the timeline; the page logs no error. A screenshot is left in
 // test-artifacts/.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'puppeteer-core';
 import { freePort, LocalCluster } from '../e2e/cluster.js';
 import { artifactPath, closeBrowser, collectErrors, launchChromium } from './browser.js';
+import { sampleDrill } from './sample-drill.js';
+
+const DRILL_FILE = '2026-11-30T05-00-00-000Z.json';
 
 let cluster: LocalCluster | null = null;
 let browser: Browser | null = null;
@@ -15,9 +20,13 @@ const metricsPort = new Map<string, number>();
 
 beforeAll(async () => {
   cluster = await LocalCluster.create({ nodes: 3, clusterId: 'e2e-dashboard' });
+  // A drill saved where `leaderd drill` saves them, for the drills panel.
+  const drills = join(cluster.root, 'drills');
+  mkdirSync(drills);
+  writeFileSync(join(drills, DRILL_FILE), JSON.stringify(sampleDrill()));
   for (const s of cluster.specs) {
     metricsPort.set(s.id, await freePort());
-    cluster.start(s.id, { '--listen-metrics': `127.0.0.1:${metricsPort.get(s.id)}`, '--log-level': 'info' });
+    cluster.start(s.id, { '--listen-metrics': `127.0.0.1:${metricsPort.get(s.id)}`, '--drills-dir': drills, '--log-level': 'info' });
   }
   await cluster.waitForLeader();
   browser = await launchChromium();
@@ -42,6 +51,27 @@ async function openDashboard(id: string): Promise<{ page: Page; errors: string[]
 }
 
 describe('dashboard in a browser, real 3-node cluster', () => {
+  it('lists the saved drill run, and its link opens the report with its plot drawn', async () => {
+    const { page, errors } = await openDashboard(cluster!.running()[0]!);
+    try {
+      await page.waitForSelector(`#drills-body tr[data-name="${DRILL_FILE}"] a`, { timeout: 5000 });
+      expect(await page.$eval('#drills', (el) => (el as HTMLElement).hidden)).toBe(false);
+      const cells = await page.$eval(`#drills-body tr[data-name="${DRILL_FILE}"]`, (tr) =>
+        Array.from(tr.querySelectorAll('td')).map((td) => td.textContent),
+      );
+      expect(cells.slice(1, 5)).toEqual(['kill', '3', '0', '0']);
+      await Promise.all([page.waitForNavigation({ timeout: 10_000 }), page.click(`#drills-body tr[data-name="${DRILL_FILE}"] a`)]);
+      await page.waitForSelector('#latency-chart canvas', { timeout: 5000 });
+      expect(await page.$$eval('#trials tbody tr', (rows) => rows.length)).toBe(3);
+      expect(errors).toEqual([]);
+      // Only names the listing shows are served.
+      const res = await fetch(`${url(cluster!.running()[0]!)}drill-report?name=..%2F..%2Fn1.log`, { signal: AbortSignal.timeout(5000) });
+      expect(res.status).toBe(404);
+    } finally {
+      await page.close();
+    }
+  });
+
   it('shows the leader, every member, and after kill -9 of the leader the new one within 2 s, on the timeline too', async () => {
     const c = cluster!;
     const old = await c.waitForLeader();
