@@ -160,6 +160,8 @@ function fillRows(tbody, rows) {
     for (const c of r.cells) {
       const td = document.createElement('td');
       td.textContent = c === null ? '–' : String(c);
+      // Long cells (an error message) are cut by the stylesheet; the whole text is in the tooltip.
+      if (td.textContent.length > 40) td.title = td.textContent;
       tr.appendChild(td);
     }
     frag.appendChild(tr);

@@ -98,11 +98,15 @@
     });
     const el = $('timeline-chart');
     charts.timeline?.destroy();
+    // The last hour, or less when the node has not run that long: a young cluster's changes
+    // would otherwise be a sliver at the right edge.
+    const first = spans.length > 0 ? spans[0].from - (changes[0]?.leaderlessMs ?? 0) / 1000 : nowS;
+    const from = Math.max(nowS - 3600, Math.min(first - 30, nowS - 120));
     charts.timeline = leaderTimelineChart(
       el,
       spans,
       snap.members.map((m) => m.id),
-      { width: width(el), from: nowS - 3600, to: nowS },
+      { width: width(el), from, to: nowS },
     );
     fillRows(
       $('timeline-body'),
