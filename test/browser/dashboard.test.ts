@@ -54,7 +54,7 @@ describe('dashboard in a browser, real 3-node cluster', () => {
   it('lists the saved drill run, and its link opens the report with its plot drawn', async () => {
     const { page, errors } = await openDashboard(cluster!.running()[0]!);
     try {
-      await page.waitForSelector(`#drills-body tr[data-name="${DRILL_FILE}"] a`, { timeout: 5000 });
+      await page.waitForSelector(`#drills-body tr[data-name="${DRILL_FILE}"] a`, { timeout: 15_000 });
       expect(await page.$eval('#drills', (el) => (el as HTMLElement).hidden)).toBe(false);
       const cells = await page.$eval(`#drills-body tr[data-name="${DRILL_FILE}"]`, (tr) =>
         Array.from(tr.querySelectorAll('td')).map((td) => td.textContent),
@@ -81,10 +81,12 @@ describe('dashboard in a browser, real 3-node cluster', () => {
     try {
       await page.waitForFunction(
         (leader) => document.querySelector<HTMLElement>('#leader')?.dataset.leader === leader,
-        { timeout: 5000 },
+        { timeout: 15_000 },
         old.leaderId,
       );
-      await page.waitForFunction(() => document.querySelectorAll('#members-body tr:not([data-role=""])').length === 3, { timeout: 5000 });
+      await page.waitForFunction(() => document.querySelectorAll('#members-body tr:not([data-role=""])').length === 3, {
+        timeout: 15_000,
+      });
       const rows = await page.$$eval('#members-body tr', (trs) =>
         trs.map((tr) => ({ id: tr.getAttribute('data-id'), role: tr.getAttribute('data-role') })),
       );
@@ -111,7 +113,7 @@ describe('dashboard in a browser, real 3-node cluster', () => {
       // The timeline's newest row is the change to the new leader; the dead member is unreachable.
       await page.waitForFunction(
         (leader) => document.querySelector('#timeline-body tr')?.getAttribute('data-leader') === leader,
-        { timeout: 2000 },
+        { timeout: 5000 },
         next,
       );
       const newest = await page.$eval('#timeline-body tr', (tr) => Array.from(tr.querySelectorAll('td')).map((td) => td.textContent));
@@ -119,7 +121,7 @@ describe('dashboard in a browser, real 3-node cluster', () => {
       expect(newest[3]).toBe('election-timeout');
       await page.waitForFunction(
         (dead) => document.querySelector(`#members-body tr[data-id="${dead}"]`)?.getAttribute('data-health') === 'unreachable',
-        { timeout: 3000 },
+        { timeout: 5000 },
         old.leaderId,
       );
       // The timeline chart drew (uPlot canvas present).

@@ -118,8 +118,13 @@
     $('timeline-empty').hidden = changes.length > 0;
   }
 
+  let drillsShown = '';
   function renderDrills() {
     if (!snap) return;
+    // Rebuilt only when the list changed: a link replaced under the pointer loses the click.
+    const key = JSON.stringify(snap.drills);
+    if (key === drillsShown) return;
+    drillsShown = key;
     $('drills').hidden = snap.drills.length === 0;
     const body = $('drills-body');
     fillRows(
