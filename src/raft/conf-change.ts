@@ -13,7 +13,7 @@
 // not (thesis §4.1), so a truncated log must recompute its configuration.
 import type { ConfChange, ConfChangeOp, ConfState, NodeId } from './types.js';
 
-const OPS: readonly ConfChangeOp[] = ['addVoter', 'removeVoter', 'addLearner', 'promoteLearner'];
+const OPS: readonly ConfChangeOp[] = ['addVoter', 'removeVoter', 'addLearner', 'promoteLearner', 'updateMember'];
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -45,6 +45,8 @@ export function confChangeError(conf: ConfState, cc: ConfChange): string | null 
       if (!voter && !learner) return `${cc.nodeId} is not a member`;
       if (voter && conf.voters.length === 1) return 'cannot remove the last voter';
       return null;
+    case 'updateMember':
+      return voter || learner ? null : `${cc.nodeId} is not a member`;
   }
 }
 
@@ -60,5 +62,7 @@ export function applyConfChange(conf: ConfState, cc: ConfChange): ConfState {
       return { voters: conf.voters, learners: [...conf.learners, cc.nodeId] };
     case 'removeVoter':
       return { voters: without(conf.voters), learners: without(conf.learners) };
+    case 'updateMember':
+      return conf;
   }
 }

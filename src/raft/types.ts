@@ -32,7 +32,12 @@ export interface ConfState {
 }
 
 /** Single-server membership changes (thesis §4.1), see conf-change.ts for why not joint consensus. */
-export type ConfChangeOp = 'addVoter' | 'removeVoter' | 'addLearner' | 'promoteLearner';
+/**
+ * `updateMember` changes no vote: it replaces the record a member's context carries
+ * (the runtime's member record: addresses, data-dir incarnation), so that what one member
+ * learned about another becomes replicated state, ordered with the other changes.
+ */
+export type ConfChangeOp = 'addVoter' | 'removeVoter' | 'addLearner' | 'promoteLearner' | 'updateMember';
 
 export interface ConfChange {
   readonly op: ConfChangeOp;

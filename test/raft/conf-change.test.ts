@@ -19,6 +19,10 @@ describe('conf changes', () => {
     { cc: { op: 'removeVoter', nodeId: 'b' }, error: null, after: { voters: ['a', 'c'], learners: ['l'] } },
     { cc: { op: 'removeVoter', nodeId: 'l' }, error: null, after: { voters: ['a', 'b', 'c'], learners: [] } },
     { cc: { op: 'removeVoter', nodeId: 'z' }, error: 'z is not a member', after: base },
+    // A record update changes no vote, for voters and learners alike.
+    { cc: { op: 'updateMember', nodeId: 'a' }, error: null, after: base },
+    { cc: { op: 'updateMember', nodeId: 'l' }, error: null, after: base },
+    { cc: { op: 'updateMember', nodeId: 'z' }, error: 'z is not a member', after: base },
   ])('$cc.op $cc.nodeId', ({ cc, error, after }) => {
     expect(confChangeError(base, cc)).toBe(error);
     expect(applyConfChange(base, cc)).toEqual(after);
@@ -34,6 +38,7 @@ describe('conf changes', () => {
     { op: 'addVoter', nodeId: 'd', context: '10.0.0.4:7000' },
     { op: 'removeVoter', nodeId: 'b', context: '' },
     { op: 'promoteLearner', nodeId: 'l', context: 'x' },
+    { op: 'updateMember', nodeId: 'a', context: '{"incarnation":"i"}' },
   ])('encode/decode round trip: $op $nodeId', (cc) => {
     expect(decodeConfChange(encodeConfChange(cc))).toEqual(cc);
   });
