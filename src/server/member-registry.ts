@@ -10,7 +10,8 @@
 // change is a conf-change entry whose context carries the member's record; snapshots
 // carry the records in a runtime section framing the state machine's own snapshot, so a
 // member that installs a snapshot learns them like one that replays the log.
-import type { ConfChange, NodeId } from '../raft/types.js';
+import { encodeConfChange } from '../raft/conf-change.js';
+import type { ConfChange, Entry, NodeId } from '../raft/types.js';
 
 /** What the cluster knows about one member; more fields (priority, drain, certificate) may follow. */
 export interface MemberRecord {
@@ -25,6 +26,12 @@ export interface Bootstrap {
   /** True for a node started with --join: it takes its membership from the leader. */
   readonly join: boolean;
   readonly members: ReadonlyMap<NodeId, string>;
+  /**
+   * True when the bootstrap voters are the first entries of the log (data dirs created
+   * by this version on); false for data dirs from before, whose log starts with the
+   * configuration already in place at index 0.
+   */
+  readonly inLog: boolean;
 }
 
 /** Meta key of the bootstrap membership. */
@@ -34,11 +41,11 @@ const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 export function encodeBootstrap(b: Bootstrap): Uint8Array {
-  return enc.encode(JSON.stringify({ join: b.join, members: [...b.members] }));
+  return enc.encode(JSON.stringify({ join: b.join, members: [...b.members], inLog: b.inLog }));
 }
 
 export function decodeBootstrap(data: Uint8Array): Bootstrap {
-  const raw = JSON.parse(dec.decode(data)) as { join?: unknown; members?: unknown };
+  const raw = JSON.parse(dec.decode(data)) as { join?: unknown; members?: unknown; inLog?: unknown };
   if (!Array.isArray(raw.members)) throw new Error('bootstrap membership record: members is not a list');
   const members = new Map<NodeId, string>();
   for (const m of raw.members as unknown[]) {
@@ -46,7 +53,27 @@ export function decodeBootstrap(data: Uint8Array): Bootstrap {
       throw new Error('bootstrap membership record: malformed member');
     members.set(m[0], m[1]);
   }
-  return { join: raw.join === true, members };
+  return { join: raw.join === true, members, inLog: raw.inLog === true };
+}
+
+/**
+ * The first entries of a new cluster's log: one addVoter per bootstrap member, in id
+ * order, in term 1, committed (etcd does the same). Every bootstrap member writes the
+ * same entries, so their logs agree (Log Matching). Scenario that makes this necessary:
+ * with the bootstrap configuration only at index 0, a member added later (leaderd start
+ * --join) that is sent the log from index 1 instead of a snapshot rebuilds its
+ * configuration from the changes in the log alone: it misses the bootstrap voters, finds
+ * itself the only voter and elects itself beside the real leader (the simulator found it,
+ * seed 183 with --join-empty). The context is empty so that the entries do not depend on
+ * how each member's --peers spells the addresses.
+ */
+export function bootstrapEntries(members: Iterable<NodeId>): Entry[] {
+  return [...members].sort().map((nodeId, i) => ({
+    index: i + 1,
+    term: 1,
+    type: 'conf' as const,
+    data: encodeConfChange({ op: 'addVoter', nodeId, context: '' }),
+  }));
 }
 
 /** A conf change's context: a member record (JSON), or, from before records, a bare peer address. */
@@ -88,7 +115,23 @@ export class MemberRegistry {
       return;
     }
     const rec = decodeMemberContext(cc.context);
-    if (rec !== null) this.records.set(cc.nodeId, rec);
+    if (rec === null) return;
+    if (cc.op !== 'updateMember') {
+      this.records.set(cc.nodeId, rec);
+      return;
+    }
+    // An update names only what it changes; the rest of the record stays.
+    const before = this.records.get(cc.nodeId) ?? { peerAddress: '', clientAddress: '', incarnation: '' };
+    this.records.set(cc.nodeId, {
+      peerAddress: rec.peerAddress || before.peerAddress,
+      clientAddress: rec.clientAddress || before.clientAddress,
+      incarnation: rec.incarnation || before.incarnation,
+    });
+  }
+
+  /** The records, for status and for the leader's "what is not recorded yet" check. */
+  entries(): IterableIterator<[NodeId, MemberRecord]> {
+    return this.records.entries();
   }
 
   encode(): Uint8Array {

@@ -28,11 +28,13 @@ import { TickClock } from './tick-clock.js';
 import { DEFAULT_LIMITS } from './limit-defaults.js';
 import { sleepOn, systemClock } from './runtime-ports.js';
 import type { CancelTimer, RuntimeClock, RuntimeStorage, RuntimeTransport } from './runtime-ports.js';
+import type { PersistInput } from '../storage/leveldb-storage.js';
 import type { NodeObserver } from './node-observer.js';
 import type { HandshakePolicy, Refusal, RefusedPeer } from '../transport/handshake.js';
 import {
   BOOTSTRAP_META,
   MemberRegistry,
+  bootstrapEntries,
   decodeBootstrap,
   decodeMemberContext,
   encodeBootstrap,
@@ -257,6 +259,10 @@ export class LeaderdNode {
   private readonly learnedIncarnations = new Map<NodeId, string>();
   /** Voters that refused this node's incarnation at the handshake. */
   private readonly incarnationRefusals = new Map<NodeId, string>();
+  /** A peer knows this member as another incarnation: vote for no one, campaign not, until the records say otherwise. */
+  private quarantined = false;
+  /** An updateMember entry recording an incarnation is in flight (the leader records one at a time). */
+  private recordingIncarnation = false;
   /** The membership this data dir was created with (persisted then; --peers only supplies addresses later). */
   private readonly bootstrap: Bootstrap;
   /** Member records as of the last applied entry (replicated state). */
@@ -265,6 +271,8 @@ export class LeaderdNode {
   private readonly pendingAddresses = new Map<NodeId, string>();
   /** Meta records the constructor decided on, written by fromParts before the node talks to anyone. */
   private readonly unsavedMeta: [string, Uint8Array][] = [];
+  /** The bootstrap entries of a new cluster, written by fromParts with the meta records. */
+  private unsavedLog: PersistInput | null = null;
 
   private constructor(
     private readonly opts: RuntimeOptions,
@@ -292,7 +300,7 @@ export class LeaderdNode {
     else {
       // A data dir from before the bootstrap record: --peers is the best account of
       // how it was bootstrapped; from now on it is kept.
-      this.bootstrap = { join: false, members: new Map(opts.peers) };
+      this.bootstrap = { join: false, members: new Map(opts.peers), inLog: false };
       this.unsavedMeta.push([BOOTSTRAP_META, encodeBootstrap(this.bootstrap)]);
     }
     this.registry = MemberRegistry.fromBootstrap(this.bootstrap);
@@ -307,11 +315,22 @@ export class LeaderdNode {
       },
       knownIncarnation: (id) => this.knownIncarnation(id),
       learnIncarnation: (id, incarnation) => this.learnIncarnation(id, incarnation),
+      knownIncarnations: () => this.toldIncarnations(),
+      heardIncarnation: (id, incarnation) => this.learnIncarnation(id, incarnation),
       refusedByPeer: (id, refusal) => this.refusedByPeer(id, refusal),
     };
     transport.setHandshake?.(policy);
-    const bootstrapConf = { voters: this.bootstrap.join ? [] : [...this.bootstrap.members.keys()], learners: [] };
-    const initial = storage.initialState(bootstrapConf);
+    const confInLog = this.bootstrap.join || this.bootstrap.inLog;
+    const bootstrapConf = { voters: confInLog ? [] : [...this.bootstrap.members.keys()], learners: [] };
+    let initial = storage.initialState(bootstrapConf);
+    if (!this.bootstrap.join && this.bootstrap.inLog && initial.snapshot === null && initial.hardState.term === 0) {
+      // A new cluster (or a crash before its first write): the bootstrap voters become the
+      // log's first entries, committed, written before this node talks to anyone.
+      const entries = bootstrapEntries(this.bootstrap.members.keys());
+      const hardState = { term: 1, votedFor: null, commit: entries.length };
+      initial = { ...initial, hardState, entries };
+      this.unsavedLog = { hardState, entries, snapshot: null };
+    }
     if (initial.snapshot) this.restoreSnapshot(initial.snapshot.data);
     this.lastSnapshotIndex = initial.snapshot?.meta.index ?? 0;
     this.raft = new RaftNode(raftConfig, initial);
@@ -330,6 +349,8 @@ export class LeaderdNode {
     this.clock = new TickClock(
       opts.tickMs ?? 10,
       () => {
+        // Nor does it campaign: its log may lack entries it acknowledged.
+        if (this.quarantined && this.raft.softState().role !== 'leader') return;
         try {
           this.raft.tick();
         } catch (err) {
@@ -341,6 +362,8 @@ export class LeaderdNode {
     );
     transport.onMessage((msg) => {
       if (this.stopped) return;
+      // A quarantined node (see refusedByPeer) may have lost the votes it cast: it casts none.
+      if (this.quarantined && (msg.type === 'vote' || msg.type === 'timeoutNow')) return;
       this.clock.catchUp();
       this.obs?.received(msg);
       let r;
@@ -410,6 +433,8 @@ export class LeaderdNode {
       };
       const node = new LeaderdNode(opts, storage, transport, clock, cfg, port);
       for (const [key, value] of node.unsavedMeta.splice(0)) await storage.putMeta(key, value);
+      if (node.unsavedLog !== null) await storage.persist(node.unsavedLog, true);
+      node.unsavedLog = null;
       node.updatePeers();
       node.log.info(
         {
@@ -584,7 +609,9 @@ export class LeaderdNode {
     // (its own bootstrap record says "join"): compact first, so the log it is sent
     // starts after the configuration it needs instead of at index 1.
     await this.snapshotNow();
-    const context = encodeMemberContext({ peerAddress: rec.peerAddress, clientAddress: rec.clientAddress, incarnation: '' });
+    // The joiner's incarnation, if it already reached us; otherwise recordIncarnation adds it once it does.
+    const incarnation = this.metIncarnation(id) ?? '';
+    const context = encodeMemberContext({ peerAddress: rec.peerAddress, clientAddress: rec.clientAddress, incarnation });
     await this.awaitProposal(this.raft.proposeConfChange({ op: 'addLearner', nodeId: id, context }), signal);
     if (!learner) {
       const target = this.raft.status().commitIndex;
@@ -748,6 +775,7 @@ export class LeaderdNode {
   private afterInput(): void {
     this.observe();
     if (this.stopped) return;
+    this.recordIncarnation();
     if (this.processing) {
       this.again = true;
       return;
@@ -1041,18 +1069,63 @@ export class LeaderdNode {
     this.sm.restore(user);
   }
 
-  /** A committed membership change: update the records; a member added or removed starts over as to its incarnation. */
+  /**
+   * A committed membership change: update the records. A member added or removed starts
+   * over as to its incarnation (it may come back on an empty data dir, re-added): the add
+   * records it in its context if the leader knew it, or the leader records it later
+   * (recordIncarnation); until then the next handshake teaches it.
+   */
   private async applyConfChange(e: Entry): Promise<void> {
     const cc = decodeConfChange(e.data);
     this.registry.apply(cc);
     this.pendingAddresses.delete(cc.nodeId);
-    if (cc.op !== 'promoteLearner' && cc.nodeId !== this.id) {
+    // Not for the bootstrap entries (term 1): replayed at every restart, they would make
+    // this node forget, each time, the incarnations it met before they were recorded.
+    const startsOver = cc.op === 'removeVoter' || ((cc.op === 'addVoter' || cc.op === 'addLearner') && e.term > 1);
+    if (startsOver && cc.nodeId !== this.id) {
       this.learnedIncarnations.delete(cc.nodeId);
       this.incarnationRefusals.delete(cc.nodeId);
       if (this.storage.getMeta(PEER_INCARNATION_META + cc.nodeId)?.length)
         await this.storage.putMeta(PEER_INCARNATION_META + cc.nodeId, new Uint8Array(0));
     }
+    if (cc.nodeId === this.id && this.registry.get(this.id)?.incarnation === this.incarnation) this.liftQuarantine();
     this.updatePeers();
+  }
+
+  /**
+   * The leader turns what handshakes taught it into replicated state, one member at a
+   * time: once a member's incarnation is committed, every replica refuses another one,
+   * including replicas that never met the member before its data dir was lost (the
+   * simulator found a member that had never talked to n3 accept n3 back after a wipe,
+   * and count its pre-vote, while every peer that had met n3 refused it).
+   */
+  private recordIncarnation(): void {
+    if (this.recordingIncarnation || this.abdicated || this.raft.softState().role !== 'leader') return;
+    const conf = this.raft.confState();
+    for (const id of [...conf.voters, ...conf.learners]) {
+      if (this.registry.get(id)?.incarnation) continue;
+      const incarnation = id === this.id ? this.incarnation : this.metIncarnation(id);
+      if (incarnation === undefined) continue;
+      const context = encodeMemberContext({ peerAddress: '', clientAddress: '', incarnation });
+      const r = this.raft.proposeConfChange({ op: 'updateMember', nodeId: id, context });
+      // Refused while another change is pending or before this term's first commit: the next input retries.
+      if (!r.ok) return;
+      this.recordingIncarnation = true;
+      this.awaitProposal(r, undefined)
+        .then(() => this.log.info({ node: this.id, member: id, incarnation }, 'member incarnation recorded'))
+        .catch(() => {})
+        .finally(() => {
+          this.recordingIncarnation = false;
+        });
+      return;
+    }
+  }
+
+  private liftQuarantine(): void {
+    if (!this.quarantined) return;
+    this.quarantined = false;
+    this.incarnationRefusals.clear();
+    this.log.warn({ node: this.id, incarnation: this.incarnation }, 'the membership records this incarnation: voting again');
   }
 
   // -------------------------------------------------------------------------
@@ -1061,10 +1134,26 @@ export class LeaderdNode {
   private knownIncarnation(id: NodeId): string | undefined {
     const replicated = this.registry.get(id)?.incarnation;
     if (replicated) return replicated;
+    return this.metIncarnation(id);
+  }
+
+  /** The incarnation of `id` this node admitted at a handshake, or heard of from a peer it admitted. */
+  private metIncarnation(id: NodeId): string | undefined {
     const learned = this.learnedIncarnations.get(id);
     if (learned !== undefined) return learned;
     const stored = this.storage.getMeta(PEER_INCARNATION_META + id);
     return stored === undefined || stored.length === 0 ? undefined : fromUtf8.decode(stored);
+  }
+
+  /** Every member's incarnation this node knows, for its Hello: the records first, then what handshakes taught. */
+  private toldIncarnations(): Map<NodeId, string> {
+    const out = new Map<NodeId, string>();
+    const conf = this.raft.confState();
+    for (const id of [...conf.voters, ...conf.learners]) {
+      const inc = id === this.id ? undefined : this.knownIncarnation(id);
+      if (inc !== undefined) out.set(id, inc);
+    }
+    return out;
   }
 
   /** First contact: trust and remember (a later, different incarnation of `id` is refused). */
@@ -1084,6 +1173,14 @@ export class LeaderdNode {
   private refusedByPeer(id: NodeId, refusal: Refusal): void {
     if (refusal.kind !== 'incarnation' || this.stopped) return;
     this.incarnationRefusals.set(id, refusal.reason);
+    // One refusal is enough to stop voting and campaigning: if this data dir was wiped, its
+    // votes in the current term are forgotten, and a peer that has not heard yet (a lagging
+    // candidate) would count them again. If instead the refusing peer lags behind this
+    // member's re-addition, the next record of this incarnation lifts the quarantine.
+    if (!this.quarantined) {
+      this.quarantined = true;
+      this.log.warn({ node: this.id, peer: id, reason: refusal.reason }, 'a peer knows this member as another incarnation: not voting');
+    }
     const voters = this.raft.confState().voters;
     const refusers = voters.filter((v) => v !== this.id && this.incarnationRefusals.has(v));
     if (refusers.length >= Math.floor(voters.length / 2) + 1) {
@@ -1155,7 +1252,7 @@ async function openDataDir(opts: {
     // The bootstrap membership is persisted the same way: later --peers only supply addresses.
     initialMeta: new Map([
       [INCARNATION_META, utf8.encode(randomBytes(16).toString('hex'))],
-      [BOOTSTRAP_META, encodeBootstrap({ join: opts.join ?? false, members: opts.peers })],
+      [BOOTSTRAP_META, encodeBootstrap({ join: opts.join ?? false, members: opts.peers, inLog: true })],
     ]),
   });
   if (!known) writeIdentity(opts.dataDir, identity);
@@ -1182,7 +1279,7 @@ export async function seedDataDir(opts: {
   try {
     if (!storage.isNew) throw new Error(`data dir ${opts.dataDir} already holds data`);
     const { index, term, data } = opts.snapshot;
-    const records = MemberRegistry.fromBootstrap({ join: false, members: opts.peers });
+    const records = MemberRegistry.fromBootstrap({ join: false, members: opts.peers, inLog: true });
     await storage.persist(
       {
         hardState: { term, votedFor: null, commit: index },

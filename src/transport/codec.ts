@@ -34,7 +34,12 @@ export interface Hello {
   readonly incarnation?: string;
   /** The sender's timing; null from a node that does not send it. */
   readonly timing?: PeerTiming | null;
+  /** Incarnations the sender knows for other members (see checkHello). */
+  readonly knownIncarnations?: ReadonlyMap<NodeId, string>;
 }
+
+/** At most this many known incarnations travel in a Hello (a cluster has a handful of members). */
+export const MAX_KNOWN_INCARNATIONS = 64;
 
 /** What every member must agree on for the leader lease to hold (sent in Hello). */
 export interface PeerTiming {
@@ -179,6 +184,7 @@ export function helloToWire(hello: Hello): PeerEnvelope {
       clientAddress: hello.clientAddress,
       incarnation: hello.incarnation ?? '',
       timing: hello.timing ?? null,
+      knownIncarnations: Object.fromEntries([...(hello.knownIncarnations ?? new Map<NodeId, string>())].slice(0, MAX_KNOWN_INCARNATIONS)),
     },
     frame: 'hello',
   };
@@ -390,7 +396,22 @@ function readHello(v: unknown, path: string): Hello {
     clientAddress: str(h, 'clientAddress', path),
     incarnation: h['incarnation'] === undefined || h['incarnation'] === null ? '' : str(h, 'incarnation', path),
     timing: h['timing'] === undefined || h['timing'] === null ? null : readTiming(h['timing'], `${path}.timing`),
+    knownIncarnations: readKnownIncarnations(h['knownIncarnations'], `${path}.knownIncarnations`),
   };
+}
+
+function readKnownIncarnations(v: unknown, path: string): ReadonlyMap<NodeId, string> {
+  const out = new Map<NodeId, string>();
+  if (v === undefined || v === null) return out;
+  const o = obj(v, path);
+  const keys = Object.keys(o);
+  if (keys.length > MAX_KNOWN_INCARNATIONS) fail(path, `more than ${MAX_KNOWN_INCARNATIONS} entries (${keys.length})`);
+  for (const k of keys) {
+    if (k === '') fail(path, 'empty member id');
+    const inc = str(o, k, path);
+    if (inc !== '') out.set(k, inc);
+  }
+  return out;
 }
 
 function readTiming(v: unknown, path: string): PeerTiming {

@@ -590,6 +590,7 @@ export class GrpcTransport {
       clientAddress: this.opts.advertiseClient,
       incarnation: this.handshake?.incarnation ?? '',
       timing: this.handshake?.timing ?? null,
+      knownIncarnations: this.handshake?.knownIncarnations() ?? new Map(),
     };
   }
 

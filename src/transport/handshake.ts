@@ -36,6 +36,10 @@ export interface HandshakePolicy {
   knownIncarnation(id: NodeId): string | undefined;
   /** First contact with a member whose incarnation was not known yet: remember it. */
   learnIncarnation(id: NodeId, incarnation: string): void;
+  /** The incarnations this node knows of other members (records, first contact), sent in every Hello. */
+  knownIncarnations(): ReadonlyMap<NodeId, string>;
+  /** A peer's Hello told of a member whose incarnation this node does not know yet. */
+  heardIncarnation(id: NodeId, incarnation: string): void;
   /** A peer refused this node's handshake. */
   refusedByPeer(id: NodeId, refusal: Refusal): void;
 }
@@ -71,15 +75,19 @@ export function checkHello(self: NodeId, policy: HandshakePolicy, hello: Hello):
   const theirs = hello.incarnation ?? '';
   if (theirs === '') return null;
   const known = policy.knownIncarnation(hello.nodeId);
-  if (known === undefined) {
-    policy.learnIncarnation(hello.nodeId, theirs);
-    return null;
-  }
-  if (known !== theirs) {
+  if (known !== undefined && known !== theirs) {
     return {
       kind: 'incarnation',
       reason: `${hello.nodeId} is incarnation ${theirs}, but ${self} knows member ${hello.nodeId} as incarnation ${known}: its data dir was wiped, replaced or copied, so it lost the votes and entries it acknowledged`,
     };
+  }
+  if (known === undefined) policy.learnIncarnation(hello.nodeId, theirs);
+  // What an admitted peer knows of third members fills the gaps in what this node knows:
+  // a member that lost its data dir is then refused here too, though this node never met
+  // its previous incarnation and the replicated record of it has not reached it yet. A
+  // wrong claim can only make this node refuse a member (availability), never admit one.
+  for (const [id, incarnation] of hello.knownIncarnations ?? []) {
+    if (id !== self && id !== hello.nodeId && policy.knownIncarnation(id) === undefined) policy.heardIncarnation(id, incarnation);
   }
   return null;
 }

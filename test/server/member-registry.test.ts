@@ -1,8 +1,10 @@
 // The member records the runtime replicates: seeded from the persisted bootstrap,
 // changed by conf-change contexts, carried in a runtime section framing snapshots.
 import { describe, expect, it } from 'vitest';
+import { decodeConfChange } from '../../src/raft/conf-change.js';
 import {
   MemberRegistry,
+  bootstrapEntries,
   decodeBootstrap,
   decodeMemberContext,
   encodeBootstrap,
@@ -21,14 +23,21 @@ describe('member registry', () => {
         ['n1', 'h1:1'],
         ['n2', 'h2:1'],
       ]),
+      inLog: true,
     };
     expect(decodeBootstrap(encodeBootstrap(b))).toEqual(b);
-    expect(decodeBootstrap(encodeBootstrap({ join: true, members: new Map() }))).toEqual({ join: true, members: new Map() });
+    expect(decodeBootstrap(encodeBootstrap({ join: true, members: new Map(), inLog: true }))).toEqual({
+      join: true,
+      members: new Map(),
+      inLog: true,
+    });
+    // A record from before bootstrap entries: the configuration is at index 0, not in the log.
+    expect(decodeBootstrap(bytes('{"join":false,"members":[["n1","h1:1"]]}')).inLog).toBe(false);
     expect(() => decodeBootstrap(bytes('{"members":[["n1"]]}'))).toThrow(/malformed/);
   });
 
   it('applies conf changes in order: add with a record, legacy address-only context, remove', () => {
-    const r = MemberRegistry.fromBootstrap({ join: false, members: new Map([['n1', 'h1:1']]) });
+    const r = MemberRegistry.fromBootstrap({ join: false, members: new Map([['n1', 'h1:1']]), inLog: true });
     const rec = { peerAddress: 'h4:1', clientAddress: 'h4:2', incarnation: 'inc4' };
     r.apply({ op: 'addLearner', nodeId: 'n4', context: encodeMemberContext(rec) });
     r.apply({ op: 'addVoter', nodeId: 'n5', context: 'h5:1' });
@@ -43,6 +52,24 @@ describe('member registry', () => {
     expect(copy.get('n4')).toEqual(rec);
     expect(copy.get('n1')).toBeUndefined();
     expect(decodeMemberContext('')).toBeNull();
+  });
+
+  it('an update names only what changes; a bootstrap entry (no context) keeps the seeded record', () => {
+    const r = MemberRegistry.fromBootstrap({ join: false, members: new Map([['n1', 'h1:1']]), inLog: true });
+    r.apply({ op: 'addVoter', nodeId: 'n1', context: '' });
+    expect(r.get('n1')).toEqual({ peerAddress: 'h1:1', clientAddress: '', incarnation: '' });
+    r.apply({ op: 'updateMember', nodeId: 'n1', context: encodeMemberContext({ peerAddress: '', clientAddress: '', incarnation: 'i1' }) });
+    expect(r.get('n1')).toEqual({ peerAddress: 'h1:1', clientAddress: '', incarnation: 'i1' });
+  });
+
+  it('bootstrap entries: one committed addVoter per member in id order, identical whatever order --peers lists them', () => {
+    const a = bootstrapEntries(['n3', 'n1', 'n2']);
+    expect(a.map((e) => [e.index, e.term, e.type, decodeConfChange(e.data).nodeId])).toEqual([
+      [1, 1, 'conf', 'n1'],
+      [2, 1, 'conf', 'n2'],
+      [3, 1, 'conf', 'n3'],
+    ]);
+    expect(bootstrapEntries(['n1', 'n2', 'n3'])).toEqual(a);
   });
 
   it('frames the state machine snapshot with the runtime section, and reads a snapshot from before the frame as all user data', () => {

@@ -149,6 +149,7 @@ export class SimTransport implements RuntimeTransport {
       clientAddress: `sim-client:${this.id}`,
       incarnation: this.policy?.incarnation ?? '',
       timing: this.policy?.timing ?? null,
+      knownIncarnations: this.policy?.knownIncarnations() ?? new Map(),
     };
   }
 

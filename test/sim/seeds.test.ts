@@ -27,4 +27,24 @@ describe('fixed seeds with faults', () => {
     const f = await failures(5, 100_001);
     expect(f.slice(0, 1).join('\n'), `${f.length} seeds failed`).toBe('');
   });
+
+  // The regression: with the bootstrap voters only at index 0, a joiner sent the log from
+  // index 1 rebuilt its configuration without them and elected itself beside the leader.
+  it('a member started with --join on an empty data dir (seed 183 found two leaders in term 4)', async () => {
+    const r = await runSeed({ seed: 183, joinEmpty: true });
+    expect(r.violations.map((v) => v.message)).toEqual([]);
+    expect(r.stats.confChanges).toBeGreaterThan(0);
+  });
+
+  it('members that lose their data dir (a minority) are never counted again: 100 seeds, safety phase', async () => {
+    const f: string[] = [];
+    let wipes = 0;
+    for (let seed = 301; seed <= 400; seed++) {
+      const r = await runSeed({ seed, wipe: 0.5, liveness: false, traceSize: 50 });
+      wipes += r.stats.wipes;
+      if (r.violations.length > 0) f.push(formatFailure(r));
+    }
+    expect(f.slice(0, 1).join('\n'), `${f.length} seeds failed`).toBe('');
+    expect(wipes).toBeGreaterThan(20);
+  });
 });

@@ -74,8 +74,7 @@ export interface SimOptions {
   readonly crash?: number;
   /**
    * Share of crashes that also lose the whole data dir (the node restarts empty, with a
-   * new incarnation). Default 0: until members refuse a lost incarnation, such a node
-   * may vote twice in a term, and the lost-incarnation checker fires.
+   * new incarnation). Default drawn from the seed.
    */
   readonly wipe?: number;
   /**
@@ -87,9 +86,10 @@ export interface SimOptions {
   /**
    * A spare joins with an empty configuration (`leaderd start --join`), knowing the
    * current members only as addresses. Default false: it starts from the cluster's
-   * bootstrap configuration, as a node given the initial member list does. With an
-   * empty configuration a joiner that receives the log from index 1 never sees the
-   * bootstrap voters (they are not in the log) and may count itself a majority.
+   * bootstrap configuration, as a node given the initial member list does (it writes the
+   * same bootstrap entries as the initial voters). Before the bootstrap voters were the
+   * log's first entries, a joiner that received the log from index 1 never saw them and
+   * could count itself a majority (seed 183 with this option).
    */
   readonly joinEmpty?: boolean;
   /** Run the liveness phase after the safety phase (default true). */
@@ -144,6 +144,8 @@ export interface SimStats {
   reads: number;
   crashes: number;
   wipes: number;
+  /** Runs whose liveness phase was skipped because a member had lost its data. */
+  livenessSkipped: number;
   partitions: number;
   confChanges: number;
   transfers: number;
@@ -271,6 +273,7 @@ export class Simulator implements PartsHost {
     reads: 0,
     crashes: 0,
     wipes: 0,
+    livenessSkipped: 0,
     partitions: 0,
     confChanges: 0,
     transfers: 0,
@@ -289,6 +292,8 @@ export class Simulator implements PartsHost {
   private readonly addresses: ReadonlyMap<NodeId, string>;
   /** Member -> the incarnation of its data dir when it became a member (lost-incarnation checker). */
   private readonly admitted = new Map<NodeId, number>();
+  /** Nodes whose data dir was lost since they were last added: their peers refuse them. */
+  private readonly wiped = new Set<NodeId>();
   private readonly trace: TraceRing;
   private readonly traceOn: boolean;
   private time = 0;
@@ -351,7 +356,7 @@ export class Simulator implements PartsHost {
       const join = this.opts.joinEmpty === true && slot.seeded !== this.bootstrapConf;
       const conf = join ? slot.seeded : this.bootstrapConf;
       const members = new Map([...conf.voters, ...conf.learners].map((id) => [id, this.addresses.get(id)!]));
-      slot.meta.set(BOOTSTRAP_META, encodeBootstrap({ join, members }));
+      slot.meta.set(BOOTSTRAP_META, encodeBootstrap({ join, members, inLog: true }));
     }
   }
 
@@ -379,7 +384,13 @@ export class Simulator implements PartsHost {
     await settle();
     this.queue.push(this.rand.range(1, TICK / 2), { kind: 'chaos' });
     while (this.violations.length === 0 && this.stats.steps < p.steps) await this.step();
-    if (this.violations.length === 0 && this.opts.liveness !== false) await this.livenessPhase();
+    // A member that lost its data stays refused until an operator removes and re-adds it,
+    // so the cluster owes no liveness without that step (a pending change may need it).
+    const lost = [...this.wiped];
+    if (lost.length > 0) {
+      this.stats.livenessSkipped++;
+      this.log(`liveness phase skipped: ${lost.join(', ')} lost their data (recovery: remove and re-add)`);
+    } else if (this.violations.length === 0 && this.opts.liveness !== false) await this.livenessPhase();
     // The run is over: every process is gone, nothing it left pending may act.
     for (const s of this.slots) s.inc.alive = false;
     this.stats.ticks = Math.floor(this.time / TICK);
@@ -593,6 +604,20 @@ export class Simulator implements PartsHost {
     );
   }
 
+  /**
+   * The fault model leaderd claims to survive: a minority of the members lose their data.
+   * A majority that lost theirs has lost the cluster's acknowledged state for good, and
+   * its members, each on an empty data dir, cannot tell themselves from a new cluster
+   * (that is what `leaderd recover` and a restore from backup are for).
+   */
+  private mayLoseDisk(victim: Slot): boolean {
+    let intact = 0;
+    for (const [id, incarnation] of this.admitted) {
+      if (id !== victim.id && this.byId.get(id)!.incarnation === incarnation) intact++;
+    }
+    return intact >= Math.floor(this.admitted.size / 2) + 1;
+  }
+
   private crash(slot: Slot, wipe: boolean): void {
     slot.inc.alive = false;
     slot.node = null;
@@ -603,8 +628,16 @@ export class Simulator implements PartsHost {
     slot.disk.crash();
     this.stats.crashes++;
     if (wipe) {
-      // The disk is gone: the node comes back on an empty data dir, a new incarnation.
+      // The disk is gone: the node comes back on an empty data dir, a new incarnation. If
+      // the lost one had stored nothing beyond a new data dir's (no term past the
+      // bootstrap's, no vote, no entry past the bootstrap entries), it never voted nor
+      // acknowledged an entry, so nothing anyone counted is lost with it: the new one
+      // stands in its place (peers that met the old one still refuse it).
+      const lost = slot.disk.current;
+      const blank = lost.hardState.term <= 1 && lost.hardState.votedFor === null && lastIndex(lost) <= this.bootstrapConf.voters.length;
+      if (this.admitted.get(slot.id) === slot.incarnation && blank) this.admitted.set(slot.id, slot.incarnation + 1);
       slot.incarnation++;
+      this.wiped.add(slot.id);
       this.newDataDir(slot);
       this.stats.wipes++;
     }
@@ -916,7 +949,7 @@ export class Simulator implements PartsHost {
     if (r.chance(p.crash)) {
       const victim = r.pick(up());
       if (victim) {
-        this.crash(victim, r.chance(p.wipe));
+        this.crash(victim, r.chance(p.wipe) && this.mayLoseDisk(victim));
         touched.delete(victim);
         this.queue.push(this.time + r.range(1, 40) * TICK, { kind: 'restart', node: victim.idx });
       }
@@ -984,6 +1017,7 @@ export class Simulator implements PartsHost {
         this.log(`${leader.id} conf change ${cc.op} ${cc.nodeId} applied at ${index}`);
         if (cc.op === 'removeVoter') this.admitted.delete(cc.nodeId);
         else if (cc.op !== 'promoteLearner') this.admitted.set(cc.nodeId, incarnation);
+        if (cc.op === 'addVoter' || cc.op === 'addLearner') this.wiped.delete(cc.nodeId);
       },
       (err: unknown) => inc.alive && this.log(`${leader.id} proposeConfChange(${cc.op} ${cc.nodeId}) -> ${String(err)}`),
     );

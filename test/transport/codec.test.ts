@@ -99,11 +99,29 @@ describe('codec', () => {
       clientAddress: '127.0.0.1:2',
       incarnation: 'abc123',
       timing: { heartbeatMs: 50, electionTimeoutMs: 300, tickMs: 10, leaseDriftMs: 30 },
+      knownIncarnations: new Map([
+        ['n2', 'i2'],
+        ['n3', 'i3'],
+      ]),
     };
     expect(parseFrame(overTheWire(helloToWire(hello)))).toEqual({ kind: 'hello', hello });
     expect(fromWire(helloToWire(hello))).toBeInstanceOf(ValidationError);
     const older = { clusterId: 'c', nodeId: 'n1', peerAddress: '127.0.0.1:1', clientAddress: '127.0.0.1:2' };
-    expect(parseFrame(overTheWire(helloToWire(older)))).toEqual({ kind: 'hello', hello: { ...older, incarnation: '', timing: null } });
+    expect(parseFrame(overTheWire(helloToWire(older)))).toEqual({
+      kind: 'hello',
+      hello: { ...older, incarnation: '', timing: null, knownIncarnations: new Map() },
+    });
+  });
+
+  it('refuses a Hello that tells of more incarnations than a cluster has members, naming the field', () => {
+    const many = new Map(Array.from({ length: 65 }, (_, i) => [`n${i}`, `i${i}`] as [string, string]));
+    const wire = helloToWire({ clusterId: 'c', nodeId: 'n1', peerAddress: 'a:1', clientAddress: 'a:2', knownIncarnations: many });
+    // helloToWire itself never sends more than the limit.
+    expect(Object.keys((wire.hello as { knownIncarnations: object }).knownIncarnations)).toHaveLength(64);
+    (wire.hello as { knownIncarnations: Record<string, string> }).knownIncarnations['extra'] = 'x';
+    const r = parseFrame(overTheWire(wire));
+    expect(r).toBeInstanceOf(ValidationError);
+    expect(String(r)).toMatch(/knownIncarnations.*more than 64/);
   });
 
   it.each([

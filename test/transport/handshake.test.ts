@@ -25,6 +25,12 @@ class Policy implements HandshakePolicy {
   learnIncarnation(id: NodeId, incarnation: string): void {
     this.known.set(id, incarnation);
   }
+  knownIncarnations(): ReadonlyMap<NodeId, string> {
+    return this.known;
+  }
+  heardIncarnation(id: NodeId, incarnation: string): void {
+    this.known.set(id, incarnation);
+  }
   refusedByPeer(id: NodeId, refusal: Refusal): void {
     this.refusedBy.push({ id, refusal });
   }
@@ -56,6 +62,28 @@ describe('checkHello', () => {
     expect(r?.kind).toBe('incarnation');
     expect(r?.reason).toMatch(/n3 is incarnation i2, but n1 knows member n3 as incarnation i1/);
     expect(p.known.get('n3')).toBe('i1');
+  });
+
+  it('adopts what an admitted peer knows of third members, never over what it knows itself, never from a refused peer', () => {
+    const p = new Policy('self');
+    p.known.set('n4', 'mine');
+    const gossip = new Map([
+      ['n2', 'i2'], // unknown here: adopted
+      ['n4', 'theirs'], // known here: kept as it is
+      ['n1', 'not-me'], // this node itself: ignored
+    ]);
+    expect(checkHello('n1', p, { ...hello, incarnation: 'i3', timing: TIMING, knownIncarnations: gossip })).toBeNull();
+    expect(p.known.get('n2')).toBe('i2');
+    expect(p.known.get('n4')).toBe('mine');
+    expect(p.known.has('n1')).toBe(false);
+    // A wiped n2 (new incarnation) is now refused here, though this node never met it.
+    expect(checkHello('n1', p, { ...hello, nodeId: 'n2', incarnation: 'i2-new', timing: TIMING })?.kind).toBe('incarnation');
+
+    const q = new Policy('self');
+    q.known.set('n3', 'old');
+    const refused = checkHello('n1', q, { ...hello, incarnation: 'new', timing: TIMING, knownIncarnations: new Map([['n5', 'x']]) });
+    expect(refused?.kind).toBe('incarnation');
+    expect(q.known.has('n5')).toBe(false);
   });
 
   it('refuses any timing difference, naming both sides, before learning the incarnation', () => {

@@ -10,6 +10,7 @@ export interface Hello {
   'clientAddress'?: (string);
   'incarnation'?: (string);
   'timing'?: (_leaderd_raft_v1_Timing | null);
+  'knownIncarnations'?: ({[key: string]: string});
 }
 
 export interface Hello__Output {
@@ -19,4 +20,5 @@ export interface Hello__Output {
   'clientAddress': (string);
   'incarnation': (string);
   'timing': (_leaderd_raft_v1_Timing__Output | null);
+  'knownIncarnations': ({[key: string]: string});
 }
