@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { json, text, type HttpListener } from '../server/http-listener.js';
 import type { LeadershipHistory } from '../server/leadership-history.js';
 import type { LeaderView, MemberView, NodeStatusView } from '../server/node.js';
-import { dashboardAssets } from './assets.js';
+import { dashboardAssets, type Asset } from './assets.js';
 import { ClusterView } from './cluster-view.js';
 import { EventStreamHub } from './event-stream.js';
 import { MetricsSampler, readHistogram } from './metrics-sampler.js';
@@ -34,6 +34,8 @@ export interface DashboardDeps {
   /** Event streams open at once (default 64); the next gets 503. */
   readonly maxSubscribers?: number;
   readonly probeTimeoutMs?: number;
+  /** Where the page's files come from (default: the package's own; tests replace it). */
+  readonly assets?: () => ReadonlyMap<string, Asset>;
 }
 
 export interface Dashboard {
@@ -72,7 +74,17 @@ export function addDashboardRoutes(listener: HttpListener, deps: DashboardDeps):
   view.start();
   sampler.start();
 
+  // A package that lost its static files still serves /metrics and health checks; the page
+  // says what is missing instead of taking the node down with it.
+  let assets: ReadonlyMap<string, Asset>;
+  try {
+    assets = (deps.assets ?? dashboardAssets)();
+  } catch (err) {
+    deps.log.warn({ node: deps.nodeId, err: (err as Error).message }, 'dashboard assets missing; / answers 503');
+    assets = new Map();
+  }
   listener.route('/', (_req, res) => {
+    if (assets.size === 0) return text(res, 503, 'dashboard assets missing from this installation (see the node log)\n');
     res.writeHead(200, {
       ...SECURITY_HEADERS,
       'Content-Type': 'text/html; charset=utf-8',
@@ -82,7 +94,7 @@ export function addDashboardRoutes(listener: HttpListener, deps: DashboardDeps):
     });
     res.end(DASHBOARD_HTML);
   });
-  for (const [name, asset] of dashboardAssets()) {
+  for (const [name, asset] of assets) {
     listener.route(`/assets/${name}`, (_req, res) => {
       res.writeHead(200, { ...SECURITY_HEADERS, 'Content-Type': asset.contentType, 'Content-Length': asset.body.byteLength });
       res.end(asset.body);
