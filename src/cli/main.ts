@@ -116,7 +116,10 @@ program
   .option('--base-port <port>', 'node i listens for clients on base+i, peers on base+100+i, metrics on base+200+i', '7000')
   .option('--heartbeat-ms <ms>', 'passed to every node')
   .option('--election-timeout-ms <ms>', 'passed to every node')
-  .option('--no-metrics', 'do not give each node a metrics listener (default: node i serves /metrics on 127.0.0.1:7200+i)')
+  .option(
+    '--no-metrics',
+    'do not give each node a metrics and dashboard listener (default: node i serves / and /metrics on 127.0.0.1:7200+i)',
+  )
   .option('--no-view', 'print leadership changes as lines instead of a live table')
   .option('--tls', 'TLS everywhere: makes a test CA and certificates in <data-dir>/certs (once) and uses them')
   .action(async (o) => (await local()).runLocal(o));
