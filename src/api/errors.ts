@@ -66,6 +66,10 @@ export type ErrorKind =
   /** A write that would grow the store past its storage quota (--quota-bytes); deletes still work. */
   | 'quota-exceeded'
   | 'cancelled'
+  /** No valid credentials (bearer token, client certificate): refused before any handler ran. */
+  | 'unauthenticated'
+  /** The caller's role or key prefixes do not allow this method or key. */
+  | 'permission-denied'
   | 'internal';
 
 export interface KindSpec {
@@ -104,6 +108,8 @@ export const ERROR_CONTRACT: Readonly<Record<ErrorKind, KindSpec>> = Object.free
   // Refused before entering the log; the same write succeeds once followers catch up.
   overloaded: { code: S.RESOURCE_EXHAUSTED, outcome: 'not-applied', transient: true },
   cancelled: { code: S.CANCELLED, outcome: 'unknown', transient: false },
+  unauthenticated: { code: S.UNAUTHENTICATED, outcome: 'not-applied', transient: false },
+  'permission-denied': { code: S.PERMISSION_DENIED, outcome: 'not-applied', transient: false },
   internal: { code: S.INTERNAL, outcome: 'unknown', transient: false },
 });
 
@@ -207,6 +213,10 @@ export function kindOfCode(code: grpc.status): ErrorKind {
       return 'compacted';
     case S.CANCELLED:
       return 'cancelled';
+    case S.UNAUTHENTICATED:
+      return 'unauthenticated';
+    case S.PERMISSION_DENIED:
+      return 'permission-denied';
     default:
       return 'internal';
   }

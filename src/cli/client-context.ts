@@ -233,6 +233,8 @@ export async function explain(err: unknown, c: LeaderdClient, timeoutMs: number,
     case 'internal':
     case 'cancelled':
     case 'closed':
+    case 'unauthenticated':
+    case 'permission-denied':
       return new CliError([detailsOf(err)], EXIT_RUNTIME);
     default: {
       const never: never = err.kind;

@@ -34,6 +34,10 @@ export type LeaderdErrorKind =
   | 'resource-exhausted'
   /** Cancelled by the caller (AbortSignal) or by close(). */
   | 'cancelled'
+  /** No valid token or client certificate (UNAUTHENTICATED): not retried. */
+  | 'unauthenticated'
+  /** The token's role or prefixes do not allow the call (PERMISSION_DENIED): not retried. */
+  | 'permission-denied'
   /** The client was closed. */
   | 'closed'
   /** Anything else the server or transport reported (INTERNAL, UNKNOWN, ...). */
@@ -152,6 +156,10 @@ function clientKind(code: grpc.status, label: string | null): LeaderdErrorKind {
       return 'resource-exhausted';
     case grpc.status.CANCELLED:
       return 'cancelled';
+    case grpc.status.UNAUTHENTICATED:
+      return 'unauthenticated';
+    case grpc.status.PERMISSION_DENIED:
+      return 'permission-denied';
     default:
       return 'internal';
   }

@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { CLIENT_URI_PREFIX, MEMBER_URI_PREFIX, subjectAltNames } from './tls.js';
+import { ApiError, toStatus } from '../api/errors.js';
 
 export const ROLES = ['read', 'write', 'admin'] as const;
 export type Role = (typeof ROLES)[number];
@@ -276,10 +277,10 @@ export function authInterceptor(auth: Authenticator, log: Logger): grpc.ServerIn
     let principal: Principal | undefined;
     const refuse = (v: Extract<Verdict, { ok: false }>) => {
       log.debug({ method: method.path, principal: principal?.name, code: v.code }, 'client call refused');
-      // Refused before any handler ran: the call took no effect, and clients may say so.
-      const metadata = new grpc.Metadata();
-      metadata.set('leaderd-outcome', 'not-applied');
-      call.sendStatus({ code: v.code, details: v.details, metadata });
+      // Refused before any handler ran: the call took no effect, and clients may say so
+      // (the kind's outcome rule in the one error contract says not-applied).
+      const kind = v.code === grpc.status.UNAUTHENTICATED ? 'unauthenticated' : 'permission-denied';
+      call.sendStatus(toStatus(new ApiError(kind, v.details)));
     };
     return new grpc.ServerInterceptingCall(call, {
       start: (next) => {

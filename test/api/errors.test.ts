@@ -38,6 +38,8 @@ describe('the error contract table', () => {
     ['quota-exceeded', S.RESOURCE_EXHAUSTED, 'not-applied', false],
     ['overloaded', S.RESOURCE_EXHAUSTED, 'not-applied', true],
     ['cancelled', S.CANCELLED, 'unknown', false],
+    ['unauthenticated', S.UNAUTHENTICATED, 'not-applied', false],
+    ['permission-denied', S.PERMISSION_DENIED, 'not-applied', false],
     ['internal', S.INTERNAL, 'unknown', false],
   ];
 

@@ -129,6 +129,14 @@ describe('a TLS cluster with tokens', () => {
     expect(await codeOf(jobs.put('jobs/a', '1'))).toBe('ok');
     expect(await codeOf(jobs.put('billing/a', '1'))).toBe(grpc.status.PERMISSION_DENIED);
     expect(await codeOf(jobs.get('k0'))).toBe(grpc.status.PERMISSION_DENIED);
+    // Both refusals carry their kind from the one error contract, and say nothing was applied.
+    const kindOf = (p: Promise<unknown>) =>
+      p.then(
+        () => 'ok',
+        (err: { kind?: string; outcome?: string }) => `${err.kind}/${err.outcome}`,
+      );
+    expect(await kindOf(reader.put('k0', 'changed'))).toBe('permission-denied/not-applied');
+    expect(await kindOf(client(undefined).put('x', 'y'))).toBe('unauthenticated/not-applied');
     // Nothing the refused calls tried took effect.
     const admin = client(TOKENS.admin);
     expect(Buffer.from((await admin.get('k0')).kv!.value).toString()).toBe('v0');
