@@ -4,7 +4,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { LeaderdClient } from '../../src/client/leaderd-client.js';
-import { LocalCluster, freePort, lines, runCli, waitFor } from './cluster.js';
+import { LocalCluster, freePort, lines, runCli, waitFor, type NodeSpec } from './cluster.js';
 
 let cluster: LocalCluster | null = null;
 const closers: (() => void)[] = [];
@@ -49,6 +49,20 @@ function writeLoad(endpoints: string[]): { stop: () => Promise<{ key: string; re
   };
 }
 
+/** A new node `id` on fresh ports and an empty data dir, started with --join (not yet a member). */
+async function startJoiner(c: LocalCluster, id: string): Promise<NodeSpec> {
+  const spec = {
+    id,
+    peerPort: await freePort(),
+    clientPort: await freePort(),
+    dataDir: join(c.root, id),
+    logPath: join(c.root, `${id}.log`),
+  };
+  c.specs.push(spec);
+  c.start(id, { '--join': '' });
+  return spec;
+}
+
 describe('leaderd members', () => {
   it.each(['follower', 'leader'] as const)(
     'replaces a dead %s under a write load: remove, start a fresh node with --join, add; nothing lost, the new member votes and serves',
@@ -68,15 +82,7 @@ describe('leaderd members', () => {
       expect((JSON.parse(removed.stdout) as Row[]).map((r) => r.id).sort()).toEqual(survivors.slice().sort());
 
       // The replacement: a new id on new ports, an empty data dir, --join.
-      const spec = {
-        id: 'n4',
-        peerPort: await freePort(),
-        clientPort: await freePort(),
-        dataDir: join(c.root, 'n4'),
-        logPath: join(c.root, 'n4.log'),
-      };
-      c.specs.push(spec);
-      c.start('n4', { '--join': '' });
+      const spec = await startJoiner(c, 'n4');
       const added = await runCli(
         [
           'members',
@@ -141,15 +147,7 @@ describe('leaderd members', () => {
     const c = (cluster = await LocalCluster.create({ nodes: 3, heartbeatMs: 100, electionTimeoutMs: 800 }));
     c.startAll();
     await c.waitForLeader();
-    const spec = {
-      id: 'n4',
-      peerPort: await freePort(),
-      clientPort: await freePort(),
-      dataDir: join(c.root, 'n4'),
-      logPath: join(c.root, 'n4.log'),
-    };
-    c.specs.push(spec);
-    c.start('n4', { '--join': '' });
+    const spec = await startJoiner(c, 'n4');
     const endpoints = c.endpoints(['n1', 'n2', 'n3']).join(',');
     const addr = ['--peer-address', `127.0.0.1:${spec.peerPort}`, '--client-address', `127.0.0.1:${spec.clientPort}`];
     const learner = await runCli(['members', 'add', 'n4', ...addr, '--learner', '--json', '--endpoints', endpoints], { timeoutMs: 30_000 });
