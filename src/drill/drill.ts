@@ -50,7 +50,7 @@ export interface DrillOptions {
 /** Unfinished writes allowed at once: past this the load records a failed write instead of queueing. */
 const MAX_IN_FLIGHT = 500;
 const MAX_PLOT_SAMPLES = 20_000;
-const READ_PAGE = 5000;
+const READ_PAGE = 1000;
 
 class DrillError extends Error {
   override readonly name = 'DrillError';
@@ -74,6 +74,9 @@ export async function runDrill(opts: DrillOptions): Promise<DrillResult & { inte
   const writer = new LeaderdClient({ endpoints: opts.target.endpoints, timeoutMs: 10_000, retry: clientRetry, ...sec });
   const admin = new LeaderdClient({ endpoints: opts.target.endpoints, timeoutMs: 5000, retry: clientRetry, ...sec });
   const poller = new LeaderdClient({ endpoints: opts.target.endpoints, timeoutMs: 250, ...sec });
+  // The read-back pages through every key the drill wrote: a page of a thousand keys on a
+  // loaded machine takes longer than the writers' 500 ms attempt, which would time out every try.
+  const reader = new LeaderdClient({ endpoints: opts.target.endpoints, timeoutMs: 10_000, retry: { attemptTimeoutMs: 5000 }, ...sec });
 
   // ---- status polls, one loop per node, one request at a time
   const observations: StatusObservation[] = [];
@@ -191,7 +194,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillResult & { inte
     const found = new Map<string, FoundValue>();
     let startAfter = '';
     for (;;) {
-      const page = await admin.range(prefix, { limit: READ_PAGE, ...(startAfter ? { startAfter } : {}) });
+      const page = await reader.range(prefix, { limit: READ_PAGE, ...(startAfter ? { startAfter } : {}) });
       for (const kv of page.kvs) found.set(kv.key, { value: kv.value.toString('utf8'), modRevision: kv.modRevision });
       if (!page.more || page.kvs.length === 0) break;
       startAfter = page.kvs[page.kvs.length - 1]!.key;
@@ -346,6 +349,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillResult & { inte
   writer.close();
   admin.close();
   poller.close();
+  reader.close();
 
   const result: DrillResult & { interrupted?: boolean; writesAcknowledged: number } = {
     version: 1,

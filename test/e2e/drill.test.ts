@@ -7,7 +7,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DrillResult } from '../../src/drill/result.js';
-import { CLI, alive, exitOf, lines, pidsInLogs, runCli, waitFor } from './cluster.js';
+import { LeaderdClient } from '../../src/client/leaderd-client.js';
+import { CLI, LocalCluster, alive, exitOf, lines, pidsInLogs, runCli, waitFor } from './cluster.js';
 
 const NODES = ['n1', 'n2', 'n3'];
 // Timings a loaded 2-core machine keeps stable (elections at the defaults churn when six
@@ -126,6 +127,34 @@ describe('leaderd drill', () => {
       expect(existsSync(join(data, 'n1'))).toBe(true);
     } finally {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+    }
+  });
+
+  it('attached to a running cluster with --endpoints, switches over twice, and leaves none of its keys behind', async () => {
+    const c = await LocalCluster.create({ nodes: 3, heartbeatMs: 100, electionTimeoutMs: 800 });
+    try {
+      c.startAll();
+      await c.waitForLeader();
+      const dir = tempDir();
+      const r = await runCli(
+        ['drill', '--fault', 'transfer', '--trials', '2', '--json', '--report-dir', dir, '--endpoints', c.endpoints().join(',')],
+        { timeoutMs: 55_000 },
+      );
+      expect(r.code, r.stderr).toBe(0);
+      const result = JSON.parse(r.stdout) as DrillResult;
+      expect(result.trials.map((t) => [t.error, t.writesLost, t.leaseOverlap])).toEqual([
+        [undefined, 0, false],
+        [undefined, 0, false],
+      ]);
+      expect(result.nodes).toBe(3);
+      const client = new LeaderdClient({ endpoints: c.endpoints(), timeoutMs: 5000 });
+      try {
+        expect((await client.range('_drill/')).kvs).toEqual([]);
+      } finally {
+        client.close();
+      }
+    } finally {
+      await c.stop();
     }
   });
 
