@@ -75,8 +75,15 @@ export async function runDrill(opts: DrillOptions): Promise<DrillResult & { inte
   const admin = new LeaderdClient({ endpoints: opts.target.endpoints, timeoutMs: 5000, retry: clientRetry, ...sec });
   const poller = new LeaderdClient({ endpoints: opts.target.endpoints, timeoutMs: 250, ...sec });
   // The read-back pages through every key the drill wrote: a page of a thousand keys on a
-  // loaded machine takes longer than the writers' 500 ms attempt, which would time out every try.
-  const reader = new LeaderdClient({ endpoints: opts.target.endpoints, timeoutMs: 10_000, retry: { attemptTimeoutMs: 5000 }, ...sec });
+  // loaded machine takes longer than the writers' 500 ms attempt, which would time out every
+  // try. It goes to the node the polls show leading: a follower forwards a ReadIndex and gives
+  // up after one election timeout, which at load average 20 happened on every try for 20 s.
+  const readerFor = (): LeaderdClient => {
+    const leader = [...latest.values()].find((o) => o.status?.role === 'leader')?.node;
+    const first = opts.target.endpoints.find((e) => idOf.get(e) === leader);
+    const endpoints = first === undefined ? opts.target.endpoints : [first, ...opts.target.endpoints.filter((e) => e !== first)];
+    return new LeaderdClient({ endpoints, timeoutMs: 10_000, retry: { attemptTimeoutMs: 5000 }, ...sec });
+  };
 
   // ---- status polls, one loop per node, one request at a time
   const observations: StatusObservation[] = [];
@@ -193,11 +200,16 @@ export async function runDrill(opts: DrillOptions): Promise<DrillResult & { inte
     const check = acked.filter((w) => w.ackedAtMs < readStart);
     const found = new Map<string, FoundValue>();
     let startAfter = '';
-    for (;;) {
-      const page = await reader.range(prefix, { limit: READ_PAGE, ...(startAfter ? { startAfter } : {}) });
-      for (const kv of page.kvs) found.set(kv.key, { value: kv.value.toString('utf8'), modRevision: kv.modRevision });
-      if (!page.more || page.kvs.length === 0) break;
-      startAfter = page.kvs[page.kvs.length - 1]!.key;
+    const reader = readerFor();
+    try {
+      for (;;) {
+        const page = await reader.range(prefix, { limit: READ_PAGE, ...(startAfter ? { startAfter } : {}) });
+        for (const kv of page.kvs) found.set(kv.key, { value: kv.value.toString('utf8'), modRevision: kv.modRevision });
+        if (!page.more || page.kvs.length === 0) break;
+        startAfter = page.kvs[page.kvs.length - 1]!.key;
+      }
+    } finally {
+      reader.close();
     }
     let fresh = 0;
     for (const w of lostWrites(check, found))
@@ -217,9 +229,13 @@ export async function runDrill(opts: DrillOptions): Promise<DrillResult & { inte
     switch (fault) {
       case 'kill':
         await t.kill(leader);
-        await untilNewLeader();
-        await untilWrites();
-        await t.restart(leader);
+        try {
+          await untilNewLeader();
+          await untilWrites();
+        } finally {
+          // Even when the trial failed: the next one needs every node back.
+          await t.restart(leader);
+        }
         return;
       case 'pause':
         await t.pause(leader);
@@ -240,8 +256,11 @@ export async function runDrill(opts: DrillOptions): Promise<DrillResult & { inte
         if (follower === undefined) throw new DrillError('no follower to restart');
         bystander = follower;
         await t.kill(follower);
-        await sleep(1000, stop.signal);
-        await t.restart(follower);
+        try {
+          await sleep(1000, stop.signal);
+        } finally {
+          await t.restart(follower);
+        }
         await untilWrites();
         return;
       }
@@ -349,7 +368,6 @@ export async function runDrill(opts: DrillOptions): Promise<DrillResult & { inte
   writer.close();
   admin.close();
   poller.close();
-  reader.close();
 
   const result: DrillResult & { interrupted?: boolean; writesAcknowledged: number } = {
     version: 1,
