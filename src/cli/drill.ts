@@ -8,10 +8,11 @@ import { join, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import { DEFAULTS } from '../server/config.js';
 import { DrillLocalCluster } from '../drill/local-cluster.js';
+import { renderDrillReport } from '../dashboard/drill-report.js';
 import { runDrill, type DrillTarget } from '../drill/drill.js';
 import { DRILL_FAULTS, type DrillFault, type DrillResult, type DrillStats, type DrillTrial } from '../drill/result.js';
 import { clientSecurity, out, parseEndpoints, table, untilInterrupted, type ClientFlags } from './client-context.js';
-import { CliError, EXIT_RUNTIME, EXIT_USAGE, UsageError } from './usage.js';
+import { CliError, EXIT_RUNTIME, UsageError } from './usage.js';
 import { LOCAL_MAX_NODES } from './local-ports.js';
 
 export interface DrillFlags extends ClientFlags {
@@ -104,7 +105,7 @@ export async function runDrillCommand(flags: DrillFlags): Promise<void> {
   const saved = join(reportDir, 'drills', `${result.startedAt.replace(/[:.]/g, '-')}.json`);
   mkdirSync(join(reportDir, 'drills'), { recursive: true });
   writeFileSync(saved, JSON.stringify(result, null, 2) + '\n');
-  if (flags.html !== undefined) writeFileSync(flags.html, await renderHtml(result));
+  if (flags.html !== undefined) writeFileSync(flags.html, renderDrillReport(result));
   if (flags.json) out(JSON.stringify(result, null, 2));
   else {
     out(drillTable(result));
@@ -154,22 +155,6 @@ export function drillTable(r: DrillResult): string {
     `trials with two leaders at once: ${r.summary.leaseOverlaps}`,
     ...failed.map((t) => `trial ${t.index + 1} failed: ${t.error}`),
   ].join('\n');
-}
-
-async function renderHtml(result: DrillResult): Promise<string> {
-  // The report renderer is built on the dashboard track; it is loaded by a computed name
-  // so that this command builds whether or not it is present.
-  const name = '../dashboard/drill-report.js';
-  try {
-    const mod = (await import(name)) as { renderDrillReport?: (r: DrillResult) => string };
-    if (typeof mod.renderDrillReport === 'function') return mod.renderDrillReport(result);
-  } catch {
-    // handled below
-  }
-  throw new CliError(
-    ['--html: this build has no drill report renderer (src/dashboard/drill-report.ts); the JSON result was saved'],
-    EXIT_USAGE,
-  );
 }
 
 interface Progress {

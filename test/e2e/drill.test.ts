@@ -30,11 +30,28 @@ function tempDir(): string {
   return d;
 }
 
-async function drill(fault: string, trials: number): Promise<{ result: DrillResult & { writesAcknowledged: number }; dir: string }> {
+async function drill(
+  fault: string,
+  trials: number,
+  extra: readonly string[] = [],
+): Promise<{ result: DrillResult & { writesAcknowledged: number }; dir: string }> {
   const dir = tempDir();
   const r = await runCli(
-    ['drill', '--fault', fault, '--trials', String(trials), '--json', '--data-dir', join(dir, 'cluster'), '--report-dir', dir, ...TIMING],
-    { timeoutMs: 55_000 },
+    [
+      'drill',
+      '--fault',
+      fault,
+      '--trials',
+      String(trials),
+      '--json',
+      '--data-dir',
+      join(dir, 'cluster'),
+      '--report-dir',
+      dir,
+      ...TIMING,
+      ...extra,
+    ],
+    { timeoutMs: 55_000, cwd: dir },
   );
   expect(r.stderr).not.toContain('Warning');
   expect(r.code, r.stderr).toBe(0);
@@ -79,8 +96,13 @@ describe('leaderd drill', () => {
     expect(JSON.parse(readFileSync(join(dir, 'drills', saved[0]!), 'utf8'))).toEqual(result);
   });
 
-  it('switchover, twice: a new leader each time, nothing lost, a short write gap', async () => {
-    const { result } = await drill('transfer', 2);
+  it('switchover, twice: a new leader each time, nothing lost, a short write gap; --html writes the report', async () => {
+    const { result, dir } = await drill('transfer', 2, ['--html', 'report.html']);
+    const html = readFileSync(join(dir, 'report.html'), 'utf8');
+    expect(html).toMatch(/^<!doctype html>/i);
+    // Self-contained: it must open with no network access.
+    expect(html).not.toMatch(/<script[^>]+src=|<link[^>]+href=["']?https?:/i);
+    expect(html).toContain('leaderd drill: transfer, 2 trials, 3 nodes');
     for (const t of result.trials) {
       expect(t.error).toBeUndefined();
       expect(t.writesLost).toBe(0);
@@ -130,21 +152,20 @@ describe('leaderd drill', () => {
     }
   });
 
-  it('attached to a running cluster with --endpoints, switches over twice, and leaves none of its keys behind', async () => {
+  it('attached to a running cluster with --endpoints, switches over, and leaves none of its keys behind', async () => {
     const c = await LocalCluster.create({ nodes: 3, heartbeatMs: 100, electionTimeoutMs: 800 });
     try {
       c.startAll();
       await c.waitForLeader();
       const dir = tempDir();
       const r = await runCli(
-        ['drill', '--fault', 'transfer', '--trials', '2', '--json', '--report-dir', dir, '--endpoints', c.endpoints().join(',')],
+        ['drill', '--fault', 'transfer', '--trials', '1', '--json', '--report-dir', dir, '--endpoints', c.endpoints().join(',')],
         { timeoutMs: 55_000 },
       );
       expect(r.code, r.stderr).toBe(0);
       const result = JSON.parse(r.stdout) as DrillResult;
-      expect(result.trials.map((t) => [t.error, t.writesLost, t.leaseOverlap])).toEqual([
-        [undefined, 0, false],
-        [undefined, 0, false],
+      expect(result.trials.map((t) => [t.error, t.writesLost, t.leaseOverlap, t.newLeader !== t.oldLeader])).toEqual([
+        [undefined, 0, false, true],
       ]);
       expect(result.nodes).toBe(3);
       const client = new LeaderdClient({ endpoints: c.endpoints(), timeoutMs: 5000 });
