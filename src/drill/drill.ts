@@ -285,6 +285,14 @@ export async function runDrill(opts: DrillOptions): Promise<DrillResult & { inte
         const { id: oldLeader, term: oldTerm } = await waitFor('the cluster did not become healthy', healthyLeader, trialTimeoutMs);
         // A stretch of normal writes first, so the fault has a last acknowledged write before it.
         await sleep(300, stop.signal);
+        const settled = now() - 300;
+        // The first trial may reach here before the first write is acknowledged (the client
+        // opens its session first): RTO needs an acknowledged write before the fault.
+        await waitFor(
+          'no write was acknowledged before the fault',
+          () => (acked.length > 0 && acked[acked.length - 1]!.ackedAtMs >= settled ? true : null),
+          trialTimeoutMs,
+        );
         opts.onPhase?.(`trial ${index + 1}: ${opts.fault} (leader ${oldLeader}, term ${oldTerm})`);
         const faultMs = now();
         bystander = null;
