@@ -252,6 +252,8 @@ export class LeaderdNode {
   private lastSnapshotIndex: number;
   /** Payload bytes of the entries applied since the last snapshot (taken or installed): the snapshot trigger by bytes. */
   private bytesSinceSnapshot = 0;
+  /** Size of the last snapshot taken or installed (the byte trigger scales with it). */
+  private lastSnapshotBytes = 0;
   private readonly obs: NodeObserver | undefined;
   /** This data dir's incarnation, sent in every Hello. */
   readonly incarnation: string;
@@ -333,6 +335,7 @@ export class LeaderdNode {
     }
     if (initial.snapshot) this.restoreSnapshot(initial.snapshot.data);
     this.lastSnapshotIndex = initial.snapshot?.meta.index ?? 0;
+    this.lastSnapshotBytes = initial.snapshot?.data.byteLength ?? 0;
     this.raft = new RaftNode(raftConfig, initial);
     this.lastSoft = this.raft.softState();
     const conf = this.raft.confState();
@@ -824,6 +827,7 @@ export class LeaderdNode {
       callStateMachine('restore', snap.meta.index, () => this.restoreSnapshot(snap.data));
       this.lastSnapshotIndex = rd.snapshot.meta.index;
       this.bytesSinceSnapshot = 0;
+      this.lastSnapshotBytes = rd.snapshot.data.byteLength;
     }
     if (rd.snapshot) {
       // Entries this node proposed that the snapshot covers: their fate is in the
@@ -884,8 +888,12 @@ export class LeaderdNode {
   private async maybeSnapshot(applied: number): Promise<void> {
     // By bytes as well as entries: 10,000 entries of 1 MiB values would otherwise keep
     // 10 GiB of log in memory and on disk before the first snapshot.
+    // A snapshot costs its whole size to write, so with a large state the byte trigger
+    // grows to half the last snapshot: every byte applied is then written into at most
+    // about three snapshots, while the log held meanwhile stays within half the state.
     const entries = this.opts.snapshotEntries ?? 10_000;
-    if (applied - this.lastSnapshotIndex < entries && this.bytesSinceSnapshot < (this.opts.snapshotBytes ?? 64 << 20)) return;
+    const bytes = Math.max(this.opts.snapshotBytes ?? 64 << 20, this.lastSnapshotBytes / 2);
+    if (applied - this.lastSnapshotIndex < entries && this.bytesSinceSnapshot < bytes) return;
     const t0 = this.time.now();
     const snapshot = this.compactAt(applied, {
       entries: this.opts.snapshotTail?.entries ?? Math.min(5000, Math.floor(entries / 2)),
@@ -893,6 +901,7 @@ export class LeaderdNode {
     });
     this.bytesSinceSnapshot = 0;
     if (snapshot) {
+      this.lastSnapshotBytes = snapshot.data.byteLength;
       await this.storage.compact(snapshot, this.raft.firstIndex() - 1);
       this.obs?.snapshotTaken(snapshot.data.byteLength, (this.time.now() - t0) / 1000);
     }
