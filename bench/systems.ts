@@ -110,7 +110,7 @@ export class LeaderdCluster implements BenchCluster {
     return new LeaderdCluster(root, timing, ports, env);
   }
 
-  private endpoint(m: string): string {
+  endpoint(m: string): string {
     return `127.0.0.1:${this.ports.get(m)!.client}`;
   }
 

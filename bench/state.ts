@@ -1,0 +1,268 @@
+// Big state on a 3-node leaderd cluster on this machine (issue 8): load large values and
+// many small keys, then measure what an operator lives with: load time, leader changes,
+// RSS per node against the state's size, how long a restarted follower takes to catch up,
+// and how long a follower that was down for the whole load takes to get the state by
+// snapshot; every key is read back from the caught-up followers.
+//
+//   npm run bench:state                                   # 1,000 x 1 MiB values + 1,000,000 keys
+//   npm run bench:state -- --values 200 --keys 200000     # smaller
+//   flags: --values N --value-bytes N --keys N --batch N (keys per Txn, <= 128)
+//          --concurrency N --keep (keep the data dir) --out FILE.json
+import * as grpc from '@grpc/grpc-js';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { loadPublicApi } from '../src/transport/protos.js';
+import { rssBytes, sleep, waitFor } from './procs.js';
+import { LeaderdCluster } from './systems.js';
+
+interface Flags {
+  values: number;
+  valueBytes: number;
+  keys: number;
+  batch: number;
+  concurrency: number;
+  keep: boolean;
+  out: string | null;
+}
+
+function parseFlags(argv: readonly string[]): Flags {
+  const f: Flags = { values: 1000, valueBytes: 1 << 20, keys: 1_000_000, batch: 128, concurrency: 8, keep: false, out: null };
+  const num = (name: string, v: string | undefined, min: number, max: number): number => {
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n < min || n > max) {
+      process.stderr.write(`bench:state: ${name} must be a whole number from ${min} to ${max}, got '${v}'\n`);
+      process.exit(2);
+    }
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const v = argv[i + 1];
+    switch (a) {
+      case '--values':
+        f.values = num(a, v, 0, 100_000);
+        i++;
+        break;
+      case '--value-bytes':
+        f.valueBytes = num(a, v, 1, 1 << 20);
+        i++;
+        break;
+      case '--keys':
+        f.keys = num(a, v, 0, 10_000_000);
+        i++;
+        break;
+      case '--batch':
+        f.batch = num(a, v, 1, 128);
+        i++;
+        break;
+      case '--concurrency':
+        f.concurrency = num(a, v, 1, 256);
+        i++;
+        break;
+      case '--keep':
+        f.keep = true;
+        break;
+      case '--out':
+        if (v === undefined) num(a, v, 0, 0);
+        f.out = v!;
+        i++;
+        break;
+      default:
+        process.stderr.write(`bench:state: unknown flag ${a}\n`);
+        process.exit(2);
+    }
+  }
+  return f;
+}
+
+type Unary = (req: unknown, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: unknown) => void) => void;
+
+function kvClient(endpoint: string): grpc.Client {
+  return new (loadPublicApi().leaderd.v1.KV)(endpoint, grpc.credentials.createInsecure(), {
+    'grpc.max_send_message_length': 8 << 20,
+    'grpc.max_receive_message_length': 8 << 20,
+  });
+}
+
+function call<T>(client: grpc.Client, method: string, req: unknown, timeoutMs = 60_000): Promise<T> {
+  const f = (client as unknown as Record<string, Unary>)[method]!.bind(client);
+  return new Promise((resolve, reject) =>
+    f(req, { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res as T))),
+  );
+}
+
+/** Retries a write refused as overloaded or by a leader change (the client library would, within its deadline). */
+async function write(client: () => grpc.Client, method: string, req: unknown): Promise<number> {
+  let retries = 0;
+  for (;;) {
+    try {
+      await call(client(), method, req);
+      return retries;
+    } catch (err) {
+      const code = (err as grpc.ServiceError).code;
+      if (retries > 50 || (code !== grpc.status.UNAVAILABLE && code !== grpc.status.RESOURCE_EXHAUSTED)) throw err;
+      retries++;
+      await sleep(Math.min(1000, 20 * 2 ** Math.min(retries, 6)));
+    }
+  }
+}
+
+async function pool(total: number, concurrency: number, job: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, total) }, async () => {
+      while (next < total) await job(next++);
+    }),
+  );
+}
+
+const valueKey = (i: number) => `big/${String(i).padStart(6, '0')}`;
+const smallKey = (i: number) => `small/${String(i).padStart(8, '0')}`;
+const smallValue = (i: number) => Buffer.from(`v${i}`);
+const mib = (b: number) => Math.round(b / 2 ** 20);
+
+function bigValue(i: number, bytes: number): Buffer {
+  const b = Buffer.alloc(bytes, i % 251);
+  b.writeUInt32BE(i, 0);
+  return b;
+}
+
+async function main(): Promise<void> {
+  const flags = parseFlags(process.argv.slice(2));
+  const root = mkdtempSync(join(tmpdir(), 'leaderd-bench-state-'));
+  const cluster = await LeaderdCluster.create(root, { heartbeatMs: 50, electionMs: 300 });
+  const out: Record<string, unknown> = { flags, startedAt: new Date().toISOString() };
+  const log = (line: string) => process.stdout.write(`${line}\n`);
+  const stateBytes = flags.values * flags.valueBytes + flags.keys * (smallKey(0).length + 8);
+  log(
+    `bench:state: ${flags.values} values of ${flags.valueBytes} bytes + ${flags.keys} small keys (~${mib(stateBytes)} MiB), data in ${root}`,
+  );
+  const peakRss = new Map<string, number>();
+  const sampler = setInterval(() => {
+    for (const m of cluster.members) {
+      const pid = cluster.pid(m);
+      const r = pid === undefined ? undefined : rssBytes(pid);
+      if (r !== undefined) peakRss.set(m, Math.max(peakRss.get(m) ?? 0, r));
+    }
+  }, 250);
+  sampler.unref();
+  try {
+    await cluster.start();
+    const first = await waitFor('leader', () => cluster.whole(), 60_000);
+    const leaderOf = async () => (await waitFor('leader', () => cluster.agreed(cluster.running()), 60_000)).leader;
+    let leader = first.leader;
+    const clients = new Map<string, grpc.Client>();
+    const clientFor = (m: string) => {
+      let c = clients.get(m);
+      if (!c) clients.set(m, (c = kvClient(cluster.endpoint(m))));
+      return c;
+    };
+    // The follower that is down for the whole load: it must get the state by snapshot.
+    const absent = cluster.members.find((m) => m !== leader)!;
+    await cluster.kill(absent);
+    const running = () => cluster.running();
+
+    let retries = 0;
+    const t0 = performance.now();
+    await pool(flags.values, Math.min(4, flags.concurrency), async (i) => {
+      retries += await write(() => clientFor(leader), 'Put', { key: valueKey(i), value: bigValue(i, flags.valueBytes) });
+    });
+    const valuesMs = performance.now() - t0;
+    log(`values: ${flags.values} in ${(valuesMs / 1000).toFixed(1)} s (${(flags.values / (valuesMs / 1000)).toFixed(1)}/s)`);
+    const t1 = performance.now();
+    const txns = Math.ceil(flags.keys / flags.batch);
+    await pool(txns, flags.concurrency, async (t) => {
+      const success = [];
+      for (let i = t * flags.batch; i < Math.min(flags.keys, (t + 1) * flags.batch); i++)
+        success.push({ put: { key: smallKey(i), value: smallValue(i) } });
+      retries += await write(() => clientFor(leader), 'Txn', { compare: [], success, failure: [] });
+      if (t % 500 === 0 && t > 0) log(`  ${t * flags.batch} keys, ${((performance.now() - t1) / 1000).toFixed(0)} s`);
+    });
+    const keysMs = performance.now() - t1;
+    log(`keys: ${flags.keys} in ${txns} txns, ${(keysMs / 1000).toFixed(1)} s (${Math.round(flags.keys / (keysMs / 1000))} keys/s)`);
+    leader = await leaderOf();
+    const leaderStatus = await cluster.target(leader).status(5000);
+    const rssAfterLoad = Object.fromEntries(running().map((m) => [m, mib(rssBytes(cluster.pid(m)!) ?? 0)]));
+    out['load'] = {
+      valuesSeconds: valuesMs / 1000,
+      keysSeconds: keysMs / 1000,
+      retries,
+      termAtStart: first.term,
+      termAfterLoad: leaderStatus.term,
+      leaderChanges: leaderStatus.term - first.term,
+      rssMiB: rssAfterLoad,
+    };
+    log(`after load: term ${first.term} -> ${leaderStatus.term}, ${retries} retried writes, RSS MiB ${JSON.stringify(rssAfterLoad)}`);
+
+    // A follower that was down for the whole load: the leader compacted past it, so it gets a snapshot.
+    const commit = leaderStatus.commitIndex;
+    const t2 = performance.now();
+    cluster.restart(absent);
+    await waitFor(
+      `${absent} caught up by snapshot`,
+      async () => ((await cluster.appliedIndex(absent, true)) >= commit ? true : undefined),
+      600_000,
+      200,
+    );
+    const snapshotMs = performance.now() - t2;
+    log(`follower down during the load: caught up (snapshot) ${(snapshotMs / 1000).toFixed(1)} s after its start`);
+
+    // A follower restarted after the load: it reads its own snapshot and log back from disk.
+    const other = cluster.members.find((m) => m !== leader && m !== absent)!;
+    await cluster.kill(other);
+    const t3 = performance.now();
+    cluster.restart(other);
+    const commit2 = (await cluster.target(leader).status(5000)).commitIndex;
+    await waitFor(
+      `${other} caught up after restart`,
+      async () => ((await cluster.appliedIndex(other, true)) >= commit2 ? true : undefined),
+      600_000,
+      200,
+    );
+    const restartMs = performance.now() - t3;
+    log(`follower restarted: caught up ${(restartMs / 1000).toFixed(1)} s after its start`);
+
+    // Every key, from both followers (serializable reads: their own applied state).
+    const t4 = performance.now();
+    let missing = 0;
+    for (const m of [absent, other]) {
+      const c = kvClient(cluster.endpoint(m));
+      for (let i = 0; i < flags.values; i++) {
+        const r = await call<{ found: boolean; value: Buffer }>(c, 'Get', { key: valueKey(i), serializable: true });
+        if (!r.found || !r.value.equals(bigValue(i, flags.valueBytes))) missing++;
+      }
+      for (let start = 0; start < flags.keys; start += 10_000) {
+        const r = await call<{ kvs: { key: string; value: Buffer }[] }>(c, 'Range', {
+          prefix: 'small/',
+          startAfter: start === 0 ? '' : smallKey(start - 1),
+          limit: 10_000,
+          serializable: true,
+        });
+        for (let j = 0; j < Math.min(10_000, flags.keys - start); j++) {
+          const kv = r.kvs[j];
+          if (kv?.key !== smallKey(start + j) || !kv.value.equals(smallValue(start + j))) missing++;
+        }
+      }
+      c.close();
+    }
+    log(`read back every key from ${absent} and ${other}: ${missing} missing or wrong (${((performance.now() - t4) / 1000).toFixed(1)} s)`);
+    const finalTerm = (await cluster.target(await leaderOf()).status(5000)).term;
+    const rssFinal = Object.fromEntries(running().map((m) => [m, mib(rssBytes(cluster.pid(m)!) ?? 0)]));
+    out['catchUp'] = { snapshotSeconds: snapshotMs / 1000, restartSeconds: restartMs / 1000, missing, finalTerm };
+    out['rssMiB'] = { final: rssFinal, peak: Object.fromEntries([...peakRss].map(([m, b]) => [m, mib(b)])), stateMiB: mib(stateBytes) };
+    log(`RSS MiB now ${JSON.stringify(rssFinal)}, peak ${JSON.stringify(out['rssMiB'])}; final term ${finalTerm}`);
+    for (const c of clients.values()) c.close();
+    if (missing > 0) process.exitCode = 1;
+  } finally {
+    clearInterval(sampler);
+    await cluster.stop(flags.keep);
+    out['finishedAt'] = new Date().toISOString();
+    const json = JSON.stringify(out, null, 2);
+    if (flags.out) writeFileSync(flags.out, `${json}\n`);
+    log(json);
+  }
+}
+
+void main();
