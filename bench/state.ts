@@ -148,6 +148,11 @@ async function main(): Promise<void> {
     }
   }, 250);
   sampler.unref();
+  // Ctrl-C or a timeout's SIGTERM: stop the three nodes too, then exit.
+  for (const sig of ['SIGINT', 'SIGTERM'] as const)
+    process.once(sig, () => {
+      void cluster.stop(flags.keep).finally(() => process.exit(130));
+    });
   try {
     await cluster.start();
     const first = await waitFor('leader', () => cluster.whole(), 60_000);
