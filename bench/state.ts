@@ -37,41 +37,22 @@ function parseFlags(argv: readonly string[]): Flags {
     }
     return n;
   };
+  const numeric: Record<string, { key: 'values' | 'valueBytes' | 'keys' | 'batch' | 'concurrency'; min: number; max: number }> = {
+    '--values': { key: 'values', min: 0, max: 100_000 },
+    '--value-bytes': { key: 'valueBytes', min: 1, max: 1 << 20 },
+    '--keys': { key: 'keys', min: 0, max: 10_000_000 },
+    '--batch': { key: 'batch', min: 1, max: 128 },
+    '--concurrency': { key: 'concurrency', min: 1, max: 256 },
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    const v = argv[i + 1];
-    switch (a) {
-      case '--values':
-        f.values = num(a, v, 0, 100_000);
-        i++;
-        break;
-      case '--value-bytes':
-        f.valueBytes = num(a, v, 1, 1 << 20);
-        i++;
-        break;
-      case '--keys':
-        f.keys = num(a, v, 0, 10_000_000);
-        i++;
-        break;
-      case '--batch':
-        f.batch = num(a, v, 1, 128);
-        i++;
-        break;
-      case '--concurrency':
-        f.concurrency = num(a, v, 1, 256);
-        i++;
-        break;
-      case '--keep':
-        f.keep = true;
-        break;
-      case '--out':
-        if (v === undefined) num(a, v, 0, 0);
-        f.out = v!;
-        i++;
-        break;
-      default:
-        process.stderr.write(`bench:state: unknown flag ${a}\n`);
-        process.exit(2);
+    const n = numeric[a];
+    if (n !== undefined) f[n.key] = num(a, argv[++i], n.min, n.max);
+    else if (a === '--keep') f.keep = true;
+    else if (a === '--out' && argv[i + 1] !== undefined) f.out = argv[++i]!;
+    else {
+      process.stderr.write(`bench:state: unknown flag ${a}\n`);
+      process.exit(2);
     }
   }
   return f;

@@ -5,6 +5,20 @@ import type { Message } from '../../src/raft/types.js';
 
 const enc = (s: string) => new TextEncoder().encode(s);
 
+/** Heal the partition, let `id` catch up, write one more entry; the types of the messages `id` was sent. */
+function rejoin(c: Cluster, id: string): string[] {
+  const sent: string[] = [];
+  c.filter = (m) => {
+    if (m.to === id) sent.push(m.type);
+    return true;
+  };
+  c.heal();
+  c.tick(5);
+  c.propose('after');
+  c.tick(2);
+  return sent;
+}
+
 describe('log compaction (extended paper §7)', () => {
   it('a follower behind the compaction point receives the snapshot in chunks and catches up', () => {
     const ids = ['a', 'b', 'c'];
@@ -44,15 +58,7 @@ describe('log compaction (extended paper §7)', () => {
     a.compact(applied, enc('state'), { entries: 40, bytes: 1 << 20 });
     // The log still reaches back past c's last entry: nothing is cut that c lacks.
     expect(a.status().firstLogIndex).toBeLessThanOrEqual(c.node('c').status().lastLogIndex);
-    const sent: string[] = [];
-    c.filter = (m) => {
-      if (m.to === 'c') sent.push(m.type);
-      return true;
-    };
-    c.heal();
-    c.tick(5);
-    c.propose('after');
-    c.tick(2);
+    const sent = rejoin(c, 'c');
     expect(sent).not.toContain('snap');
     expect(c.disks.get('c')!.snapshot).toBeNull();
     expect(c.appliedValues('c')).toEqual([...Array.from({ length: 30 }, (_, i) => `v${i}`), 'after']);
@@ -68,15 +74,7 @@ describe('log compaction (extended paper §7)', () => {
     a.compact(applied, enc('state'), { entries: 1000, bytes: 80 });
     // At most 10 entries of 8 bytes stay before the snapshot index.
     expect(applied - (a.status().firstLogIndex - 1)).toBe(10);
-    const sent: string[] = [];
-    c.filter = (m) => {
-      if (m.to === 'c') sent.push(m.type);
-      return true;
-    };
-    c.heal();
-    c.tick(5);
-    c.propose('after');
-    c.tick(2);
+    const sent = rejoin(c, 'c');
     expect(sent).toContain('snap');
     expect(c.disks.get('c')!.snapshot?.meta.index).toBe(applied);
     expect(c.appliedValues('c')).toEqual(['after']);
