@@ -598,14 +598,7 @@ export class LeaderdClient {
   async getLeader(endpointOrOpts: string | { signal?: AbortSignal } = {}): Promise<LeaderInfo> {
     if (typeof endpointOrOpts !== 'string') return this.leader(endpointOrOpts);
     const endpoint = endpointOrOpts;
-    const l = await this.unaryOnce<LeaderInfo__Output>(
-      endpoint,
-      (s, o, cb) => s.cluster.GetLeader({}, o, cb),
-      this.timeoutMs,
-      this.closer.signal,
-    ).catch((err: unknown) => {
-      throw toLeaderdError(err, false, true, endpoint);
-    });
+    const l = await this.askOnly<LeaderInfo__Output>(endpoint, (s, o, cb) => s.cluster.GetLeader({}, o, cb));
     return { leaderId: l.leaderId, leaderAddress: l.leaderAddress, term: l.term, endpoint };
   }
 
@@ -639,12 +632,12 @@ export class LeaderdClient {
 
   /** One node's own view (no retry on other endpoints: the question is about that node). */
   status(endpoint: string): Promise<NodeStatus> {
-    return this.unaryOnce<NodeStatus__Output>(
-      endpoint,
-      (s, o, cb) => s.cluster.GetStatus({}, o, cb),
-      this.timeoutMs,
-      this.closer.signal,
-    ).catch((err: unknown) => {
+    return this.askOnly<NodeStatus__Output>(endpoint, (s, o, cb) => s.cluster.GetStatus({}, o, cb));
+  }
+
+  /** A question about `endpoint` itself: asked there only, once, within the client's timeout. */
+  private askOnly<T>(endpoint: string, start: UnaryStart<T>): Promise<T> {
+    return this.unaryOnce<T>(endpoint, start, this.timeoutMs, this.closer.signal).catch((err: unknown) => {
       throw toLeaderdError(err, false, true, endpoint);
     });
   }
