@@ -722,33 +722,59 @@ export class LeaderdClient {
   ): AsyncGenerator<LeaderInfo> {
     const sig = this.linked(signal);
     let last: string | undefined;
+    // After a re-open, the next different leader is a resync (one leader per term, so
+    // the same leader and term means nothing was missed).
+    for await (const { message: l, reopened, endpoint } of this.resumableStream<LeaderInfo__Output>({
+      open: (s) => s.cluster.WatchLeader({}),
+      signal: sig,
+      resumes: (e) => e.retryable || e.kind === 'internal' || e.kind === 'cancelled',
+      ...(opts.onRetry ? { onRetry: opts.onRetry } : {}),
+    })) {
+      const k = `${l.leaderId}@${l.term}`;
+      if (l.leaderAddress !== '') this.leaderHint = l.leaderAddress;
+      if (k === last) continue;
+      last = k;
+      yield { leaderId: l.leaderId, leaderAddress: l.leaderAddress, term: l.term, endpoint, ...(reopened ? { resynced: reopened } : {}) };
+    }
+  }
+
+  /**
+   * One resumable server stream: when it breaks (or is refused with an error `resumes`
+   * accepts) it is opened again on another endpoint after a backoff, until `signal`
+   * aborts; other errors end it. `open` is called for each attempt, so it can resume
+   * from where the last one got to. Each message says whether it is the first of a
+   * re-opened stream, after which the caller may have missed something (a resync).
+   */
+  private async *resumableStream<M>(opts: {
+    open: (s: Stubs) => grpc.ClientReadableStream<M>;
+    signal: AbortSignal;
+    resumes: (e: LeaderdError) => boolean;
+    onRetry?: (e: LeaderdError, delayMs: number) => void;
+  }): AsyncGenerator<{ message: M; reopened: boolean; endpoint: string }> {
+    const sig = opts.signal;
     let failures = 0;
     let avoid: string | undefined;
-    // Set when a stream ended after something was yielded: the next different leader is
-    // a resync (one leader per term, so the same leader and term means nothing was missed).
+    let received = false;
     let reopened = false;
     while (!sig.aborted) {
       const endpoint = this.roundRobin(avoid);
       let failed: LeaderdError | undefined;
       try {
-        for await (const l of this.serverStream<LeaderInfo__Output>(endpoint, (s) => s.cluster.WatchLeader({}), sig)) {
+        for await (const message of this.serverStream<M>(endpoint, opts.open, sig)) {
           failures = 0;
-          const k = `${l.leaderId}@${l.term}`;
-          if (l.leaderAddress !== '') this.leaderHint = l.leaderAddress;
-          const resynced = reopened;
+          received = true;
+          const first = reopened;
           reopened = false;
-          if (k === last) continue;
-          last = k;
-          yield { leaderId: l.leaderId, leaderAddress: l.leaderAddress, term: l.term, endpoint, ...(resynced ? { resynced } : {}) };
+          yield { message, reopened: first, endpoint };
         }
       } catch (err) {
         if (sig.aborted) return;
         const e = toLeaderdError(err, false, true, endpoint);
-        if (!e.retryable && e.kind !== 'internal' && e.kind !== 'cancelled') throw e;
+        if (!opts.resumes(e)) throw e;
         failed = e;
       }
       if (sig.aborted) return;
-      reopened = last !== undefined;
+      reopened = received;
       avoid = endpoint;
       const delay = backoffDelay(failures++, this.backoffOpts, this.random);
       if (failed) opts.onRetry?.(failed, delay);
@@ -939,38 +965,23 @@ export class LeaderdClient {
       const head = prefix ? await this.range(key, { limit: 1, signal: sig }) : await this.get(key, { signal: sig });
       last = head.revision;
     }
-    let failures = 0;
-    let avoid: string | undefined;
-    while (!sig.aborted) {
-      const endpoint = this.roundRobin(avoid);
-      try {
-        const stream = this.serverStream<{ events: { type: string; kv: KeyValue__Output | null }[]; revision: number }>(
-          endpoint,
-          (s) => s.kv.Watch({ key, prefix, startRevision: last + 1 }),
-          sig,
-        );
-        for await (const m of stream) {
-          failures = 0;
-          if (m.revision <= last || m.events.length === 0) continue;
-          last = m.revision;
-          yield {
-            revision: m.revision,
-            events: m.events.map((e) => ({
-              type: e.type === 'DELETE' ? ('delete' as const) : ('put' as const),
-              kv: e.kv
-                ? toKeyValue(e.kv)
-                : { key: '', value: Buffer.alloc(0), createRevision: 0, modRevision: m.revision, version: 0, lease: 0 },
-            })),
-          };
-        }
-      } catch (err) {
-        if (sig.aborted) return;
-        const e = toLeaderdError(err, false, true, endpoint);
-        if (!e.retryable && e.kind !== 'internal' && e.kind !== 'cancelled') throw e;
-      }
-      if (sig.aborted) return;
-      avoid = endpoint;
-      await sleep(backoffDelay(failures++, this.backoffOpts, this.random), sig);
+    // Each re-open resumes right after the last revision delivered: no gap, no duplicate.
+    for await (const { message: m } of this.resumableStream<{ events: { type: string; kv: KeyValue__Output | null }[]; revision: number }>({
+      open: (s) => s.kv.Watch({ key, prefix, startRevision: last + 1 }),
+      signal: sig,
+      resumes: (e) => e.retryable || e.kind === 'internal' || e.kind === 'cancelled',
+    })) {
+      if (m.revision <= last || m.events.length === 0) continue;
+      last = m.revision;
+      yield {
+        revision: m.revision,
+        events: m.events.map((e) => ({
+          type: e.type === 'DELETE' ? ('delete' as const) : ('put' as const),
+          kv: e.kv
+            ? toKeyValue(e.kv)
+            : { key: '', value: Buffer.alloc(0), createRevision: 0, modRevision: m.revision, version: 0, lease: 0 },
+        })),
+      };
     }
   }
 
@@ -1058,36 +1069,21 @@ export class LeaderdClient {
   async *observe(name: string, signal?: AbortSignal): AsyncGenerator<ElectionLeader> {
     const sig = this.linked(signal);
     let last: string | undefined;
-    let failures = 0;
-    let avoid: string | undefined;
-    // Set when a stream ended after something was yielded. The same key at the same mod
-    // revision means one holder throughout, so nothing was missed; anything else is a resync.
-    let reopened = false;
-    while (!sig.aborted) {
-      const endpoint = this.roundRobin(avoid);
-      try {
-        for await (const r of this.serverStream<LeaderResponse__Output>(endpoint, (s) => s.election.Observe({ name }), sig)) {
-          failures = 0;
-          const l = toElectionLeader(r);
-          const k = l.found ? `${l.key}@${l.kv?.modRevision ?? 0}` : 'none';
-          const resynced = reopened || r.resync;
-          reopened = false;
-          if (k === last) continue;
-          last = k;
-          yield resynced ? { ...l, resynced } : l;
-        }
-      } catch (err) {
-        if (sig.aborted) return;
-        const e = toLeaderdError(err, false, true, endpoint);
-        // A stream that cannot continue where it was (a snapshot install, a client too
-        // slow) is re-opened: an observer wants the current holder, said to be a resync.
-        if (!e.retryable && e.kind !== 'internal' && e.kind !== 'cancelled' && e.kind !== 'out-of-range' && e.kind !== 'resource-exhausted')
-          throw e;
-      }
-      if (sig.aborted) return;
-      reopened = last !== undefined;
-      avoid = endpoint;
-      await sleep(backoffDelay(failures++, this.backoffOpts, this.random), sig);
+    // After a re-open, the same key at the same mod revision means one holder throughout,
+    // so nothing was missed; anything else is a resync.
+    for await (const { message: r, reopened } of this.resumableStream<LeaderResponse__Output>({
+      open: (s) => s.election.Observe({ name }),
+      signal: sig,
+      // A stream that cannot continue where it was (a snapshot install, a client too
+      // slow) is re-opened: an observer wants the current holder, said to be a resync.
+      resumes: (e) => e.retryable || ['internal', 'cancelled', 'out-of-range', 'resource-exhausted'].includes(e.kind),
+    })) {
+      const l = toElectionLeader(r);
+      const k = l.found ? `${l.key}@${l.kv?.modRevision ?? 0}` : 'none';
+      const resynced = reopened || r.resync;
+      if (k === last) continue;
+      last = k;
+      yield resynced ? { ...l, resynced } : l;
     }
   }
 
