@@ -38,7 +38,9 @@ export type RaftInvariant =
   | 'compact-unstable'
   /** The driver contract: ready() after advance() of the previous Ready; advance() with that Ready. */
   | 'ready-before-advance'
-  | 'advance-not-outstanding';
+  | 'advance-not-outstanding'
+  /** With asynchronous storage writes: persisted() reports the Readies in the order they were handed out. */
+  | 'persisted-out-of-order';
 
 export type InvariantState = Readonly<Record<string, unknown>>;
 

@@ -29,6 +29,11 @@ export class RaftLog {
   applied: number;
   /** Entries with index >= unstableFrom have not been handed to storage yet. */
   private unstableFrom: number;
+  /**
+   * Every entry of this log up to here is on stable storage (the driver reported its
+   * write done). Trails unstableFrom while writes are in flight (asyncStorageWrites).
+   */
+  durable: number;
 
   constructor(meta: SnapshotMeta, entries: readonly Entry[], committed: number) {
     this.snapshotMeta = meta;
@@ -61,6 +66,7 @@ export class RaftLog {
     invariant(this.committed <= this.lastIndex(), 'initial-state', () => ({ commit: committed, lastIndex: this.lastIndex() }));
     this.applied = meta.index;
     this.unstableFrom = this.lastIndex() + 1;
+    this.durable = this.lastIndex();
   }
 
   /** The first index still held (entries before it were compacted away). */
@@ -159,6 +165,8 @@ export class RaftLog {
   private truncateFrom(index: number): void {
     this.entries.length = index - this.offset - 1;
     if (this.unstableFrom > index) this.unstableFrom = index;
+    // The disk still holds (or is writing) the replaced entries: they are not ours.
+    if (this.durable >= index) this.durable = index - 1;
   }
 
   /**
@@ -191,9 +199,18 @@ export class RaftLog {
     return this.entries.slice(this.unstableFrom - this.offset - 1);
   }
 
-  /** Storage holds everything up to (index, term); only if that entry is still ours. */
+  /** Storage was handed everything up to (index, term); only if that entry is still ours. */
   stableTo(index: number, term: number): void {
     if (this.term(index) === term && index >= this.unstableFrom) this.unstableFrom = index + 1;
+  }
+
+  /**
+   * Storage wrote everything up to (index, term) durably; only if that entry is still
+   * ours (a write of entries replaced meanwhile by a new leader's proves nothing about
+   * the log as it is now). Writes complete in order, so everything before it is durable too.
+   */
+  durableTo(index: number, term: number): void {
+    if (index > this.durable && this.term(index) === term) this.durable = index;
   }
 
   committedToApply(): Entry[] {
@@ -251,6 +268,8 @@ export class RaftLog {
     this.entries = [];
     this.committed = snapshot.meta.index;
     this.unstableFrom = snapshot.meta.index + 1;
+    // The disk holds another log until the snapshot's write completes (durableTo then).
+    this.durable = 0;
   }
 
   /** The configuration in force at `upTo` (thesis §4.1: the latest one in the log, committed or not). */

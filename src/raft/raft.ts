@@ -133,7 +133,7 @@ export class RaftNode {
     this.confIndex = index;
     const hard = this.hardState();
     this.resetElectionTimer();
-    this.raw = new ReadyTracker(this.log, hard, this.softState());
+    this.raw = new ReadyTracker(this.log, hard, this.softState(), config.asyncStorageWrites ?? false);
   }
 
   // -------------------------------------------------------------------------
@@ -317,8 +317,27 @@ export class RaftNode {
   }
 
   advance(rd: Ready): void {
-    this.raw.advance(rd);
+    this.advanceAsync(rd);
+    this.persisted(rd);
+  }
+
+  /**
+   * asyncStorageWrites: `rd`'s write is started, `rd.messages` sent, its snapshot and
+   * committed entries applied. Its write may still be in flight; report it with persisted().
+   */
+  advanceAsync(rd: Ready): void {
+    this.raw.advanceAsync(rd);
     if (rd.snapshot !== null && this.snapshotToApply === rd.snapshot) this.snapshotToApply = null;
+  }
+
+  /**
+   * asyncStorageWrites: `rd`'s write (and every earlier one) is durable and
+   * `rd.messagesAfterPersist` sent. A leader now counts those entries as its own
+   * acknowledgement, which may commit them.
+   */
+  persisted(rd: Ready): void {
+    this.raw.persisted(rd);
+    if (this.role === 'leader' && rd.entries.length > 0) this.maybeCommit();
   }
 
   /**
@@ -834,9 +853,16 @@ export class RaftNode {
     return entry;
   }
 
-  /** Figure 2: commit the highest index a majority holds, but only counting entries of this term (§5.4.2, Figure 8). */
+  /**
+   * Figure 2: commit the highest index a majority holds, but only counting entries of
+   * this term (§5.4.2, Figure 8). The leader holds an entry once it is on its own disk:
+   * with asynchronous writes that is what persisted() reported, not what it appended
+   * (§10.2.1: it replicates in parallel with its write, but a quorum with its own vote
+   * for an entry still in flight could lose that entry in a crash).
+   */
   private maybeCommit(): boolean {
-    const index = quorumValue(this.conf.voters, (id) => (id === this.id ? this.log.lastIndex() : this.progress.get(id)?.matchIndex), 0);
+    const own = this.cfg.asyncStorageWrites === true ? this.log.durable : this.log.lastIndex();
+    const index = quorumValue(this.conf.voters, (id) => (id === this.id ? own : this.progress.get(id)?.matchIndex), 0);
     if (index <= this.log.committed || this.log.term(index) !== this.term) return false;
     for (let i = Math.max(this.log.committed + 1, this.leaderFirstIndex); i <= index; i++) {
       this.uncommittedBytes -= this.log.entry(i)?.data.length ?? 0;

@@ -9,7 +9,10 @@
 //  - the outstanding Ready, so ready() cannot hand out a second batch before advance()
 //    acknowledged the first: messages of the second could otherwise leave before the
 //    entries or vote of the first reached disk (Figure 2: persist before responding);
-//  - what advance() means for the log: entries now stable, entries now applied.
+//  - what advance() means for the log: entries now stable, entries now applied;
+//  - with asynchronous storage writes (advanceAsync, then persisted), which messages may
+//    leave before the Ready's write is durable, and the Readies whose write is still in
+//    flight, so persisted() comes in Ready order.
 import type { RaftLog } from './log.js';
 import { invariant } from './invariant.js';
 import type { BasicStatus, Entry, HardState, Message, RaftEvent, ReadState, Ready, Snapshot, SoftState } from './types.js';
@@ -29,11 +32,14 @@ export class ReadyTracker {
   private prevHard: HardState;
   private prevSoft: SoftState;
   private outstanding: Ready | null = null;
+  /** Readies handed to advanceAsync whose write is not yet reported durable, oldest first. */
+  private readonly writing: Ready[] = [];
 
   constructor(
     private readonly log: RaftLog,
     hard: HardState,
     soft: SoftState,
+    private readonly asyncWrites = false,
   ) {
     this.prevHard = hard;
     this.prevSoft = soft;
@@ -69,6 +75,8 @@ export class ReadyTracker {
     const hard = parts.hardState;
     const entries = this.log.unstableEntries();
     const snapshot = parts.snapshot;
+    const termOrVote = hard.term !== this.prevHard.term || hard.votedFor !== this.prevHard.votedFor;
+    const { now, afterPersist } = this.splitMessages(parts.messages, termOrVote);
     const rd: Ready = {
       softState: sameSoft(parts.softState, this.prevSoft) ? null : parts.softState,
       hardState: sameHard(hard, this.prevHard) ? null : hard,
@@ -76,24 +84,57 @@ export class ReadyTracker {
       entries,
       // A snapshot replaces what the state machine holds; entries after it come in the next Ready.
       committedEntries: snapshot !== null ? [] : this.log.committedToApply(),
-      messages: parts.messages,
+      messages: now,
+      messagesAfterPersist: afterPersist,
       readStates: parts.readStates,
       // Only term, vote and log changes must be synced; a commit index can be
       // recomputed after a crash (etcd-io/raft MustSync).
-      mustSync: snapshot !== null || entries.length > 0 || hard.term !== this.prevHard.term || hard.votedFor !== this.prevHard.votedFor,
+      mustSync: snapshot !== null || entries.length > 0 || termOrVote,
       events: parts.events,
     };
     this.outstanding = rd;
     return rd;
   }
 
+  /**
+   * What may leave before the write is durable (asyncStorageWrites). Acknowledgements and
+   * vote answers wait: an acknowledgement promises the entries are on disk (a leader
+   * counts it towards a commit), a grant that the vote is (Figure 2: persist before
+   * responding), and keeping every answer behind the writes keeps them in order, so a
+   * heartbeat's answer never overtakes an append's and looks like a lost append. A Ready
+   * that changes the term or vote holds back everything: a candidate's vote requests
+   * leave only once its vote for itself is durable, or it could win, crash, forget that
+   * vote and vote for another candidate in the same term (two leaders, §5.2).
+   */
+  private splitMessages(msgs: readonly Message[], termOrVote: boolean): { now: readonly Message[]; afterPersist: readonly Message[] } {
+    if (!this.asyncWrites) return { now: msgs, afterPersist: [] };
+    if (termOrVote) return { now: [], afterPersist: msgs };
+    const now: Message[] = [];
+    const afterPersist: Message[] = [];
+    for (const m of msgs) {
+      if (m.type === 'appResp' || m.type === 'snapResp' || m.type === 'voteResp') afterPersist.push(m);
+      else now.push(m);
+    }
+    return { now, afterPersist };
+  }
+
   /** The driver persisted, sent and applied `rd`. */
   advance(rd: Ready): void {
+    this.advanceAsync(rd);
+    this.persisted(rd);
+  }
+
+  /**
+   * The driver started `rd`'s write, sent `rd.messages` and applied `rd`; its write may
+   * still be in flight. The next Ready may be taken now.
+   */
+  advanceAsync(rd: Ready): void {
     invariant(rd === this.outstanding, 'advance-not-outstanding', () => ({
       given: describeReady(rd),
       outstanding: this.outstanding === null ? null : describeReady(this.outstanding),
     }));
     this.outstanding = null;
+    this.writing.push(rd);
     if (rd.hardState) this.prevHard = rd.hardState;
     if (rd.softState) this.prevSoft = rd.softState;
     if (rd.snapshot) this.log.appliedTo(rd.snapshot.meta.index);
@@ -101,6 +142,18 @@ export class ReadyTracker {
     if (last) this.log.stableTo(last.index, last.term);
     const applied = rd.committedEntries[rd.committedEntries.length - 1];
     if (applied) this.log.appliedTo(applied.index);
+  }
+
+  /** `rd`'s write is durable (and `rd.messagesAfterPersist` sent). Readies are reported in the order they were handed out. */
+  persisted(rd: Ready): void {
+    invariant(this.writing[0] === rd, 'persisted-out-of-order', () => ({
+      given: describeReady(rd),
+      oldestInFlight: this.writing[0] === undefined ? null : describeReady(this.writing[0]),
+    }));
+    this.writing.shift();
+    if (rd.snapshot) this.log.durableTo(rd.snapshot.meta.index, rd.snapshot.meta.term);
+    const last: Entry | undefined = rd.entries[rd.entries.length - 1];
+    if (last) this.log.durableTo(last.index, last.term);
   }
 }
 

@@ -243,10 +243,18 @@ export type RaftEvent =
  *   1. persist `snapshot` (an installed snapshot replaces the whole log unless the log holds
  *      its last entry), `entries` (replacing any stored entries from entries[0].index on)
  *      and `hardState`, synced to disk when `mustSync`;
- *   2. only then send `messages` (they may depend on what was just persisted: vote grants,
- *      append acknowledgements);
+ *   2. only then send `messages` and `messagesAfterPersist` (they may depend on what was
+ *      just persisted: vote grants, append acknowledgements);
  *   3. apply `snapshot` (if any) then `committedEntries` to the state machine, in order;
  *   4. call `advance(ready)`.
+ *
+ * With `asyncStorageWrites` the driver may instead overlap the write with everything
+ * else: start the write (writes must reach the disk in the order of the Readies), send
+ * `messages` at once, apply, call `advanceAsync(ready)` and take the next Ready; once the
+ * write is durable, send `messagesAfterPersist` and call `persisted(ready)`, in Ready
+ * order. The core then counts its own log towards a commit only up to what `persisted`
+ * reported (Raft thesis §10.2.1: the leader may replicate before its own write, but its
+ * own vote for an entry counts only once the entry is on its disk).
  */
 export interface Ready {
   readonly softState: SoftState | null;
@@ -254,7 +262,15 @@ export interface Ready {
   readonly snapshot: Snapshot | null;
   readonly entries: readonly Entry[];
   readonly committedEntries: readonly Entry[];
+  /** May leave before this Ready's write is durable (with asyncStorageWrites; otherwise after it, like the rest). */
   readonly messages: readonly Message[];
+  /**
+   * Only after this Ready's write (and every earlier one) is durable: acknowledgements
+   * and vote grants, which promise what is on disk, and, in a Ready that changes the
+   * term or vote, every message (a candidate's requests: its vote for itself must be
+   * durable before it can win). Always empty without asyncStorageWrites.
+   */
+  readonly messagesAfterPersist: readonly Message[];
   readonly readStates: readonly ReadState[];
   readonly mustSync: boolean;
   /** For logging only; nothing to do. */
@@ -297,6 +313,12 @@ export interface RaftConfig {
    */
   readonly maxUncommittedBytes?: number;
   readonly random: Random;
+  /**
+   * The driver overlaps its storage writes with sending and applying (advanceAsync and
+   * persisted instead of advance; see Ready). Default false: every Ready is persisted
+   * before anything else in it happens.
+   */
+  readonly asyncStorageWrites?: boolean;
 }
 
 /** Why the core refused a request; the server maps each kind to one gRPC status. */

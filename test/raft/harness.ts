@@ -119,7 +119,7 @@ export class Cluster {
           disk.entries = disk.entries.filter((e) => e.index < first).concat(rd.entries);
         }
         if (rd.hardState) disk.hardState = rd.hardState;
-        for (const m of rd.messages) {
+        for (const m of [...rd.messages, ...rd.messagesAfterPersist]) {
           if (!this.cut.has(`${m.from}->${m.to}`)) this.inFlight.push(m);
         }
         this.applied.get(id)!.push(...rd.committedEntries);

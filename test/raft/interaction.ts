@@ -366,7 +366,7 @@ class Interaction {
         disk.entries = disk.entries.filter((e) => e.index < first).concat(rd.entries);
       }
       if (rd.hardState) disk.hardState = rd.hardState;
-      for (const m of rd.messages) this.inFlight.push(m);
+      for (const m of [...rd.messages, ...rd.messagesAfterPersist]) this.inFlight.push(m);
       n.advance(rd);
     }
   }

@@ -101,6 +101,21 @@ describe('fail-stop on a broken invariant', () => {
     a.advance(rd);
   });
 
+  it('persisted() out of Ready order (asynchronous storage writes)', () => {
+    const c = new Cluster(['a', 'b', 'c'], { asyncStorageWrites: true });
+    c.forceElect('a');
+    const a = c.node('a');
+    a.propose(new Uint8Array([1]));
+    const first = a.ready();
+    a.advanceAsync(first);
+    a.propose(new Uint8Array([2]));
+    const second = a.ready();
+    a.advanceAsync(second);
+    failsWith('persisted-out-of-order', { oldestInFlight: { entries: first.entries.map((e) => `${e.index}/${e.term}`).join(',') } }, () =>
+      a.persisted(second),
+    );
+  });
+
   it('compact() beyond the applied index', () => {
     const c = new Cluster(['a', 'b', 'c']);
     c.forceElect('a');

@@ -101,6 +101,20 @@ describe('RaftLog', () => {
     expect(log.hasUnstable()).toBe(false);
   });
 
+  it('durableTo ignores a write of entries a truncation replaced, and a truncation takes durability back', () => {
+    const log = new RaftLog(snap(0, 0), run(1, 1, 1, 1, 1, 1), 1);
+    expect(log.durable).toBe(5); // read back from disk
+    log.maybeAppend(run(3, 2)); // a new leader replaces 3..5
+    expect(log.durable).toBe(2);
+    log.durableTo(5, 1); // the old write of 5 completes: the log no longer holds it
+    log.durableTo(3, 1);
+    expect(log.durable).toBe(2);
+    log.durableTo(3, 2);
+    expect(log.durable).toBe(3);
+    log.durableTo(2, 1); // an older write never takes it back
+    expect(log.durable).toBe(3);
+  });
+
   // Fast backtracking: the largest index <= `index` whose term is <= `term`.
   // Log 1..7 with terms 1 1 2 2 4 4 4.
   it.each([
