@@ -87,6 +87,13 @@ export interface PersistInput {
 }
 
 type Db = Level<Uint8Array, Uint8Array>;
+
+/** Persist calls merged into one batch (group commit). */
+interface PersistGroup {
+  readonly inputs: PersistInput[];
+  sync: boolean;
+  done: Promise<void>;
+}
 type BatchOp = { type: 'put'; key: Uint8Array; value: Uint8Array } | { type: 'del'; key: Uint8Array };
 
 const INITIAL_HARD_STATE: HardState = { term: 0, votedFor: null, commit: 0 };
@@ -121,6 +128,8 @@ export class LevelStorage {
   #loaded: Loaded | null;
   /** Every write runs after the previous one settles, in call order. */
   #tail: Promise<void> = Promise.resolve();
+  /** The persist group queued behind the write in flight, still open to later persist calls (group commit). */
+  #group: PersistGroup | null = null;
   #failure: Error | null = null;
   #closing: Promise<void> | null = null;
 
@@ -220,23 +229,44 @@ export class LevelStorage {
    *   the snapshot covers (§5.4.3, State Machine Safety).
    * - `hardState`: stored if non-null.
    *
-   * Calls are applied in call order even when not awaited.
+   * Calls are applied in call order even when not awaited. Group commit: consecutive calls
+   * queued behind another write (or made before the first of them started) are merged
+   * into one batch (synced if any of them asks); they return the same promise, which
+   * resolves when that batch is written. A
+   * runtime that keeps taking Readies while its disk syncs thus pays one fsync for
+   * everything that arrived meanwhile, however many Readies that was.
    */
   persist(p: PersistInput, sync: boolean): Promise<void> {
-    return this.#enqueue(async () => {
+    const open = this.#group;
+    if (open !== null && this.#closing === null) {
+      open.inputs.push(p);
+      open.sync ||= sync;
+      return open.done;
+    }
+    const group: PersistGroup = { inputs: [p], sync, done: Promise.resolve() };
+    group.done = this.#enqueue(async () => {
+      // Closed to later calls from the moment it starts: they form the next group.
+      if (this.#group === group) this.#group = null;
       const ops: BatchOp[] = [];
       let log = this.#log;
-      if (p.snapshot !== null) {
-        if (p.snapshot.meta.index < log.snapIndex) {
-          throw new Error(`persist: snapshot at index ${p.snapshot.meta.index} is older than the stored one at ${log.snapIndex}`);
+      let hard: HardState | null = null;
+      for (const input of group.inputs) {
+        if (input.snapshot !== null) {
+          if (input.snapshot.meta.index < log.snapIndex) {
+            throw new Error(`persist: snapshot at index ${input.snapshot.meta.index} is older than the stored one at ${log.snapIndex}`);
+          }
+          log = installSnapshot(log, input.snapshot, ops);
         }
-        log = installSnapshot(log, p.snapshot, ops);
+        log = appendEntries(log, input.entries, ops);
+        if (input.hardState !== null) hard = input.hardState;
       }
-      log = appendEntries(log, p.entries, ops);
-      if (p.hardState !== null) ops.push({ type: 'put', key: HARD_STATE_KEY, value: encodeHardState(p.hardState) });
-      if (ops.length > 0) await this.#db.batch(ops, { sync });
+      // One record: the last hard state handed over is the one that holds.
+      if (hard !== null) ops.push({ type: 'put', key: HARD_STATE_KEY, value: encodeHardState(hard) });
+      if (ops.length > 0) await this.#db.batch(ops, { sync: group.sync });
       this.#log = log;
     });
+    this.#group = group;
+    return group.done;
   }
 
   /**
@@ -296,6 +326,8 @@ export class LevelStorage {
   #enqueue(write: () => Promise<void>): Promise<void> {
     if (this.#closing !== null) return Promise.reject(new Error(`storage ${this.dir} is closed`));
     this.#loaded = null;
+    // A compact or meta write queued after a persist group keeps its place: later persists start a new group.
+    this.#group = null;
     const run = this.#tail.then(async () => {
       if (this.#failure !== null) {
         throw new Error(`storage ${this.dir} stopped after an earlier failure: ${this.#failure.message}`, {

@@ -233,6 +233,31 @@ describe('ordering', () => {
     });
   });
 
+  it('group commit: persist calls queued behind a write share one batch, with the last hard state and every truncation', async () => {
+    let s = await open();
+    const first = s.persist({ hardState: { term: 1, votedFor: 'a', commit: 0 }, entries: entries(1, 5, 1), snapshot: null }, true);
+    const group = [
+      s.persist({ hardState: null, entries: entries(6, 8, 1), snapshot: null }, false),
+      // A new leader replaces 7.. in the same group: 8 must not survive.
+      s.persist({ hardState: { term: 2, votedFor: 'b', commit: 3 }, entries: entries(7, 7, 2), snapshot: null }, true),
+      s.persist({ hardState: { term: 2, votedFor: 'b', commit: 6 }, entries: [], snapshot: null }, false),
+    ];
+    // One promise for the whole group (the first call joins it too while its write has not started).
+    expect(new Set(group).size).toBe(1);
+    // A compact keeps its place in the order: the persist after it starts a new group.
+    const compacted = s.compact(snapshot(4, 1));
+    const after = s.persist({ hardState: null, entries: entries(8, 9, 2), snapshot: null }, true);
+    expect(after).not.toBe(group[0]);
+    await Promise.all([first, ...group, compacted, after]);
+    expect([s.firstIndex(), s.lastIndex()]).toEqual([5, 9]);
+    s = await reopen(s);
+    expect(normState(s.initialState(BOOT))).toEqual({
+      hardState: { term: 2, votedFor: 'b', commit: 6 },
+      snapshot: normSnapshot(snapshot(4, 1)),
+      entries: normEntries([...entries(5, 6, 1), ...entries(7, 9, 2)]),
+    });
+  });
+
   it('close waits for queued writes and later writes are rejected', async () => {
     const s = await open();
     const p = s.persist({ hardState: null, entries: entries(1, 3, 1), snapshot: null }, true);
