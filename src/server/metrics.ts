@@ -4,9 +4,11 @@
 // The write-stage histogram splits a leader's write into what it waits for:
 //   queue     proposed -> the Ready batch that carries it starts (the drain loop was busy)
 //   persist   that batch starts -> its LevelDB write (fsync) is done
-//   replicate leader's write done (appends leave only now) -> first follower acknowledgement
-//             covering it (with 3 voters that is the quorum)
-//   commit    that acknowledgement -> the Ready batch that commits it starts
+//   replicate that batch starts (its appends leave at once, in parallel with the leader's
+//             own write) -> first follower acknowledgement covering it (with 3 voters
+//             that is the quorum)
+//   commit    that acknowledgement -> the Ready batch that commits it starts (this
+//             includes waiting for the leader's own write if it is still in flight)
 //   apply     that batch starts -> applied to the state machine
 // so "where does a write wait" is answered from /metrics of a running leader.
 import { performance } from 'node:perf_hooks';
@@ -153,13 +155,13 @@ export class NodeMetrics implements NodeObserver {
     });
     this.fsync = new Histogram({
       name: 'leaderd_fsync_seconds',
-      help: 'Duration of each synced LevelDB write of a Ready batch (entries and hard state)',
+      help: 'Duration of each synced LevelDB write (the Ready batches merged into it by group commit: entries and hard state), from the first batch handed to storage',
       buckets: LATENCY_BUCKETS,
       registers: r,
     });
     this.batchEntries = new Histogram({
       name: 'leaderd_persist_batch_entries',
-      help: 'Log entries written per synced batch (group commit)',
+      help: 'Log entries written per synced LevelDB write (group commit merges the Ready batches that queue behind a write)',
       buckets: [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
       registers: r,
     });
@@ -267,11 +269,7 @@ export class NodeMetrics implements NodeObserver {
     }
   }
 
-  persisted(rd: Ready, seconds: number): void {
-    if (rd.mustSync) {
-      this.fsync.observe(seconds);
-      this.batchEntries.observe(rd.entries.length);
-    }
+  persisted(rd: Ready): void {
     if (this.tracked.size === 0) return;
     const now = performance.now();
     for (const e of rd.entries) {
@@ -281,6 +279,12 @@ export class NodeMetrics implements NodeObserver {
         this.stage.observe({ stage: 'persist' }, (now - t.batched) / 1000);
       }
     }
+  }
+
+  batchWritten(entries: number, synced: boolean, seconds: number): void {
+    if (!synced) return;
+    this.fsync.observe(seconds);
+    this.batchEntries.observe(entries);
   }
 
   applied(rd: Ready): void {
@@ -323,9 +327,9 @@ export class NodeMetrics implements NodeObserver {
       if (msg.success && this.tracked.size > 0) {
         for (const [index, t] of this.tracked) {
           if (index > msg.matchIndex) break;
-          if (t.acked !== undefined || t.persisted === undefined) continue;
+          if (t.acked !== undefined || t.batched === undefined) continue;
           t.acked = now;
-          this.stage.observe({ stage: 'replicate' }, (now - t.persisted) / 1000);
+          this.stage.observe({ stage: 'replicate' }, (now - t.batched) / 1000);
         }
       }
     }

@@ -14,8 +14,14 @@ export interface NodeObserver {
   proposed(index: number): void;
   /** The runtime starts carrying out `rd`. */
   readyStarted(rd: Ready): void;
-  /** `rd`'s entries/hard state/snapshot are written (synced when `rd.mustSync`); `seconds` is the write's duration. */
+  /** `rd`'s entries/hard state/snapshot are written (synced when `rd.mustSync`); `seconds` since its write was handed to storage. */
   persisted(rd: Ready, seconds: number): void;
+  /**
+   * One storage write completed: the Readies merged into it (group commit) carried
+   * `entries` log entries; `synced` when it was fsynced; `seconds` from the first of
+   * them being handed to storage (including the wait behind the write before it).
+   */
+  batchWritten(entries: number, synced: boolean, seconds: number): void;
   /** `rd`'s committed entries are applied to the state machine. */
   applied(rd: Ready): void;
   /** The core reported `ev` (votes, campaigns, step-downs, transfers). */

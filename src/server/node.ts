@@ -2,11 +2,14 @@
 // the tick timer, the storage and the peer transport (in production LevelDB, gRPC and
 // the monotonic clock; in the seeded simulator in-memory ones behind the same
 // interfaces, runtime-ports.ts), and it is the only place where the core's Ready
-// batches are carried out:
+// batches are carried out, with asynchronous storage writes (Raft thesis §10.2.1):
 //
-//   persist (one synced LevelDB batch: group commit for everything proposed meanwhile)
-//   -> send (only now: votes and acknowledgements depend on what was just persisted)
-//   -> apply committed entries -> advance.
+//   start the write (one synced LevelDB batch: group commit for everything proposed
+//   meanwhile) -> send what may leave at once (appends, heartbeats, vote requests)
+//   -> apply committed entries -> advance, and take the next Ready while the write is
+//   in flight;
+//   write durable -> send what promises it (acknowledgements, vote grants) -> tell the
+//   core (a leader counts its own copy of an entry towards a commit only now).
 //
 // Failure policy: a storage error is fail-stop. The node stops taking part and reports
 // the error through onFatal; it never retries and carries on with a memory view that
@@ -19,7 +22,18 @@ import { seededRandom } from '../raft/rand.js';
 import { newBasicStatus } from '../raft/raw-node.js';
 import { callStateMachine, describeFailStop } from './fail-stop.js';
 import { decodeConfChange } from '../raft/conf-change.js';
-import type { ConfChange, Entry, NodeId, ProposeResult, RaftConfig, RaftEvent, Ready, Snapshot, SoftState } from '../raft/types.js';
+import type {
+  ConfChange,
+  Entry,
+  Message,
+  NodeId,
+  ProposeResult,
+  RaftConfig,
+  RaftEvent,
+  Ready,
+  Snapshot,
+  SoftState,
+} from '../raft/types.js';
 import { LevelStorage } from '../storage/leveldb-storage.js';
 import { checkIdentity, writeIdentity } from '../storage/identity.js';
 import { GrpcTransport } from '../transport/grpc-transport.js';
@@ -43,6 +57,13 @@ import {
   unframeSnapshot,
   type Bootstrap,
 } from './member-registry.js';
+
+/**
+ * Readies whose write may be in flight at once. Each write waits for the one before it
+ * (group commit merges those that queue up), so more would only grow memory and the
+ * delay of the acknowledgements waiting behind them.
+ */
+const MAX_WRITES_IN_FLIGHT = 64;
 
 /** Meta key of this data dir's incarnation: random, drawn when the store is created. */
 export const INCARNATION_META = 'incarnation';
@@ -227,6 +248,12 @@ export class LeaderdNode {
   private processing = false;
   private again = false;
   private drained: Promise<void> = Promise.resolve();
+  /** Settles after the latest Ready's write is durable and its after-persist work done; Readies complete in order. */
+  private persistChain: Promise<void> = Promise.resolve();
+  /** Readies handed to the core with advanceAsync whose write is not yet reported durable (bounded by MAX_WRITES_IN_FLIGHT). */
+  private writesInFlight = 0;
+  /** The latest storage write and what the Readies merged into it carry (for the fsync metrics). */
+  private lastBatch: { promise: Promise<void>; entries: number; synced: boolean } | null = null;
   private stopped = false;
   private abdicated = false;
   private fatal: Error | null = null;
@@ -433,6 +460,7 @@ export class LeaderdNode {
         maxUncommittedBytes: opts.core?.maxUncommittedBytes ?? DEFAULT_LIMITS.maxUncommittedBytes,
         snapshotChunkBytes: opts.core?.snapshotChunkBytes ?? 1 << 20,
         random: seededRandom(clock.randomSeed()),
+        asyncStorageWrites: true,
       };
       const node = new LeaderdNode(opts, storage, transport, clock, cfg, port);
       for (const [key, value] of node.unsavedMeta.splice(0)) await storage.putMeta(key, value);
@@ -785,7 +813,11 @@ export class LeaderdNode {
     }
     if (!this.raft.hasReady()) return;
     this.processing = true;
-    this.drained = this.drain().finally(() => {
+    // Batching: proposals and peer messages that arrive in the same turn of the event
+    // loop share one Ready (one append per follower, one write), rather than one each.
+    const afterIo = this.time.afterIo;
+    const drained = afterIo === undefined ? this.drain() : new Promise<void>((r) => afterIo(r)).then(() => this.drain());
+    this.drained = drained.finally(() => {
       this.processing = false;
     });
   }
@@ -795,12 +827,20 @@ export class LeaderdNode {
       do {
         this.again = false;
         while (!this.stopped && this.raft.hasReady()) {
+          // Bounded: a disk slower than the proposals makes the loop wait here, and group
+          // commit merges what piles up meanwhile into the next write.
+          if (this.writesInFlight >= MAX_WRITES_IN_FLIGHT) {
+            await this.persistChain;
+            continue;
+          }
           const rd = this.raft.ready();
-          await this.handleReady(rd);
-          this.raft.advance(rd);
+          const { write } = await this.handleReady(rd);
+          this.raft.advanceAsync(rd);
+          this.whenDurable(rd, write);
           this.observe();
-          // Only after advance(): the core counts these entries as applied (and persisted)
-          // from then on, and may compact up to them.
+          // Only after advanceAsync(): the core counts these entries as applied (and handed
+          // to storage, which compacts only after writing them) from then on, and may
+          // compact up to them.
           const last = rd.committedEntries[rd.committedEntries.length - 1];
           if (last && !this.stopped) await this.maybeSnapshot(last.index);
         }
@@ -810,18 +850,13 @@ export class LeaderdNode {
     }
   }
 
-  private async handleReady(rd: Ready): Promise<void> {
+  /** Starts `rd`'s write, sends what need not wait for it, applies; returns the write (null when there is nothing to write). */
+  private async handleReady(rd: Ready): Promise<{ write: Promise<void> | null }> {
     this.obs?.readyStarted(rd);
-    if (rd.hardState || rd.entries.length > 0 || rd.snapshot) {
-      const t0 = this.time.now();
-      await this.storage.persist({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot }, rd.mustSync);
-      this.obs?.persisted(rd, (this.time.now() - t0) / 1000);
-    }
-    if (this.stopped) return;
-    for (const m of rd.messages) {
-      this.obs?.sent(m);
-      this.transport.send(m);
-    }
+    const write = rd.hardState || rd.entries.length > 0 || rd.snapshot ? this.startWrite(rd) : null;
+    // Appends and heartbeats leave while our own write is in flight (thesis §10.2.1): a
+    // heartbeat never waits behind an fsync, and followers write in parallel with us.
+    this.sendAll(rd.messages);
     if (rd.snapshot) {
       const snap = rd.snapshot;
       callStateMachine('restore', snap.meta.index, () => this.restoreSnapshot(snap.data));
@@ -883,6 +918,61 @@ export class LeaderdNode {
     if (rd.snapshot) this.appliedTo = Math.max(this.appliedTo, rd.snapshot.meta.index);
     if (last > 0) this.appliedTo = Math.max(this.appliedTo, last);
     this.wakeAppliedWaiters();
+    // Wrapped: an async function returning the promise itself would wait for it.
+    return { write };
+  }
+
+  private startWrite(rd: Ready): Promise<void> {
+    const t0 = this.time.now();
+    const p = this.storage.persist({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot }, rd.mustSync);
+    const batch = this.lastBatch;
+    if (batch !== null && batch.promise === p) {
+      batch.entries += rd.entries.length;
+      batch.synced ||= rd.mustSync;
+    } else {
+      const b = { promise: p, entries: rd.entries.length, synced: rd.mustSync };
+      this.lastBatch = b;
+      p.then(
+        () => this.obs?.batchWritten(b.entries, b.synced, (this.time.now() - t0) / 1000),
+        () => {},
+      );
+    }
+    const write = p.then(() => this.obs?.persisted(rd, (this.time.now() - t0) / 1000));
+    // Observed by whenDurable; this keeps a rejection from going unhandled meanwhile.
+    write.catch(() => {});
+    return write;
+  }
+
+  private sendAll(msgs: readonly Message[]): void {
+    for (const m of msgs) {
+      this.obs?.sent(m);
+      this.transport.send(m);
+    }
+  }
+
+  /**
+   * Once `rd`'s write and every earlier one are durable: send what promises them
+   * (acknowledgements, vote grants) and tell the core, which may then commit as leader.
+   * Writes complete in call order; the chain keeps Readies without a write in order too.
+   */
+  private whenDurable(rd: Ready, write: Promise<void> | null): void {
+    this.writesInFlight++;
+    const prev = this.persistChain;
+    this.persistChain = (write === null ? prev : Promise.all([prev, write])).then(
+      () => {
+        this.writesInFlight--;
+        if (this.stopped) return;
+        this.sendAll(rd.messagesAfterPersist);
+        try {
+          this.raft.persisted(rd);
+        } catch (err) {
+          this.fail(err as Error);
+          return;
+        }
+        this.afterInput();
+      },
+      (err: Error) => this.fail(err),
+    );
   }
 
   private async maybeSnapshot(applied: number): Promise<void> {

@@ -18,7 +18,11 @@ export interface RuntimeStorage {
   readonly isNew: boolean;
   /** What was read at open; only available before the first write. */
   initialState(bootstrapConf: ConfState): InitialState;
-  /** One Ready's worth of state in one atomic write (synced when `sync`); calls apply in call order. */
+  /**
+   * One Ready's worth of state in one atomic write (synced when `sync`); calls apply in
+   * call order. Calls a storage merges into one write (group commit) return the same
+   * promise, so the caller can tell how many writes it paid for.
+   */
   persist(p: PersistInput, sync: boolean): Promise<void>;
   /**
    * The local state machine took `snapshot`: store it and drop the entries up to
@@ -70,6 +74,13 @@ export interface RuntimeClock {
   after(ms: number, fn: () => void): CancelTimer;
   /** Seed for the core's randomized election timeouts; different on every node and every start. */
   randomSeed(): number;
+  /**
+   * Calls `fn` once the I/O callbacks that are ready now have run (setImmediate): the
+   * runtime waits for it before it takes a Ready, so everything that arrived in one turn
+   * of the event loop goes into one batch. Without it (the simulator's clock, where a
+   * turn means nothing) the runtime takes the Ready at once.
+   */
+  afterIo?(fn: () => void): void;
 }
 
 /** The process's monotonic clock and Node timers. */
@@ -81,6 +92,7 @@ export const systemClock: RuntimeClock = {
   },
   randomSeed: () => randomInt(2 ** 31),
   sinceBoot: bootClock(),
+  afterIo: (fn) => setImmediate(fn),
 };
 
 /**
