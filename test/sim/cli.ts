@@ -31,6 +31,7 @@ interface CliOpts {
   wipe?: number;
   joinEmpty: boolean;
   drift?: number;
+  diskLatency?: number;
   trace: boolean;
   liveness: boolean;
   broken?: string;
@@ -52,6 +53,7 @@ const program = new Command()
   .option('--wipe <p>', 'share of crashes that also lose the data dir (new incarnation)', rate)
   .option('--join-empty', 'spares join with an empty configuration (leaderd start --join)', false)
   .option('--drift <d>', 'max relative clock-rate deviation (default leaseDriftTicks/electionTick/2)', Number)
+  .option('--disk-latency <ms>', 'max disk write latency in virtual ms (default: drawn from the seed: 0, 10 or 40)', int)
   .option('--trace', 'print every event as it happens (with --seed)', false)
   .option('--no-liveness', 'skip the liveness phase')
   .option('--broken <kind>', `inject a broken node (${Object.keys(BROKEN).join(', ')}) to see the checkers fire`)
@@ -78,6 +80,7 @@ function options(seed: number, onTrace?: (l: string) => void): SimOptions {
     ...(o.partition !== undefined ? { partition: o.partition } : {}),
     ...(o.crash !== undefined ? { crash: o.crash } : {}),
     ...(o.wipe !== undefined ? { wipe: o.wipe } : {}),
+    ...(o.diskLatency !== undefined ? { diskLatency: o.diskLatency } : {}),
     ...(o.joinEmpty ? { joinEmpty: true } : {}),
     ...(o.drift !== undefined ? { drift: o.drift } : {}),
     ...(broken ? { broken } : {}),

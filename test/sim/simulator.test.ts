@@ -46,6 +46,20 @@ describe('simulator', () => {
     for (const k of Object.keys(t) as (keyof typeof t)[]) expect(t[k], k).toBeGreaterThan(0);
   });
 
+  it("disks slower than the network, with crashes: a leader's appends are acknowledged before its own write is durable, and every invariant holds", async () => {
+    // The runtime sends appends in parallel with the leader's own write (thesis §10.2.1);
+    // a leader that counted its own entry before the write completed would commit it
+    // with one follower, crash, lose it and let a new leader overwrite it. With that
+    // rule removed from the core, seed 31 of these settings fails Leader Completeness.
+    let acked = 0;
+    for (let seed = 21; seed <= 40; seed++) {
+      const r = await runSeed({ seed, crash: 0.02, diskLatency: 200, traceSize: 0 });
+      expect(r.violations, `seed ${seed}`).toEqual([]);
+      acked += r.stats.acked;
+    }
+    expect(acked).toBeGreaterThan(1000);
+  });
+
   it('detects a node that grants every vote: Election Safety fails within 100 seeds', async () => {
     const seen = new Map<string, number[]>();
     for (let seed = 1; seed <= 100; seed++) {

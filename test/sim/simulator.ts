@@ -96,6 +96,12 @@ export interface SimOptions {
   readonly liveness?: boolean;
   /** Max relative clock-rate deviation of a node; default leaseDriftTicks / electionTick / 2. */
   readonly drift?: number;
+  /**
+   * Upper bound of a disk write's latency in virtual ms (drawn uniformly below it); by
+   * default drawn from the seed (0, 10 or 40). A disk slower than the network is what
+   * lets a leader's appends be acknowledged before its own write is durable.
+   */
+  readonly diskLatency?: number;
   /** Lines of trace kept for the failure report. */
   readonly traceSize?: number;
   /** Called with every trace line as it happens (`--trace`). */
@@ -245,7 +251,8 @@ export function deriveParams(seed: number, o: Partial<SimOptions> = {}): SimPara
     dup: o.dup ?? dup,
     delay: r.pick([0, 0.05, 0.2])!,
     maxLatency: r.pick([10, 50, 150])!,
-    diskLatency: r.pick([0, 10, 40])!,
+    // Drawn even when given, so the option changes nothing else the seed derives.
+    diskLatency: ((drawn) => o.diskLatency ?? drawn)(r.pick([0, 10, 40])!),
     partition: o.partition ?? partition,
     crash: o.crash ?? crash,
     wipe: o.wipe ?? 0,
