@@ -93,7 +93,10 @@ describe('simulator', () => {
 
   it('detects lease overlap on the runtime lease signal when clocks drift far beyond the lease margin', async () => {
     let found: string | null = null;
-    for (let seed = 1; seed <= 400 && found === null; seed++) {
+    // Rare even with this drift: `npm run sim -- --seeds 1500 --drift 0.45 --partition 0.05
+    // --crash 0 --no-liveness` finds seeds 440, 527, 735 and 1287 since the leader
+    // replicates in parallel with its own write (none below 400).
+    for (let seed = 401; seed <= 800 && found === null; seed++) {
       const r = await runSeed({ seed, drift: 0.45, partition: 0.05, crash: 0, liveness: false, traceSize: 0 });
       const v = r.violations[0];
       if (v?.invariant === 'lease-exclusivity') found = v.message;
