@@ -5,6 +5,7 @@ import type { KVClient } from '../../src/gen/leaderd/v1/KV.js';
 import type { LeaseClient } from '../../src/gen/leaderd/v1/Lease.js';
 import type { ElectionClient } from '../../src/gen/leaderd/v1/Election.js';
 import type { LockClient } from '../../src/gen/leaderd/v1/Lock.js';
+import type { LocalCluster } from './cluster.js';
 
 export interface Api {
   kv: KVClient;
@@ -54,4 +55,11 @@ export async function putKey(endpoint: string, key: string, timeoutMs = 5000): P
   } finally {
     a.close();
   }
+}
+
+/** Clients to the leader and to one follower of a started cluster, once it has a leader. */
+export async function leaderAndFollower(cluster: LocalCluster): Promise<{ leaderApi: Api; followerApi: Api }> {
+  const l = await cluster.waitForLeader();
+  const follower = cluster.specs.find((s) => s.id !== l.leaderId)!.id;
+  return { leaderApi: api(cluster.endpoint(l.leaderId)), followerApi: api(cluster.endpoint(follower)) };
 }

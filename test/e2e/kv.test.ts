@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalCluster } from './cluster.js';
-import { api, call, outcomeOf, type Api } from './api.js';
+import { call, leaderAndFollower, outcomeOf, type Api } from './api.js';
 
 let cluster: LocalCluster;
 let leaderApi: Api;
@@ -11,9 +11,7 @@ const enc = (s: string) => Buffer.from(s);
 beforeAll(async () => {
   cluster = await LocalCluster.create({ nodes: 3 });
   cluster.startAll();
-  const l = await cluster.waitForLeader();
-  leaderApi = api(cluster.endpoint(l.leaderId));
-  followerApi = api(cluster.endpoint(cluster.specs.find((s) => s.id !== l.leaderId)!.id));
+  ({ leaderApi, followerApi } = await leaderAndFollower(cluster));
 });
 
 afterAll(async () => {

@@ -4,7 +4,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, LocalCluster, waitFor } from './cluster.js';
-import { api, call, outcomeOf, type Api } from './api.js';
+import { call, leaderAndFollower, outcomeOf, type Api } from './api.js';
 
 const QUOTA = 256 * 1024;
 const VALUE = Buffer.alloc(8 * 1024, 7);
@@ -22,9 +22,7 @@ beforeAll(async () => {
   cluster.start('n1', { '--listen-metrics': `127.0.0.1:${metricsPort}` });
   cluster.start('n2');
   cluster.start('n3');
-  const l = await cluster.waitForLeader();
-  leaderApi = api(cluster.endpoint(l.leaderId));
-  followerApi = api(cluster.endpoint(cluster.specs.find((s) => s.id !== l.leaderId)!.id));
+  ({ leaderApi, followerApi } = await leaderAndFollower(cluster));
 });
 
 afterAll(async () => {
