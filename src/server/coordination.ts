@@ -184,6 +184,20 @@ export class CoordinationService {
     return this.watchBudget.admit(connection);
   }
 
+  /**
+   * A server stream's request checked by `validate`, then admitted under the stream
+   * limits: its release, or null after ending the call with the refusal's status.
+   */
+  private openStream(call: { getPeer(): string; emit(event: 'error', err: unknown): boolean }, validate: () => void): (() => void) | null {
+    try {
+      validate();
+      return this.watchBudget.admit(call.getPeer());
+    } catch (err) {
+      call.emit('error', toStatus(err));
+      return null;
+    }
+  }
+
   close(): void {
     this.keeper.close();
     this.sessionKeeper.close();
@@ -455,19 +469,10 @@ export class CoordinationService {
       }),
       Watch: (call) => {
         const req = call.request;
-        try {
+        const release = this.openStream(call, () => {
           if (req.key !== '' || !req.prefix) checkKey(req.key, L, { write: false });
-        } catch (err) {
-          call.emit('error', toStatus(err));
-          return;
-        }
-        let release: () => void;
-        try {
-          release = this.watchBudget.admit(call.getPeer());
-        } catch (err) {
-          call.emit('error', toStatus(err));
-          return;
-        }
+        });
+        if (release === null) return;
         const w = new KvWatchStream(call, this.store, req);
         if (!w.start()) return release();
         this.trackStream(call as grpc.ServerWritableStream<unknown, unknown>, () => {
@@ -775,19 +780,8 @@ export class CoordinationService {
         return this.leaderResponse(req.name);
       }),
       Observe: (call) => {
-        try {
-          checkName(call.request.name, this.limits, 'election');
-        } catch (err) {
-          call.emit('error', toStatus(err));
-          return;
-        }
-        let release: () => void;
-        try {
-          release = this.watchBudget.admit(call.getPeer());
-        } catch (err) {
-          call.emit('error', toStatus(err));
-          return;
-        }
+        const release = this.openStream(call, () => checkName(call.request.name, this.limits, 'election'));
+        if (release === null) return;
         const o = new ObserveStream(call, this.store, `${ELECTION_PREFIX}${call.request.name}/`, () =>
           this.leaderResponse(call.request.name),
         );

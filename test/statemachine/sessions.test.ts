@@ -109,28 +109,19 @@ describe('exactly-once sessions (scenario 1)', () => {
   it('a cached answer survives a snapshot: a retry on the restored replica gets it without applying again', () => {
     const r = replica();
     const s = r.open();
-    const cas = r.apply({
+    const write = {
       cmd: {
-        type: 'txn',
-        compare: [{ key: 'k', target: 'CREATE_REVISION', result: 'EQUAL', number: 0 }],
-        success: [{ type: 'put', key: 'k', value: enc('x'), lease: 0 }],
+        type: 'txn' as const,
+        compare: [{ key: 'k', target: 'CREATE_REVISION' as const, result: 'EQUAL' as const, number: 0 }],
+        success: [{ type: 'put' as const, key: 'k', value: enc('x'), lease: 0 }],
         failure: [],
       },
       session: { id: s, seq: 1, firstIncomplete: 1 },
-    });
+    };
+    const cas = r.apply(write);
     const other = replica();
     other.store.restore(r.store.snapshot());
-    expect(
-      other.apply({
-        cmd: {
-          type: 'txn',
-          compare: [{ key: 'k', target: 'CREATE_REVISION', result: 'EQUAL', number: 0 }],
-          success: [{ type: 'put', key: 'k', value: enc('x'), lease: 0 }],
-          failure: [],
-        },
-        session: { id: s, seq: 1, firstIncomplete: 1 },
-      }),
-    ).toEqual(cas);
+    expect(other.apply(write)).toEqual(cas);
     expect(other.store.get('k')!.version).toBe(1);
   });
 
