@@ -243,6 +243,8 @@ export class LeaderdNode {
   private readonly raft: RaftNode;
   private readonly clock: TickClock;
   private readonly log: Logger;
+  /** The last announced client address warned about per member (one warning per change, not per GetLeader). */
+  private readonly warnedClientAddress = new Map<NodeId, string>();
   private readonly sm: StateMachine;
   private cancelTimer: CancelTimer | null = null;
   private processing = false;
@@ -1125,7 +1127,22 @@ export class LeaderdNode {
 
   private clientAddressOf(id: NodeId): string {
     if (id === this.id) return this.opts.advertiseClient;
-    return this.transport.peerClientAddress(id) ?? this.registry.get(id)?.clientAddress ?? '';
+    const hello = this.transport.peerClientAddress(id);
+    const recorded = this.registry.get(id)?.clientAddress ?? '';
+    // GetLeader and forwarding hand this address to clients. With peer TLS the Hello that
+    // named it came over a stream whose certificate is bound to member `id`, so it is the
+    // member's own, current word. Without TLS anyone who reaches the peer port can send a
+    // Hello as `id` and steer clients to a host of theirs: the replicated record (set by
+    // AddMember) then wins, and the Hello only fills in members the records say nothing of.
+    if (this.transport.authenticatesPeers?.() === true || recorded === '') return hello ?? recorded;
+    if (hello !== undefined && hello !== recorded && this.warnedClientAddress.get(id) !== hello) {
+      this.warnedClientAddress.set(id, hello);
+      this.log.warn(
+        { member: id, announced: hello, recorded },
+        'a plaintext peer Hello names a client address other than the member record; handing out the recorded one',
+      );
+    }
+    return recorded;
   }
 
   /** Peer addresses: from --peers, and for members added later from their conf change context. */

@@ -560,6 +560,10 @@ export class GrpcTransport {
     return this.clientAddrs.get(id);
   }
 
+  authenticatesPeers(): boolean {
+    return this.opts.peerTls !== undefined;
+  }
+
   onPeerClientAddress(handler: (id: NodeId, clientAddr: string) => void): void {
     this.clientAddrHandlers.push(handler);
   }

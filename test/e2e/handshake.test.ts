@@ -9,6 +9,8 @@ import { LocalCluster, exitOf, lines, sleep, waitFor } from './cluster.js';
 import * as grpc from '@grpc/grpc-js';
 import { api, call, putKey } from './api.js';
 import { loadPublicApi } from '../../src/transport/protos.js';
+import { GrpcTransport } from '../../src/transport/grpc-transport.js';
+import { pino } from 'pino';
 
 let cluster: LocalCluster | null = null;
 afterEach(async (ctx) => {
@@ -141,5 +143,33 @@ describe('the peer handshake', () => {
     expect(['follower', 'leader']).toContain(s.role);
     expect(s.refusedPeers).toEqual([]);
     expect(await putVia(c, wiped, 'after-rejoin')).toBeGreaterThan(0);
+
+    // AddMember recorded its client address. A plaintext Hello in its name (anyone who
+    // reaches the peer port can send one) that names another host does not change what
+    // ListMembers, GetLeader and forwarding hand to clients.
+    const target = others[0]!;
+    const impostor = new GrpcTransport({
+      nodeId: wiped,
+      clusterId: c.clusterId,
+      listenPeer: '127.0.0.1:0',
+      advertisePeer: '127.0.0.1:1',
+      advertiseClient: '203.0.113.9:7000',
+      logger: pino({ level: 'silent' }),
+    });
+    try {
+      await impostor.start();
+      impostor.setPeers(new Map([[target, `127.0.0.1:${c.spec(target).peerPort}`]]));
+      // Until the Hello arrives and after: ListMembers names the recorded address, and the
+      // target logs (once it has heard the Hello) the announced one it did not hand out.
+      await waitFor(`${target} to log the announced address it does not hand out`, async () => {
+        const members = await c.client(target).listMembers();
+        expect(members.find((m) => m.id === wiped)?.clientAddress).toBe(`127.0.0.1:${c.spec(wiped).clientPort}`);
+        return /"announced":"203.0.113.9:7000".*other than the member record/.test(readFileSync(c.spec(target).logPath, 'utf8'))
+          ? true
+          : undefined;
+      });
+    } finally {
+      await impostor.close();
+    }
   });
 });
