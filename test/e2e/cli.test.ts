@@ -46,40 +46,58 @@ function watchStdout(proc: ChildProcess): { text: () => string; waitFor: (re: Re
   };
 }
 
+const LOCAL_IDS = ['n1', 'n2', 'n3'];
+
+/**
+ * `leaderd local --nodes 3` with `extra` flags on a free --base-port (not the default
+ * 7001-7003: a developer's own `npm start` may hold those), stopped with every node it
+ * started (found by PID in the logs) whatever the test does.
+ */
+async function startLocal(extra: string[] = []) {
+  const base = await freeBasePort(LOCAL_IDS.length);
+  const dir = mkdtempSync(join(tmpdir(), 'leaderd-e2e-local-'));
+  const proc = spawn(process.execPath, [CLI, 'local', '--nodes', '3', '--base-port', String(base), '--data-dir', dir, ...extra], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: false,
+  });
+  let stderr = '';
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const out = watchStdout(proc);
+  cleanups.push(async () => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      const e = exitOf(proc, 5000).catch(() => undefined);
+      proc.kill('SIGKILL');
+      await e;
+    }
+    for (const pids of pidsInLogs(dir, LOCAL_IDS).values()) for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    await sleep(100);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const endpoints = LOCAL_IDS.map((_, i) => localClientAddress(i + 1, base)).join(',');
+  /** SIGINT: exits 0 and every node it started is gone. */
+  const interrupt = async () => {
+    const childPids = pidsInLogs(dir, LOCAL_IDS);
+    for (const id of LOCAL_IDS) expect(childPids.get(id), `pid of ${id} in ${id}.log`).toHaveLength(1);
+    const exit = exitOf(proc, 20_000);
+    proc.kill('SIGINT');
+    expect(await exit).toEqual({ code: 0, signal: null });
+    for (const [id, pids] of childPids) expect(alive(pids[0]!), `${id} (pid ${pids[0]}) still running`).toBe(false);
+  };
+  return { base, dir, proc, out, endpoints, interrupt, stderr: () => stderr };
+}
+
 describe('leaderd local', () => {
   it('runs a 3-node cluster on --base-port that `leaderd status` sees, prints no colour codes when piped, and on SIGINT exits 0 leaving no node process behind', async () => {
-    const ids = ['n1', 'n2', 'n3'];
-    // Not the default 7001-7003: a developer's own `npm start` may hold those.
-    const base = await freeBasePort(ids.length);
+    const ids = LOCAL_IDS;
+    const { base, out, endpoints, interrupt, stderr } = await startLocal();
     const addresses = ids.flatMap((_, i) => [
       localClientAddress(i + 1, base),
       localPeerAddress(i + 1, base),
       localMetricsAddress(i + 1, base),
     ]);
 
-    const dir = mkdtempSync(join(tmpdir(), 'leaderd-e2e-local-'));
-    const proc = spawn(process.execPath, [CLI, 'local', '--nodes', '3', '--base-port', String(base), '--data-dir', dir], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: false,
-    });
-    let stderr = '';
-    proc.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const out = watchStdout(proc);
-    cleanups.push(async () => {
-      // Whatever happened above: the local process and every node it started (found by PID in the logs) must go.
-      if (proc.exitCode === null && proc.signalCode === null) {
-        const e = exitOf(proc, 5000).catch(() => undefined);
-        proc.kill('SIGKILL');
-        await e;
-      }
-      for (const pids of pidsInLogs(dir, ids).values()) for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
-      await sleep(100);
-      rmSync(dir, { recursive: true, force: true });
-    });
-
     const m = await out.waitFor(/leader: \S+ -> (n\d) \(term (\d+)\)/, 30_000);
     const [, leaderId, term] = m;
-    const endpoints = ids.map((_, i) => localClientAddress(i + 1, base)).join(',');
     expect(out.text()).toContain(`export LEADERD_ENDPOINTS=${endpoints}`);
     const st = await runCli(['status', '--endpoints', endpoints, '--json']);
     expect(st.code, st.stderr).toBe(0);
@@ -118,17 +136,59 @@ describe('leaderd local', () => {
     };
     expect(state.snapshot.members.map((m) => m.id).sort()).toEqual(ids);
 
-    const childPids = pidsInLogs(dir, ids);
-    for (const id of ids) expect(childPids.get(id), `pid of ${id} in ${id}.log`).toHaveLength(1);
-    const exit = exitOf(proc, 20_000);
-    proc.kill('SIGINT');
-    expect(await exit).toEqual({ code: 0, signal: null });
-    for (const [id, pids] of childPids) expect(alive(pids[0]!), `${id} (pid ${pids[0]}) still running`).toBe(false);
+    await interrupt();
     for (const id of ids) expect(out.text()).toContain(`${id}: exited with code 0`);
-    expect(stderr).toBe('');
+    expect(stderr()).toBe('');
     // stdout is a pipe here, not a terminal: no live view, no colour or cursor codes.
     expect(out.text()).not.toContain('\x1b');
     for (const a of addresses) expect(await portFree(a), `${a} released`).toBe(true);
+  });
+
+  it('--tls: TLS on both listeners and tokens; the exports it prints make the CLI work, a reader cannot write, no token or no CA is refused', async () => {
+    const { dir, out, endpoints, interrupt, stderr } = await startLocal(['--tls']);
+    // The live view talks to the nodes over TLS with the admin token: a leader line means both work.
+    await out.waitFor(/leader: \S+ -> (n\d) \(term (\d+)\)/, 60_000);
+    const exp = /export LEADERD_CACERT=(\S+) LEADERD_TOKEN=\$\(cat (\S+)\)/.exec(out.text());
+    expect(exp, out.text()).not.toBeNull();
+    const [, cacert, tokenFile] = exp!;
+    expect(cacert).toBe(join(dir, 'certs', 'ca.crt'));
+    const admin = readFileSync(tokenFile!, 'utf8').trim();
+    const tokens = (JSON.parse(readFileSync(join(dir, 'certs', 'tokens.json'), 'utf8')) as { tokens: { name: string; token: string }[] })
+      .tokens;
+    const tokenOf = (name: string) => tokens.find((t) => t.name === name)!.token;
+    // Empty values shadow anything the developer's shell exports.
+    const env = (token: string, ca = cacert!) => ({
+      LEADERD_ENDPOINTS: endpoints,
+      LEADERD_CACERT: ca,
+      LEADERD_TOKEN: token,
+      LEADERD_CERT: '',
+      LEADERD_CERT_KEY: '',
+    });
+
+    const put = await runCli(['put', 'config/mode', 'blue'], { env: env(admin) });
+    expect(put.code, put.stderr).toBe(0);
+    const writer = await runCli(['put', 'config/mode', 'green'], { env: env(tokenOf('writer')) });
+    expect(writer.code, writer.stderr).toBe(0);
+    const read = await runCli(['get', 'config/mode', '--json'], { env: env(tokenOf('reader')) });
+    expect(read.code, read.stderr).toBe(0);
+    expect(read.stdout).toContain('green');
+
+    const denied = await runCli(['put', 'config/mode', 'red'], { env: env(tokenOf('reader')) });
+    expect(denied.code).toBe(1);
+    expect(lines(denied.stderr)).toHaveLength(1);
+    expect(denied.stderr).toMatch(/permission|needs write/i);
+    const anonymous = await runCli(['get', 'config/mode'], { env: env('') });
+    expect(anonymous.code).toBe(1);
+    expect(anonymous.stderr).toMatch(/unauthenticated|token/i);
+    const plaintext = await runCli(['get', 'config/mode', '--timeout-ms', '1500'], { env: env(admin, '') });
+    expect(plaintext.code).not.toBe(0);
+    // Nothing the refused calls tried took effect.
+    const after = await runCli(['get', 'config/mode', '--json'], { env: env(admin) });
+    expect(after.stdout).toContain('green');
+    expect(after.stdout).not.toContain('red');
+
+    await interrupt();
+    expect(stderr()).toBe('');
   });
 });
 
