@@ -44,8 +44,8 @@ export interface SessionTag {
   readonly firstIncomplete: number;
 }
 
-export interface Envelope {
-  readonly cmd: Command;
+export interface Envelope<C extends Command = Command> {
+  readonly cmd: C;
   readonly session?: SessionTag;
   /**
    * The storage quota (bytes, see kvBytes) in force at the leader that proposed this
@@ -107,6 +107,12 @@ export type CommandResult =
   | { readonly ok: true; readonly type: 'leaseRevoke'; readonly revision: number }
   | { readonly ok: true; readonly type: 'sessionOpen'; readonly id: number; readonly ttlMs: number }
   | { readonly ok: true; readonly type: 'sessionClose' };
+
+/**
+ * What applying a command of type T returns when it succeeds. Commands only a leader's
+ * timer proposes (leaseExpire, sessionExpire) have no result anyone reads: never.
+ */
+export type OkResult<T extends Command['type']> = Extract<CommandResult, { ok: true; type: T }>;
 
 // ---------------------------------------------------------------------------
 // Encoding: JSON with bytes as base64. Small, readable in a log dump, and versioned by
