@@ -21,6 +21,7 @@ import {
   type Compare,
   type Envelope,
   type KeyValue,
+  type OkResult,
   type Op,
 } from '../statemachine/commands.js';
 import {
@@ -96,8 +97,6 @@ function applyError(r: CommandResult & { ok: false }): ApiError {
       return new ApiError('quota-exceeded', r.message);
   }
 }
-
-type Ok<T extends CommandResult['type' & keyof CommandResult] | string> = Extract<CommandResult, { ok: true; type: T }>;
 
 export class CoordinationService {
   private readonly limits: Limits;
@@ -263,20 +262,21 @@ export class CoordinationService {
     };
   }
 
-  private isLeader(): boolean {
+  /**
+   * The role only, lease or not: where to propose rather than forward. A leader whose lease
+   * lapsed still proposes (the entry commits only with a quorum); isLeader() on the node is
+   * the stronger "leads with a valid lease" that lease-bound decisions need.
+   */
+  private hasLeaderRole(): boolean {
     return this.node.status().role === 'leader';
   }
 
   /** Wait (up to the deadline, at most two election timeouts) for a leader to be known. */
   private async leaderAddress(ctx: CallContext): Promise<string> {
-    const until = Math.min(ctx.deadline, Date.now() + 2 * this.opts.electionTimeoutMs);
-    for (;;) {
-      const l = this.node.leader();
-      if (l.leaderId !== '' && l.leaderAddress !== '') return l.leaderAddress;
-      if (Date.now() >= until || ctx.signal.aborted)
-        throw new ApiError('unavailable', 'no leader is known: the cluster may have lost its quorum', 'not-applied');
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    const waitMs = Math.max(0, Math.min(ctx.deadline - Date.now(), 2 * this.opts.electionTimeoutMs));
+    const l = await this.node.whenLeader((v) => v.leaderId !== '' && v.leaderAddress !== '', waitMs, ctx.signal);
+    if (l === null) throw new ApiError('unavailable', 'no leader is known: the cluster may have lost its quorum', 'not-applied');
+    return l.leaderAddress;
   }
 
   /**
@@ -286,7 +286,7 @@ export class CoordinationService {
    * checks again when applying, the same way on every replica (a per-node check at apply
    * time against each node's own flag would let replicas disagree on what was written).
    */
-  private async proposeLocal(env: Envelope, signal: AbortSignal): Promise<CommandResult> {
+  private async proposeLocal<C extends Command>(env: Envelope<C>, signal: AbortSignal): Promise<OkResult<C['type']>> {
     if (env.cmd.type === 'put' || env.cmd.type === 'txn') {
       const quota = this.limits.quotaBytes;
       const over = this.store.quotaRefusal(env.cmd, quota);
@@ -294,24 +294,27 @@ export class CoordinationService {
       env = { ...env, quota };
     }
     const { result } = await this.node.propose(encodeCommand(env), signal);
+    // The one place a result is told its type: the state machine answers each command with
+    // a result of the command's own type (kv-store.ts apply), checked here rather than trusted.
     const r = result as CommandResult;
     if (!r.ok) throw applyError(r);
-    return r;
+    if (r.type !== env.cmd.type) throw new Error(`state machine answered a ${env.cmd.type} command with a ${r.type} result`);
+    return r as OkResult<C['type']>;
   }
 
   /**
    * Run a write: proposed here when this node leads, otherwise forwarded once to the
    * leader with the same request (and the client's deadline).
    */
-  private async write<Req, Res>(
+  private async write<Req, Res, C extends Command>(
     service: keyof CoordinationService['defs'],
     method: string,
     req: Req,
     ctx: CallContext,
-    env: Envelope,
-    toResponse: (r: CommandResult) => Res,
+    env: Envelope<C>,
+    toResponse: (r: OkResult<C['type']>) => Res,
   ): Promise<Res> {
-    if (this.isLeader()) return toResponse(await this.proposeLocal(env, ctx.signal));
+    if (this.hasLeaderRole()) return toResponse(await this.proposeLocal(env, ctx.signal));
     return this.forward(service, method, req, ctx);
   }
 
@@ -349,7 +352,7 @@ export class CoordinationService {
       Put: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
         const put = this.putOp(req.key, req.value, req.lease);
         checkSession(req);
-        return this.write('kv', 'Put', req, ctx, this.env(put, req), (r) => ({ revision: (r as Ok<'put'>).revision }));
+        return this.write('kv', 'Put', req, ctx, this.env(put, req), (r) => ({ revision: r.revision }));
       }),
       Get: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
         checkKey(req.key, L, { write: false });
@@ -370,10 +373,10 @@ export class CoordinationService {
       Delete: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
         checkWriteTarget(req.key, req.prefix, L);
         checkSession(req);
-        return this.write('kv', 'Delete', req, ctx, this.env({ type: 'delete', key: req.key, prefix: req.prefix }, req), (r) => {
-          const d = r as Ok<'delete'>;
-          return { revision: d.revision, deleted: d.deleted };
-        });
+        return this.write('kv', 'Delete', req, ctx, this.env({ type: 'delete', key: req.key, prefix: req.prefix }, req), (d) => ({
+          revision: d.revision,
+          deleted: d.deleted,
+        }));
       }),
       Range: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
         checkPrefix(req.prefix, L);
@@ -399,8 +402,7 @@ export class CoordinationService {
             throw new ApiError('invalid-argument', 'one of expected_value, expect_absent or expected_mod_revision is required');
         }
         const cmd: Command = { type: 'txn', compare: [compare], success: [put], failure: [] };
-        return this.write('kv', 'CompareAndSwap', req, ctx, this.env(cmd, req), (r) => {
-          const t = r as Ok<'txn'>;
+        return this.write('kv', 'CompareAndSwap', req, ctx, this.env(cmd, req), (t) => {
           const cur = t.compared.get(req.key) ?? null;
           return {
             succeeded: t.succeeded,
@@ -422,8 +424,7 @@ export class CoordinationService {
         const compare = req.compare.map((c) => this.compareFrom(c));
         const success = req.success.map((o) => this.opFrom(o));
         const failure = req.failure.map((o) => this.opFrom(o));
-        return this.write('kv', 'Txn', req, ctx, this.env({ type: 'txn', compare, success, failure }, req), (r) => {
-          const t = r as Ok<'txn'>;
+        return this.write('kv', 'Txn', req, ctx, this.env({ type: 'txn', compare, success, failure }, req), (t) => {
           const responses: ResponseOp[] = t.responses.map((x) =>
             x.type === 'put'
               ? { put: { revision: x.revision } }
@@ -449,8 +450,7 @@ export class CoordinationService {
       OpenSession: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
         const ttlMs = req.ttlMs === 0 ? DEFAULT_SESSION_TTL_MS : req.ttlMs;
         checkTtl(ttlMs, L);
-        return this.write('kv', 'OpenSession', req, ctx, { cmd: { type: 'sessionOpen', ttlMs } }, (r) => {
-          const o = r as Ok<'sessionOpen'>;
+        return this.write('kv', 'OpenSession', req, ctx, { cmd: { type: 'sessionOpen', ttlMs } }, (o) => {
           this.log.debug({ session: o.id, label: req.label, ttlMs }, 'session opened');
           return { session: o.id, ttlMs: o.ttlMs };
         });
@@ -483,7 +483,7 @@ export class CoordinationService {
     };
   }
 
-  private env(cmd: Command, req: SessionFields): Envelope {
+  private env<C extends Command>(cmd: C, req: SessionFields): Envelope<C> {
     return req.session !== 0 ? { cmd, session: { id: req.session, seq: req.seq, firstIncomplete: req.firstIncomplete } } : { cmd };
   }
 
@@ -547,15 +547,15 @@ export class CoordinationService {
             'limit-exceeded',
             `the cluster already holds ${this.limits.maxLeases} leases (${flagOf('maxLeases')}); revoke leases no longer used, or raise the limit`,
           );
-        return this.write('lease', 'Grant', req, ctx, this.env({ type: 'leaseGrant', ttlMs: req.ttlMs }, req), (r) => {
-          const g = r as Ok<'leaseGrant'>;
-          return { id: g.id, ttlMs: g.ttlMs };
-        });
+        return this.write('lease', 'Grant', req, ctx, this.env({ type: 'leaseGrant', ttlMs: req.ttlMs }, req), (g) => ({
+          id: g.id,
+          ttlMs: g.ttlMs,
+        }));
       }),
       Revoke: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
         checkLeaseId(req.id);
         return this.write('lease', 'Revoke', req, ctx, { cmd: { type: 'leaseRevoke', id: req.id } }, (r) => ({
-          revision: (r as Ok<'leaseRevoke'>).revision,
+          revision: r.revision,
         }));
       }),
       KeepAliveOnce: this.unary(5000, (req, ctx) => this.keepAliveOnce(req.id, req, ctx)),
@@ -681,7 +681,7 @@ export class CoordinationService {
   ): Promise<{ key: string; rev: number }> {
     // Create our key, or find it if an earlier attempt with this lease already did (a
     // retried Campaign after a failover): first come, first served by creation revision.
-    const r = (await this.proposeLocal(
+    const r = await this.proposeLocal(
       {
         cmd: {
           type: 'txn',
@@ -691,8 +691,9 @@ export class CoordinationService {
         },
       },
       ctx.signal,
-    )) as Ok<'txn'>;
-    const rev = r.succeeded ? r.revision : ((r.responses[0] as { kv: KeyValue | null }).kv?.createRevision ?? 0);
+    );
+    const found = r.responses[0];
+    const rev = r.succeeded ? r.revision : found?.type === 'get' ? (found.kv?.createRevision ?? 0) : 0;
     if (rev === 0) throw new ApiError('grant-lost', `lease ${lease} ended while campaigning`);
     await this.waitUntilFirst(queue, key, rev, ctx);
     return { key, rev };
@@ -751,7 +752,7 @@ export class CoordinationService {
         if (req.lease === 0) throw new ApiError('invalid-argument', 'campaign needs a lease (grant one with Lease.Grant)');
         const value = bytes(req.value);
         checkValue(value, this.limits);
-        if (!this.isLeader()) return this.forward('election', 'Campaign', req, ctx);
+        if (!this.hasLeaderRole()) return this.forward('election', 'Campaign', req, ctx);
         const { key, rev } = await this.grant(ELECTION_PREFIX, req.name, req.lease, value, ctx);
         return { leader: { name: req.name, key, rev, lease: req.lease }, fencingToken: rev };
       }),
@@ -759,8 +760,8 @@ export class CoordinationService {
         const k = this.checkLeaderKey(req.leader);
         const value = bytes(req.value);
         checkValue(value, this.limits);
-        if (!this.isLeader()) return this.forward('election', 'Proclaim', req, ctx);
-        const r = (await this.proposeLocal(
+        if (!this.hasLeaderRole()) return this.forward('election', 'Proclaim', req, ctx);
+        const r = await this.proposeLocal(
           {
             cmd: {
               type: 'txn',
@@ -770,7 +771,7 @@ export class CoordinationService {
             },
           },
           ctx.signal,
-        )) as Ok<'txn'>;
+        );
         if (!r.succeeded) throw new ApiError('not-holder', `no longer the leader of ${k.name}: ${k.key} (revision ${k.rev}) is gone`);
         return { revision: r.revision };
       }),
@@ -793,8 +794,8 @@ export class CoordinationService {
       },
       Resign: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
         const k = this.checkLeaderKey(req.leader);
-        if (!this.isLeader()) return this.forward('election', 'Resign', req, ctx);
-        const r = (await this.proposeLocal(
+        if (!this.hasLeaderRole()) return this.forward('election', 'Resign', req, ctx);
+        const r = await this.proposeLocal(
           {
             cmd: {
               type: 'txn',
@@ -804,7 +805,7 @@ export class CoordinationService {
             },
           },
           ctx.signal,
-        )) as Ok<'txn'>;
+        );
         return { revision: r.revision };
       }),
     };
@@ -816,14 +817,14 @@ export class CoordinationService {
         checkName(req.name, this.limits, 'lock');
         checkLeaseId(req.lease);
         if (req.lease === 0) throw new ApiError('invalid-argument', 'a lock needs a lease (grant one with Lease.Grant)');
-        if (!this.isLeader()) return this.forward('lock', 'Lock', req, ctx);
+        if (!this.hasLeaderRole()) return this.forward('lock', 'Lock', req, ctx);
         const { key, rev } = await this.grant(LOCK_PREFIX, req.name, req.lease, new Uint8Array(0), ctx);
         return { key, fencingToken: rev };
       }),
       Unlock: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
         if (!req.key.startsWith(LOCK_PREFIX)) throw new ApiError('invalid-argument', 'key must be the key returned by Lock');
-        if (!this.isLeader()) return this.forward('lock', 'Unlock', req, ctx);
-        const r = (await this.proposeLocal({ cmd: { type: 'delete', key: req.key, prefix: false } }, ctx.signal)) as Ok<'delete'>;
+        if (!this.hasLeaderRole()) return this.forward('lock', 'Unlock', req, ctx);
+        const r = await this.proposeLocal({ cmd: { type: 'delete', key: req.key, prefix: false } }, ctx.signal);
         return { revision: r.revision };
       }),
     };

@@ -263,6 +263,8 @@ export class LeaderdNode {
   /** Refilled by raft.basicStatus() on hot paths (every request), so reading the core's state allocates nothing. */
   private readonly basic = newBasicStatus();
   private readonly leaderListeners = new Set<(l: LeaderView) => void>();
+  /** whenLeader calls waiting for the current leader's client address to become known. */
+  private readonly leaderAddressWaiters = new Set<() => void>();
   private readonly leaseListeners = new Set<(valid: boolean) => void>();
   private lastLeaseValid = false;
   /** While the lease is valid: the tick it runs out at, as of the last input. */
@@ -351,6 +353,11 @@ export class LeaderdNode {
       refusedByPeer: (id, refusal) => this.refusedByPeer(id, refusal),
     };
     transport.setHandshake?.(policy);
+    // The leader's address may become known after the leader itself (its Hello can arrive
+    // after its first heartbeat): whenLeader's waiters are waiting for exactly that.
+    transport.onPeerClientAddress?.((id) => {
+      if (id === this.lastSoft.leaderId) for (const w of this.leaderAddressWaiters) w();
+    });
     const confInLog = this.bootstrap.join || this.bootstrap.inLog;
     const bootstrapConf = { voters: confInLog ? [] : [...this.bootstrap.members.keys()], learners: [] };
     let initial = storage.initialState(bootstrapConf);
@@ -558,6 +565,41 @@ export class LeaderdNode {
     return [...conf.voters.map((id) => view(id, false)), ...conf.learners.map((id) => view(id, true))];
   }
 
+  /**
+   * Resolves with the leader view as soon as `ready` accepts it — now, or at a later
+   * leadership change or leader address becoming known — or with null once `timeoutMs`
+   * passes or `signal` aborts. Events, not polling: a request waiting for a leader is
+   * answered the moment one is known.
+   */
+  whenLeader(ready: (l: LeaderView) => boolean, timeoutMs: number, signal?: AbortSignal): Promise<LeaderView | null> {
+    const now = this.leader();
+    if (ready(now)) return Promise.resolve(now);
+    if (signal?.aborted || this.stopped || timeoutMs <= 0) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      const finish = (l: LeaderView | null) => {
+        off();
+        cancel();
+        signal?.removeEventListener('abort', aborted);
+        resolve(l);
+      };
+      const aborted = () => finish(null);
+      const offChange = this.onLeaderChange((l) => {
+        if (ready(l)) finish(l);
+      });
+      const addressKnown = () => {
+        const l = this.leader();
+        if (ready(l)) finish(l);
+      };
+      this.leaderAddressWaiters.add(addressKnown);
+      const off = () => {
+        offChange();
+        this.leaderAddressWaiters.delete(addressKnown);
+      };
+      const cancel = this.time.after(timeoutMs, aborted);
+      signal?.addEventListener('abort', aborted, { once: true });
+    });
+  }
+
   /** Listen to every leadership change this node observes (leader id or term). Returns an unsubscribe function. */
   onLeaderChange(listener: (l: LeaderView) => void): () => void {
     this.leaderListeners.add(listener);
@@ -755,13 +797,7 @@ export class LeaderdNode {
     const r = this.raft.transferLeadership(to);
     if (!r.ok) throw new NodeError(r.error, `cannot transfer leadership to ${to}: ${r.error}`);
     this.afterInput();
-    const deadline = this.time.now() + timeoutMs;
-    while (this.time.now() < deadline) {
-      const l = this.leader();
-      if (l.leaderId !== '' && l.leaderId !== this.id) return l;
-      await sleepOn(this.time, Math.min(20, this.opts.heartbeatMs));
-    }
-    return this.leader();
+    return (await this.whenLeader((l) => l.leaderId !== '' && l.leaderId !== this.id, timeoutMs)) ?? this.leader();
   }
 
   async stop(opts: { transfer?: boolean } = {}): Promise<void> {

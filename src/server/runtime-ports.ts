@@ -46,6 +46,8 @@ export interface RuntimeTransport {
   setPeers(peers: ReadonlyMap<NodeId, string>): void;
   /** A peer's public API address, as it announced it. */
   peerClientAddress(id: NodeId): string | undefined;
+  /** Listen to peers announcing (or changing) their public API address. */
+  onPeerClientAddress?(handler: (id: NodeId, clientAddr: string) => void): void;
   /** True when a peer's identity is proven (mutual TLS bound to member ids), so what it announces is its own word. */
   authenticatesPeers?(): boolean;
   /** Check incarnation and timing at every handshake (a transport without handshakes omits it). */
