@@ -8,6 +8,7 @@ import { PublicServer } from './server/public-api.js';
 import { CoordinationService } from './server/coordination.js';
 import { KvStore } from './statemachine/kv-store.js';
 import { DEFAULTS } from './server/config.js';
+import { LeadershipLostError, type LeadershipLostReason } from './client/errors.js';
 
 export interface CreateNodeOptions {
   readonly id: string;
@@ -37,12 +38,8 @@ export interface LeadershipChange {
   readonly self: boolean;
 }
 
-export class LeadershipLost extends Error {
-  override readonly name = 'LeadershipLost';
-  constructor(readonly term: number) {
-    super(`leadership of term ${term} lost (lease no longer valid)`);
-  }
-}
+/** @deprecated The reason runWhileLeader's signal carries is a LeadershipLostError, the same class the client uses; `token` is the term. */
+export const LeadershipLost = LeadershipLostError;
 
 export interface EmbeddedNode {
   readonly id: string;
@@ -145,10 +142,8 @@ export async function createNode(opts: CreateNodeOptions): Promise<EmbeddedNode>
           const off = node.onLeaseChange((valid) => {
             if (valid) done();
           });
-          const t = setInterval(() => node.isLeader() && done(), 50);
           const done = () => {
             off();
-            clearInterval(t);
             signal?.removeEventListener('abort', done);
             closed.signal.removeEventListener('abort', done);
             resolve();
@@ -160,16 +155,19 @@ export async function createNode(opts: CreateNodeOptions): Promise<EmbeddedNode>
       }
       const term = node.status().term;
       const ac = new AbortController();
-      const lose = () => ac.abort(new LeadershipLost(term));
+      const end = (reason: LeadershipLostReason, why: string) =>
+        ac.abort(new LeadershipLostError(reason, '', term, `leadership of term ${term} lost: ${why}`));
+      const leaseLost = () => end('lease-lost', 'lease no longer valid');
+      const stop = () => end('closed', 'stopped (signal aborted or node closed)');
       const off = node.onLeaseChange((valid) => {
-        if (!valid) lose();
+        if (!valid) leaseLost();
       });
       const offLeader = node.onLeaderChange((l) => {
-        if (l.term !== term || l.leaderId !== node.id) lose();
+        if (l.term !== term || l.leaderId !== node.id) end('superseded', `${l.leaderId || 'no node'} leads in term ${l.term}`);
       });
-      signal?.addEventListener('abort', lose, { once: true });
-      closed.signal.addEventListener('abort', lose, { once: true });
-      if (!node.isLeader()) lose();
+      signal?.addEventListener('abort', stop, { once: true });
+      closed.signal.addEventListener('abort', stop, { once: true });
+      if (!node.isLeader()) leaseLost();
       try {
         await work(ac.signal, term);
       } catch (err) {
@@ -177,8 +175,8 @@ export async function createNode(opts: CreateNodeOptions): Promise<EmbeddedNode>
       } finally {
         off();
         offLeader();
-        signal?.removeEventListener('abort', lose);
-        closed.signal.removeEventListener('abort', lose);
+        signal?.removeEventListener('abort', stop);
+        closed.signal.removeEventListener('abort', stop);
       }
       if (!ac.signal.aborted) {
         // The work returned while still leader: wait for this leadership to end before running it again.

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createNode, type EmbeddedNode, type StateMachine, type Entry } from '../../src/index.js';
+import { createNode, LeadershipLostError, type EmbeddedNode, type StateMachine, type Entry } from '../../src/index.js';
 import { freePort, waitFor } from '../e2e/cluster.js';
 
 class Counter implements StateMachine {
@@ -61,7 +61,7 @@ describe('createNode: leaderd embedded in your process', () => {
 
   it('runWhileLeader runs the work on the leader only, aborts it when leadership moves, and hands it to the new leader with a higher fencing token', async () => {
     const { nodes: ns } = await cluster();
-    const runs: { id: string; token: number; abortedAt?: number; startedAt: number }[] = [];
+    const runs: { id: string; token: number; abortedAt?: number; startedAt: number; reason?: unknown }[] = [];
     const stop = new AbortController();
     const loops = ns.map((n) =>
       n.runWhileLeader(async (signal, token) => {
@@ -69,6 +69,7 @@ describe('createNode: leaderd embedded in your process', () => {
         runs.push(run);
         await new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));
         run.abortedAt = performance.now();
+        run.reason = signal.reason;
       }, stop.signal),
     );
     const first = await leaderOf(ns);
@@ -82,8 +83,13 @@ describe('createNode: leaderd embedded in your process', () => {
     // The old leader's work was told to stop before the new one started.
     expect(runs[0]!.abortedAt).toBeDefined();
     expect(runs[0]!.abortedAt!).toBeLessThanOrEqual(runs[1]!.startedAt);
+    // With the reason the client library's grants use: its term as the token, and why.
+    expect(runs[0]!.reason).toBeInstanceOf(LeadershipLostError);
+    expect(runs[0]!.reason).toMatchObject({ token: runs[0]!.token });
+    expect(['lease-lost', 'superseded']).toContain((runs[0]!.reason as LeadershipLostError).reason);
     stop.abort();
     await Promise.all(loops);
+    expect(runs[1]!.reason).toMatchObject({ reason: 'closed', token: runs[1]!.token });
   });
 
   it('leadershipChanges reports every change this node sees, in order', async () => {
