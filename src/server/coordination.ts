@@ -23,6 +23,8 @@ import {
   type KeyValue,
   type OkResult,
   type Op,
+  STORED_COMPARE_RESULTS,
+  STORED_COMPARE_TARGETS,
 } from '../statemachine/commands.js';
 import {
   ApiError,
@@ -61,6 +63,8 @@ const LOCK_PREFIX = `${RESERVED_PREFIX}lock/`;
 const DEFAULT_SESSION_TTL_MS = 60_000;
 /** A write with no deadline of its own gives up (outcome unknown) after this long. */
 const DEFAULT_WRITE_TIMEOUT_MS = 10_000;
+/** A read with no deadline of its own (it may wait for a ReadIndex round) gives up after this long. */
+const DEFAULT_READ_TIMEOUT_MS = 10_000;
 
 /** The exactly-once fields every write request carries. */
 interface SessionFields {
@@ -354,7 +358,7 @@ export class CoordinationService {
         checkSession(req);
         return this.write('kv', 'Put', req, ctx, this.env(put, req), (r) => ({ revision: r.revision }));
       }),
-      Get: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
+      Get: this.unary(DEFAULT_READ_TIMEOUT_MS, async (req, ctx) => {
         checkKey(req.key, L, { write: false });
         await this.linearizable(req.serializable, ctx);
         const kv = this.store.get(req.key);
@@ -378,7 +382,7 @@ export class CoordinationService {
           deleted: d.deleted,
         }));
       }),
-      Range: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
+      Range: this.unary(DEFAULT_READ_TIMEOUT_MS, async (req, ctx) => {
         checkPrefix(req.prefix, L);
         await this.linearizable(req.serializable, ctx);
         const { kvs, more } = this.store.range(req.prefix, req.limit, req.startAfter);
@@ -498,8 +502,10 @@ export class CoordinationService {
 
   private compareFrom(c: Compare__Output): Compare {
     checkKey(c.key, this.limits, { write: false });
-    const target = c.target as Compare['target'];
-    const result = c.result as Compare['result'];
+    const target = STORED_COMPARE_TARGETS.find((t) => t === c.target);
+    const result = STORED_COMPARE_RESULTS.find((r) => r === c.result);
+    if (target === undefined) throw new ApiError('invalid-argument', `compare on ${c.key}: unknown target ${String(c.target)}`);
+    if (result === undefined) throw new ApiError('invalid-argument', `compare on ${c.key}: unknown result ${String(c.result)}`);
     if (target === 'VALUE') {
       if (c.operand !== 'value' && c.operand !== undefined)
         throw new ApiError('invalid-argument', `compare on VALUE of ${c.key} needs a value operand`);
@@ -775,7 +781,7 @@ export class CoordinationService {
         if (!r.succeeded) throw new ApiError('not-holder', `no longer the leader of ${k.name}: ${k.key} (revision ${k.rev}) is gone`);
         return { revision: r.revision };
       }),
-      Leader: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
+      Leader: this.unary(DEFAULT_READ_TIMEOUT_MS, async (req, ctx) => {
         checkName(req.name, this.limits, 'election');
         await this.linearizable(false, ctx);
         return this.leaderResponse(req.name);

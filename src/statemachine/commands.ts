@@ -3,13 +3,20 @@
 // the leader's decision that a lease expired), so applying is deterministic: every
 // node computes the same state and the same result at every index.
 
-export type CompareTarget = 'VALUE' | 'VERSION' | 'CREATE_REVISION' | 'MOD_REVISION' | 'LEASE';
-export type CompareResult = 'EQUAL' | 'NOT_EQUAL' | 'GREATER' | 'LESS';
+/**
+ * A compare's target and result as log entries store them: the proto enum names, upper
+ * case (the client library's CompareTarget/CompareOp are the friendlier 'value', '=', …).
+ * Entries already in users' logs hold these names, so they never change.
+ */
+export const STORED_COMPARE_TARGETS = ['VALUE', 'VERSION', 'CREATE_REVISION', 'MOD_REVISION', 'LEASE'] as const;
+export type StoredCompareTarget = (typeof STORED_COMPARE_TARGETS)[number];
+export const STORED_COMPARE_RESULTS = ['EQUAL', 'NOT_EQUAL', 'GREATER', 'LESS'] as const;
+export type StoredCompareResult = (typeof STORED_COMPARE_RESULTS)[number];
 
 export interface Compare {
   readonly key: string;
-  readonly target: CompareTarget;
-  readonly result: CompareResult;
+  readonly target: StoredCompareTarget;
+  readonly result: StoredCompareResult;
   /** Operand for VALUE. */
   readonly value?: Uint8Array;
   /** Operand for every other target. */
@@ -190,8 +197,11 @@ export function decodeCommand(data: Uint8Array): Envelope {
         type: 'txn',
         compare: (c['compare'] as Record<string, unknown>[]).map((x) => ({
           key: str(x['key']),
-          target: x['target'] as CompareTarget,
-          result: x['result'] as CompareResult,
+          // Not checked here: an entry every replica applies must decode the same way on
+          // every version (a check added later would make new replicas skip what old ones
+          // applied). Admission (coordination.ts compareFrom) refuses unknown names.
+          target: x['target'] as StoredCompareTarget,
+          result: x['result'] as StoredCompareResult,
           ...(x['value'] !== undefined ? { value: unb64(x['value']) } : {}),
           ...(x['number'] !== undefined ? { number: num(x['number']) } : {}),
         })),

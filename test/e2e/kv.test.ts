@@ -95,6 +95,26 @@ describe('KV over a real cluster', () => {
       ],
       ['ttl too short', grpc.status.INVALID_ARGUMENT, (o, cb) => followerApi.lease.Grant({ ttlMs: 1 }, o, cb)],
       [
+        'unknown compare target',
+        grpc.status.INVALID_ARGUMENT,
+        (o, cb) =>
+          followerApi.kv.Txn(
+            { compare: [{ key: 'a', target: 99 as never, result: 'EQUAL' }], success: [{ put: { key: 'a', value: enc('x') } }] },
+            o,
+            cb,
+          ),
+      ],
+      [
+        'unknown compare result',
+        grpc.status.INVALID_ARGUMENT,
+        (o, cb) =>
+          leaderApi.kv.Txn(
+            { compare: [{ key: 'a', target: 'VERSION', result: 42 as never }], success: [{ put: { key: 'a', value: enc('x') } }] },
+            o,
+            cb,
+          ),
+      ],
+      [
         'too many txn ops',
         grpc.status.RESOURCE_EXHAUSTED,
         (o, cb) =>
