@@ -143,7 +143,8 @@ export class KvWatchStream {
  * and gone), and likewise after a snapshot install.
  */
 export class ObserveStream {
-  private last = '\u0000';
+  /** The holder last sent (`key@modRevision`, '' for none); null before the first send, so the first state is always sent. */
+  private last: string | null = null;
   private paused = false;
   private resync = false;
   private readonly detach: (() => void)[] = [];
