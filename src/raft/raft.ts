@@ -19,6 +19,7 @@ import { confChangeError, encodeConfChange } from './conf-change.js';
 import { ReadOnly } from './read-only.js';
 import { newBasicStatus, ReadyTracker } from './raw-node.js';
 import { invariant } from './invariant.js';
+import { crc32Portable } from './crc32.js';
 import type {
   AppendRequest,
   BasicStatus,
@@ -40,6 +41,7 @@ import type {
   Ready,
   Role,
   Snapshot,
+  SnapshotRefusal,
   SnapshotRequest,
   SoftState,
   Status,
@@ -52,6 +54,19 @@ type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K>
 type Outgoing = DistributiveOmit<Message, 'clusterId' | 'from' | 'term'> & { term?: number };
 
 const EMPTY = new Uint8Array(0);
+/** Default RaftConfig.maxSnapshotBytes: the largest Uint8Array Node allows. */
+const MAX_SNAPSHOT_BYTES = 2 ** 32;
+
+/** An InstallSnapshot transfer being received: at most one, holding at most its declared totalSize. */
+interface IncomingSnapshot {
+  readonly meta: Snapshot['meta'];
+  readonly totalSize: number;
+  readonly checksum: number;
+  readonly chunks: Uint8Array[];
+  size: number;
+  /** Checksum of the chunks so far, so the last chunk is checked without a pass over the whole. */
+  sum: number;
+}
 
 export class RaftNode {
   readonly id: NodeId;
@@ -72,7 +87,9 @@ export class RaftNode {
   private snapshot: Snapshot | null;
   /** A snapshot received from the leader that the driver has yet to persist and apply. */
   private snapshotToApply: Snapshot | null = null;
-  private incomingSnapshot: { meta: Snapshot['meta']; chunks: Uint8Array[]; size: number } | null = null;
+  private incomingSnapshot: IncomingSnapshot | null = null;
+  /** Checksum of `snapshot`, computed at its first send (one pass over it, not one per follower). */
+  private snapshotChecksum: { readonly of: Snapshot; readonly value: number } | null = null;
 
   /** Logical clock: ticks since this node object was created. */
   private now = 0;
@@ -121,6 +138,9 @@ export class RaftNode {
     }
     if (config.maxInflight < 1) throw new Error('raft: maxInflight must be at least 1');
     if (config.snapshotChunkBytes < 1) throw new Error('raft: snapshotChunkBytes must be at least 1');
+    if (config.maxSnapshotBytes !== undefined && !(config.maxSnapshotBytes >= 0)) {
+      throw new Error('raft: maxSnapshotBytes must not be negative');
+    }
     this.id = config.id;
     this.cfg = config;
     const snapMeta = initial.snapshot?.meta ?? { index: 0, term: 0, conf: initial.bootstrapConf };
@@ -276,6 +296,7 @@ export class RaftNode {
     const meta = { index, term: this.log.term(index)!, conf: this.log.confAt(index).conf };
     const snapshot = { meta, data };
     this.snapshot = snapshot;
+    this.snapshotChecksum = null;
     this.log.compact(meta, this.log.tailStart(index, tail.entries, tail.bytes));
     return snapshot;
   }
@@ -706,7 +727,12 @@ export class RaftNode {
       case 'snapResp':
         pr.ackedRound = Math.max(pr.ackedRound, msg.round);
         if (pr.state === 'snapshot' && pr.pendingSnapshot && msg.snapIndex === pr.pendingSnapshot.index) {
-          if (msg.done) {
+          if (msg.refused) {
+            // Start over, but not at once: a follower that refuses every attempt (a limit
+            // below our snapshot, a link that corrupts) then costs one chunk per resend
+            // interval instead of a tight loop; broadcastHeartbeat resends it.
+            pr.pendingSnapshot.offset = 0;
+          } else if (msg.done) {
             pr.maybeUpdate(msg.matchIndex);
             pr.becomeProbe();
             this.sendAppend(msg.from, true);
@@ -744,9 +770,27 @@ export class RaftNode {
     reply({ success: true, matchIndex: lastNew, rejectHint: 0, rejectTerm: 0 });
   }
 
+  /**
+   * InstallSnapshot receiver (extended paper, Figure 13), guarded against a leader that
+   * is faulty or not what it claims: the first chunk declares the whole size, checked
+   * against maxSnapshotBytes before anything is held; no chunk may run past it; the last
+   * must end exactly at it; and the checksum of what arrived must match the declared one.
+   * A transfer failing any check is dropped whole and refused (the leader starts over):
+   * installing a corrupt or partial snapshot would silently lose committed state, for
+   * good, since the log it replaces is gone.
+   */
   private handleSnapshot(msg: SnapshotRequest): void {
     const reply = (nextOffset: number, done: boolean, matchIndex: number) =>
-      this.send({ type: 'snapResp', to: msg.from, snapIndex: msg.meta.index, nextOffset, done, matchIndex, round: msg.round });
+      this.send({
+        type: 'snapResp',
+        to: msg.from,
+        snapIndex: msg.meta.index,
+        nextOffset,
+        done,
+        matchIndex,
+        round: msg.round,
+        refused: false,
+      });
     const meta = msg.meta;
     if (meta.index <= this.log.committed) {
       this.incomingSnapshot = null;
@@ -754,12 +798,22 @@ export class RaftNode {
       return;
     }
     let inc = this.incomingSnapshot;
-    if (inc === null || inc.meta.index !== meta.index || inc.meta.term !== meta.term) {
+    const sameTransfer =
+      inc !== null &&
+      inc.meta.index === meta.index &&
+      inc.meta.term === meta.term &&
+      inc.totalSize === msg.totalSize &&
+      inc.checksum === msg.checksum;
+    if (inc === null || !sameTransfer) {
       if (msg.offset !== 0) {
         reply(0, false, 0);
         return;
       }
-      inc = { meta, chunks: [], size: 0 };
+      if (msg.totalSize > (this.cfg.maxSnapshotBytes ?? MAX_SNAPSHOT_BYTES)) {
+        this.refuseSnapshot(msg, 'too-large');
+        return;
+      }
+      inc = { meta, totalSize: msg.totalSize, checksum: msg.checksum, chunks: [], size: 0, sum: 0 };
       this.incomingSnapshot = inc;
     }
     if (msg.offset !== inc.size) {
@@ -767,10 +821,24 @@ export class RaftNode {
       reply(inc.size, false, 0);
       return;
     }
+    const size = inc.size + msg.data.length;
+    if (size > inc.totalSize) {
+      this.refuseSnapshot(msg, 'overrun');
+      return;
+    }
+    if (msg.done && size !== inc.totalSize) {
+      this.refuseSnapshot(msg, 'truncated');
+      return;
+    }
     inc.chunks.push(msg.data);
-    inc.size += msg.data.length;
+    inc.size = size;
+    inc.sum = this.checksum(msg.data, inc.sum);
     if (!msg.done) {
       reply(inc.size, false, 0);
+      return;
+    }
+    if (inc.sum !== inc.checksum) {
+      this.refuseSnapshot(msg, 'checksum');
       return;
     }
     this.incomingSnapshot = null;
@@ -781,10 +849,30 @@ export class RaftNode {
     } else {
       this.log.restore(snapshot);
       this.snapshot = snapshot;
+      this.snapshotChecksum = { of: snapshot, value: inc.checksum };
       this.snapshotToApply = snapshot;
       this.recomputeConf();
     }
     reply(inc.size, true, meta.index);
+  }
+
+  private refuseSnapshot(msg: SnapshotRequest, reason: SnapshotRefusal): void {
+    this.incomingSnapshot = null;
+    this.events.push({ kind: 'snapshot-refused', from: msg.from, index: msg.meta.index, term: msg.term, reason });
+    this.send({
+      type: 'snapResp',
+      to: msg.from,
+      snapIndex: msg.meta.index,
+      nextOffset: 0,
+      done: false,
+      matchIndex: 0,
+      round: msg.round,
+      refused: true,
+    });
+  }
+
+  private checksum(data: Uint8Array, value: number): number {
+    return (this.cfg.checksum ?? crc32Portable)(data, value);
   }
 
   private handleAppendResponse(msg: AppendResponse, pr: Progress): void {
@@ -926,7 +1014,9 @@ export class RaftNode {
     const data = snap.data.subarray(offset, offset + this.cfg.snapshotChunkBytes);
     const done = offset + data.length >= snap.data.length;
     pending.sentRound = this.round;
-    this.send({ type: 'snap', to, meta: snap.meta, offset, data, done, round: this.round });
+    if (this.snapshotChecksum?.of !== snap) this.snapshotChecksum = { of: snap, value: this.checksum(snap.data, 0) };
+    const checksum = this.snapshotChecksum.value;
+    this.send({ type: 'snap', to, meta: snap.meta, offset, data, done, round: this.round, totalSize: snap.data.length, checksum });
   }
 
   /**

@@ -136,6 +136,14 @@ export interface SnapshotRequest extends MessageBase {
   readonly data: Uint8Array;
   readonly done: boolean;
   readonly round: number;
+  /**
+   * Bytes of the whole snapshot, the same in every chunk of one transfer. The receiver
+   * checks it against its limit at the first chunk and never holds more: without it a
+   * peer could send chunks until the receiver runs out of memory.
+   */
+  readonly totalSize: number;
+  /** Checksum (RaftConfig.checksum) of the whole snapshot; the receiver installs nothing that does not match. */
+  readonly checksum: number;
 }
 
 export interface SnapshotResponse extends MessageBase {
@@ -148,6 +156,11 @@ export interface SnapshotResponse extends MessageBase {
   /** The follower's last index after installing, when done. */
   readonly matchIndex: number;
   readonly round: number;
+  /**
+   * The follower dropped the transfer (too large, more bytes than declared, truncated,
+   * checksum mismatch): the leader starts it again from offset 0, at its next heartbeat.
+   */
+  readonly refused: boolean;
 }
 
 /** Leadership transfer: the leader tells an up-to-date follower to campaign now (thesis §3.10). */
@@ -235,7 +248,21 @@ export type RaftEvent =
       readonly type: MessageType;
       readonly term: number;
       readonly reason: 'not-in-config' | 'not-from-leader';
+    }
+  | {
+      /**
+       * An incoming snapshot transfer dropped before anything was installed: declared
+       * larger than maxSnapshotBytes, a chunk past the declared size, a last chunk short of
+       * it, or a checksum that does not match what arrived.
+       */
+      readonly kind: 'snapshot-refused';
+      readonly from: NodeId;
+      readonly index: number;
+      readonly term: number;
+      readonly reason: SnapshotRefusal;
     };
+
+export type SnapshotRefusal = 'too-large' | 'overrun' | 'truncated' | 'checksum';
 
 /**
  * Everything the core wants done, drained with `ready()` and acknowledged with
@@ -306,6 +333,17 @@ export interface RaftConfig {
   readonly maxMsgBytes: number;
   /** Bytes of snapshot per InstallSnapshot chunk. */
   readonly snapshotChunkBytes: number;
+  /**
+   * Largest snapshot this node accepts from a leader, which is also the most it buffers
+   * for one transfer; default 4 GiB (the largest Uint8Array Node allows).
+   */
+  readonly maxSnapshotBytes?: number;
+  /**
+   * Checksum over a snapshot's bytes, continued from `value` (0 to start); must be the
+   * same function on every member. Default: CRC-32 (crc32.ts). Injected so the driver can
+   * use a native one: the core computes it over every snapshot it sends or receives.
+   */
+  readonly checksum?: (data: Uint8Array, value: number) => number;
   /**
    * Leader: payload bytes of its own entries not yet committed beyond which proposals
    * are refused ('overloaded'); one entry is always accepted when none is pending.

@@ -133,6 +133,8 @@ function bodyToWire(msg: Message): RaftMessage {
           data: msg.data,
           done: msg.done,
           round: msg.round,
+          totalSize: msg.totalSize,
+          checksum: msg.checksum,
         },
       };
     case 'snapResp':
@@ -143,6 +145,7 @@ function bodyToWire(msg: Message): RaftMessage {
           done: msg.done,
           matchIndex: msg.matchIndex,
           round: msg.round,
+          refused: msg.refused,
         },
       };
     case 'timeoutNow':
@@ -358,6 +361,8 @@ function readMessage(v: unknown, path: string): Message {
         data: bytes(b, 'data', bp),
         done: bool(b, 'done', bp),
         round: uint(b, 'round', bp),
+        totalSize: uint(b, 'totalSize', bp),
+        checksum: uint(b, 'checksum', bp),
       };
     case 'snapResp':
       return {
@@ -368,6 +373,7 @@ function readMessage(v: unknown, path: string): Message {
         done: bool(b, 'done', bp),
         matchIndex: uint(b, 'matchIndex', bp),
         round: uint(b, 'round', bp),
+        refused: bool(b, 'refused', bp),
       };
     case 'timeoutNow':
       return { ...base, type };

@@ -2,7 +2,7 @@
 // every delivery and every crash, so each scenario reads as a story.
 import { RaftNode } from '../../src/raft/raft.js';
 import { seededRandom } from '../../src/raft/rand.js';
-import type { Entry, HardState, Message, NodeId, RaftConfig, Snapshot } from '../../src/raft/types.js';
+import type { Entry, HardState, Message, NodeId, RaftConfig, RaftEvent, Snapshot } from '../../src/raft/types.js';
 
 export interface Disk {
   hardState: HardState;
@@ -33,6 +33,8 @@ export class Cluster {
   readonly disks = new Map<NodeId, Disk>();
   readonly applied = new Map<NodeId, Entry[]>();
   readonly reads = new Map<NodeId, Map<string, number>>();
+  /** Every event each node reported, in order. */
+  readonly events = new Map<NodeId, RaftEvent[]>();
   /** Messages sent and not yet delivered or dropped. */
   inFlight: Message[] = [];
   /** Pairs (from->to) whose messages are dropped. */
@@ -50,6 +52,7 @@ export class Cluster {
       this.disks.set(id, { hardState: { term: 0, votedFor: null, commit: 0 }, snapshot: null, entries: [] });
       this.applied.set(id, []);
       this.reads.set(id, new Map());
+      this.events.set(id, []);
     }
     this.bootstrap = { voters: ids, learners };
     for (const id of [...ids, ...learners]) this.start(id);
@@ -124,6 +127,10 @@ export class Cluster {
         }
         this.applied.get(id)!.push(...rd.committedEntries);
         for (const r of rd.readStates) this.reads.get(id)!.set(r.requestId, r.index);
+        // A node added mid-test (membership tests) has no list yet.
+        let events = this.events.get(id);
+        if (events === undefined) this.events.set(id, (events = []));
+        events.push(...rd.events);
         n.advance(rd);
       }
     }

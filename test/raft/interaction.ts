@@ -430,7 +430,7 @@ function fmtMessage(m: Message): string {
     case 'snap':
       return `${head} ${fmtSnapshot({ meta: m.meta, data: new Uint8Array(0) }).replace(' (0 bytes)', '')} bytes=${m.offset}+${m.data.length}${m.done ? ' done' : ''} round=${m.round}`;
     case 'snapResp':
-      return `${head} snap=${m.snapIndex} next=${m.nextOffset}${m.done ? ` done match=${m.matchIndex}` : ''} round=${m.round}`;
+      return `${head} snap=${m.snapIndex} next=${m.nextOffset}${m.done ? ` done match=${m.matchIndex}` : ''}${m.refused ? ' refused' : ''} round=${m.round}`;
     case 'timeoutNow':
       return head;
     case 'readIndex':
@@ -452,5 +452,7 @@ function fmtEvent(e: RaftEvent): string {
       return `transfer to ${e.to} term=${e.term} ${e.outcome}`;
     case 'ignored':
       return `ignored ${e.type} from ${e.from} term=${e.term} (${e.reason})`;
+    case 'snapshot-refused':
+      return `snapshot ${e.index} from ${e.from} refused (${e.reason})`;
   }
 }

@@ -36,10 +36,19 @@ const message: fc.Arbitrary<Message> = fc.oneof(
     .record({ b: base, success: fc.boolean(), matchIndex: uint, rejectHint: uint, rejectTerm: uint, round: uint })
     .map(({ b, ...r }): Message => ({ ...b, type: 'appResp', ...r })),
   fc
-    .record({ b: base, meta, offset: uint, data: bytes, done: fc.boolean(), round: uint })
+    .record({
+      b: base,
+      meta,
+      offset: uint,
+      data: bytes,
+      done: fc.boolean(),
+      round: uint,
+      totalSize: uint,
+      checksum: fc.nat({ max: 0xffffffff }),
+    })
     .map(({ b, ...r }): Message => ({ ...b, type: 'snap', ...r })),
   fc
-    .record({ b: base, snapIndex: uint, nextOffset: uint, done: fc.boolean(), matchIndex: uint, round: uint })
+    .record({ b: base, snapIndex: uint, nextOffset: uint, done: fc.boolean(), matchIndex: uint, round: uint, refused: fc.boolean() })
     .map(({ b, ...r }): Message => ({ ...b, type: 'snapResp', ...r })),
   base.map((b): Message => ({ ...b, type: 'timeoutNow' })),
   fc.record({ b: base, requestId: nodeId }).map(({ b, ...r }): Message => ({ ...b, type: 'readIndex', ...r })),

@@ -10,6 +10,8 @@ export interface SnapshotRequest {
   'data'?: (Buffer | Uint8Array | string);
   'done'?: (boolean);
   'round'?: (number | string | Long);
+  'totalSize'?: (number | string | Long);
+  'checksum'?: (number);
 }
 
 export interface SnapshotRequest__Output {
@@ -18,4 +20,6 @@ export interface SnapshotRequest__Output {
   'data': (Buffer);
   'done': (boolean);
   'round': (number);
+  'totalSize': (number);
+  'checksum': (number);
 }

@@ -9,6 +9,7 @@ export interface SnapshotResponse {
   'done'?: (boolean);
   'matchIndex'?: (number | string | Long);
   'round'?: (number | string | Long);
+  'refused'?: (boolean);
 }
 
 export interface SnapshotResponse__Output {
@@ -17,4 +18,5 @@ export interface SnapshotResponse__Output {
   'done': (boolean);
   'matchIndex': (number);
   'round': (number);
+  'refused': (boolean);
 }
