@@ -56,6 +56,7 @@ import { IP_SERVER_NAME } from '../security/client-credentials.js';
 import { AuthConfigError, Authenticator, authInterceptor, readTokenFile } from '../security/auth.js';
 import { RoleHooks } from '../server/role-hooks.js';
 import { tickSettings } from '../server/node.js';
+import { maxSnapshotBytesFor } from '../server/limit-defaults.js';
 
 export async function runStart(flags: RawSettings & { config?: string }): Promise<void> {
   const { config: configPath, ...settings } = flags;
@@ -119,7 +120,7 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
       heartbeatMs: cfg.heartbeatMs,
       electionTimeoutMs: cfg.electionTimeoutMs,
       join: cfg.join,
-      core: { maxUncommittedBytes: cfg.limits.maxUncommittedBytes },
+      core: { maxUncommittedBytes: cfg.limits.maxUncommittedBytes, maxSnapshotBytes: maxSnapshotBytesFor(cfg.limits.quotaBytes) },
       logger: log,
       stateMachine: store,
       ...(metrics ? { observer: metrics } : {}),

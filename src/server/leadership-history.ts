@@ -101,6 +101,8 @@ export class LeadershipHistory {
         if (ev.outcome !== 'abandoned') this.signal('transfer');
         break;
       case 'vote':
+      case 'ignored':
+      case 'snapshot-refused':
         break;
     }
   }

@@ -50,6 +50,17 @@ export const DEFAULT_LIMITS: Limits = {
   maxUncommittedBytes: 64 << 20,
 };
 
+/**
+ * The largest snapshot a node accepts from its leader (RaftConfig.maxSnapshotBytes), so a
+ * faulty or forged transfer cannot make it buffer without bound. A snapshot holds the
+ * keys and values the quota counts plus, per key, its revisions and lease, and the
+ * leases, sessions and member records: twice the quota and 256 MiB covers those with
+ * room, and never refuses a snapshot of a state the quota admitted.
+ */
+export function maxSnapshotBytesFor(quotaBytes: number): number {
+  return Math.min(2 ** 32, 2 * quotaBytes + (256 << 20));
+}
+
 /** The limits `leaderd start` takes as flags (and config file keys): setting name -> field and help. */
 export const LIMIT_FLAGS = {
   'max-watches': { field: 'maxWatches', help: 'watch streams (Watch, Observe, WatchLeader) this node serves at once' },

@@ -66,6 +66,7 @@ export class NodeMetrics implements NodeObserver {
   private readonly snapshotDuration: Histogram;
   private readonly snapshotBytes: Gauge<'origin'>;
   private readonly snapshots: Counter<'origin'>;
+  private readonly snapshotsRefused: Counter<'reason'>;
 
   constructor(opts: { nodeId: NodeId; heartbeatMs: number; history?: LeadershipHistory; processMetrics?: boolean }) {
     this.heartbeatMs = opts.heartbeatMs;
@@ -197,6 +198,12 @@ export class NodeMetrics implements NodeObserver {
       labelNames: ['pre_vote'],
       registers: r,
     });
+    this.snapshotsRefused = new Counter({
+      name: 'leaderd_snapshot_transfers_refused_total',
+      help: 'Incoming snapshot transfers dropped before install (too-large, overrun, truncated, checksum)',
+      labelNames: ['reason'],
+      registers: r,
+    });
     this.snapshotDuration = new Histogram({
       name: 'leaderd_snapshot_duration_seconds',
       help: 'Taking a snapshot of the state machine and compacting the log',
@@ -300,6 +307,7 @@ export class NodeMetrics implements NodeObserver {
 
   event(ev: RaftEvent): void {
     if (ev.kind === 'campaign') this.campaigns.inc({ pre_vote: String(ev.preVote) });
+    else if (ev.kind === 'snapshot-refused') this.snapshotsRefused.inc({ reason: ev.reason });
     this.history.noteEvent(ev);
   }
 

@@ -39,7 +39,8 @@ import { checkIdentity, writeIdentity } from '../storage/identity.js';
 import { GrpcTransport } from '../transport/grpc-transport.js';
 import type { ReloadingCertificates } from '../security/tls.js';
 import { TickClock } from './tick-clock.js';
-import { DEFAULT_LIMITS } from './limit-defaults.js';
+import { DEFAULT_LIMITS, maxSnapshotBytesFor } from './limit-defaults.js';
+import { crc32 } from '../storage/crc32.js';
 import { sleepOn, systemClock } from './runtime-ports.js';
 import type { CancelTimer, RuntimeClock, RuntimeStorage, RuntimeTransport } from './runtime-ports.js';
 import type { PersistInput } from '../storage/leveldb-storage.js';
@@ -178,7 +179,9 @@ export interface RuntimeOptions {
    * simulator varies them (one entry per message, snapshots in tiny chunks, ReadIndex
    * instead of lease reads) to reach the core's rarer paths through this runtime.
    */
-  readonly core?: Partial<Pick<RaftConfig, 'leaseReads' | 'maxInflight' | 'maxMsgBytes' | 'snapshotChunkBytes' | 'maxUncommittedBytes'>>;
+  readonly core?: Partial<
+    Pick<RaftConfig, 'leaseReads' | 'maxInflight' | 'maxMsgBytes' | 'snapshotChunkBytes' | 'maxUncommittedBytes' | 'maxSnapshotBytes'>
+  >;
 }
 
 export interface NodeOptions extends RuntimeOptions {
@@ -468,6 +471,8 @@ export class LeaderdNode {
         maxMsgBytes: opts.core?.maxMsgBytes ?? 1 << 20,
         maxUncommittedBytes: opts.core?.maxUncommittedBytes ?? DEFAULT_LIMITS.maxUncommittedBytes,
         snapshotChunkBytes: opts.core?.snapshotChunkBytes ?? 1 << 20,
+        maxSnapshotBytes: opts.core?.maxSnapshotBytes ?? maxSnapshotBytesFor(DEFAULT_LIMITS.quotaBytes),
+        checksum: crc32,
         random: seededRandom(clock.randomSeed()),
         asyncStorageWrites: true,
       };
@@ -1152,6 +1157,12 @@ export class LeaderdNode {
         break;
       case 'ignored':
         this.log.debug({ node: this.id, term: ev.term, from: ev.from, type: ev.type, reason: ev.reason }, 'peer message ignored');
+        break;
+      case 'snapshot-refused':
+        this.log.warn(
+          { node: this.id, term: ev.term, from: ev.from, index: ev.index, reason: ev.reason },
+          'snapshot transfer refused; the leader starts it again',
+        );
         break;
     }
   }

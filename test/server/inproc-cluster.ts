@@ -19,6 +19,7 @@ import { systemClock, type RuntimeTransport } from '../../src/server/runtime-por
 import type { HandshakePolicy } from '../../src/transport/handshake.js';
 import type { Message } from '../../src/raft/types.js';
 import type { Limits } from '../../src/server/limits.js';
+import { NodeMetrics } from '../../src/server/metrics.js';
 import { freePort, waitFor } from '../e2e/cluster.js';
 
 /** A transport whose links can be cut: while cut, nothing is sent and nothing received. */
@@ -57,6 +58,8 @@ export interface InprocNode {
   readonly client: string;
   readonly server: PublicServer;
   readonly transport: CuttableTransport;
+  /** The node's metrics (no process metrics), as `/metrics` would show them. */
+  readonly metrics: NodeMetrics;
 }
 
 export interface InprocCluster {
@@ -109,6 +112,7 @@ export async function startInprocCluster(
         }),
       );
       const store = new KvStore(opts.store);
+      const metrics = new NodeMetrics({ nodeId: id, heartbeatMs: 50, processMetrics: false });
       const node = await LeaderdNode.fromParts(
         {
           id,
@@ -120,6 +124,7 @@ export async function startInprocCluster(
           electionTimeoutMs: 300,
           logger,
           stateMachine: store,
+          observer: metrics,
           onFatal: (err) => logger.error({ err }, 'fatal'),
           ...(opts.snapshotEntries ? { snapshotEntries: opts.snapshotEntries } : {}),
         },
@@ -130,7 +135,7 @@ export async function startInprocCluster(
         logger,
         new CoordinationService(node, store, { electionTimeoutMs: 300, logger, ...(opts.limits ? { limits: opts.limits } : {}) }),
       );
-      nodes.push({ id, node, store, client: clients.get(id)!, server, transport });
+      nodes.push({ id, node, store, client: clients.get(id)!, server, transport, metrics });
       await server.listen(clients.get(id)!);
     }
   } catch (err) {
