@@ -23,8 +23,18 @@ export class NetLab {
   private created: string[] = [];
   private hostIfCreated = false;
 
-  /** Build the switch and connect this namespace to it. */
+  /**
+   * Build the switch and connect this namespace to it. Refuses, naming the holder, when
+   * the test subnet is already in use here (a concurrent chaos run, or one that died
+   * before its cleanup): two labs on one subnet would route each other's packets.
+   */
   create(): void {
+    const holders = execFileSync('ip', ['-o', 'addr', 'show', 'to', `${SUBNET}.0/24`], { encoding: 'utf8' }).trim();
+    if (holders !== '')
+      throw new Error(
+        `the chaos test subnet ${SUBNET}.0/24 is already in use on this host (another chaos run?): ${holders.split('\n')[0]}; ` +
+          `remove it (ip link del <dev>) once no run is active`,
+      );
     ip('netns', 'add', this.switchNs);
     this.created.push(this.switchNs);
     ip('-n', this.switchNs, 'link', 'add', 'br0', 'type', 'bridge');

@@ -137,7 +137,11 @@ describe('a real network partition (network namespaces)', () => {
       .map((l) => JSON.parse(l) as Probe);
     // Answers the old leader gave to requests sent after the new leader existed.
     const afterElection = probes.filter((p) => p.sent >= electedAt);
-    const lastLeaseClaim = Math.max(...probes.filter((p) => p.leaseValid).map((p) => p.at));
+    const claims = probes.filter((p) => p.leaseValid).map((p) => p.at);
+    // The old leader was probed while it held its lease: otherwise "its last claim came
+    // before the election" below would hold of an empty list.
+    expect(claims.length).toBeGreaterThan(0);
+    const lastLeaseClaim = Math.max(...claims);
     console.log(
       `partition: ${old} cut off; ${next.leaderId} elected (term ${next.term}) ${electedAt - cutAt} ms later; ` +
         `${old} last claimed its lease ${lastLeaseClaim - cutAt} ms after the cut; after healing, ${old} followed ${next.leaderId} within ${rejoined - healedAt} ms; ` +
