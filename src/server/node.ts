@@ -65,6 +65,8 @@ import {
  * delay of the acknowledgements waiting behind them.
  */
 const MAX_WRITES_IN_FLIGHT = 64;
+/** Longest stretch of snapshot install between two turns of the event loop (restoreInSlices). */
+const RESTORE_SLICE_MS = 10;
 
 /** Meta key of this data dir's incarnation: random, drawn when the store is created. */
 export const INCARNATION_META = 'incarnation';
@@ -102,6 +104,13 @@ export interface StateMachine {
   snapshot(): Uint8Array;
   /** Replace the whole state with a snapshot's. */
   restore(data: Uint8Array): void;
+  /**
+   * Optional: restore() as an iterator of slices of bounded work, the state replaced at
+   * the last step (unchanged before it). The runtime yields to the event loop between
+   * slices, so installing a large snapshot does not stall heartbeats, lease renewals
+   * and client calls for as long as the whole restore takes.
+   */
+  restoreInSlices?(data: Uint8Array): Iterator<void, void>;
 }
 
 /** Why an operation failed, as a closed set of kinds the server maps to gRPC codes. */
@@ -372,7 +381,7 @@ export class LeaderdNode {
       initial = { ...initial, hardState, entries };
       this.unsavedLog = { hardState, entries, snapshot: null };
     }
-    if (initial.snapshot) this.restoreSnapshot(initial.snapshot.data);
+    if (initial.snapshot) this.restoreSnapshotNow(initial.snapshot.data);
     this.lastSnapshotIndex = initial.snapshot?.meta.index ?? 0;
     this.lastSnapshotBytes = initial.snapshot?.data.byteLength ?? 0;
     this.raft = new RaftNode(raftConfig, initial);
@@ -902,7 +911,7 @@ export class LeaderdNode {
     this.sendAll(rd.messages);
     if (rd.snapshot) {
       const snap = rd.snapshot;
-      callStateMachine('restore', snap.meta.index, () => this.restoreSnapshot(snap.data));
+      await this.restoreSnapshot(snap.data, snap.meta.index);
       this.lastSnapshotIndex = rd.snapshot.meta.index;
       this.bytesSinceSnapshot = 0;
       this.lastSnapshotBytes = rd.snapshot.data.byteLength;
@@ -1226,10 +1235,38 @@ export class LeaderdNode {
     return legacy ? fromUtf8.decode(legacy) : this.pendingAddresses.get(id);
   }
 
-  private restoreSnapshot(data: Uint8Array): void {
+  /** At start-up, before anything else runs: no reason to yield. */
+  private restoreSnapshotNow(data: Uint8Array): void {
     const { runtime, user } = unframeSnapshot(data);
     if (runtime !== null) this.registry.restore(runtime);
     this.sm.restore(user);
+  }
+
+  /**
+   * A snapshot from the leader, installed while the node runs: in slices when the state
+   * machine offers them, giving the event loop a turn every RESTORE_SLICE_MS, so peer
+   * messages keep being stepped (the leader stays heard, no election starts here) and
+   * heartbeats keep being answered while a large state is decoded.
+   */
+  private async restoreSnapshot(data: Uint8Array, index: number): Promise<void> {
+    const { runtime, user } = callStateMachine('restore', index, () => unframeSnapshot(data));
+    const afterIo = this.time.afterIo;
+    const restoreRegistry = () => {
+      if (runtime !== null) callStateMachine('restore', index, () => this.registry.restore(runtime));
+    };
+    if (this.sm.restoreInSlices === undefined || afterIo === undefined) {
+      callStateMachine('restore', index, () => this.sm.restore(user));
+      restoreRegistry();
+      return;
+    }
+    const steps = this.sm.restoreInSlices(user);
+    let sliceStart = this.time.now();
+    while (callStateMachine('restore', index, () => steps.next()).done !== true) {
+      if (this.time.now() - sliceStart < RESTORE_SLICE_MS) continue;
+      await new Promise<void>((resolve) => afterIo(resolve));
+      sliceStart = this.time.now();
+    }
+    restoreRegistry();
   }
 
   /**

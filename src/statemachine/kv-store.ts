@@ -90,7 +90,7 @@ export class KvStore {
    * O(k log n) on every replica rather than O(k·n) (long enough, at 200,000 keys, for
    * leases to lapse while each node applies it).
    */
-  private readonly kvs: BTree<string, KeyValue> = new BTree<string, KeyValue>(undefined, compareKeys);
+  private kvs: BTree<string, KeyValue> = new BTree<string, KeyValue>(undefined, compareKeys);
   /** Queue directory -> its keys by creation revision (see KvStoreOptions.queuePrefix). */
   private readonly queues = new Map<string, BTree<Queued, true>>();
   private readonly queuePrefix: string;
@@ -525,10 +525,31 @@ export class KvStore {
   }
 
   restore(data: Uint8Array): void {
-    const s = decodeSnapshot(data);
+    const steps = this.restoreInSlices(data);
+    while (steps.next().done !== true);
+  }
+
+  /**
+   * restore() in slices of bounded work (a few thousand keys or a few MiB of values
+   * each): the driver runs the iterator and may yield to the event loop between slices,
+   * so installing a snapshot of a gigabyte does not stall heartbeats and lease renewals
+   * for seconds. The new state is built aside; the store stays unchanged and readable
+   * until the last step swaps it in at once, and an error (truncated, malformed) changes
+   * nothing.
+   */
+  *restoreInSlices(data: Uint8Array): Generator<void, void, void> {
+    const s = yield* decodeSnapshotInSlices(data);
+    const kvs = new BTree<string, KeyValue>(undefined, compareKeys);
+    let usedBytes = 0;
+    for (let i = 0; i < s.kvs.length; i++) {
+      const kv = s.kvs[i]!;
+      kvs.set(kv.key, kv);
+      usedBytes += kvBytes(kv.key, kv.value.length);
+      if (i % SLICE_KEYS === SLICE_KEYS - 1) yield;
+    }
     const ended = [...this.leases.keys()];
-    this.kvs.clear();
-    this.usedBytes = 0;
+    this.kvs = kvs;
+    this.usedBytes = usedBytes;
     this.queues.clear();
     this.leases.clear();
     this.legacySessions.clear();
@@ -537,11 +558,8 @@ export class KvStore {
     this.nextLeaseId = s.nextLeaseId;
     for (const [id, ttlMs] of s.leases) this.leases.set(id, { id, ttlMs, keys: new Set() });
     for (const kv of s.kvs) {
-      const { key, value, lease } = kv;
-      this.kvs.set(key, kv);
-      this.usedBytes += kvBytes(key, value.length);
       this.enqueue(kv);
-      if (lease !== 0) this.leases.get(lease)?.keys.add(key);
+      if (kv.lease !== 0) this.leases.get(kv.lease)?.keys.add(kv.key);
     }
     for (const [id, seq, result] of s.sessions) this.legacySessions.set(id, { seq, result: resultFromJson(result) });
     this.sessions.restore(s.exactlyOnce);
@@ -607,8 +625,15 @@ interface DecodedSnapshot {
   readonly kvs: KeyValue[];
 }
 
-/** Reads a snapshot of either format; throws (changing nothing) on a truncated or malformed one. */
-function decodeSnapshot(data: Uint8Array): DecodedSnapshot {
+/** Keys, and bytes of values copied, per slice of restoreInSlices: a few milliseconds of work each. */
+const SLICE_KEYS = 4096;
+const SLICE_BYTES = 8 << 20;
+
+/**
+ * Reads a snapshot of either format, yielding between slices of SLICE_KEYS keys or
+ * SLICE_BYTES of values; throws (changing nothing) on a truncated or malformed one.
+ */
+function* decodeSnapshotInSlices(data: Uint8Array): Generator<void, DecodedSnapshot, void> {
   const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   if (buf.toString('latin1', 0, SNAPSHOT_MAGIC.length) !== SNAPSHOT_MAGIC) {
     const s = JSON.parse(buf.toString('utf8')) as Omit<DecodedSnapshot, 'kvs'> & {
@@ -641,7 +666,12 @@ function decodeSnapshot(data: Uint8Array): DecodedSnapshot {
   const count = buf.readDoubleBE(at);
   at += 8;
   const kvs: KeyValue[] = [];
+  let sliceBytes = 0;
   for (let i = 0; i < count; i++) {
+    if (i % SLICE_KEYS === SLICE_KEYS - 1 || sliceBytes >= SLICE_BYTES) {
+      sliceBytes = 0;
+      yield;
+    }
     need(4);
     const keyLength = buf.readUInt32BE(at);
     need(4 + keyLength + 4);
@@ -652,6 +682,7 @@ function decodeSnapshot(data: Uint8Array): DecodedSnapshot {
     // A copy: a view would keep the whole snapshot buffer alive as long as any one value.
     const value = new Uint8Array(valueLength);
     value.set(buf.subarray(at + 4, at + 4 + valueLength));
+    sliceBytes += valueLength;
     at += 4 + valueLength;
     kvs.push({
       key,
