@@ -2,7 +2,10 @@
 // many small keys, then measure what an operator lives with: load time, leader changes,
 // RSS per node against the state's size, how long a restarted follower takes to catch up,
 // and how long a follower that was down for the whole load takes to get the state by
-// snapshot; every key is read back from the caught-up followers.
+// snapshot; every key is read back from the caught-up followers. The longest event-loop
+// pause of each node is taken per phase (load, with the leader's snapshots; a follower
+// installing the snapshot; a follower restarting) from its /metrics
+// (nodejs_eventloop_lag_max_seconds, which prom-client resets at each scrape).
 //
 //   npm run bench:state                                   # 1,000 x 1 MiB values + 1,000,000 keys
 //   npm run bench:state -- --values 200 --keys 200000     # smaller
@@ -129,6 +132,31 @@ async function main(): Promise<void> {
     }
   }, 250);
   sampler.unref();
+  // Longest event-loop pause per phase and node, in ms, scraped from /metrics every 500 ms.
+  let phase = 'start';
+  const pauses: Record<string, Record<string, number>> = {};
+  const scrape = async () => {
+    await Promise.all(
+      cluster.running().map(async (m) => {
+        try {
+          const text = await (await fetch(cluster.metricsUrl(m), { signal: AbortSignal.timeout(2000) })).text();
+          const v = /^nodejs_eventloop_lag_max_seconds(?:\{[^}]*\})? ([0-9.e+-]+)$/m.exec(text);
+          if (v === null) return;
+          const at = (pauses[phase] ??= {});
+          at[m] = Math.max(at[m] ?? 0, Math.round(Number(v[1]) * 1000));
+        } catch {
+          // A node busy or down this time: its pause shows at the next scrape.
+        }
+      }),
+    );
+  };
+  const pauseSampler = setInterval(() => void scrape(), 500);
+  pauseSampler.unref();
+  /** Ends the current phase: one last scrape, so its longest pause is not counted in the next. */
+  const nextPhase = async (name: string) => {
+    await scrape();
+    phase = name;
+  };
   // Ctrl-C or a timeout's SIGTERM: stop the three nodes too, then exit.
   for (const sig of ['SIGINT', 'SIGTERM'] as const)
     process.once(sig, () => {
@@ -151,6 +179,7 @@ async function main(): Promise<void> {
     const running = () => cluster.running();
 
     let retries = 0;
+    await nextPhase('load');
     const t0 = performance.now();
     await pool(flags.values, Math.min(4, flags.concurrency), async (i) => {
       retries += await write(() => clientFor(leader), 'Put', { key: valueKey(i), value: bigValue(i, flags.valueBytes) });
@@ -184,6 +213,7 @@ async function main(): Promise<void> {
 
     // A follower that was down for the whole load: the leader compacted past it, so it gets a snapshot.
     const commit = leaderStatus.commitIndex;
+    await nextPhase('install-snapshot');
     const t2 = performance.now();
     cluster.restart(absent);
     await waitFor(
@@ -197,7 +227,9 @@ async function main(): Promise<void> {
 
     // A follower restarted after the load: it reads its own snapshot and log back from disk.
     const other = cluster.members.find((m) => m !== leader && m !== absent)!;
+    await nextPhase('between');
     await cluster.kill(other);
+    await nextPhase('restart');
     const t3 = performance.now();
     cluster.restart(other);
     const commit2 = (await cluster.target(leader).status(5000)).commitIndex;
@@ -211,6 +243,7 @@ async function main(): Promise<void> {
     log(`follower restarted: caught up ${(restartMs / 1000).toFixed(1)} s after its start`);
 
     // Every key, from both followers (serializable reads: their own applied state).
+    await nextPhase('read-back');
     const t4 = performance.now();
     let missing = 0;
     for (const m of [absent, other]) {
@@ -239,10 +272,14 @@ async function main(): Promise<void> {
     out['catchUp'] = { snapshotSeconds: snapshotMs / 1000, restartSeconds: restartMs / 1000, missing, finalTerm };
     out['rssMiB'] = { final: rssFinal, peak: Object.fromEntries([...peakRss].map(([m, b]) => [m, mib(b)])), stateMiB: mib(stateBytes) };
     log(`RSS MiB now ${JSON.stringify(rssFinal)}, peak ${JSON.stringify(out['rssMiB'])}; final term ${finalTerm}`);
+    await nextPhase('end');
+    out['longestPauseMs'] = pauses;
+    log(`longest event-loop pause (ms) by phase and node: ${JSON.stringify(pauses)}`);
     for (const c of clients.values()) c.close();
     if (missing > 0) process.exitCode = 1;
   } finally {
     clearInterval(sampler);
+    clearInterval(pauseSampler);
     await cluster.stop(flags.keep);
     out['finishedAt'] = new Date().toISOString();
     const json = JSON.stringify(out, null, 2);
