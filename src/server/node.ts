@@ -1044,8 +1044,15 @@ export class LeaderdNode {
     this.bytesSinceSnapshot = 0;
     if (snapshot) {
       this.lastSnapshotBytes = snapshot.data.byteLength;
-      await this.storage.compact(snapshot, this.raft.firstIndex() - 1);
-      this.obs?.snapshotTaken(snapshot.data.byteLength, (this.time.now() - t0) / 1000);
+      // Not awaited: storage applies its writes in call order, so later appends still land
+      // after this compaction, but this loop goes on taking Readies meanwhile. Writing a
+      // snapshot of a gigabyte takes seconds, and the heartbeats of a leader that waited
+      // here would stop for as long: its followers would elect another leader.
+      const bytes = snapshot.data.byteLength;
+      this.storage.compact(snapshot, this.raft.firstIndex() - 1).then(
+        () => this.obs?.snapshotTaken(bytes, (this.time.now() - t0) / 1000),
+        (err: unknown) => this.fail(err instanceof Error ? err : new Error(String(err))),
+      );
     }
     this.lastSnapshotIndex = applied;
   }
