@@ -2,6 +2,7 @@
 // --endpoints), injects one fault per trial under a steady write load, and reports per
 // trial detection time, time to a new leader, write unavailability (RTO), acknowledged
 // writes lost (RPO) and whether two nodes ever led at once.
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -46,10 +47,13 @@ export async function runDrillCommand(flags: DrillFlags): Promise<void> {
   const nodes = wholeNumber(flags.nodes, '--nodes', 3, LOCAL_MAX_NODES, 3);
   const writeIntervalMs = wholeNumber(flags.writeIntervalMs, '--write-interval-ms', 1, 10_000, 10);
   const attach = flags.endpoints !== undefined;
-  if (fault === 'isolate')
-    throw new UsageError(
-      '--fault isolate is not available: isolating a node needs each node in its own network namespace (root); use --fault pause or kill',
-    );
+  if (fault === 'isolate' && !attach) {
+    const problem = namespaceProblem();
+    if (problem !== null)
+      throw new UsageError(
+        `--fault isolate runs each node in its own network namespace, which needs ${problem}; use --fault pause or kill`,
+      );
+  }
   if (attach && fault !== 'transfer')
     throw new UsageError(
       `--fault ${fault} needs the drill's own cluster (omit --endpoints): it signals the node processes, which it cannot do to a cluster it attached to; with --endpoints only --fault transfer works`,
@@ -77,6 +81,7 @@ export async function runDrillCommand(flags: DrillFlags): Promise<void> {
         ...(basePort !== undefined ? { basePort } : {}),
         ...(flags.heartbeatMs ? { heartbeatMs: String(heartbeatMs) } : {}),
         ...(flags.electionTimeoutMs ? { electionTimeoutMs: String(electionTimeoutMs) } : {}),
+        isolation: fault === 'isolate',
       });
       target = cluster;
       progress.line(`drill: ${nodes}-node local cluster on ${cluster.endpoints.join(',')}, data in ${dataDir}`);
@@ -121,16 +126,29 @@ export async function runDrillCommand(flags: DrillFlags): Promise<void> {
   if (problems.length > 0) throw new CliError([`drill found: ${problems.join(', ')}`], EXIT_RUNTIME);
 }
 
+/** Why this process cannot make network namespaces, or null when it can (root and iproute2). */
+function namespaceProblem(): string | null {
+  if (process.getuid?.() !== 0) return 'root';
+  try {
+    execFileSync('ip', ['netns', 'list'], { stdio: 'ignore' });
+  } catch {
+    return "iproute2's ip command (apt-get install iproute2)";
+  }
+  return null;
+}
+
 /** A cluster the drill did not start: it can ask for a switchover, nothing more. */
 function attachedTarget(endpoints: string[]): DrillTarget {
   const cannot = (what: string) => () => Promise.reject(new Error(`cannot ${what} a node of a cluster the drill attached to`));
   return {
     endpoints,
-    can: { kill: false, pause: false, restart: false },
+    can: { kill: false, pause: false, restart: false, isolate: false },
     kill: cannot('kill'),
     restart: cannot('restart'),
     pause: cannot('pause'),
     resume: cannot('resume'),
+    isolate: cannot('isolate'),
+    heal: cannot('heal'),
   };
 }
 

@@ -91,6 +91,11 @@ export interface LocalNodeSpec {
   /** <data-dir>/certs made by `local --tls`, or null for plaintext. */
   readonly tlsDir: string | null;
   readonly flags: Pick<LocalFlags, 'heartbeatMs' | 'electionTimeoutMs'>;
+  /**
+   * Node k's peer and client host (default 127.0.0.1 for both): `leaderd drill --fault
+   * isolate` puts each node in its own network namespace, on its own addresses.
+   */
+  readonly hosts?: (k: number) => { readonly peer: string; readonly client: string };
 }
 
 /**
@@ -101,7 +106,11 @@ export interface LocalNodeSpec {
 export function localNodeArgs(spec: LocalNodeSpec): string[] {
   const { index: i, nodes: n, basePort: port } = spec;
   const id = `n${i}`;
-  const peers = Array.from({ length: n }, (_, k) => `n${k + 1}=${localPeerAddress(k + 1, port)}`).join(',');
+  // The port of a local address, on node k's host when the spec places nodes on hosts of their own.
+  const on = (k: number, local: string, kind: 'peer' | 'client') =>
+    spec.hosts === undefined ? local : `${spec.hosts(k)[kind]}:${local.slice(local.lastIndexOf(':') + 1)}`;
+  const peerOf = (k: number) => on(k, localPeerAddress(k, port), 'peer');
+  const peers = Array.from({ length: n }, (_, k) => `n${k + 1}=${peerOf(k + 1)}`).join(',');
   const args = [
     'start',
     '--id',
@@ -109,14 +118,16 @@ export function localNodeArgs(spec: LocalNodeSpec): string[] {
     '--data-dir',
     join(spec.dataDir, id),
     '--listen-peer',
-    localPeerAddress(i, port),
+    peerOf(i),
     '--listen-client',
-    localClientAddress(i, port),
+    on(i, localClientAddress(i, port), 'client'),
     '--peers',
     peers,
     '--cluster-id',
     'local',
   ];
+  // Namespaced hosts are off loopback: plaintext there is a deliberate, lab-only choice.
+  if (spec.hosts !== undefined && spec.tlsDir === null) args.push('--insecure');
   // The dashboard lists the drills run against this cluster (`leaderd drill` saves them in <data-dir>/drills).
   if (spec.metrics) args.push('--listen-metrics', localMetricsAddress(i, port), '--drills-dir', join(spec.dataDir, 'drills'));
   if (spec.tlsDir !== null) {
@@ -130,13 +141,17 @@ export function localNodeArgs(spec: LocalNodeSpec): string[] {
   return args;
 }
 
-/** Runs this CLI with `args`, output appended to `logPath`. */
-export function spawnLocalNode(args: readonly string[], logPath: string): ChildProcess {
+/**
+ * Runs this CLI with `args`, output appended to `logPath`; under `wrapper` when given (a
+ * command that execs the rest, like `ip netns exec NS`, so the PID is still the node's).
+ */
+export function spawnLocalNode(args: readonly string[], logPath: string, wrapper: readonly string[] = []): ChildProcess {
   const fd = openSync(logPath, 'a');
   try {
+    const argv = [...wrapper, process.execPath, process.argv[1]!, ...args];
     // Own process group: a terminal's Ctrl-C reaches only this process, which then stops
     // each node once, cleanly (a node treats a second signal as "exit now").
-    return spawn(process.execPath, [process.argv[1]!, ...args], { stdio: ['ignore', fd, fd], detached: true });
+    return spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', fd, fd], detached: true });
   } finally {
     closeSync(fd);
   }

@@ -251,7 +251,10 @@ clientOptions(
   program
     .command('drill')
     .description('rehearse failover: inject a fault over and over under a write load, measure detection, RTO and lost writes')
-    .requiredOption('--fault <fault>', 'kill (kill -9 the leader), pause (SIGSTOP it), isolate, transfer (switchover) or restart-follower')
+    .requiredOption(
+      '--fault <fault>',
+      'kill (kill -9 the leader), pause (SIGSTOP it), isolate (cut it off from its peers: root, network namespaces), transfer (switchover) or restart-follower',
+    )
     .option('--trials <n>', 'how many times to inject the fault', '5')
     .option('--html <file>', 'also write a self-contained HTML report (timeline of leadership and write latency)')
     .option('--nodes <n>', "size of the drill's own local cluster, 3 to 5", '3')

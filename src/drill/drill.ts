@@ -22,11 +22,14 @@ import { downsampleSamples, summarizeTrials, type DrillFault, type DrillResult, 
 export interface DrillTarget {
   readonly endpoints: readonly string[];
   /** Which faults this target can inject (a cluster the drill attached to can only transfer). */
-  readonly can: { readonly kill: boolean; readonly pause: boolean; readonly restart: boolean };
+  readonly can: { readonly kill: boolean; readonly pause: boolean; readonly restart: boolean; readonly isolate: boolean };
   kill(id: string): Promise<void>;
   restart(id: string): Promise<void>;
   pause(id: string): Promise<void>;
   resume(id: string): Promise<void>;
+  /** Cut the node off from its peers (clients and the drill's probes still reach it). */
+  isolate(id: string): Promise<void>;
+  heal(id: string): Promise<void>;
 }
 
 export interface DrillOptions {
@@ -265,7 +268,16 @@ export async function runDrill(opts: DrillOptions): Promise<DrillResult & { inte
         return;
       }
       case 'isolate':
-        throw new DrillError('isolate is not available in this mode');
+        if (!t.can.isolate) throw new DrillError('isolate needs the drill to run each node in its own network namespace');
+        await t.isolate(leader);
+        try {
+          // The old leader is still polled: it must drop its lease before the others elect.
+          await untilNewLeader();
+          await untilWrites();
+        } finally {
+          await t.heal(leader);
+        }
+        return;
       default: {
         const never: never = fault;
         throw new DrillError(`unknown fault ${String(never)}`);

@@ -3,11 +3,15 @@
 // holds. It can kill -9, pause and resume and restart a node by id, and it stops every
 // process it started (by PID) however the drill ends.
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { bindProblem, localClientAddress, localPeerAddress } from '../cli/local-ports.js';
 import { localNodeArgs, spawnLocalNode } from '../cli/local.js';
 import type { DrillTarget } from './drill.js';
+import { NetLab } from './netlab.js';
+
+/** In the drill's data dir with isolation: the network namespaces (and `link IF`) it made, one per line. */
+export const NETNS_FILE = 'netns';
 
 export interface DrillClusterOptions {
   readonly nodes: number;
@@ -16,11 +20,18 @@ export interface DrillClusterOptions {
   readonly basePort?: number;
   readonly heartbeatMs?: string;
   readonly electionTimeoutMs?: string;
+  /**
+   * Each node in its own network namespace (NetLab, root): peers meet on one bridge,
+   * clients and the drill on another, so a node can be cut off from its peers alone.
+   */
+  readonly isolation?: boolean;
 }
 
 interface Node {
   readonly id: string;
   readonly args: readonly string[];
+  /** Runs the node inside its namespace (isolation), or nothing. */
+  readonly wrapper: readonly string[];
   proc: ChildProcess | null;
   paused: boolean;
 }
@@ -49,16 +60,39 @@ export class DrillLocalCluster implements DrillTarget {
   private constructor(
     private readonly opts: DrillClusterOptions,
     basePort: number,
+    private readonly lab: NetLab | null,
   ) {
     this.basePort = basePort;
     this.ids = Array.from({ length: opts.nodes }, (_, k) => `n${k + 1}`);
-    this.endpoints = this.ids.map((_, k) => localClientAddress(k + 1, basePort));
+    this.endpoints = this.ids.map((id, k) => {
+      const local = localClientAddress(k + 1, basePort);
+      return lab === null ? local : `${lab.clientAddress(id)}:${local.slice(local.lastIndexOf(':') + 1)}`;
+    });
+    this.can = { kill: true, pause: true, restart: true, isolate: lab !== null };
   }
 
   static async start(opts: DrillClusterOptions): Promise<DrillLocalCluster> {
-    const base = opts.basePort ?? (await freeLocalBasePort(opts.nodes));
-    const c = new DrillLocalCluster(opts, base);
+    let lab: NetLab | null = null;
+    if (opts.isolation) {
+      lab = new NetLab({ clientNet: true });
+      try {
+        lab.create();
+        for (let k = 1; k <= opts.nodes; k++) lab.addHost(`n${k}`, k);
+      } catch (err) {
+        lab.destroy();
+        throw err;
+      }
+    }
+    // Fresh namespaces hold no ports: the default base needs no search there.
+    const base = opts.basePort ?? (lab !== null ? 7000 : await freeLocalBasePort(opts.nodes));
+    const c = new DrillLocalCluster(opts, base, lab);
     mkdirSync(opts.dataDir, { recursive: true });
+    if (lab !== null) {
+      // Removed by stop(); listed here for the case nothing in this process can run
+      // (kill -9): `ip netns del NAME` for each, and `ip link del` for the interface.
+      const { namespaces, hostInterface } = lab.owned();
+      writeFileSync(join(opts.dataDir, NETNS_FILE), [...namespaces, ...(hostInterface ? [`link ${hostInterface}`] : [])].join('\n') + '\n');
+    }
     c.ids.forEach((id, k) => {
       const args = localNodeArgs({
         index: k + 1,
@@ -71,8 +105,9 @@ export class DrillLocalCluster implements DrillTarget {
           ...(opts.heartbeatMs ? { heartbeatMs: opts.heartbeatMs } : {}),
           ...(opts.electionTimeoutMs ? { electionTimeoutMs: opts.electionTimeoutMs } : {}),
         },
+        ...(lab !== null ? { hosts: (i: number) => ({ peer: lab.address(`n${i}`), client: lab.clientAddress(`n${i}`) }) } : {}),
       });
-      const node: Node = { id, args, proc: null, paused: false };
+      const node: Node = { id, args, wrapper: lab?.execIn(id) ?? [], proc: null, paused: false };
       c.nodes.set(id, node);
       c.spawn(node);
     });
@@ -84,10 +119,10 @@ export class DrillLocalCluster implements DrillTarget {
     return k < 0 ? undefined : this.endpoints[k];
   }
 
-  readonly can = { kill: true, pause: true, restart: true };
+  readonly can: DrillTarget['can'];
 
   private spawn(node: Node): void {
-    const proc = spawnLocalNode(node.args, join(this.opts.dataDir, `${node.id}.log`));
+    const proc = spawnLocalNode(node.args, join(this.opts.dataDir, `${node.id}.log`), node.wrapper);
     proc.once('exit', () => {
       if (node.proc === proc) node.proc = null;
     });
@@ -129,7 +164,16 @@ export class DrillLocalCluster implements DrillTarget {
     n.paused = false;
   }
 
-  /** SIGTERM every node (resuming a paused one first), SIGKILL what is left after 5 s. */
+  async isolate(id: string): Promise<void> {
+    if (this.lab === null) throw new Error('isolate needs the cluster started with isolation');
+    this.lab.isolate(id);
+  }
+
+  async heal(id: string): Promise<void> {
+    this.lab?.heal(id);
+  }
+
+  /** SIGTERM every node (resuming a paused one first), SIGKILL what is left after 5 s; then the namespaces go. */
   async stop(): Promise<void> {
     await Promise.all(
       [...this.nodes.values()].map(async (n) => {
@@ -143,10 +187,12 @@ export class DrillLocalCluster implements DrillTarget {
         clearTimeout(t);
       }),
     );
+    this.lab?.destroy();
   }
 
-  /** Synchronous last resort for process exit paths: SIGKILL whatever still runs. */
+  /** Synchronous last resort for process exit paths: SIGKILL whatever still runs, remove the namespaces. */
   killAllNow(): void {
     for (const n of this.nodes.values()) n.proc?.kill('SIGKILL');
+    this.lab?.destroy();
   }
 }

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ClusterClient } from '../../src/client/cluster-client.js';
 import { CLI, sleep, waitFor } from '../e2e/cluster.js';
-import { NetLab } from './netlab.js';
+import { NetLab } from '../../src/drill/netlab.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const PROBER = resolve(here, '../../dist/test/chaos/prober.js');
