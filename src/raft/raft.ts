@@ -116,6 +116,8 @@ export class RaftNode {
   private leadTransferee: NodeId | null = null;
   /** Once TimeoutNow went out, another node may win without waiting out our lease: it is void for the rest of the term. */
   private timeoutNowSent = false;
+  /** False while the driver says this node must not lead (setElectable). */
+  private electable = true;
   /** Index of the latest configuration entry this leader may not yet have committed. */
   private pendingConfIndex = 0;
   /** Payload bytes of this leader's entries above the commit index (maxUncommittedBytes). */
@@ -268,6 +270,18 @@ export class RaftNode {
     if (pr.matchIndex === this.log.lastIndex()) this.sendTimeoutNow(to);
     else this.sendAppend(to, false);
     return { ok: true };
+  }
+
+  /**
+   * Whether this node may stand for election (its own timer, campaign(), TimeoutNow).
+   * The driver decides from replicated member records: a disaster-recovery replica
+   * (priority 0) or a drained member keeps its log and its vote, so it still counts
+   * towards every quorum, but never becomes a candidate; a leader that becomes
+   * unelectable keeps leading until the driver transfers leadership away, since
+   * stepping down without a successor would only cost an election timeout.
+   */
+  setElectable(electable: boolean): void {
+    this.electable = electable;
   }
 
   /**
@@ -664,6 +678,12 @@ export class RaftNode {
         else this.handleSnapshot(msg);
         break;
       case 'timeoutNow':
+        if (!this.electable) {
+          // The leader did not know (or not yet) that this node refuses leadership: its
+          // transfer is abandoned after an election timeout and it keeps leading.
+          this.ignore(msg, 'not-electable');
+          break;
+        }
         // Only the leader we follow may hand over: voters disregard their lease for a
         // transfer campaign, so a TimeoutNow from anyone else (a deposed leader's delayed
         // message, a forged one) could elect a second leader while ours still holds its lease.
@@ -1138,7 +1158,7 @@ export class RaftNode {
     this.checkReads();
   }
 
-  private ignore(msg: Message, reason: 'not-in-config' | 'not-from-leader'): void {
+  private ignore(msg: Message, reason: 'not-in-config' | 'not-from-leader' | 'not-electable'): void {
     this.events.push({ kind: 'ignored', from: msg.from, type: msg.type, term: msg.term, reason });
   }
 
@@ -1151,7 +1171,7 @@ export class RaftNode {
   }
 
   private promotable(): boolean {
-    return this.conf.voters.includes(this.id);
+    return this.electable && this.conf.voters.includes(this.id);
   }
 
   private inLease(): boolean {

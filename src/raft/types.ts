@@ -242,12 +242,13 @@ export type RaftEvent =
        * configuration (removed, not yet added, or misconfigured) answered us.
        * `not-from-leader`: a TimeoutNow from anyone but the leader we follow; obeying it
        * would let any peer start an election that ignores the voters' leases.
+       * `not-electable`: a TimeoutNow to a node the driver made unelectable (setElectable).
        */
       readonly kind: 'ignored';
       readonly from: NodeId;
       readonly type: MessageType;
       readonly term: number;
-      readonly reason: 'not-in-config' | 'not-from-leader';
+      readonly reason: 'not-in-config' | 'not-from-leader' | 'not-electable';
     }
   | {
       /**

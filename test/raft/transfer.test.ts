@@ -50,3 +50,49 @@ describe('leadership transfer (thesis §3.10)', () => {
     expect(c.node('a').propose(enc('x')).ok).toBe(true);
   });
 });
+
+describe('unelectable members (priority 0, drained: setElectable)', () => {
+  it('an unelectable voter never campaigns, yet votes, so the others elect a leader when the old one dies', () => {
+    const c = new Cluster(['a', 'b', 'c']);
+    c.node('c').setElectable(false);
+    c.forceElect('a');
+    c.tick(2);
+    c.crash('a');
+    c.tickUntil(() => c.leaders().length === 1, 300);
+    expect(c.leaders()).toEqual(['b']);
+    // b could only win with c's vote: c votes though it never stands.
+    c.tick(100);
+    expect(c.leaders()).toEqual(['b']);
+    expect(c.node('c').status().role).toBe('follower');
+  });
+
+  it('alone with a quorum but unelectable, a voter stays a follower: no leader rather than a forbidden one', () => {
+    const c = new Cluster(['a', 'b', 'c']);
+    c.node('b').setElectable(false);
+    c.node('c').setElectable(false);
+    c.forceElect('a');
+    c.tick(2);
+    c.crash('a');
+    c.tick(200);
+    expect(c.leaders()).toEqual([]);
+    // Made electable again (undrained), it is elected within a few election timeouts.
+    c.node('b').setElectable(true);
+    c.tickUntil(() => c.leaders().length === 1, 100);
+    expect(c.leaders()).toEqual(['b']);
+  });
+
+  it('a TimeoutNow to an unelectable target is ignored: the transfer is abandoned, and the next leader is an electable node', () => {
+    const c = new Cluster(['a', 'b', 'c']);
+    c.forceElect('a');
+    c.tick(2);
+    c.node('b').setElectable(false);
+    expect(c.node('a').transferLeadership('b')).toEqual({ ok: true });
+    c.deliverAll();
+    expect(c.node('b').status().role).toBe('follower');
+    // As for a lost TimeoutNow, the leader's lease is void for the term: it steps down
+    // once the transfer is abandoned, and a fresh election never picks b.
+    c.tickUntil(() => c.leaders().length === 1 && c.node(c.leader()).leaseValid(), 300);
+    expect(['a', 'c']).toContain(c.leader());
+    expect(c.node('b').status().role).toBe('follower');
+  });
+});
