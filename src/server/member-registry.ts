@@ -13,12 +13,36 @@
 import { encodeConfChange } from '../raft/conf-change.js';
 import type { ConfChange, Entry, NodeId } from '../raft/types.js';
 
-/** What the cluster knows about one member; more fields (priority, drain, certificate) may follow. */
+/** What the cluster knows about one member; more fields (a certificate, say) may follow. */
 export interface MemberRecord {
   readonly peerAddress: string;
   readonly clientAddress: string;
   /** The incarnation of the member's data dir, when known at the change ('' if not). */
   readonly incarnation: string;
+  /**
+   * Preference for leadership: the leader hands over to a healthy member of higher
+   * priority (failback); 0 = never leader (a disaster-recovery replica). Absent =
+   * DEFAULT_PRIORITY; in an updateMember context, absent = unchanged.
+   */
+  readonly priority?: number;
+  /** Drained by an operator: refuses leadership (hands it over if it leads). Absent = false, or unchanged in an update. */
+  readonly drained?: boolean;
+}
+
+/** Priority of a member whose record names none (every member of a cluster that never set one). */
+export const DEFAULT_PRIORITY = 1;
+/** Highest priority accepted (a bound so a typo such as 1e9 is refused rather than recorded). */
+export const MAX_PRIORITY = 1000;
+
+export function priorityOf(r: MemberRecord | undefined): number {
+  return r?.priority ?? DEFAULT_PRIORITY;
+}
+
+/** Why a member may not lead, or null when it may. */
+export function leadershipRefusal(r: MemberRecord | undefined): 'priority-0' | 'drained' | null {
+  if (priorityOf(r) === 0) return 'priority-0';
+  if (r?.drained === true) return 'drained';
+  return null;
 }
 
 /** The membership a data dir was created with: the voters and their peer addresses, or "join". */
@@ -78,7 +102,13 @@ export function bootstrapEntries(members: Iterable<NodeId>): Entry[] {
 
 /** A conf change's context: a member record (JSON), or, from before records, a bare peer address. */
 export function encodeMemberContext(r: MemberRecord): string {
-  return JSON.stringify({ peerAddress: r.peerAddress, clientAddress: r.clientAddress, incarnation: r.incarnation });
+  return JSON.stringify({
+    peerAddress: r.peerAddress,
+    clientAddress: r.clientAddress,
+    incarnation: r.incarnation,
+    ...(r.priority !== undefined ? { priority: r.priority } : {}),
+    ...(r.drained !== undefined ? { drained: r.drained } : {}),
+  });
 }
 
 export function decodeMemberContext(context: string | undefined): MemberRecord | null {
@@ -87,7 +117,16 @@ export function decodeMemberContext(context: string | undefined): MemberRecord |
   try {
     const raw = JSON.parse(context) as Record<string, unknown>;
     const s = (k: string) => (typeof raw[k] === 'string' ? raw[k] : '');
-    return { peerAddress: s('peerAddress'), clientAddress: s('clientAddress'), incarnation: s('incarnation') };
+    const { priority, drained } = raw;
+    return {
+      peerAddress: s('peerAddress'),
+      clientAddress: s('clientAddress'),
+      incarnation: s('incarnation'),
+      ...(Number.isSafeInteger(priority) && (priority as number) >= 0 && (priority as number) <= MAX_PRIORITY
+        ? { priority: priority as number }
+        : {}),
+      ...(typeof drained === 'boolean' ? { drained } : {}),
+    };
   } catch {
     return null;
   }
@@ -121,11 +160,15 @@ export class MemberRegistry {
       return;
     }
     // An update names only what it changes; the rest of the record stays.
-    const before = this.records.get(cc.nodeId) ?? { peerAddress: '', clientAddress: '', incarnation: '' };
+    const before: MemberRecord = this.records.get(cc.nodeId) ?? { peerAddress: '', clientAddress: '', incarnation: '' };
+    const priority = rec.priority ?? before.priority;
+    const drained = rec.drained ?? before.drained;
     this.records.set(cc.nodeId, {
       peerAddress: rec.peerAddress || before.peerAddress,
       clientAddress: rec.clientAddress || before.clientAddress,
       incarnation: rec.incarnation || before.incarnation,
+      ...(priority !== undefined ? { priority } : {}),
+      ...(drained !== undefined ? { drained } : {}),
     });
   }
 

@@ -3,8 +3,12 @@
 import { describe, expect, it } from 'vitest';
 import { decodeConfChange } from '../../src/raft/conf-change.js';
 import {
+  DEFAULT_PRIORITY,
   MemberRegistry,
   bootstrapEntries,
+  leadershipRefusal,
+  priorityOf,
+  type MemberRecord,
   decodeBootstrap,
   decodeMemberContext,
   encodeBootstrap,
@@ -60,6 +64,35 @@ describe('member registry', () => {
     expect(r.get('n1')).toEqual({ peerAddress: 'h1:1', clientAddress: '', incarnation: '' });
     r.apply({ op: 'updateMember', nodeId: 'n1', context: encodeMemberContext({ peerAddress: '', clientAddress: '', incarnation: 'i1' }) });
     expect(r.get('n1')).toEqual({ peerAddress: 'h1:1', clientAddress: '', incarnation: 'i1' });
+  });
+
+  it('priority and drain: an update changes only the field it names, both survive a snapshot, a re-add starts over', () => {
+    const r = MemberRegistry.fromBootstrap({ join: false, members: new Map([['n1', 'h1:1']]), inLog: true });
+    expect(priorityOf(r.get('n1'))).toBe(DEFAULT_PRIORITY);
+    expect(leadershipRefusal(r.get('n1'))).toBeNull();
+    const update = (rec: Partial<MemberRecord>) =>
+      r.apply({
+        op: 'updateMember',
+        nodeId: 'n1',
+        context: encodeMemberContext({ peerAddress: '', clientAddress: '', incarnation: '', ...rec }),
+      });
+    update({ priority: 0 });
+    expect(leadershipRefusal(r.get('n1'))).toBe('priority-0');
+    update({ priority: 5, drained: true });
+    expect(r.get('n1')).toMatchObject({ peerAddress: 'h1:1', priority: 5, drained: true });
+    expect(leadershipRefusal(r.get('n1'))).toBe('drained');
+    update({ incarnation: 'i1' }); // the incarnation recorder names neither field: both stay
+    expect(r.get('n1')).toMatchObject({ priority: 5, drained: true, incarnation: 'i1' });
+    update({ drained: false });
+    expect(r.get('n1')).toMatchObject({ priority: 5, drained: false });
+    const copy = new MemberRegistry();
+    copy.restore(r.encode());
+    expect(copy.get('n1')).toEqual(r.get('n1'));
+    r.apply({ op: 'addLearner', nodeId: 'n1', context: encodeMemberContext({ peerAddress: 'h1:1', clientAddress: '', incarnation: '' }) });
+    expect(priorityOf(r.get('n1'))).toBe(DEFAULT_PRIORITY);
+    // A priority out of range in a context is not taken (nothing accepts one to begin with).
+    expect(decodeMemberContext('{"peerAddress":"h:1","priority":-1}')?.priority).toBeUndefined();
+    expect(decodeMemberContext('{"peerAddress":"h:1","priority":1.5}')?.priority).toBeUndefined();
   });
 
   it('bootstrap entries: one committed addVoter per member in id order, identical whatever order --peers lists them', () => {
