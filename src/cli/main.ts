@@ -71,7 +71,15 @@ const startCommand = program
     '--on-leader <cmd>',
     'shell command run when this node gains a valid leader lease (SIGTERM, then SIGKILL, if still running when the lease ends)',
   )
-  .option('--on-follower <cmd>', 'shell command run when this node loses its leader lease, and at startup once a leader is known');
+  .option('--on-follower <cmd>', 'shell command run when this node loses its leader lease, and at startup once a leader is known')
+  .option(
+    '--failback-delay-ms <ms>',
+    `hand leadership to a member of higher priority once it has been healthy and caught up this long; 0 = no failback (default: ${DEFAULTS['failback-delay-ms']})`,
+  )
+  .option(
+    '--failback-anti-flap-ms <ms>',
+    `a leader fails back only after leading this long: at most one failback per window (default: ${DEFAULTS['failback-anti-flap-ms']})`,
+  );
 for (const [flag, { field, help }] of Object.entries(LIMIT_FLAGS))
   startCommand.option(`--${flag} <n>`, `${help} (default: ${DEFAULT_LIMITS[field]})`);
 startCommand.action(async (o: Record<string, string | boolean | undefined>) => {
@@ -101,6 +109,8 @@ startCommand.action(async (o: Record<string, string | boolean | undefined>) => {
     reflection: 'reflection',
     onLeader: 'on-leader',
     onFollower: 'on-follower',
+    failbackDelayMs: 'failback-delay-ms',
+    failbackAntiFlapMs: 'failback-anti-flap-ms',
     ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((f) => [f.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), f])),
   };
   for (const [k, name] of Object.entries(map)) if (o[k] !== undefined) flags[name] = String(o[k]);
@@ -188,7 +198,9 @@ Examples:
   leaderd members                                   every member: address, voter or learner, role, lag, health
   leaderd members add n4 --peer-address 10.0.0.4:7101 --client-address 10.0.0.4:7001
   leaderd members remove n2                         (if n2 leads, leadership is handed over first)
-  leaderd members promote n4                        a learner added with --learner becomes a voter`,
+  leaderd members promote n4                        a learner added with --learner becomes a voter
+  leaderd members update n1 --priority 10           n1 leads whenever it is healthy (failback)
+  leaderd members update dr1 --priority 0           dr1 never leads (a disaster-recovery replica)`,
   );
 clientOptions(
   membersCommand
@@ -202,8 +214,16 @@ clientOptions(
     .argument('<id>', "the new member's --id")
     .option('--peer-address <host:port>', 'its peer address (its --listen-peer or --advertise-peer)')
     .option('--client-address <host:port>', 'its client address (its --listen-client or --advertise-client)')
-    .option('--learner', 'keep it a learner: it receives the log but does not vote (promote it later)'),
+    .option('--learner', 'keep it a learner: it receives the log but does not vote (promote it later)')
+    .option('--priority <n>', 'its preference for leadership, 0 (never leader) to 1000 (default: 1)'),
 ).action(async (id: string, o) => (await members()).runMembersAdd(id, o));
+clientOptions(
+  membersCommand
+    .command('update')
+    .description("change a member's priority (replicated; the leader fails back to a healthy member of higher priority)")
+    .argument('<id>', 'the member to change')
+    .option('--priority <n>', '0 (never leader: a disaster-recovery replica) to 1000; members start at 1'),
+).action(async (id: string, o) => (await members()).runMembersUpdate(id, o));
 clientOptions(
   membersCommand
     .command('remove')
@@ -219,6 +239,17 @@ clientOptions(
     .description('switchover: hand leadership to another voter')
     .option('--to <id>', 'target node (default: the most up-to-date follower)'),
 ).action(async (o) => (await client()).runTransfer(o));
+
+clientOptions(
+  program
+    .command('drain')
+    .description('the member refuses leadership (handing it over if it leads) until undrained; replicated, survives restarts')
+    .argument('<id>', 'the member to drain')
+    .addHelpText('after', '\nExamples:\n  leaderd drain n1     # before maintenance on n1\n  leaderd undrain n1   # after it'),
+).action(async (id: string, o) => (await members()).runDrain(id, true, o));
+clientOptions(
+  program.command('undrain').description('the member may lead again (see drain)').argument('<id>', 'the member to undrain'),
+).action(async (id: string, o) => (await members()).runDrain(id, false, o));
 
 const snapshot = program.command('snapshot').description('back up a live cluster, or seed a new cluster from a backup');
 clientOptions(

@@ -3,6 +3,7 @@
 // (role, term, applied index), its lag behind the leader's commit index, and whether it answers.
 import type { LeaderdClient, Member, NodeStatus } from '../client/leaderd-client.js';
 import { parseAddress, parseId } from '../server/config.js';
+import { MAX_PRIORITY } from '../server/member-registry.js';
 import { out, parseTimeout, table, withClient, type ClientFlags } from './client-context.js';
 import { CliError, EXIT_UNAVAILABLE, UsageError } from './usage.js';
 
@@ -11,6 +12,8 @@ export interface MemberRow {
   readonly peerAddress: string;
   readonly clientAddress: string;
   readonly learner: boolean;
+  readonly priority: number;
+  readonly drained: boolean;
   /** leader, follower, candidate, learner, or null when it did not answer. */
   readonly role: string | null;
   readonly term: number | null;
@@ -52,6 +55,8 @@ async function memberRows(c: LeaderdClient, members: readonly Member[]): Promise
       peerAddress: m.peerAddress,
       clientAddress: m.clientAddress,
       learner: m.learner,
+      priority: m.priority,
+      drained: m.drained,
       role: s?.role ?? null,
       term: s === null ? null : Number(s.term),
       appliedIndex: s === null ? null : Number(s.appliedIndex),
@@ -67,12 +72,13 @@ function printMembers(rows: readonly MemberRow[], json: boolean | undefined): vo
   const n = (x: number | null) => (x === null ? '-' : String(x));
   out(
     table([
-      ['ID', 'PEER', 'CLIENT', 'VOTER', 'ROLE', 'TERM', 'APPLIED', 'LAG', 'HEALTH'],
+      ['ID', 'PEER', 'CLIENT', 'VOTER', 'PRIORITY', 'ROLE', 'TERM', 'APPLIED', 'LAG', 'HEALTH'],
       ...rows.map((r) => [
         r.id,
         r.peerAddress,
         r.clientAddress || '-',
         r.learner ? 'learner' : 'voter',
+        `${r.priority}${r.priority === 0 ? ' (never leader)' : ''}${r.drained ? ' drained' : ''}`,
         r.role ?? '-',
         n(r.term),
         n(r.appliedIndex),
@@ -87,11 +93,20 @@ export async function runMembersList(flags: ClientFlags): Promise<void> {
   await withClient(flags, async (c) => printMembers(await memberRows(c, await c.members()), flags.json));
 }
 
+/** --priority N: a whole number from 0 to MAX_PRIORITY, or a usage error. */
+function parsePriority(value: string): number {
+  const n = /^\d{1,4}$/.test(value.trim()) ? Number(value) : NaN;
+  if (!Number.isInteger(n) || n > MAX_PRIORITY)
+    throw new UsageError(`--priority must be a whole number from 0 (never leader) to ${MAX_PRIORITY}, got '${value}'`);
+  return n;
+}
+
 export async function runMembersAdd(
   id: string,
-  flags: ClientFlags & { peerAddress?: string; clientAddress?: string; learner?: boolean },
+  flags: ClientFlags & { peerAddress?: string; clientAddress?: string; learner?: boolean; priority?: string },
 ): Promise<void> {
   usageParse(() => parseId(id, 'member id'));
+  const priority = flags.priority === undefined ? undefined : parsePriority(flags.priority);
   if (flags.peerAddress === undefined || flags.clientAddress === undefined)
     throw new UsageError(
       "members add needs --peer-address HOST:PORT and --client-address HOST:PORT (the new member's --listen-peer and --listen-client)",
@@ -103,7 +118,13 @@ export async function runMembersAdd(
       process.stderr.write(
         flags.learner ? `adding ${id} as a learner...\n` : `adding ${id}: as a learner until it has caught up, then as a voter...\n`,
       );
-    const members = await c.addMember({ id, peerAddress, clientAddress, learner: flags.learner === true });
+    const members = await c.addMember({
+      id,
+      peerAddress,
+      clientAddress,
+      learner: flags.learner === true,
+      ...(priority !== undefined ? { priority } : {}),
+    });
     printMembers(await memberRows(c, members), flags.json);
   });
 }
@@ -156,4 +177,38 @@ export async function runMembersPromote(id: string, flags: ClientFlags): Promise
     const members = await c.promoteMember(id);
     printMembers(await memberRows(c, members), flags.json);
   });
+}
+
+export async function runMembersUpdate(id: string, flags: ClientFlags & { priority?: string }): Promise<void> {
+  usageParse(() => parseId(id, 'member id'));
+  if (flags.priority === undefined) throw new UsageError('members update needs --priority N (0 = never leader, default 1)');
+  const priority = parsePriority(flags.priority);
+  await withClient(flags, async (c) => {
+    await requireMember(c, id);
+    printMembers(await memberRows(c, await c.updateMember(id, { priority })), flags.json);
+  });
+}
+
+/**
+ * `leaderd drain ID` / `undrain ID`. A drain of the leader returns once leadership has
+ * moved (or says why it has not), so a maintenance script can stop the node right after.
+ */
+export async function runDrain(id: string, drained: boolean, flags: ClientFlags): Promise<void> {
+  usageParse(() => parseId(id, 'member id'));
+  await withClient(flags, async (c) => {
+    await requireMember(c, id);
+    // Asked before the change: the leader hands over within a heartbeat of applying it.
+    const led = drained && (await c.leader()).leaderId === id;
+    const members = await c.updateMember(id, { drained });
+    if (led) {
+      if (!flags.json) process.stderr.write(`${id} is drained and leads: waiting for it to hand leadership over...\n`);
+      await untilLeaderOtherThan(c, id, parseTimeout(flags) * 6);
+    }
+    printMembers(await memberRows(c, members), flags.json);
+  });
+}
+
+async function requireMember(c: LeaderdClient, id: string): Promise<void> {
+  const members = await c.members();
+  if (!members.some((m) => m.id === id)) throw new UsageError(`${id} is not a member (members: ${members.map((m) => m.id).join(', ')})`);
 }

@@ -121,6 +121,7 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
       electionTimeoutMs: cfg.electionTimeoutMs,
       join: cfg.join,
       core: { maxUncommittedBytes: cfg.limits.maxUncommittedBytes, maxSnapshotBytes: maxSnapshotBytesFor(cfg.limits.quotaBytes) },
+      failback: { delayMs: cfg.failbackDelayMs, antiFlapMs: cfg.failbackAntiFlapMs },
       logger: log,
       stateMachine: store,
       ...(metrics ? { observer: metrics } : {}),

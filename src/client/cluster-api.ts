@@ -85,10 +85,16 @@ export abstract class ClusterApi extends Invoker {
    * catch-up, which for a large state is a snapshot transfer.
    */
   async addMember(
-    m: { id: string; peerAddress: string; clientAddress: string; learner?: boolean },
+    m: { id: string; peerAddress: string; clientAddress: string; learner?: boolean; priority?: number },
     opts: { signal?: AbortSignal; timeoutMs?: number } = {},
   ): Promise<Member[]> {
-    const req = { id: m.id, peerAddress: m.peerAddress, clientAddress: m.clientAddress, learner: m.learner ?? false };
+    const req = {
+      id: m.id,
+      peerAddress: m.peerAddress,
+      clientAddress: m.clientAddress,
+      learner: m.learner ?? false,
+      ...(m.priority !== undefined ? { priority: m.priority } : {}),
+    };
     return this.memberChange((s, o, cb) => s.cluster.AddMember(req, o, cb), opts);
   }
 
@@ -100,6 +106,18 @@ export abstract class ClusterApi extends Invoker {
   /** Promotes a learner to voter, answered by the leader once applied. */
   async promoteMember(id: string, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<Member[]> {
     return this.memberChange((s, o, cb) => s.cluster.PromoteMember({ id }, o, cb), opts);
+  }
+
+  /**
+   * Changes a member's priority or drained flag (replicated), answered by the leader once
+   * applied. A drained leader hands leadership over right after; this does not wait for it.
+   */
+  async updateMember(
+    id: string,
+    change: { priority?: number; drained?: boolean },
+    opts: { signal?: AbortSignal; timeoutMs?: number } = {},
+  ): Promise<Member[]> {
+    return this.memberChange((s, o, cb) => s.cluster.UpdateMember({ id, ...change }, o, cb), opts);
   }
 
   protected async memberChange(

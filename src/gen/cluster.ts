@@ -19,6 +19,7 @@ import type { SnapshotChunk as _leaderd_v1_SnapshotChunk, SnapshotChunk__Output 
 import type { SnapshotRequest as _leaderd_v1_SnapshotRequest, SnapshotRequest__Output as _leaderd_v1_SnapshotRequest__Output } from './leaderd/v1/SnapshotRequest.js';
 import type { TransferLeaderRequest as _leaderd_v1_TransferLeaderRequest, TransferLeaderRequest__Output as _leaderd_v1_TransferLeaderRequest__Output } from './leaderd/v1/TransferLeaderRequest.js';
 import type { TransferLeaderResponse as _leaderd_v1_TransferLeaderResponse, TransferLeaderResponse__Output as _leaderd_v1_TransferLeaderResponse__Output } from './leaderd/v1/TransferLeaderResponse.js';
+import type { UpdateMemberRequest as _leaderd_v1_UpdateMemberRequest, UpdateMemberRequest__Output as _leaderd_v1_UpdateMemberRequest__Output } from './leaderd/v1/UpdateMemberRequest.js';
 import type { WatchLeaderRequest as _leaderd_v1_WatchLeaderRequest, WatchLeaderRequest__Output as _leaderd_v1_WatchLeaderRequest__Output } from './leaderd/v1/WatchLeaderRequest.js';
 
 type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> = {
@@ -45,6 +46,7 @@ export interface ProtoGrpcType {
       SnapshotRequest: MessageTypeDefinition<_leaderd_v1_SnapshotRequest, _leaderd_v1_SnapshotRequest__Output>
       TransferLeaderRequest: MessageTypeDefinition<_leaderd_v1_TransferLeaderRequest, _leaderd_v1_TransferLeaderRequest__Output>
       TransferLeaderResponse: MessageTypeDefinition<_leaderd_v1_TransferLeaderResponse, _leaderd_v1_TransferLeaderResponse__Output>
+      UpdateMemberRequest: MessageTypeDefinition<_leaderd_v1_UpdateMemberRequest, _leaderd_v1_UpdateMemberRequest__Output>
       WatchLeaderRequest: MessageTypeDefinition<_leaderd_v1_WatchLeaderRequest, _leaderd_v1_WatchLeaderRequest__Output>
     }
   }

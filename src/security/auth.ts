@@ -76,6 +76,8 @@ export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
   '/leaderd.v1.Cluster/AddMember': { role: 'admin' },
   '/leaderd.v1.Cluster/RemoveMember': { role: 'admin' },
   '/leaderd.v1.Cluster/PromoteMember': { role: 'admin' },
+  // Priorities and drains decide who may lead.
+  '/leaderd.v1.Cluster/UpdateMember': { role: 'admin' },
   // A backup holds every key: only for admins.
   '/leaderd.v1.Cluster/Snapshot': { role: 'admin' },
   '/leaderd.v1.KV/Put': { role: 'write', touches: keyOf('key') },

@@ -44,6 +44,10 @@ export interface StartConfig {
   readonly onLeader: string | null;
   /** Shell command run when this node loses its lease, and at startup once a leader is known (--on-follower). */
   readonly onFollower: string | null;
+  /** How long a member of higher priority must be healthy before the leader hands over to it; 0 = no failback. */
+  readonly failbackDelayMs: number;
+  /** A leader fails back only after leading this long: at most one failback per window. */
+  readonly failbackAntiFlapMs: number;
 }
 
 export interface TlsFiles {
@@ -80,6 +84,8 @@ export const SETTINGS = [
   'reflection',
   'on-leader',
   'on-follower',
+  'failback-delay-ms',
+  'failback-anti-flap-ms',
 ] as const;
 export type SettingName = (typeof SETTINGS)[number];
 export type RawSettings = Partial<Record<SettingName, string | number | boolean>>;
@@ -96,6 +102,8 @@ export const DEFAULTS = {
   'heartbeat-ms': 50,
   'election-timeout-ms': 300,
   'log-level': 'info',
+  'failback-delay-ms': 5000,
+  'failback-anti-flap-ms': 60_000,
 } as const;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -262,6 +270,9 @@ export function resolveStartConfig(flags: RawSettings, file: RawSettings = {}): 
     if (v.trim() === '') throw new ConfigError(`--${flag} needs a shell command, got an empty one`);
     return v;
   };
+  const failbackDelayRaw = get('failback-delay-ms')!;
+  const failbackDelayMs = failbackDelayRaw.trim() === '0' ? 0 : parseMs(failbackDelayRaw, '--failback-delay-ms (0 disables failback)');
+  const failbackAntiFlapMs = parseMs(get('failback-anti-flap-ms')!, '--failback-anti-flap-ms');
   const onLeader = hook('on-leader');
   const onFollower = hook('on-follower');
   return {
@@ -287,5 +298,7 @@ export function resolveStartConfig(flags: RawSettings, file: RawSettings = {}): 
     reflection,
     onLeader,
     onFollower,
+    failbackDelayMs,
+    failbackAntiFlapMs,
   };
 }

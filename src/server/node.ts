@@ -55,9 +55,14 @@ import {
   encodeBootstrap,
   encodeMemberContext,
   frameSnapshot,
+  leadershipRefusal,
+  MAX_PRIORITY,
+  priorityOf,
   unframeSnapshot,
   type Bootstrap,
+  type MemberRecord,
 } from './member-registry.js';
+import { FailbackPlanner, type FailbackDecision, type LeadershipCandidate } from './failback.js';
 
 /**
  * Readies whose write may be in flight at once. Each write waits for the one before it
@@ -191,7 +196,29 @@ export interface RuntimeOptions {
   readonly core?: Partial<
     Pick<RaftConfig, 'leaseReads' | 'maxInflight' | 'maxMsgBytes' | 'snapshotChunkBytes' | 'maxUncommittedBytes' | 'maxSnapshotBytes'>
   >;
+  /**
+   * Failback by priority (failback.ts): a member of higher priority than the leader that
+   * has been healthy and caught up for `delayMs` is handed leadership, by a leader that
+   * has led for at least `antiFlapMs`. delayMs 0 disables failback (a drained or
+   * priority-0 leader still hands over). Default: FAILBACK_DEFAULTS.
+   */
+  readonly failback?: { readonly delayMs: number; readonly antiFlapMs: number };
 }
+
+export const FAILBACK_DEFAULTS = { delayMs: 5000, antiFlapMs: 60_000 } as const;
+
+/**
+ * A follower whose log is within this many entries of the leader's counts as caught up
+ * for a failback or a drain: under a steady write load a healthy follower is always a
+ * few appends behind, and the transfer itself sends it the rest before TimeoutNow.
+ */
+const CAUGHT_UP_ENTRIES = 256;
+/**
+ * A drained member (not a priority-0 one) stands for election again after the cluster
+ * has been without a leader for this many election timeouts: a drain is a preference,
+ * and availability wins over it, as it does for etcd's and Consul's operators.
+ */
+const DRAINED_LAST_RESORT_TIMEOUTS = 3;
 
 export interface NodeOptions extends RuntimeOptions {
   readonly dataDir: string;
@@ -238,6 +265,14 @@ export interface MemberView {
   readonly peerAddress: string;
   readonly clientAddress: string;
   readonly learner: boolean;
+  readonly priority: number;
+  readonly drained: boolean;
+}
+
+/** What `updateMember` changes in a record; unset fields stay. */
+export interface MemberUpdate {
+  readonly priority?: number;
+  readonly drained?: boolean;
 }
 
 /** How a duration in milliseconds maps onto ticks; shared by the runtime and its docs/tests. */
@@ -318,6 +353,29 @@ export class LeaderdNode {
   private readonly unsavedMeta: [string, Uint8Array][] = [];
   /** The bootstrap entries of a new cluster, written by fromParts with the meta records. */
   private unsavedLog: PersistInput | null = null;
+  /** What the core was last told by setElectable. */
+  private electable = true;
+  /**
+   * This member's own record as the log held it at start-up, committed or not, until the
+   * node has applied that far: a member drained just before a whole-cluster restart must
+   * not campaign in the moment before it learns that the drain committed.
+   */
+  private startupSelf: { record: MemberRecord | undefined; upTo: number } | null = null;
+  /**
+   * When (runtime clock) this node last heard from a leader (or led). An unelectable
+   * follower never times out into a candidate, so its soft state keeps naming a dead
+   * leader: silence is what tells it the cluster has none.
+   */
+  private lastLeaderContact: number;
+  /** The "not standing for election although leaderless" warning was given for this leaderless period. */
+  private warnedLeaderless = false;
+  private readonly failback: FailbackPlanner;
+  /** When this node last became leader (runtime clock). */
+  private leaderSince = 0;
+  private lastFailbackCheck = 0;
+  private failbackTransfer = false;
+  /** The last failback decision logged (each change is logged once, with its reason). */
+  private lastDecision = '';
 
   private constructor(
     private readonly opts: RuntimeOptions,
@@ -332,6 +390,7 @@ export class LeaderdNode {
     this.sm = opts.stateMachine ?? new NullStateMachine();
     this.bootId = `${time.randomSeed().toString(36)}.${time.randomSeed().toString(36)}`;
     this.obs = opts.observer;
+    this.lastLeaderContact = time.now();
     const inc = storage.getMeta(INCARNATION_META);
     if (inc !== undefined) this.incarnation = fromUtf8.decode(inc);
     else {
@@ -386,6 +445,19 @@ export class LeaderdNode {
     this.lastSnapshotBytes = initial.snapshot?.data.byteLength ?? 0;
     this.raft = new RaftNode(raftConfig, initial);
     this.lastSoft = this.raft.softState();
+    if (initial.entries.some((e) => e.type === 'conf')) {
+      const latest = new MemberRegistry();
+      latest.restore(this.registry.encode());
+      for (const e of initial.entries) if (e.type === 'conf') latest.apply(decodeConfChange(e.data));
+      this.startupSelf = { record: latest.get(this.id), upTo: initial.entries[initial.entries.length - 1]!.index };
+    }
+    const failback = opts.failback ?? FAILBACK_DEFAULTS;
+    this.failback = new FailbackPlanner({
+      delayMs: failback.delayMs,
+      antiFlapMs: failback.antiFlapMs,
+      unhealthyAfterMs: opts.electionTimeoutMs,
+      retryMs: 2 * opts.electionTimeoutMs,
+    });
     const conf = this.raft.confState();
     if (!storage.isNew && !this.bootstrap.join) {
       const members = [...conf.voters, ...conf.learners].sort().join(',');
@@ -416,6 +488,7 @@ export class LeaderdNode {
       // A quarantined node (see refusedByPeer) may have lost the votes it cast: it casts none.
       if (this.quarantined && (msg.type === 'vote' || msg.type === 'timeoutNow')) return;
       this.clock.catchUp();
+      if (msg.type === 'app' || msg.type === 'snap') this.lastLeaderContact = this.time.now();
       this.obs?.received(msg);
       let r;
       try {
@@ -490,6 +563,7 @@ export class LeaderdNode {
       if (node.unsavedLog !== null) await storage.persist(node.unsavedLog, true);
       node.unsavedLog = null;
       node.updatePeers();
+      node.updateElectable();
       node.log.info(
         {
           node: opts.id,
@@ -575,6 +649,8 @@ export class LeaderdNode {
       peerAddress: id === this.id ? this.opts.advertisePeer : (this.peerAddressOf(id) ?? ''),
       clientAddress: this.clientAddressOf(id),
       learner,
+      priority: priorityOf(this.registry.get(id)),
+      drained: this.registry.get(id)?.drained === true,
     });
     return [...conf.voters.map((id) => view(id, false)), ...conf.learners.map((id) => view(id, true))];
   }
@@ -689,18 +765,24 @@ export class LeaderdNode {
    */
   async addMember(
     id: NodeId,
-    rec: { peerAddress: string; clientAddress: string },
+    rec: { peerAddress: string; clientAddress: string; priority?: number },
     learner: boolean,
     signal?: AbortSignal,
   ): Promise<MemberView[]> {
     this.requireLeader();
+    if (rec.priority !== undefined) checkPriority(rec.priority);
     // A member that joins on an empty data dir takes its membership from a snapshot
     // (its own bootstrap record says "join"): compact first, so the log it is sent
     // starts after the configuration it needs instead of at index 1.
     await this.snapshotNow();
     // The joiner's incarnation, if it already reached us; otherwise recordIncarnation adds it once it does.
     const incarnation = this.metIncarnation(id) ?? '';
-    const context = encodeMemberContext({ peerAddress: rec.peerAddress, clientAddress: rec.clientAddress, incarnation });
+    const context = encodeMemberContext({
+      peerAddress: rec.peerAddress,
+      clientAddress: rec.clientAddress,
+      incarnation,
+      ...(rec.priority !== undefined ? { priority: rec.priority } : {}),
+    });
     await this.awaitProposal(this.raft.proposeConfChange({ op: 'addLearner', nodeId: id, context }), signal);
     if (!learner) {
       const target = this.raft.status().commitIndex;
@@ -726,6 +808,38 @@ export class LeaderdNode {
   async promoteMember(id: NodeId, signal?: AbortSignal): Promise<MemberView[]> {
     this.requireLeader();
     await this.awaitProposal(this.raft.proposeConfChange({ op: 'promoteLearner', nodeId: id }), signal);
+    return this.members();
+  }
+
+  /**
+   * Change a member's priority or drained flag: an updateMember entry (no vote changes)
+   * whose context names only what changes, so every replica applies the same record and
+   * the flag survives restarts, snapshots and leader changes. Refused when no voter that
+   * may lead would be left: with every voter drained or at priority 0 the cluster could
+   * not elect anyone after the next failure.
+   */
+  async updateMember(id: NodeId, change: MemberUpdate, signal?: AbortSignal): Promise<MemberView[]> {
+    this.requireLeader();
+    if (change.priority !== undefined) checkPriority(change.priority);
+    const conf = this.raft.confState();
+    if (!conf.voters.includes(id) && !conf.learners.includes(id)) throw new NodeError('not-in-config', `${id} is not a member`);
+    const after = (v: NodeId): MemberRecord => ({
+      peerAddress: '',
+      clientAddress: '',
+      incarnation: '',
+      ...this.registry.get(v),
+      ...(v === id ? change : {}),
+    });
+    if (!conf.voters.some((v) => leadershipRefusal(after(v)) === null)) {
+      const why = conf.voters.map((v) => `${v}: ${leadershipRefusal(after(v)) === 'drained' ? 'drained' : 'priority 0'}`).join(', ');
+      throw new NodeError(
+        'invalid',
+        `refusing to leave no voter that may lead (${why}); undrain or raise the priority of another voter first`,
+      );
+    }
+    const context = encodeMemberContext({ peerAddress: '', clientAddress: '', incarnation: '', ...change });
+    await this.awaitProposal(this.raft.proposeConfChange({ op: 'updateMember', nodeId: id, context }), signal);
+    this.log.info({ node: this.id, member: id, ...change }, 'member record updated');
     return this.members();
   }
 
@@ -807,7 +921,12 @@ export class LeaderdNode {
     if (s.role !== 'leader')
       throw new NodeError('not-leader', `not the leader (leader: ${s.leaderId ?? 'unknown'})`, 'not-applied', s.leaderId);
     const to = target ?? this.bestTransferTarget();
-    if (to === null) throw new NodeError('invalid', 'no other voter to transfer leadership to');
+    if (to === null) throw new NodeError('invalid', 'no other voter that may lead to transfer leadership to');
+    const refusal = to === this.id ? null : leadershipRefusal(this.registry.get(to));
+    // The target would ignore the TimeoutNow, and this leader's lease would be void for
+    // the rest of the term for nothing: say why instead.
+    if (refusal !== null)
+      throw new NodeError('invalid', `${to} may not lead (${refusal === 'drained' ? 'drained: leaderd undrain ' + to : 'priority 0'})`);
     const r = this.raft.transferLeadership(to);
     if (!r.ok) throw new NodeError(r.error, `cannot transfer leadership to ${to}: ${r.error}`);
     this.afterInput();
@@ -850,7 +969,9 @@ export class LeaderdNode {
     if (this.stopped) return;
     this.cancelTimer = this.time.after(Math.max(1, this.clock.msUntilNextTick()), () => {
       this.clock.catchUp();
+      this.updateElectable();
       this.afterInput();
+      this.maybeFailback();
       this.schedule();
     });
   }
@@ -1141,6 +1262,11 @@ export class LeaderdNode {
         w.reject(new NodeError('not-leader', 'leadership was lost before the write was known to be committed', 'unknown', soft.leaderId));
       this.proposals.clear();
     }
+    if (soft.role === 'leader' && prev.role !== 'leader') this.leaderSince = this.time.now();
+    if (soft.role !== 'leader' && prev.role === 'leader') {
+      this.failback.reset();
+      this.lastDecision = '';
+    }
     const fields = { node: this.id, term: soft.term };
     if (soft.term !== prev.term) this.log.info({ ...fields, from: prev.term }, 'term changed');
     if (soft.role !== prev.role) this.log.info({ ...fields, role: soft.role, was: prev.role }, 'role changed');
@@ -1297,6 +1423,150 @@ export class LeaderdNode {
     }
     if (cc.nodeId === this.id && this.registry.get(this.id)?.incarnation === this.incarnation) this.liftQuarantine();
     this.updatePeers();
+    if (cc.nodeId === this.id) this.updateElectable();
+  }
+
+  /** Why this member may not lead, from its record (or, at start-up, the latest in its log). */
+  private selfRefusal(): 'priority-0' | 'drained' | null {
+    const applied = leadershipRefusal(this.registry.get(this.id));
+    const st = this.startupSelf;
+    if (st === null) return applied;
+    if (this.appliedTo >= st.upTo) {
+      this.startupSelf = null;
+      return applied;
+    }
+    return applied ?? leadershipRefusal(st.record);
+  }
+
+  /**
+   * Tell the core whether this member may stand for election. Priority 0 is a hard rule:
+   * a disaster-recovery replica is never a candidate, even when no other member can lead
+   * (it still votes, so it helps elect anyone else). A drain is a preference: after
+   * DRAINED_LAST_RESORT_TIMEOUTS election timeouts without a leader, a drained member
+   * stands again, and as leader hands over as soon as a member that may lead is healthy.
+   */
+  private updateElectable(): void {
+    const refusal = this.selfRefusal();
+    const now = this.time.now();
+    if (this.lastSoft.role === 'leader') this.lastLeaderContact = now;
+    const leaderlessMs = now - this.lastLeaderContact;
+    if (leaderlessMs < this.opts.electionTimeoutMs) this.warnedLeaderless = false;
+    const lastResort = refusal === 'drained' && leaderlessMs >= DRAINED_LAST_RESORT_TIMEOUTS * this.opts.electionTimeoutMs;
+    const electable = refusal === null || lastResort;
+    if (refusal === 'priority-0' && !this.warnedLeaderless && leaderlessMs >= DRAINED_LAST_RESORT_TIMEOUTS * this.opts.electionTimeoutMs) {
+      this.warnedLeaderless = true;
+      this.log.warn(
+        { node: this.id, leaderlessMs },
+        'no leader, and this member has priority 0 (never leader): not standing for election; a member of priority 1 or more must be up',
+      );
+    }
+    if (electable === this.electable) return;
+    this.electable = electable;
+    this.raft.setElectable(electable);
+    const fields = { node: this.id, reason: refusal ?? 'may-lead' };
+    if (lastResort)
+      this.log.warn(
+        { ...fields, leaderlessMs },
+        'drained, but no leader for several election timeouts: standing for election (availability over the drain)',
+      );
+    else if (electable) this.log.info(fields, 'this member may lead again: standing for election when needed');
+    else this.log.info(fields, refusal === 'drained' ? 'drained: not standing for election' : 'priority 0: never standing for election');
+  }
+
+  /**
+   * The leader's periodic look at who should lead (failback.ts), once per heartbeat
+   * interval: hands leadership to a member of higher priority that has been healthy for
+   * the failback delay, or away from this leader if it is drained or at priority 0.
+   */
+  private maybeFailback(): void {
+    if (this.failbackTransfer || this.abdicated || this.stopped || this.lastSoft.role !== 'leader') return;
+    const now = this.time.now();
+    if (now - this.lastFailbackCheck < this.opts.heartbeatMs) return;
+    this.lastFailbackCheck = now;
+    if (!this.isLeaderCaughtUp()) return;
+    const st = this.raft.status();
+    const voters: LeadershipCandidate[] = [];
+    for (const id of st.conf.voters) {
+      const pr = st.progress?.get(id);
+      if (id === this.id || pr === undefined) continue;
+      const rec = this.registry.get(id);
+      voters.push({
+        id,
+        priority: priorityOf(rec),
+        refusal: leadershipRefusal(rec),
+        active: pr.recentActive,
+        caughtUp: pr.state === 'replicate' && st.lastLogIndex - pr.matchIndex <= CAUGHT_UP_ENTRIES,
+        matchIndex: pr.matchIndex,
+      });
+    }
+    const self = { id: this.id, priority: priorityOf(this.registry.get(this.id)), refusal: this.selfRefusal() };
+    const decision = this.failback.decide({ nowMs: now, leaderSinceMs: this.leaderSince, self, voters });
+    this.logDecision(decision, self.priority, voters);
+    if (decision.kind !== 'transfer') return;
+    this.failbackTransfer = true;
+    const to = decision.to;
+    this.transferLeadership(to)
+      .then((l) => {
+        if (l.leaderId === to) this.log.info({ node: this.id, to, term: l.term, reason: decision.reason }, 'leadership handed over');
+        else {
+          this.failback.transferFailed(to, this.time.now());
+          this.log.warn(
+            { node: this.id, to, leader: l.leaderId, reason: decision.reason },
+            'leadership transfer did not complete: will retry',
+          );
+        }
+      })
+      .catch((err: Error) => {
+        this.failback.transferFailed(to, this.time.now());
+        this.log.warn({ node: this.id, to, err: err.message, reason: decision.reason }, 'leadership transfer failed: will retry');
+      })
+      .finally(() => {
+        this.failbackTransfer = false;
+      });
+  }
+
+  private logDecision(d: FailbackDecision, selfPriority: number, voters: readonly LeadershipCandidate[]): void {
+    const key = d.kind === 'stay' ? `${d.kind}/${d.reason}` : `${d.kind}/${d.reason}/${d.to}`;
+    if (key === this.lastDecision) return;
+    const first = this.lastDecision === '';
+    this.lastDecision = key;
+    const fields = { node: this.id, decision: d.kind, reason: d.reason, priority: selfPriority };
+    switch (d.kind) {
+      case 'stay':
+        // The steady state of a cluster without priorities is not news.
+        if (first && (d.reason === 'highest-priority' || d.reason === 'failback-disabled')) return;
+        this.log.info(
+          fields,
+          d.reason === 'no-eligible-member'
+            ? 'this leader may not lead (drained or priority 0), but no other voter that may lead is healthy and caught up: still leading'
+            : d.reason === 'retry-wait'
+              ? 'failback: waiting before trying the transfer again'
+              : d.reason === 'failback-disabled'
+                ? 'a member of higher priority is healthy, but failback is off (--failback-delay-ms 0)'
+                : 'this leader has the highest priority among the healthy members',
+        );
+        return;
+      case 'wait': {
+        const to = voters.find((v) => v.id === d.to);
+        this.log.info(
+          { ...fields, to: d.to, toPriority: to?.priority, atMs: d.atMs },
+          d.reason === 'anti-flap'
+            ? `failback to ${d.to} held back: this leader was elected less than the anti-flap window ago`
+            : `failback to ${d.to} once it has been healthy and caught up for the failback delay`,
+        );
+        return;
+      }
+      case 'transfer': {
+        const to = voters.find((v) => v.id === d.to);
+        this.log.info(
+          { ...fields, to: d.to, toPriority: to?.priority },
+          d.reason === 'higher-priority'
+            ? `failback: handing leadership to ${d.to}, of higher priority, healthy and caught up`
+            : `this leader may not lead (${d.reason === 'leader-drained' ? 'drained' : 'priority 0'}): handing leadership to ${d.to}`,
+        );
+        return;
+      }
+    }
   }
 
   /**
@@ -1395,13 +1665,19 @@ export class LeaderdNode {
     }
   }
 
+  /** The voter that may lead with the highest priority, the most up-to-date among equals (a shutdown's handover). */
   private bestTransferTarget(): NodeId | null {
     const voters = this.raft.confState().voters;
     let best: NodeId | null = null;
+    let bestPriority = -1;
     let bestMatch = -1;
     this.raft.withProgress((id, matchIndex) => {
-      if (voters.includes(id) && matchIndex > bestMatch) {
+      const rec = this.registry.get(id);
+      if (!voters.includes(id) || leadershipRefusal(rec) !== null) return;
+      const priority = priorityOf(rec);
+      if (priority > bestPriority || (priority === bestPriority && matchIndex > bestMatch)) {
         best = id;
+        bestPriority = priority;
         bestMatch = matchIndex;
       }
     });
@@ -1501,6 +1777,11 @@ export async function seedDataDir(opts: {
   } finally {
     await storage.close();
   }
+}
+
+function checkPriority(p: number): void {
+  if (!Number.isSafeInteger(p) || p < 0 || p > MAX_PRIORITY)
+    throw new NodeError('invalid', `priority must be a whole number from 0 (never leader) to ${MAX_PRIORITY}, got ${p}`);
 }
 
 /** A ReadIndex request id: unique per node, per boot (a random id drawn at start) and per read. */

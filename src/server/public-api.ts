@@ -120,8 +120,13 @@ export class PublicServer {
         const bad =
           memberIdProblem(r.id) ?? addressProblem(r.peerAddress, 'peer_address') ?? addressProblem(r.clientAddress, 'client_address');
         if (bad !== null) return cb(statusFor(new NodeError('invalid', bad)));
+        const rec = {
+          peerAddress: r.peerAddress,
+          clientAddress: r.clientAddress,
+          ...(r.priority !== undefined ? { priority: r.priority } : {}),
+        };
         node
-          .addMember(r.id, { peerAddress: r.peerAddress, clientAddress: r.clientAddress }, r.learner, deadlineSignal(call.getDeadline()))
+          .addMember(r.id, rec, r.learner, deadlineSignal(call.getDeadline()))
           .then((members) => cb(null, { members }))
           .catch((err) => cb(statusFor(err)));
       },
@@ -138,6 +143,20 @@ export class PublicServer {
         if (bad !== null) return cb(statusFor(new NodeError('invalid', bad)));
         node
           .promoteMember(call.request.id, deadlineSignal(call.getDeadline()))
+          .then((members) => cb(null, { members }))
+          .catch((err) => cb(statusFor(err)));
+      },
+      UpdateMember: (call, cb) => {
+        const r = call.request;
+        const bad =
+          memberIdProblem(r.id) ?? (r.priority === undefined && r.drained === undefined ? 'name a priority or drained to change' : null);
+        if (bad !== null) return cb(statusFor(new NodeError('invalid', bad)));
+        const change = {
+          ...(r.priority !== undefined ? { priority: r.priority } : {}),
+          ...(r.drained !== undefined ? { drained: r.drained } : {}),
+        };
+        node
+          .updateMember(r.id, change, deadlineSignal(call.getDeadline()))
           .then((members) => cb(null, { members }))
           .catch((err) => cb(statusFor(err)));
       },

@@ -15,9 +15,9 @@ afterEach(async () => {
 });
 
 const members: MemberView[] = [
-  { id: 'a', peerAddress: '127.0.0.1:1', clientAddress: '127.0.0.1:11', learner: false },
-  { id: 'b', peerAddress: '127.0.0.1:2', clientAddress: '127.0.0.1:12', learner: false },
-  { id: 'c', peerAddress: '127.0.0.1:3', clientAddress: '127.0.0.1:13', learner: false },
+  { id: 'a', peerAddress: '127.0.0.1:1', clientAddress: '127.0.0.1:11', learner: false, priority: 1, drained: false },
+  { id: 'b', peerAddress: '127.0.0.1:2', clientAddress: '127.0.0.1:12', learner: false, priority: 1, drained: false },
+  { id: 'c', peerAddress: '127.0.0.1:3', clientAddress: '127.0.0.1:13', learner: false, priority: 1, drained: false },
 ];
 
 const selfStatus = (over: Partial<NodeStatusView> = {}): NodeStatusView => ({

@@ -32,7 +32,7 @@ async function serve(over: Partial<DashboardDeps> = {}): Promise<string> {
     nodeId: 'a',
     clusterId: 'test',
     status: () => status,
-    members: () => [{ id: 'a', peerAddress: '127.0.0.1:1', clientAddress: '127.0.0.1:2', learner: false }],
+    members: () => [{ id: 'a', peerAddress: '127.0.0.1:1', clientAddress: '127.0.0.1:2', learner: false, priority: 1, drained: false }],
     history: new LeadershipHistory(),
     registry: new Registry(),
     peers: { getStatus: async () => ({ kind: 'unreachable', message: 'x' }), close: () => {} },

@@ -163,7 +163,7 @@ describe('leaderd members', () => {
     expect(removed.code, removed.stderr).toBe(0);
     expect(removed.stderr).toContain(`${l.leaderId} leads: handing leadership to another voter first`);
     const table = lines(removed.stdout);
-    expect(table[0]).toMatch(/^ID\s+PEER\s+CLIENT\s+VOTER\s+ROLE\s+TERM\s+APPLIED\s+LAG\s+HEALTH$/);
+    expect(table[0]).toMatch(/^ID\s+PEER\s+CLIENT\s+VOTER\s+PRIORITY\s+ROLE\s+TERM\s+APPLIED\s+LAG\s+HEALTH$/);
     expect(
       table
         .slice(1)

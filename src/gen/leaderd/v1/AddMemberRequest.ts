@@ -7,6 +7,8 @@ export interface AddMemberRequest {
   'peerAddress'?: (string);
   'clientAddress'?: (string);
   'learner'?: (boolean);
+  'priority'?: (number);
+  '_priority'?: "priority";
 }
 
 export interface AddMemberRequest__Output {
@@ -14,4 +16,6 @@ export interface AddMemberRequest__Output {
   'peerAddress': (string);
   'clientAddress': (string);
   'learner': (boolean);
+  'priority'?: (number);
+  '_priority'?: "priority";
 }

@@ -17,6 +17,7 @@ import type { SnapshotChunk as _leaderd_v1_SnapshotChunk, SnapshotChunk__Output 
 import type { SnapshotRequest as _leaderd_v1_SnapshotRequest, SnapshotRequest__Output as _leaderd_v1_SnapshotRequest__Output } from '../../leaderd/v1/SnapshotRequest.js';
 import type { TransferLeaderRequest as _leaderd_v1_TransferLeaderRequest, TransferLeaderRequest__Output as _leaderd_v1_TransferLeaderRequest__Output } from '../../leaderd/v1/TransferLeaderRequest.js';
 import type { TransferLeaderResponse as _leaderd_v1_TransferLeaderResponse, TransferLeaderResponse__Output as _leaderd_v1_TransferLeaderResponse__Output } from '../../leaderd/v1/TransferLeaderResponse.js';
+import type { UpdateMemberRequest as _leaderd_v1_UpdateMemberRequest, UpdateMemberRequest__Output as _leaderd_v1_UpdateMemberRequest__Output } from '../../leaderd/v1/UpdateMemberRequest.js';
 import type { WatchLeaderRequest as _leaderd_v1_WatchLeaderRequest, WatchLeaderRequest__Output as _leaderd_v1_WatchLeaderRequest__Output } from '../../leaderd/v1/WatchLeaderRequest.js';
 
 export interface ClusterClient extends grpc.Client {
@@ -88,6 +89,15 @@ export interface ClusterClient extends grpc.Client {
   transferLeader(argument: _leaderd_v1_TransferLeaderRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_TransferLeaderResponse__Output>): grpc.ClientUnaryCall;
   transferLeader(argument: _leaderd_v1_TransferLeaderRequest, callback: grpc.requestCallback<_leaderd_v1_TransferLeaderResponse__Output>): grpc.ClientUnaryCall;
   
+  UpdateMember(argument: _leaderd_v1_UpdateMemberRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  UpdateMember(argument: _leaderd_v1_UpdateMemberRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  UpdateMember(argument: _leaderd_v1_UpdateMemberRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  UpdateMember(argument: _leaderd_v1_UpdateMemberRequest, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  updateMember(argument: _leaderd_v1_UpdateMemberRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  updateMember(argument: _leaderd_v1_UpdateMemberRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  updateMember(argument: _leaderd_v1_UpdateMemberRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  updateMember(argument: _leaderd_v1_UpdateMemberRequest, callback: grpc.requestCallback<_leaderd_v1_MemberChangeResponse__Output>): grpc.ClientUnaryCall;
+  
   WatchLeader(argument: _leaderd_v1_WatchLeaderRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_leaderd_v1_LeaderInfo__Output>;
   WatchLeader(argument: _leaderd_v1_WatchLeaderRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_leaderd_v1_LeaderInfo__Output>;
   watchLeader(argument: _leaderd_v1_WatchLeaderRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_leaderd_v1_LeaderInfo__Output>;
@@ -112,6 +122,8 @@ export interface ClusterHandlers extends grpc.UntypedServiceImplementation {
   
   TransferLeader: grpc.handleUnaryCall<_leaderd_v1_TransferLeaderRequest__Output, _leaderd_v1_TransferLeaderResponse>;
   
+  UpdateMember: grpc.handleUnaryCall<_leaderd_v1_UpdateMemberRequest__Output, _leaderd_v1_MemberChangeResponse>;
+  
   WatchLeader: grpc.handleServerStreamingCall<_leaderd_v1_WatchLeaderRequest__Output, _leaderd_v1_LeaderInfo>;
   
 }
@@ -125,5 +137,6 @@ export interface ClusterDefinition extends grpc.ServiceDefinition {
   RemoveMember: MethodDefinition<_leaderd_v1_RemoveMemberRequest, _leaderd_v1_MemberChangeResponse, _leaderd_v1_RemoveMemberRequest__Output, _leaderd_v1_MemberChangeResponse__Output>
   Snapshot: MethodDefinition<_leaderd_v1_SnapshotRequest, _leaderd_v1_SnapshotChunk, _leaderd_v1_SnapshotRequest__Output, _leaderd_v1_SnapshotChunk__Output>
   TransferLeader: MethodDefinition<_leaderd_v1_TransferLeaderRequest, _leaderd_v1_TransferLeaderResponse, _leaderd_v1_TransferLeaderRequest__Output, _leaderd_v1_TransferLeaderResponse__Output>
+  UpdateMember: MethodDefinition<_leaderd_v1_UpdateMemberRequest, _leaderd_v1_MemberChangeResponse, _leaderd_v1_UpdateMemberRequest__Output, _leaderd_v1_MemberChangeResponse__Output>
   WatchLeader: MethodDefinition<_leaderd_v1_WatchLeaderRequest, _leaderd_v1_LeaderInfo, _leaderd_v1_WatchLeaderRequest__Output, _leaderd_v1_LeaderInfo__Output>
 }

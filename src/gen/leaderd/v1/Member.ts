@@ -7,6 +7,8 @@ export interface Member {
   'peerAddress'?: (string);
   'clientAddress'?: (string);
   'learner'?: (boolean);
+  'priority'?: (number);
+  'drained'?: (boolean);
 }
 
 export interface Member__Output {
@@ -14,4 +16,6 @@ export interface Member__Output {
   'peerAddress': (string);
   'clientAddress': (string);
   'learner': (boolean);
+  'priority': (number);
+  'drained': (boolean);
 }
