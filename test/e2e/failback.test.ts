@@ -55,9 +55,10 @@ async function leaderUntil(pred: (id: string) => boolean, timeoutMs: number): Pr
 
 describe('priority and failback', () => {
   it('the leader fails back to the member of highest priority; priority 0 is shown and refused as a transfer target', async () => {
-    expect((await cli('members', 'update', 'n1', '--priority', '3')).code).toBe(0);
+    const three = await cli('members', 'update', 'n1', '--priority', '3');
+    expect(three.code, three.stderr).toBe(0);
     const zero = await cli('members', 'update', 'n3', '--priority', '0', '--json');
-    expect(zero.code).toBe(0);
+    expect(zero.code, zero.stderr).toBe(0);
     const rows = JSON.parse(zero.stdout) as { id: string; priority: number; drained: boolean }[];
     expect(rows.map((r) => [r.id, r.priority, r.drained])).toEqual([
       ['n1', 3, false],
@@ -109,7 +110,7 @@ describe('drain', () => {
   it('drain of the leader hands leadership over, and the drained member refuses a transfer', async () => {
     expect((await c.waitForLeader()).leaderId).toBe('n1');
     const r = await cli('drain', 'n1');
-    expect(r.code).toBe(0);
+    expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/n1 is drained and leads: waiting for it to hand leadership over/);
     expect((await c.waitForLeader()).leaderId).toBe('n2');
     expect(logOf('n1')).toMatch(/this leader may not lead \(drained\): handing leadership to n2/);
@@ -139,10 +140,11 @@ describe('drain', () => {
   });
 
   it('undrain: the preferred member leads again through failback', async () => {
-    expect((await cli('undrain', 'n1')).code).toBe(0);
+    const undrained = await cli('undrain', 'n1');
+    expect(undrained.code, undrained.stderr).toBe(0);
     await leaderUntil((id) => id === 'n1', ANTI_FLAP_MS + DELAY_MS + 8000);
     // Writes work on the cluster as it ends up.
     const put = await cli('put', 'after-failback', 'v');
-    expect(put.code).toBe(0);
+    expect(put.code, put.stderr).toBe(0);
   });
 });
