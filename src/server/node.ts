@@ -801,6 +801,21 @@ export class LeaderdNode {
 
   async removeMember(id: NodeId, signal?: AbortSignal): Promise<MemberView[]> {
     this.requireLeader();
+    if (id === this.id) {
+      // A leader that removes itself steps down once the change commits, before this node
+      // can tell its caller so (the answer would be "outcome unknown"), and leaves the
+      // cluster leaderless for an election timeout. So it hands leadership over first
+      // (thesis §3.10) and sends the caller, change not made, to the new leader (§4.2.2).
+      const next = await this.transferLeadership();
+      throw new NodeError(
+        'not-leader',
+        next.leaderId === '' || next.leaderId === this.id
+          ? `${id} leads and could not hand leadership over first; retry`
+          : `${id} handed leadership to ${next.leaderId} first; ${next.leaderId} makes the change`,
+        'not-applied',
+        next.leaderId === '' || next.leaderId === this.id ? null : next.leaderId,
+      );
+    }
     await this.awaitProposal(this.raft.proposeConfChange({ op: 'removeVoter', nodeId: id }), signal);
     return this.members();
   }
