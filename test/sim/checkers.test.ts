@@ -10,7 +10,9 @@ import {
   checkIncarnationCounted,
   checkLeaderCompleteness,
   checkLeaseExclusivity,
+  checkLeaderCommitRule,
   checkLiveness,
+  checkNoDisruption,
   checkLogMatching,
   checkLogMatchingFull,
   checkReadIndex,
@@ -68,6 +70,41 @@ describe('Election Safety', () => {
         { id: 'n2', role: 'leader', term: 4 },
       ]),
     ).toEqual([]);
+  });
+});
+
+describe('No disruption', () => {
+  const leader = { id: 'n1', up: true, role: 'leader' as const, term: 4, leaseValid: true };
+  it('reports a campaign in a higher term while a leader holds its lease', () => {
+    const v = checkNoDisruption('n3', 5, [leader, { id: 'n3', up: true, role: 'candidate', term: 5, leaseValid: false }]);
+    expect(v.map((x) => x.invariant)).toEqual(['disruption']);
+    expect(v[0]!.message).toContain('n1, leader of term 4');
+  });
+
+  it('accepts a campaign once the lease is gone, or with the leader down', () => {
+    expect(checkNoDisruption('n3', 5, [{ ...leader, leaseValid: false }])).toEqual([]);
+    expect(checkNoDisruption('n3', 5, [{ ...leader, up: false }])).toEqual([]);
+  });
+});
+
+describe('Leader commit rule (Figure 8)', () => {
+  const log = (terms: number[]) => ({
+    snapshot: null,
+    hardState: { term: 4, votedFor: 'n1', commit: 0 },
+    entries: terms.map((term, i) => ({ index: i + 1, term, type: 'normal' as const, data: new Uint8Array() })),
+  });
+  it("reports a leader that commits an earlier term's entry by counting", () => {
+    const h = new History();
+    recordLeaders(h, [{ id: 'n1', role: 'leader', term: 4 }]);
+    const v = checkLeaderCommitRule(h, 'n1', 4, log([1, 2, 4]), 2);
+    expect(v.map((x) => x.invariant)).toEqual(['commit-rule']);
+  });
+
+  it("accepts a leader's own entry, and any index for a node that did not lead the term", () => {
+    const h = new History();
+    recordLeaders(h, [{ id: 'n1', role: 'leader', term: 4 }]);
+    expect(checkLeaderCommitRule(h, 'n1', 4, log([1, 2, 4]), 3)).toEqual([]);
+    expect(checkLeaderCommitRule(h, 'n2', 4, log([1, 2, 4]), 2)).toEqual([]);
   });
 });
 
@@ -222,14 +259,26 @@ describe('Read linearizability', () => {
 
 describe('Liveness', () => {
   it('reports no leader, a late leader, and a probe never applied everywhere', () => {
-    expect(checkLiveness({ leaderAfterTicks: null, appliedAfterTicks: null, boundTicks: 100, detail: '' })).toHaveLength(1);
-    expect(checkLiveness({ leaderAfterTicks: 101, appliedAfterTicks: 150, boundTicks: 100, detail: '' })).toHaveLength(1);
-    const v = checkLiveness({ leaderAfterTicks: 30, appliedAfterTicks: null, boundTicks: 100, detail: 'n3 behind' });
+    expect(
+      checkLiveness({ leaderAfterTicks: null, readAfterTicks: null, appliedAfterTicks: null, boundTicks: 100, detail: '' }),
+    ).toHaveLength(1);
+    expect(checkLiveness({ leaderAfterTicks: 101, readAfterTicks: 110, appliedAfterTicks: 150, boundTicks: 100, detail: '' })).toHaveLength(
+      1,
+    );
+    const v = checkLiveness({ leaderAfterTicks: 30, readAfterTicks: 40, appliedAfterTicks: null, boundTicks: 100, detail: 'n3 behind' });
     expect(v[0]!.message).toContain('n3 behind');
   });
 
-  it('accepts a leader and the probe applied within the bound', () => {
-    expect(checkLiveness({ leaderAfterTicks: 30, appliedAfterTicks: 60, boundTicks: 100, detail: '' })).toEqual([]);
+  it('reports a leader that serves no read until a client writes (no entry of its own term)', () => {
+    const v = checkLiveness({ leaderAfterTicks: 30, readAfterTicks: null, appliedAfterTicks: null, boundTicks: 100, detail: '' });
+    expect(v.map((x) => x.message)).toEqual([expect.stringContaining('no read served')]);
+    expect(checkLiveness({ leaderAfterTicks: 30, readAfterTicks: 201, appliedAfterTicks: 150, boundTicks: 100, detail: '' })).toHaveLength(
+      1,
+    );
+  });
+
+  it('accepts a leader, a read and the probe applied within the bound', () => {
+    expect(checkLiveness({ leaderAfterTicks: 30, readAfterTicks: 35, appliedAfterTicks: 60, boundTicks: 100, detail: '' })).toEqual([]);
   });
 });
 

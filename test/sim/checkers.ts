@@ -11,6 +11,8 @@ import { entryAt, snapIndex, termAt, type LogState } from './disk.js';
 export type InvariantName =
   | 'election-safety'
   | 'lease-exclusivity'
+  | 'disruption'
+  | 'commit-rule'
   | 'log-matching'
   | 'leader-completeness'
   | 'state-machine-safety'
@@ -124,6 +126,32 @@ export function checkLeaseExclusivity(time: number, nodes: readonly LeaseObserva
 // are written: an (index, term) must always hold the same content and always follow the
 // same term at index-1; then equal (index, term) implies equal prefixes.
 
+export interface CampaignObservation {
+  readonly id: NodeId;
+  readonly up: boolean;
+  readonly role: Role;
+  readonly term: number;
+  readonly leaseValid: boolean;
+}
+
+/**
+ * No disruption (thesis §9.6 with §6.4): a node campaigns in a new term only after a
+ * majority granted its pre-vote, and a node that heard from a leader within an election
+ * timeout grants none; so while a leader holds a valid lease (a quorum heard it that
+ * recently) nobody reaches a real campaign that would depose it. A leadership transfer
+ * voids the old leader's lease before its TimeoutNow leaves, so it passes too.
+ */
+export function checkNoDisruption(candidate: NodeId, term: number, nodes: readonly CampaignObservation[]): Violation[] {
+  const holder = nodes.find((n) => n.up && n.id !== candidate && n.role === 'leader' && n.leaseValid && n.term < term);
+  if (holder === undefined) return [];
+  return [
+    {
+      invariant: 'disruption',
+      message: `${candidate} campaigns in term ${term} while ${holder.id}, leader of term ${holder.term}, holds a valid lease (its voters should have refused the pre-vote)`,
+    },
+  ];
+}
+
 export function checkLogMatching(h: History, node: NodeId, log: LogState, from: number, to: number): Violation[] {
   const out: Violation[] = [];
   for (let i = Math.max(from, snapIndex(log) + 1); i <= to; i++) {
@@ -232,6 +260,25 @@ export function checkCommitAgreement(h: History, node: NodeId, log: LogState, fr
     }
   }
   return out;
+}
+
+/**
+ * Figure 2 with §5.4.2: a leader advances its commit index only to an entry of its own
+ * term (counting replicas of an older entry can commit it while a candidate with a
+ * newer conflicting entry can still be elected: Figure 8). Checked on what a node that
+ * led `term` writes as its commit index in that term. Earlier entries are committed
+ * with it, indirectly, and a follower's commit index may point anywhere.
+ */
+export function checkLeaderCommitRule(h: History, node: NodeId, term: number, log: LogState, commit: number): Violation[] {
+  if (h.leaders.get(term) !== node) return [];
+  const t = termAt(log, commit);
+  if (t === undefined || t === term) return [];
+  return [
+    {
+      invariant: 'commit-rule',
+      message: `${node}, leader of term ${term}, sets its commit index to ${commit}, an entry of term ${t}: committed by counting replicas of an earlier term's entry (Figure 8)`,
+    },
+  ];
 }
 
 export function recordCommitted(h: History, node: NodeId, nodeTerm: number, log: LogState, from: number, to: number): void {
@@ -386,6 +433,12 @@ export function checkIncarnationCounted(
 export interface LivenessOutcome {
   /** Ticks (nominal) from the end of faults until a leader was seen, or null if never. */
   readonly leaderAfterTicks: number | null;
+  /**
+   * Ticks until a read asked of the leader before the phase wrote anything was served,
+   * or null if never. A new leader learns its commit index by committing an entry of its
+   * own term (its no-op, §5.4.2); without one, reads wait for a client's write.
+   */
+  readonly readAfterTicks: number | null;
   /** Ticks until the probe proposal was applied by every voter, or null if never. */
   readonly appliedAfterTicks: number | null;
   readonly boundTicks: number;
@@ -395,6 +448,14 @@ export interface LivenessOutcome {
 export function checkLiveness(o: LivenessOutcome): Violation[] {
   if (o.leaderAfterTicks === null || o.leaderAfterTicks > o.boundTicks) {
     return [{ invariant: 'liveness', message: `no leader within ${o.boundTicks} ticks after faults stopped (${o.detail})` }];
+  }
+  if (o.readAfterTicks === null || o.readAfterTicks > o.boundTicks * 2) {
+    return [
+      {
+        invariant: 'liveness',
+        message: `no read served by the leader within ${o.boundTicks * 2} ticks after faults stopped, before any write (${o.detail})`,
+      },
+    ];
   }
   if (o.appliedAfterTicks === null || o.appliedAfterTicks > o.boundTicks * 2) {
     return [

@@ -35,6 +35,7 @@ interface CliOpts {
   trace: boolean;
   liveness: boolean;
   broken?: string;
+  adversary: boolean;
   maxFailures: number;
 }
 
@@ -56,6 +57,11 @@ const program = new Command()
   .option('--disk-latency <ms>', 'max disk write latency in virtual ms (default: drawn from the seed: 0, 10 or 40)', int)
   .option('--trace', 'print every event as it happens (with --seed)', false)
   .option('--no-liveness', 'skip the liveness phase')
+  .option(
+    '--adversary',
+    'adversarial scheduling: crash leaders after partial replication, voters after a grant, clog links (knobs drawn per seed)',
+    false,
+  )
   .option('--broken <kind>', `inject a broken node (${Object.keys(BROKEN).join(', ')}) to see the checkers fire`)
   .option('--max-failures <n>', 'failures to print in full with --seeds', int, 3);
 
@@ -84,6 +90,7 @@ function options(seed: number, onTrace?: (l: string) => void): SimOptions {
     ...(o.joinEmpty ? { joinEmpty: true } : {}),
     ...(o.drift !== undefined ? { drift: o.drift } : {}),
     ...(broken ? { broken } : {}),
+    ...(o.adversary ? { adversary: true } : {}),
     ...(onTrace ? { onTrace } : {}),
   };
 }
@@ -96,6 +103,7 @@ if (o.seed !== undefined) {
   } else {
     console.log(`seed ${o.seed} ok: ${summary([r])}`);
     console.log(`params: ${JSON.stringify(r.params)}`);
+    if (r.adversary) console.log(`adversary: ${JSON.stringify(r.adversary)}`);
   }
 } else {
   const n = o.seeds!;
