@@ -35,6 +35,12 @@ if (unknown.length > 0) program.error(`unknown mutant(s): ${unknown.join(', ')}`
 const selected = MUTANTS.filter((m) => wanted.includes(m.id));
 
 const builder = new MutantBuilder();
+// An interrupted sweep leaves no build behind.
+for (const sig of ['SIGINT', 'SIGTERM'] as const)
+  process.once(sig, () => {
+    builder.clean();
+    process.exit(130);
+  });
 // Every entry must still apply, even those not run: a stale table fails here, loudly.
 for (const m of MUTANTS) builder.check(m);
 if (o.seed !== undefined) {
