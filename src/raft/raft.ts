@@ -741,7 +741,9 @@ export class RaftNode {
     switch (msg.type) {
       case 'appResp':
         pr.ackedRound = Math.max(pr.ackedRound, msg.round);
-        this.handleAppendResponse(msg, pr);
+        // A heartbeat-only answer may overtake acknowledgements still on their way: it
+        // says nothing about the follower's log (no progress, no lost-append guess).
+        if (msg.heartbeatOnly !== true) this.handleAppendResponse(msg, pr);
         this.checkReads();
         break;
       case 'snapResp':
@@ -769,8 +771,16 @@ export class RaftNode {
   }
 
   private handleAppend(msg: AppendRequest): void {
-    const reply = (r: Pick<AppendResponse, 'success' | 'matchIndex' | 'rejectHint' | 'rejectTerm'>) =>
+    const reply = (r: Pick<AppendResponse, 'success' | 'matchIndex' | 'rejectHint' | 'rejectTerm'>) => {
+      if (r.success && msg.entries.length === 0 && this.cfg.asyncStorageWrites === true && this.raw.writesInFlight()) {
+        // A heartbeat while our writes are in flight: an answer kept in order behind them
+        // would tie the leader's lease to our disk (a slow fsync became a lost-quorum
+        // step-down). This one leaves at once (Ready.messages) and claims only the round.
+        this.send({ type: 'appResp', to: msg.from, round: msg.round, ...r, matchIndex: msg.prevLogIndex, heartbeatOnly: true });
+        return;
+      }
       this.send({ type: 'appResp', to: msg.from, round: msg.round, ...r });
+    };
     if (msg.prevLogIndex < this.log.committed) {
       // Everything up to our commit index matches the leader's log (Leader Completeness).
       reply({ success: true, matchIndex: this.log.committed, rejectHint: 0, rejectTerm: 0 });

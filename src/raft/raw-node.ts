@@ -45,6 +45,11 @@ export class ReadyTracker {
     this.prevSoft = soft;
   }
 
+  /** Some Ready handed to advanceAsync is not yet reported persisted: answers held back for it are still waiting. */
+  writesInFlight(): boolean {
+    return this.writing.length > 0;
+  }
+
   /** A Ready was handed out and not yet acknowledged with advance(). */
   isOutstanding(): boolean {
     return this.outstanding !== null;
@@ -112,7 +117,7 @@ export class ReadyTracker {
     const now: Message[] = [];
     const afterPersist: Message[] = [];
     for (const m of msgs) {
-      if (m.type === 'appResp' || m.type === 'snapResp' || m.type === 'voteResp') afterPersist.push(m);
+      if ((m.type === 'appResp' && m.heartbeatOnly !== true) || m.type === 'snapResp' || m.type === 'voteResp') afterPersist.push(m);
       else now.push(m);
     }
     return { now, afterPersist };

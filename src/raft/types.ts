@@ -126,6 +126,13 @@ export interface AppendResponse extends MessageBase {
   /** On rejection: term of the follower's entry at rejectHint (0 if none). */
   readonly rejectTerm: number;
   readonly round: number;
+  /**
+   * Answers the heartbeat round only (asyncStorageWrites): sent at once while the
+   * follower still has writes in flight, so a slow disk never delays the leader's lease
+   * and read rounds. It overtakes the acknowledgements of appends still being written,
+   * so the leader takes no decision about the follower's log from it.
+   */
+  readonly heartbeatOnly?: boolean;
 }
 
 /** One chunk of InstallSnapshot (extended paper, Figure 13). */

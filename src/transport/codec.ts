@@ -123,6 +123,7 @@ function bodyToWire(msg: Message): RaftMessage {
           rejectHint: msg.rejectHint,
           rejectTerm: msg.rejectTerm,
           round: msg.round,
+          heartbeatOnly: msg.heartbeatOnly === true,
         },
       };
     case 'snap':
@@ -351,6 +352,8 @@ function readMessage(v: unknown, path: string): Message {
         rejectHint: uint(b, 'rejectHint', bp),
         rejectTerm: uint(b, 'rejectTerm', bp),
         round: uint(b, 'round', bp),
+        // Absent (false) from members that predate it.
+        ...(bool(b, 'heartbeatOnly', bp) ? { heartbeatOnly: true } : {}),
       };
     case 'snap':
       return {

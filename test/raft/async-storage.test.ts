@@ -63,31 +63,77 @@ describe('asynchronous storage writes (Raft thesis §10.2.1)', () => {
     a.persisted(rd);
   });
 
-  it('a follower acknowledges an append only after its write, and keeps a heartbeat answer behind it', () => {
+  it('a follower acknowledges an append only after its write, and answers a heartbeat at once with the round only', () => {
     const c = async3();
     c.forceElect('a');
     const a = c.node('a');
-    a.propose(enc('x'));
+    const { index } = a.propose(enc('x')) as { index: number };
     const rd = a.ready();
     a.advance(rd);
     const b = c.node('b');
     b.step(rd.messages.find((m) => m.to === 'b')!);
     const brd = b.ready();
     expect(brd.messages).toEqual([]);
-    expect(brd.messagesAfterPersist).toMatchObject([{ type: 'appResp', success: true }]);
-    b.advanceAsync(brd);
-    // A heartbeat arrives while b's write is in flight: its answer waits too, so it
-    // cannot reach the leader before the append's and look like a lost append.
+    expect(brd.messagesAfterPersist).toMatchObject([{ type: 'appResp', success: true, matchIndex: index }]);
+    b.advanceAsync(brd); // b's write is in flight
+    // A heartbeat arrives meanwhile: its answer does not wait for b's disk, and claims
+    // nothing about b's log (the append's acknowledgement is still on its way).
     a.tick();
     const hb = a.ready();
     a.advance(hb);
-    b.step(hb.messages.find((m) => m.to === 'b')!);
+    const beat = hb.messages.find((m): m is AppendRequest => m.to === 'b' && m.type === 'app')!;
+    b.step(beat);
     const brd2 = b.ready();
-    expect(brd2.messages).toEqual([]);
-    expect(brd2.messagesAfterPersist).toMatchObject([{ type: 'appResp' }]);
+    expect(brd2.messages).toMatchObject([{ type: 'appResp', success: true, heartbeatOnly: true, round: beat.round }]);
+    expect(brd2.messagesAfterPersist).toEqual([]);
     b.advanceAsync(brd2);
+
+    // The leader takes the round, and no progress decision: the answer overtook the
+    // append's acknowledgement, which is not a lost append (no probe, no resend).
+    a.step(brd2.messages[0]!);
+    expect(a.status().progress!.get('b')).toMatchObject({ state: 'replicate', matchIndex: index - 1 });
+    expect(a.hasReady() ? a.ready().messages.filter((m) => m.to === 'b') : []).toEqual([]);
     b.persisted(brd);
+    a.step(brd.messagesAfterPersist[0]!);
+    expect(a.status().progress!.get('b')).toMatchObject({ state: 'replicate', matchIndex: index });
+    expect(a.status().commitIndex).toBe(index);
     b.persisted(brd2);
+  });
+
+  it("the leader keeps its lease on heartbeat-only answers while the followers' disks are stuck", () => {
+    const c = async3();
+    c.forceElect('a');
+    const a = c.node('a');
+    a.propose(enc('x'));
+    const rd = a.ready();
+    a.advance(rd);
+    const stuck: Ready[] = [];
+    for (const f of ['b', 'c']) {
+      c.node(f).step(rd.messages.find((m) => m.to === f)!);
+      const frd = c.node(f).ready();
+      c.node(f).advanceAsync(frd); // never completes
+      stuck.push(frd);
+    }
+    // Three election timeouts of heartbeats, answered at once by the followers.
+    for (let t = 0; t < 30; t++) {
+      a.tick();
+      while (a.hasReady()) {
+        const ard = a.ready();
+        a.advance(ard);
+        for (const m of ard.messages) {
+          const f = c.node(m.to);
+          f.step(m);
+          while (f.hasReady()) {
+            const frd = f.ready();
+            f.advanceAsync(frd);
+            stuck.push(frd);
+            for (const ans of frd.messages) a.step(ans);
+          }
+        }
+      }
+      expect(a.status().role).toBe('leader');
+      expect(a.leaseValid()).toBe(true);
+    }
   });
 
   it("a candidate's vote requests wait until its new term and vote for itself are durable", () => {

@@ -9,6 +9,7 @@ export interface AppendResponse {
   'rejectHint'?: (number | string | Long);
   'rejectTerm'?: (number | string | Long);
   'round'?: (number | string | Long);
+  'heartbeatOnly'?: (boolean);
 }
 
 export interface AppendResponse__Output {
@@ -17,4 +18,5 @@ export interface AppendResponse__Output {
   'rejectHint': (number);
   'rejectTerm': (number);
   'round': (number);
+  'heartbeatOnly': (boolean);
 }
