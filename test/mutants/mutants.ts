@@ -36,17 +36,17 @@ export const MUTANTS: readonly Mutant[] = [
     const now: Message[] = [];
     const afterPersist: Message[] = [];
     for (const m of msgs) {
-      if (m.type === 'appResp' || m.type === 'snapResp' || m.type === 'voteResp') afterPersist.push(m);`,
+      if ((m.type === 'appResp' && m.heartbeatOnly !== true) || m.type === 'snapResp' || m.type === 'voteResp') afterPersist.push(m);`,
     replace: `    const now: Message[] = [];
     const afterPersist: Message[] = [];
     for (const m of msgs) {
-      if (m.type === 'appResp' || m.type === 'snapResp') afterPersist.push(m);`,
+      if ((m.type === 'appResp' && m.heartbeatOnly !== true) || m.type === 'snapResp') afterPersist.push(m);`,
   },
   {
     id: 'ack-before-persist',
     bug: 'a follower acknowledges entries before they are durable (Figure 2: persist before responding)',
     file: 'src/raft/raw-node.ts',
-    find: "if (m.type === 'appResp' || m.type === 'snapResp' || m.type === 'voteResp') afterPersist.push(m);",
+    find: "if ((m.type === 'appResp' && m.heartbeatOnly !== true) || m.type === 'snapResp' || m.type === 'voteResp') afterPersist.push(m);",
     replace: "if (m.type === 'voteResp') afterPersist.push(m);",
   },
   {
