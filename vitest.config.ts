@@ -6,5 +6,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // Builds dist/ when a source is newer: real-process tests must never run stale code.
+    globalSetup: ['test/global-setup.ts'],
   },
 });
