@@ -278,6 +278,24 @@ Examples:
   )
   .action(async (file: string, o) => (await import('./snapshot-command.js')).runSnapshotRestore(file, o));
 
+program
+  .command('recover')
+  .description('after losing a majority for good: turn this stopped survivor into a one-member cluster the others then join')
+  .option('--data-dir <dir>', "the stopped survivor's data dir (pick the survivor with the most recent log: --dry-run shows it)")
+  .option('--dry-run', 'only print the log position and members of the data dir; write nothing')
+  .option('--json', 'machine-readable output')
+  .addHelpText(
+    'after',
+    `
+Writes acknowledged by the lost majority that this log lacks are lost: recover the survivor whose log
+is the most recent (highest term, then highest last entry), and only when the others cannot come back.
+
+Examples:
+  leaderd recover --data-dir /var/lib/leaderd --dry-run     on each survivor, to compare
+  leaderd recover --data-dir /var/lib/leaderd               on the chosen one, node stopped`,
+  )
+  .action(async (o) => (await import('./recover-command.js')).runRecover(o));
+
 clientOptions(
   program
     .command('drill')
