@@ -11,6 +11,8 @@
 //   npm run bench:state -- --values 200 --keys 200000     # smaller
 //   flags: --values N --value-bytes N --keys N --batch N (keys per Txn, <= 128)
 //          --concurrency N --keep (keep the data dir) --out FILE.json
+//          --heartbeat-ms N --election-ms N (default 50 / 300; a machine shared with other
+//          work may need more to keep one leader through the load)
 import * as grpc from '@grpc/grpc-js';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,10 +30,22 @@ interface Flags {
   concurrency: number;
   keep: boolean;
   out: string | null;
+  heartbeatMs: number;
+  electionMs: number;
 }
 
 function parseFlags(argv: readonly string[]): Flags {
-  const f: Flags = { values: 1000, valueBytes: 1 << 20, keys: 1_000_000, batch: 128, concurrency: 8, keep: false, out: null };
+  const f: Flags = {
+    values: 1000,
+    valueBytes: 1 << 20,
+    keys: 1_000_000,
+    batch: 128,
+    concurrency: 8,
+    keep: false,
+    out: null,
+    heartbeatMs: 50,
+    electionMs: 300,
+  };
   const num = (name: string, v: string | undefined, min: number, max: number): number => {
     const n = Number(v);
     if (!Number.isSafeInteger(n) || n < min || n > max) {
@@ -40,12 +54,17 @@ function parseFlags(argv: readonly string[]): Flags {
     }
     return n;
   };
-  const numeric: Record<string, { key: 'values' | 'valueBytes' | 'keys' | 'batch' | 'concurrency'; min: number; max: number }> = {
+  const numeric: Record<
+    string,
+    { key: 'values' | 'valueBytes' | 'keys' | 'batch' | 'concurrency' | 'heartbeatMs' | 'electionMs'; min: number; max: number }
+  > = {
     '--values': { key: 'values', min: 0, max: 100_000 },
     '--value-bytes': { key: 'valueBytes', min: 1, max: 1 << 20 },
     '--keys': { key: 'keys', min: 0, max: 10_000_000 },
     '--batch': { key: 'batch', min: 1, max: 128 },
     '--concurrency': { key: 'concurrency', min: 1, max: 256 },
+    '--heartbeat-ms': { key: 'heartbeatMs', min: 10, max: 10_000 },
+    '--election-ms': { key: 'electionMs', min: 50, max: 60_000 },
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -116,7 +135,7 @@ function bigValue(i: number, bytes: number): Buffer {
 async function main(): Promise<void> {
   const flags = parseFlags(process.argv.slice(2));
   const root = mkdtempSync(join(tmpdir(), 'leaderd-bench-state-'));
-  const cluster = await LeaderdCluster.create(root, { heartbeatMs: 50, electionMs: 300 });
+  const cluster = await LeaderdCluster.create(root, { heartbeatMs: flags.heartbeatMs, electionMs: flags.electionMs });
   const out: Record<string, unknown> = { flags, startedAt: new Date().toISOString() };
   const log = (line: string) => process.stdout.write(`${line}\n`);
   const stateBytes = flags.values * flags.valueBytes + flags.keys * (smallKey(0).length + 8);
