@@ -70,8 +70,8 @@ import { FailbackPlanner, type FailbackDecision, type LeadershipCandidate } from
  * delay of the acknowledgements waiting behind them.
  */
 const MAX_WRITES_IN_FLIGHT = 64;
-/** Longest stretch of snapshot install between two turns of the event loop (restoreInSlices). */
-const RESTORE_SLICE_MS = 10;
+/** Longest stretch of snapshot work (StateMachine.snapshotInSlices, restoreInSlices) between two turns of the event loop. */
+const SLICE_MS = 10;
 
 /** Meta key of this data dir's incarnation: random, drawn when the store is created. */
 export const INCARNATION_META = 'incarnation';
@@ -116,6 +116,13 @@ export interface StateMachine {
    * and client calls for as long as the whole restore takes.
    */
   restoreInSlices?(data: Uint8Array): Iterator<void, void>;
+  /**
+   * Optional: snapshot() as an iterator of slices of bounded work, of the state as of
+   * this call (later applies must not reach it); its result is the snapshot. The runtime
+   * writes it off its Ready loop, yielding to the event loop between slices, and keeps
+   * applying entries meanwhile.
+   */
+  snapshotInSlices?(): Iterator<void, Uint8Array>;
 }
 
 /** Why an operation failed, as a closed set of kinds the server maps to gRPC codes. */
@@ -332,6 +339,10 @@ export class LeaderdNode {
   private bytesSinceSnapshot = 0;
   /** Size of the last snapshot taken or installed (the byte trigger scales with it). */
   private lastSnapshotBytes = 0;
+  /** A snapshot is being written in slices off the Ready loop (StateMachine.snapshotInSlices). */
+  private takingSnapshot = false;
+  /** ... and is written: the log is compacted at it at the next Ready boundary. */
+  private madeSnapshot: { index: number; data: Uint8Array; tail: { entries: number; bytes: number }; t0: number } | null = null;
   private readonly obs: NodeObserver | undefined;
   /** This data dir's incarnation, sent in every Hello. */
   readonly incarnation: string;
@@ -1030,7 +1041,8 @@ export class LeaderdNode {
           // to storage, which compacts only after writing them) from then on, and may
           // compact up to them.
           const last = rd.committedEntries[rd.committedEntries.length - 1];
-          if (last && !this.stopped) await this.maybeSnapshot(last.index);
+          if (last && !this.stopped) this.maybeSnapshot(last.index);
+          this.takeMadeSnapshot();
         }
       } while (this.again && !this.stopped);
     } catch (err) {
@@ -1163,7 +1175,7 @@ export class LeaderdNode {
     );
   }
 
-  private async maybeSnapshot(applied: number): Promise<void> {
+  private maybeSnapshot(applied: number): void {
     // By bytes as well as entries: 10,000 entries of 1 MiB values would otherwise keep
     // 10 GiB of log in memory and on disk before the first snapshot.
     // A snapshot costs its whole size to write, so with a large state the byte trigger
@@ -1172,25 +1184,65 @@ export class LeaderdNode {
     const entries = this.opts.snapshotEntries ?? 10_000;
     const bytes = Math.max(this.opts.snapshotBytes ?? 64 << 20, this.lastSnapshotBytes / 2);
     if (applied - this.lastSnapshotIndex < entries && this.bytesSinceSnapshot < bytes) return;
+    if (this.takingSnapshot) return;
     const t0 = this.time.now();
-    const snapshot = this.compactAt(applied, {
+    const tail = {
       entries: this.opts.snapshotTail?.entries ?? Math.min(5000, Math.floor(entries / 2)),
       bytes: this.opts.snapshotTail?.bytes ?? 32 << 20,
-    });
+    };
     this.bytesSinceSnapshot = 0;
-    if (snapshot) {
-      this.lastSnapshotBytes = snapshot.data.byteLength;
-      // Not awaited: storage applies its writes in call order, so later appends still land
-      // after this compaction, but this loop goes on taking Readies meanwhile. Writing a
-      // snapshot of a gigabyte takes seconds, and the heartbeats of a leader that waited
-      // here would stop for as long: its followers would elect another leader.
-      const bytes = snapshot.data.byteLength;
-      this.storage.compact(snapshot, this.raft.firstIndex() - 1).then(
-        () => this.obs?.snapshotTaken(bytes, (this.time.now() - t0) / 1000),
-        (err: unknown) => this.fail(err instanceof Error ? err : new Error(String(err))),
-      );
-    }
     this.lastSnapshotIndex = applied;
+    const afterIo = this.time.afterIo;
+    if (this.sm.snapshotInSlices === undefined || afterIo === undefined) {
+      const snapshot = this.compactAt(applied, tail);
+      if (snapshot) this.storeSnapshot(snapshot, t0);
+      return;
+    }
+    // The state as of `applied` (the state machine is exactly there between Readies),
+    // written out a slice at a time while this loop goes on; the log is compacted at the
+    // first Ready boundary after the last slice (takeMadeSnapshot).
+    const runtime = this.registry.encode();
+    const steps = callStateMachine('snapshot', applied, () => this.sm.snapshotInSlices!());
+    this.takingSnapshot = true;
+    void (async () => {
+      let sliceStart = this.time.now();
+      let r = callStateMachine('snapshot', applied, () => steps.next());
+      while (r.done !== true) {
+        if (this.time.now() - sliceStart >= SLICE_MS) {
+          await new Promise<void>((resolve) => afterIo(resolve));
+          if (this.stopped) return;
+          sliceStart = this.time.now();
+        }
+        r = callStateMachine('snapshot', applied, () => steps.next());
+      }
+      this.madeSnapshot = { index: applied, data: frameSnapshot(runtime, r.value), tail, t0 };
+      if (!this.processing) this.takeMadeSnapshot();
+    })()
+      .catch((err: unknown) => this.fail(err instanceof Error ? err : new Error(String(err))))
+      .finally(() => (this.takingSnapshot = false));
+  }
+
+  /** Between Readies: compact the log at the snapshot made in slices, if one is ready. */
+  private takeMadeSnapshot(): void {
+    const made = this.madeSnapshot;
+    if (made === null || this.stopped) return;
+    this.madeSnapshot = null;
+    // Null when a snapshot installed from the leader meanwhile already covers its index.
+    const snapshot = this.raft.compact(made.index, made.data, made.tail);
+    if (snapshot) this.storeSnapshot(snapshot, made.t0);
+  }
+
+  private storeSnapshot(snapshot: Snapshot, t0: number): void {
+    this.lastSnapshotBytes = snapshot.data.byteLength;
+    // Not awaited: storage applies its writes in call order, so later appends still land
+    // after this compaction, but the Ready loop goes on meanwhile. Writing a snapshot of a
+    // gigabyte takes seconds, and the heartbeats of a leader that waited for it would stop
+    // for as long: its followers would elect another leader.
+    const bytes = snapshot.data.byteLength;
+    this.storage.compact(snapshot, this.raft.firstIndex() - 1).then(
+      () => this.obs?.snapshotTaken(bytes, (this.time.now() - t0) / 1000),
+      (err: unknown) => this.fail(err instanceof Error ? err : new Error(String(err))),
+    );
   }
 
   // -------------------------------------------------------------------------
@@ -1392,7 +1444,7 @@ export class LeaderdNode {
 
   /**
    * A snapshot from the leader, installed while the node runs: in slices when the state
-   * machine offers them, giving the event loop a turn every RESTORE_SLICE_MS, so peer
+   * machine offers them, giving the event loop a turn every SLICE_MS, so peer
    * messages keep being stepped (the leader stays heard, no election starts here) and
    * heartbeats keep being answered while a large state is decoded.
    */
@@ -1410,7 +1462,7 @@ export class LeaderdNode {
     const steps = this.sm.restoreInSlices(user);
     let sliceStart = this.time.now();
     while (callStateMachine('restore', index, () => steps.next()).done !== true) {
-      if (this.time.now() - sliceStart < RESTORE_SLICE_MS) continue;
+      if (this.time.now() - sliceStart < SLICE_MS) continue;
       await new Promise<void>((resolve) => afterIo(resolve));
       sliceStart = this.time.now();
     }

@@ -491,6 +491,22 @@ export class KvStore {
    * would fail at the same snapshot index, then again on restart.
    */
   snapshot(): Uint8Array {
+    const steps = this.snapshotInSlices();
+    for (;;) {
+      const r = steps.next();
+      if (r.done === true) return r.value;
+    }
+  }
+
+  /**
+   * snapshot() in slices of bounded work. The state is captured at this call: the header
+   * (revision, leases, sessions) at once, and the key index as a copy-on-write clone of
+   * the B+ tree (O(1); key records are never changed in place, only replaced). The bytes
+   * are then written a slice at a time, so the store may go on applying writes between
+   * slices without any of them reaching this snapshot, and a leader with a gigabyte of
+   * state does not stop answering for as long as one whole pass over it takes.
+   */
+  snapshotInSlices(): Generator<void, Uint8Array, void> {
     const header = Buffer.from(
       JSON.stringify({
         revision: this.revision,
@@ -501,27 +517,7 @@ export class KvStore {
         exactlyOnce: this.sessions.toJson(),
       }),
     );
-    let size = SNAPSHOT_MAGIC.length + 8 + header.length + 8;
-    for (const kv of this.kvs.values()) size += 8 + Buffer.byteLength(kv.key) + kv.value.length + 32;
-    const out = Buffer.allocUnsafe(size);
-    let at = out.write(SNAPSHOT_MAGIC, 0, 'latin1');
-    at = out.writeUInt32BE(SNAPSHOT_BINARY_VERSION, at);
-    at = out.writeUInt32BE(header.length, at);
-    at += header.copy(out, at);
-    at = out.writeDoubleBE(this.kvs.size, at);
-    for (const kv of this.kvs.values()) {
-      const keyLength = out.write(kv.key, at + 4, 'utf8');
-      at = out.writeUInt32BE(keyLength, at) + keyLength;
-      at = out.writeUInt32BE(kv.value.length, at);
-      out.set(kv.value, at);
-      at += kv.value.length;
-      at = out.writeDoubleBE(kv.createRevision, at);
-      at = out.writeDoubleBE(kv.modRevision, at);
-      at = out.writeDoubleBE(kv.version, at);
-      at = out.writeDoubleBE(kv.lease, at);
-    }
-    if (at !== size) throw new Error(`snapshot: wrote ${at} bytes of ${size}`);
-    return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+    return writeSnapshotInSlices(header, this.kvs.clone());
   }
 
   restore(data: Uint8Array): void {
@@ -625,7 +621,43 @@ interface DecodedSnapshot {
   readonly kvs: KeyValue[];
 }
 
-/** Keys, and bytes of values copied, per slice of restoreInSlices: a few milliseconds of work each. */
+/** The binary snapshot of `kvs` after `header`, yielding every SLICE_KEYS keys or SLICE_BYTES of values. */
+function* writeSnapshotInSlices(header: Buffer, kvs: BTree<string, KeyValue>): Generator<void, Uint8Array, void> {
+  let size = SNAPSHOT_MAGIC.length + 8 + header.length + 8;
+  let n = 0;
+  for (const kv of kvs.values()) {
+    size += 8 + Buffer.byteLength(kv.key) + kv.value.length + 32;
+    if (++n % SLICE_KEYS === 0) yield;
+  }
+  const out = Buffer.allocUnsafe(size);
+  let at = out.write(SNAPSHOT_MAGIC, 0, 'latin1');
+  at = out.writeUInt32BE(SNAPSHOT_BINARY_VERSION, at);
+  at = out.writeUInt32BE(header.length, at);
+  at += header.copy(out, at);
+  at = out.writeDoubleBE(kvs.size, at);
+  n = 0;
+  let sliceBytes = 0;
+  for (const kv of kvs.values()) {
+    const keyLength = out.write(kv.key, at + 4, 'utf8');
+    at = out.writeUInt32BE(keyLength, at) + keyLength;
+    at = out.writeUInt32BE(kv.value.length, at);
+    out.set(kv.value, at);
+    at += kv.value.length;
+    at = out.writeDoubleBE(kv.createRevision, at);
+    at = out.writeDoubleBE(kv.modRevision, at);
+    at = out.writeDoubleBE(kv.version, at);
+    at = out.writeDoubleBE(kv.lease, at);
+    sliceBytes += kv.value.length;
+    if (++n % SLICE_KEYS === 0 || sliceBytes >= SLICE_BYTES) {
+      sliceBytes = 0;
+      yield;
+    }
+  }
+  if (at !== size) throw new Error(`snapshot: wrote ${at} bytes of ${size}`);
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+}
+
+/** Keys, and bytes of values copied, per slice of snapshotInSlices and restoreInSlices: a few milliseconds of work each. */
 const SLICE_KEYS = 4096;
 const SLICE_BYTES = 8 << 20;
 

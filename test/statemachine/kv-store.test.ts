@@ -265,6 +265,30 @@ describe('KvStore snapshot format', () => {
     }
   });
 
+  it('snapshots in slices: the state as of the call, whatever is written, deleted or replaced between slices', () => {
+    const s = new KvStore();
+    const apply = applier();
+    for (let i = 0; i < 10_000; i++) apply(s, { type: 'put', key: `k/${String(i).padStart(5, '0')}`, value: enc(`v${i}`), lease: 0 });
+    const expected = s.snapshot();
+    const steps = s.snapshotInSlices();
+    let slices = 0;
+    let r = steps.next();
+    for (; r.done !== true; r = steps.next()) {
+      // Writes between slices, touching keys already written out and keys still ahead.
+      apply(s, { type: 'put', key: `k/${String(slices * 97).padStart(5, '0')}`, value: enc('changed'), lease: 0 });
+      apply(s, { type: 'delete', key: `k/${String(9999 - slices).padStart(5, '0')}`, prefix: false });
+      apply(s, { type: 'put', key: `new/${slices}`, value: enc('n'), lease: 0 });
+      slices++;
+    }
+    expect(slices).toBeGreaterThanOrEqual(4);
+    expect(Buffer.from(r.value).equals(Buffer.from(expected))).toBe(true);
+    const back = new KvStore();
+    back.restore(r.value);
+    expect(back.size).toBe(10_000);
+    expect(back.get('k/00097')?.value).toEqual(enc('v97'));
+    expect(back.get('new/0')).toBeNull();
+  });
+
   it('restores in slices of bounded work, the old state served unchanged until the last step swaps in the new', () => {
     const s = new KvStore();
     const apply = applier();
