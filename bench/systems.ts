@@ -97,17 +97,24 @@ export class LeaderdCluster implements BenchCluster {
     private readonly timing: Timing,
     ports: [string, { peer: number; client: number; metrics: number }][],
     private readonly env: NodeJS.ProcessEnv,
+    private readonly extraArgs: readonly string[],
   ) {
     for (const [n, p] of ports) this.ports.set(n, p);
     this.label = `leaderd ${timing.heartbeatMs}/${timing.electionMs}`;
   }
 
-  static async create(root: string, timing: Timing, env: NodeJS.ProcessEnv = process.env): Promise<LeaderdCluster> {
+  /** `extraArgs`: more `leaderd start` flags for every member (limits, say). */
+  static async create(
+    root: string,
+    timing: Timing,
+    env: NodeJS.ProcessEnv = process.env,
+    extraArgs: readonly string[] = [],
+  ): Promise<LeaderdCluster> {
     if (!CLI) throw new Error('dist/src/cli/main.js not found: run npm run build first');
     mkdirSync(root, { recursive: true });
     const ports: [string, { peer: number; client: number; metrics: number }][] = [];
     for (const n of ['n1', 'n2', 'n3']) ports.push([n, { peer: await freePort(), client: await freePort(), metrics: await freePort() }]);
-    return new LeaderdCluster(root, timing, ports, env);
+    return new LeaderdCluster(root, timing, ports, env, extraArgs);
   }
 
   endpoint(m: string): string {
@@ -130,7 +137,8 @@ export class LeaderdCluster implements BenchCluster {
     const args = [CLI!, 'start', '--id', m, '--data-dir', join(this.root, m), '--cluster-id', 'bench',
       '--listen-peer', `127.0.0.1:${p.peer}`, '--listen-client', `127.0.0.1:${p.client}`,
       '--listen-metrics', `127.0.0.1:${p.metrics}`, '--peers', peers, '--log-level', 'info',
-      '--heartbeat-ms', String(this.timing.heartbeatMs), '--election-timeout-ms', String(this.timing.electionMs)];
+      '--heartbeat-ms', String(this.timing.heartbeatMs), '--election-timeout-ms', String(this.timing.electionMs),
+      ...this.extraArgs];
     this.procs.spawn(
       m,
       process.execPath,
