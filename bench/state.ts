@@ -154,6 +154,8 @@ async function main(): Promise<void> {
   // Longest event-loop pause per phase and node, in ms, scraped from /metrics every 500 ms.
   let phase = 'start';
   const pauses: Record<string, Record<string, number>> = {};
+  // Filled in as the run goes, so a run that fails part-way still reports the phases it saw.
+  out['longestPauseMs'] = pauses;
   const scrape = async () => {
     await Promise.all(
       cluster.running().map(async (m) => {
@@ -292,7 +294,6 @@ async function main(): Promise<void> {
     out['rssMiB'] = { final: rssFinal, peak: Object.fromEntries([...peakRss].map(([m, b]) => [m, mib(b)])), stateMiB: mib(stateBytes) };
     log(`RSS MiB now ${JSON.stringify(rssFinal)}, peak ${JSON.stringify(out['rssMiB'])}; final term ${finalTerm}`);
     await nextPhase('end');
-    out['longestPauseMs'] = pauses;
     log(`longest event-loop pause (ms) by phase and node: ${JSON.stringify(pauses)}`);
     for (const c of clients.values()) c.close();
     if (missing > 0) process.exitCode = 1;
@@ -301,6 +302,7 @@ async function main(): Promise<void> {
     clearInterval(pauseSampler);
     await cluster.stop(flags.keep);
     out['finishedAt'] = new Date().toISOString();
+    out['peakRssMiB'] = Object.fromEntries([...peakRss].map(([m, b]) => [m, mib(b)]));
     const json = JSON.stringify(out, null, 2);
     if (flags.out) writeFileSync(flags.out, `${json}\n`);
     log(json);
