@@ -1,20 +1,72 @@
 // A small network lab on one machine: one network namespace per node plus a "switch"
-// namespace holding a bridge for the peer network (10.213.0.0/24), and a veth from this
-// namespace into the switch so this process can talk to the nodes. Isolating a node =
-// taking its port on the switch down: real packets are really lost, TCP connections
-// really hang, and gRPC keepalive has to notice. With `clientNet`, a second bridge
-// (10.213.1.0/24) carries client traffic only, and this namespace joins only that one:
-// isolating a node then cuts it from its peers while clients and probes still reach it,
-// which is how `leaderd drill --fault isolate` watches the old leader give up its lease.
+// namespace holding a bridge for the peer network, and a veth from this namespace into
+// the switch so this process can talk to the nodes. Isolating a node = taking its port on
+// the switch down: real packets are really lost, TCP connections really hang, and gRPC
+// keepalive has to notice. With `clientNet`, a second bridge carries client traffic only,
+// and this namespace joins only that one: isolating a node then cuts it from its peers
+// while clients and probes still reach it, which is how `leaderd drill --fault isolate`
+// watches the old leader give up its lease.
+//
+// Addresses come from the test-only range 10.213.0.0/16: each lab claims a free pair of
+// /24s (10.213.2k.0 for peers, 10.213.2k+1.0 for clients) with a lock file naming its
+// PID, so two labs at once (a drill beside the chaos test) never share a subnet.
 // Everything is created under unique names and removed by destroy(), which callers run
 // however they end. Needs root and iproute2.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
-/** The peer network (and the only one without clientNet): a test-only subnet. */
-export const SUBNET = '10.213.0';
-/** The client network with clientNet. */
-export const CLIENT_SUBNET = '10.213.1';
+/** Pairs of /24s a lab may claim: 10.213.0.0/24 + 10.213.1.0/24, 10.213.2.0/24 + 10.213.3.0/24, ... */
+const SUBNET_PAIRS = 32;
+
+const lockPath = (k: number) => join(tmpdir(), `leaderd-netlab-${k}.lock`);
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function inUse(prefix: string): boolean {
+  return execFileSync('ip', ['-o', 'addr', 'show', 'to', `${prefix}.0/24`], { encoding: 'utf8' }).trim() !== '';
+}
+
+/** Claims a free pair: its lock file is created exclusively; one whose PID is gone is stale and taken over. */
+function claimSubnets(): { k: number; peer: string; client: string } {
+  for (let k = 0; k < SUBNET_PAIRS; k++) {
+    const peer = `10.213.${2 * k}`;
+    const client = `10.213.${2 * k + 1}`;
+    let fd: number;
+    try {
+      fd = openSync(lockPath(k), 'wx');
+    } catch {
+      const owner = Number(readFileSync(lockPath(k), 'utf8').trim());
+      if (Number.isInteger(owner) && owner > 0 && alive(owner)) continue;
+      rmSync(lockPath(k), { force: true });
+      try {
+        fd = openSync(lockPath(k), 'wx');
+      } catch {
+        continue;
+      }
+    }
+    writeSync(fd, `${process.pid}\n`);
+    closeSync(fd);
+    // Someone outside these locks (a lab of an older version, a hand-made interface).
+    if (inUse(peer) || inUse(client)) {
+      rmSync(lockPath(k), { force: true });
+      continue;
+    }
+    return { k, peer, client };
+  }
+  throw new Error(
+    `no free subnet pair for the network lab in 10.213.0.0/16 (${SUBNET_PAIRS} in use?); see ${join(tmpdir(), 'leaderd-netlab-*.lock')}`,
+  );
+}
 
 function ip(...args: string[]): void {
   execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -32,28 +84,32 @@ export class NetLab {
   private readonly nodes = new Map<string, { ns: string; port: string; addr: string; clientAddr: string }>();
   private created: string[] = [];
   private hostIfCreated = false;
+  private subnets: { k: number; peer: string; client: string } | null = null;
 
   constructor(private readonly opts: NetLabOptions = {}) {}
 
-  /** The subnet this namespace reaches the nodes on. */
+  private get nets(): { peer: string; client: string } {
+    if (this.subnets === null) throw new Error('network lab: create() first');
+    return this.subnets;
+  }
+
+  /** The subnet this namespace reaches the nodes on: the client network with clientNet, else the only one. */
   private get hostSubnet(): string {
-    return this.opts.clientNet ? CLIENT_SUBNET : SUBNET;
+    return this.opts.clientNet ? this.nets.client : this.nets.peer;
+  }
+
+  /** The peer network's /24, e.g. 10.213.0.0/24. */
+  get peerSubnet(): string {
+    return `${this.nets.peer}.0/24`;
   }
 
   /**
-   * Build the switch and connect this namespace to it. Refuses, naming the holder, when
-   * the test subnet is already in use here (a concurrent chaos run, or one that died
-   * before its cleanup): two labs on one subnet would route each other's packets.
+   * Claim a free pair of subnets, build the switch and connect this namespace to it. Two
+   * labs on one subnet would route each other's packets, so a subnet in use here (by
+   * another lab, or anything else) is never claimed.
    */
   create(): void {
-    for (const net of [SUBNET, CLIENT_SUBNET]) {
-      const holders = execFileSync('ip', ['-o', 'addr', 'show', 'to', `${net}.0/24`], { encoding: 'utf8' }).trim();
-      if (holders !== '')
-        throw new Error(
-          `the network lab's subnet ${net}.0/24 is already in use on this host (another lab running?): ${holders.split('\n')[0]}; ` +
-            `remove it (ip link del <dev>) once no lab is running`,
-        );
-    }
+    this.subnets = claimSubnets();
     ip('netns', 'add', this.switchNs);
     this.created.push(this.switchNs);
     for (const br of this.opts.clientNet ? ['br0', 'br1'] : ['br0']) {
@@ -68,14 +124,14 @@ export class NetLab {
   }
 
   /**
-   * A host for node `id` at 10.213.0.<n> on the peer network (and 10.213.1.<n> on the
-   * client network with clientNet). Returns its peer-network address.
+   * A host for node `id` at <peer subnet>.<n> (and <client subnet>.<n> with clientNet).
+   * Returns its peer-network address.
    */
   addHost(id: string, n: number): string {
     const ns = `ld${id}-${this.tag}`;
     const port = `v${id}`;
-    const addr = `${SUBNET}.${n}`;
-    const clientAddr = this.opts.clientNet ? `${CLIENT_SUBNET}.${n}` : addr;
+    const addr = `${this.nets.peer}.${n}`;
+    const clientAddr = this.opts.clientNet ? `${this.nets.client}.${n}` : addr;
     ip('netns', 'add', ns);
     this.created.push(ns);
     ip('-n', ns, 'link', 'set', 'lo', 'up');
@@ -149,5 +205,9 @@ export class NetLab {
       }
     }
     this.created = [];
+    if (this.subnets !== null) {
+      rmSync(lockPath(this.subnets.k), { force: true });
+      this.subnets = null;
+    }
   }
 }
