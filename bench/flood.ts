@@ -98,9 +98,13 @@ async function flood(kind: FloodKind, endpoint: string): Promise<string> {
       const s = stubs(endpoint);
       let err = '';
       const ids: number[] = [];
+      // UNAVAILABLE (a leader change under the flood) is retried, as a client would:
+      // the flood goes on until the limit's own error, or 200 retries.
+      let unavailable = 0;
       const worker = async () => {
         while (!err) {
           const r = await grantLease(s);
+          if (r.err?.code === grpc.status.UNAVAILABLE && ++unavailable <= 200) continue;
           if (r.err) err = `${grpc.status[r.err.code]}: ${r.err.details}`;
           else ids.push(r.id!);
         }
