@@ -170,6 +170,25 @@ export interface AdversaryParams {
    * AppendEntries step 5: commit only what the append verified).
    */
   readonly loseEntries: number;
+  /**
+   * Per TimeoutNow (leadership transfer): once it is out, what is sent to the old leader is
+   * held for up to an election timeout, so it goes on believing it leads while its
+   * successor commits (a leader must confirm with a quorum round before it answers a
+   * read: thesis §6.4 steps 2-3).
+   */
+  readonly deafAfterTransfer: number;
+  /**
+   * Per vote request (not a pre-vote): it arrives up to an election timeout late, after
+   * the voters may have heard from a leader again: a voter in a leader's lease must still
+   * refuse it (thesis §6.4), whatever it answered the candidate's pre-vote.
+   */
+  readonly slowVotes: number;
+  /**
+   * Per message: a copy is delivered again one to three election timeouts later (a
+   * retransmission from a stale connection): answers from an earlier term reach a node
+   * that leads again (Figure 2: every message from an older term is stale).
+   */
+  readonly lateCopies: number;
   /** Restarts after an adversary's crash come within this many ticks, so the node competes again. */
   readonly restartTicks: number;
 }
@@ -188,6 +207,9 @@ export function deriveAdversary(seed: number, electionTick: number): AdversaryPa
     restartTicks: r.range(1, 2 * electionTick),
     // Knobs added later draw after the others, so the seeds that ran without them keep their schedules.
     loseEntries: knob([0.1, 0.3]),
+    deafAfterTransfer: knob([0.3, 1]),
+    slowVotes: knob([0.3, 1]),
+    lateCopies: knob([0.01, 0.05]),
   };
 }
 
@@ -993,9 +1015,14 @@ export class Simulator implements PartsHost {
       return;
     }
     const copies = this.faults && this.rand.chance(this.params.dup) ? 2 : 1;
+    if (this.faults && this.adversary !== null && this.adversary.lateCopies > 0 && this.arand.chance(this.adversary.lateCopies)) {
+      const late = this.arand.range(this.params.electionTick, 3 * this.params.electionTick + 1) * TICK;
+      this.queue.push(this.time + late, { kind: 'deliver', msg: m, sender });
+    }
     for (let c = 0; c < copies; c++) {
       let latency = 1 + this.rand.float() * this.params.maxLatency;
       if (this.faults && this.rand.chance(this.params.delay)) latency += this.rand.float() * 5 * TICK;
+      if (this.faults && this.adversary !== null) latency += this.adversaryDelay(m);
       const unclog = this.clogged.get(`${m.from}>${m.to}`);
       if (unclog !== undefined && this.faults) {
         if (unclog <= this.time) this.clogged.delete(`${m.from}>${m.to}`);
@@ -1238,6 +1265,13 @@ export class Simulator implements PartsHost {
     return slot !== undefined && slot.node !== null && slot.transport === sender.transport ? slot : null;
   }
 
+  /** Extra latency the adversary adds to a message (slow vote requests). */
+  private adversaryDelay(m: Message): number {
+    const p = this.adversary!.slowVotes;
+    if (p === 0 || m.type !== 'vote' || m.preVote || !this.arand.chance(p)) return 0;
+    return this.arand.float() * this.params.electionTick * TICK;
+  }
+
   /** Whether the adversary loses this message (SimParams drops come on top). */
   private adversaryLoses(m: Message): boolean {
     const p = this.adversary!.loseEntries;
@@ -1246,6 +1280,11 @@ export class Simulator implements PartsHost {
 
   private adversaryOnSend(m: Message, sender: Sender): void {
     const a = this.adversary!;
+    if (m.type === 'timeoutNow' && a.deafAfterTransfer > 0 && this.arand.chance(a.deafAfterTransfer)) {
+      const slot = this.senderSlot(m, sender);
+      if (slot !== null) this.deafen(slot, this.time + this.arand.range(1, this.params.electionTick) * TICK);
+      return;
+    }
     const granted = m.type === 'voteResp' && m.granted && !m.preVote;
     const acked = m.type === 'appResp' && m.success;
     if (!granted && !acked) return;
@@ -1283,6 +1322,17 @@ export class Simulator implements PartsHost {
     for (const [x, y] of one) this.clogged.set(`${x}>${y}`, Math.max(until, this.clogged.get(`${x}>${y}`) ?? 0));
     this.stats.clogs++;
     this.log(`CLOG ${one.map(([x, y]) => `${x}>${y}`).join(' ')} until t=${Math.floor(until)}`);
+  }
+
+  /** Holds every message to `s` until `until`; its own still go out (their TimeoutNow among them). */
+  private deafen(s: Slot, until: number): void {
+    for (const x of this.slots) {
+      if (x === s) continue;
+      const k = `${x.id}>${s.id}`;
+      this.clogged.set(k, Math.max(until, this.clogged.get(k) ?? 0));
+    }
+    this.stats.clogs++;
+    this.log(`DEAF ${s.id}: what is sent to it is held until t=${Math.floor(until)}`);
   }
 
   private lateAcks(leader: Slot): void {
