@@ -15,7 +15,7 @@ afterEach(async (ctx) => {
 });
 
 describe('leaderd recover', () => {
-  it('turns the survivor of a lost majority into a one-member cluster with its writes, loudly; a wiped member joins it', async () => {
+  it('turns the survivor of a lost majority into a one-member cluster with its writes, loudly; a wiped member joins it (added with --priority 0)', async () => {
     const c = (cluster = await LocalCluster.create({ nodes: 3 }));
     c.startAll();
     const l = await c.waitForLeader();
@@ -80,6 +80,9 @@ describe('leaderd recover', () => {
         `127.0.0.1:${fresh.peerPort}`,
         '--client-address',
         `127.0.0.1:${fresh.clientPort}`,
+        // Added back as a disaster-recovery replica: the contract's add --priority, end to end.
+        '--priority',
+        '0',
         '--endpoints',
         c.endpoint(survivor),
       ],
@@ -89,8 +92,8 @@ describe('leaderd recover', () => {
     const b = new LeaderdClient({ endpoints: [c.endpoint(back)], timeoutMs: 5000 });
     closers.push(() => b.close());
     expect(await waitFor('the new member to serve the data', () => b.getText('after-recovery'), 15_000)).toBe('yes');
-    expect((await b.members()).map((m) => `${m.id}:${m.learner ? 'learner' : 'voter'}`).sort()).toEqual(
-      [`${back}:voter`, `${survivor}:voter`].sort(),
+    expect((await b.members()).map((m) => `${m.id}:${m.learner ? 'learner' : 'voter'}:${m.priority}`).sort()).toEqual(
+      [`${back}:voter:0`, `${survivor}:voter:1`].sort(),
     );
   });
 });
