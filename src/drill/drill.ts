@@ -229,26 +229,28 @@ export async function runDrill(opts: DrillOptions): Promise<DrillResult & { inte
     const t = opts.target;
     const untilNewLeader = () => waitFor('no new leader', () => newLeaderSince(faultMs, oldTerm), trialTimeoutMs);
     const untilWrites = () => waitFor('no write acknowledged after the fault', () => ackStartedAfter(faultMs), trialTimeoutMs);
+    // Inject, wait for a new leader and a write acknowledged after the fault, and undo the
+    // fault whatever happened: the next trial needs every node back.
+    const faultThenRecover = async (inject: () => Promise<void>, undo: () => Promise<void>) => {
+      await inject();
+      try {
+        await untilNewLeader();
+        await untilWrites();
+      } finally {
+        await undo();
+      }
+    };
     switch (fault) {
       case 'kill':
-        await t.kill(leader);
-        try {
-          await untilNewLeader();
-          await untilWrites();
-        } finally {
-          // Even when the trial failed: the next one needs every node back.
-          await t.restart(leader);
-        }
-        return;
+        return faultThenRecover(
+          () => t.kill(leader),
+          () => t.restart(leader),
+        );
       case 'pause':
-        await t.pause(leader);
-        try {
-          await untilNewLeader();
-          await untilWrites();
-        } finally {
-          await t.resume(leader);
-        }
-        return;
+        return faultThenRecover(
+          () => t.pause(leader),
+          () => t.resume(leader),
+        );
       case 'transfer':
         await admin.transferLeader('');
         await untilNewLeader();
@@ -269,15 +271,11 @@ export async function runDrill(opts: DrillOptions): Promise<DrillResult & { inte
       }
       case 'isolate':
         if (!t.can.isolate) throw new DrillError('isolate needs the drill to run each node in its own network namespace');
-        await t.isolate(leader);
-        try {
-          // The old leader is still polled: it must drop its lease before the others elect.
-          await untilNewLeader();
-          await untilWrites();
-        } finally {
-          await t.heal(leader);
-        }
-        return;
+        // The old leader is still polled: it must drop its lease before the others elect.
+        return faultThenRecover(
+          () => t.isolate(leader),
+          () => t.heal(leader),
+        );
       default: {
         const never: never = fault;
         throw new DrillError(`unknown fault ${String(never)}`);

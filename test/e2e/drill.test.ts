@@ -69,22 +69,32 @@ async function drill(
   return { result: JSON.parse(r.stdout) as DrillResult & { writesAcknowledged: number }, dir };
 }
 
+/**
+ * Every trial recovered with nothing lost and one leader at a time, to a new leader no
+ * sooner than an election timeout allows: no follower may start an election before the
+ * minimum election timeout (800 ms) since its last heartbeat (at most 100 ms before the
+ * fault), so a faster "new leader" would be a measurement error.
+ */
+function expectCleanFailovers(result: DrillResult, trials: number): void {
+  expect(result.trials).toHaveLength(trials);
+  for (const t of result.trials) {
+    expect(t.error).toBeUndefined();
+    expect(t.writesLost).toBe(0);
+    expect(t.leaseOverlap).toBe(false);
+    expect(t.newLeader).not.toBe(t.oldLeader);
+    expect(t.newLeaderMs!).toBeGreaterThanOrEqual(600);
+  }
+  expect(result.summary).toMatchObject({ trials, writesLost: 0, leaseOverlaps: 0 });
+}
+
 describe('leaderd drill', () => {
   it('kill -9 of the leader, twice: nothing lost, one leader at a time, writes stop at least an election timeout', async () => {
     const { result, dir } = await drill('kill', 2);
     expect(result.version).toBe(1);
     expect(result.fault).toBe('kill');
     expect(result.nodes).toBe(3);
-    expect(result.trials).toHaveLength(2);
+    expectCleanFailovers(result, 2);
     for (const t of result.trials) {
-      expect(t.error).toBeUndefined();
-      expect(t.writesLost).toBe(0);
-      expect(t.leaseOverlap).toBe(false);
-      expect(t.newLeader).not.toBe(t.oldLeader);
-      // No follower may start an election before the minimum election timeout (800 ms)
-      // since its last heartbeat (at most 100 ms before the kill): a faster "new leader"
-      // would be a measurement error.
-      expect(t.newLeaderMs!).toBeGreaterThanOrEqual(600);
       expect(t.detectionMs!).toBeLessThanOrEqual(t.newLeaderMs!);
       // Writes need a leader, so they stop for at least as long. The ceiling is the drill's
       // own per-trial recovery timeout (20 s): on a 2-core machine at load average 20 a
@@ -93,7 +103,6 @@ describe('leaderd drill', () => {
       expect(t.rtoMs!).toBeGreaterThanOrEqual(600);
       expect(t.rtoMs!).toBeLessThan(20_000);
     }
-    expect(result.summary).toMatchObject({ trials: 2, writesLost: 0, leaseOverlaps: 0 });
     expect(result.summary.rtoMs!.max).toBe(Math.max(...result.trials.map((t) => t.rtoMs!)));
     expect(result.writesAcknowledged).toBeGreaterThan(100);
     // The plot's data: failed writes during the outage, and the leaders one after another.
@@ -110,17 +119,9 @@ describe('leaderd drill', () => {
   it('isolation of the leader from its peers (network namespaces), twice: its lease ends before another leads, nothing lost, nothing left behind', async () => {
     const { result, dir } = await drill('isolate', 2);
     expect(result.fault).toBe('isolate');
-    expect(result.trials).toHaveLength(2);
-    for (const t of result.trials) {
-      expect(t.error).toBeUndefined();
-      expect(t.writesLost).toBe(0);
-      // The cut-off leader is still polled over the client network: a lease it claimed
-      // while another node held one would show here.
-      expect(t.leaseOverlap).toBe(false);
-      expect(t.newLeader).not.toBe(t.oldLeader);
-      expect(t.newLeaderMs!).toBeGreaterThanOrEqual(600);
-    }
-    expect(result.summary).toMatchObject({ trials: 2, writesLost: 0, leaseOverlaps: 0 });
+    // The cut-off leader is still polled over the client network: a lease it claimed
+    // while another node held one would show as an overlap here.
+    expectCleanFailovers(result, 2);
     // Every namespace it made is gone.
     const made = lines(readFileSync(join(dir, 'cluster', NETNS_FILE), 'utf8')).filter((l) => !l.startsWith('link '));
     expect(made.length).toBe(4);
