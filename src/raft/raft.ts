@@ -475,10 +475,17 @@ export class RaftNode {
 
   private tickElection(): void {
     this.electionElapsed++;
-    if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
-      this.electionElapsed = 0;
-      this.startCampaign('pre');
+    if (this.promotable()) {
+      if (this.electionElapsed >= this.randomizedElectionTimeout) {
+        this.electionElapsed = 0;
+        this.startCampaign('pre');
+      }
+      return;
     }
+    // A member that never campaigns (a learner, a voter that may not lead) forgets its
+    // leader only here: a campaign is what clears it on the others. Without this it would
+    // name a dead leader to every client that asks (GetLeader) while the cluster has none.
+    if (this.leaderId !== null && this.leaderContactElapsed >= this.cfg.electionTick) this.leaderId = null;
   }
 
   private tickHeartbeat(): void {

@@ -75,6 +75,10 @@ describe('unelectable members (priority 0, drained: setElectable)', () => {
     c.crash('a');
     c.tick(200);
     expect(c.leaders()).toEqual([]);
+    // And neither names the dead leader to anyone who asks: one that never campaigns
+    // forgets a leader it has not heard from for an election timeout.
+    expect(c.node('b').softState().leaderId).toBeNull();
+    expect(c.node('c').softState().leaderId).toBeNull();
     // Made electable again (undrained), it is elected within a few election timeouts.
     c.node('b').setElectable(true);
     c.tickUntil(() => c.leaders().length === 1, 100);
