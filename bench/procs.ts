@@ -6,15 +6,35 @@ import { createServer } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { drillStats } from '../src/drill/result.js';
 
-export async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
+/** Whether host:port can be bound right now. */
+export async function portFree(address: string): Promise<boolean> {
+  const i = address.lastIndexOf(':');
+  return new Promise((resolve) => {
     const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
+    s.once('error', () => resolve(false));
+    s.listen(Number(address.slice(i + 1)), address.slice(0, i), () => s.close(() => resolve(true)));
   });
+}
+
+const handedOut = new Set<number>();
+
+/**
+ * A loopback port that is free now, for a server started a moment later. Drawn from
+ * 10000-19999, below Linux's ephemeral range (32768+): a port the kernel picked for us
+ * (listen on 0) can be taken again as the source port of any outgoing connection before
+ * our server binds it, and then the server fails to start (EADDRINUSE). It also stays
+ * apart from freeBasePort's 20000-32000, and this process never hands a port out twice.
+ */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 500; attempt++) {
+    const port = 10_000 + Math.floor(Math.random() * 10_000);
+    if (handedOut.has(port)) continue;
+    if (await portFree(`127.0.0.1:${port}`)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error('no free loopback port found in 10000-19999 after 500 tries');
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -5,32 +5,21 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, openSync, closeSync, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ClusterClient, type LeaderInfo, type NodeStatus } from '../../src/client/cluster-client.js';
 import type { ClientSecurity } from '../../src/security/client-credentials.js';
-import { freePort, sleep, waitFor } from '../../bench/procs.js';
+import { freePort, portFree, sleep, waitFor } from '../../bench/procs.js';
 
 // Shared with the benchmarks (which must not import test code).
-export { freePort, sleep, waitFor };
+export { freePort, portFree, sleep, waitFor };
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** The compiled CLI, whether this file runs from test/e2e (vitest) or dist/test/e2e. */
 export const CLI =
   [resolve(here, '../../dist/src/cli/main.js'), resolve(here, '../../src/cli/main.js')].find((p) => p.includes('dist') && existsSync(p)) ??
   resolve(here, '../../dist/src/cli/main.js');
-
-/** Whether host:port can be bound right now. */
-export async function portFree(address: string): Promise<boolean> {
-  const i = address.lastIndexOf(':');
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen(Number(address.slice(i + 1)), address.slice(0, i), () => s.close(() => resolve(true)));
-  });
-}
 
 /**
  * A base for `leaderd local --base-port` whose ports (base+1..base+nodes for clients,
@@ -311,7 +300,7 @@ export class LocalCluster {
    */
   async waitForLeader(opts: { among?: readonly string[]; not?: string; timeoutMs?: number } = {}): Promise<LeaderInfo> {
     const among = opts.among ?? this.running();
-    return waitFor(
+    const waiting = waitFor(
       `one leader agreed by ${among.join(',')}`,
       async () => {
         const views = await Promise.all(among.map((id) => this.leaderSeenBy(id)));
@@ -324,6 +313,11 @@ export class LocalCluster {
       },
       opts.timeoutMs ?? 20_000,
     );
+    return waiting.catch((err: Error) => {
+      // A node that failed to start (a taken port, a refused flag) is the usual cause: name it.
+      const exited = among.filter((id) => !this.procs.has(id));
+      throw exited.length === 0 ? err : new Error(`${err.message}; exited: ${exited.join(',')}\n${this.logTails(10)}`);
+    });
   }
 
   kill(id: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
