@@ -29,6 +29,7 @@ import type {
   Entry,
   EntryType,
   HardState,
+  IgnoreReason,
   InitialState,
   Message,
   NodeId,
@@ -717,6 +718,14 @@ export class RaftNode {
         break;
       case 'voteResp': {
         if (msg.preVote !== (this.role === 'precandidate')) return;
+        if (msg.preVote && msg.granted && msg.term !== this.term + 1) {
+          // A grant from an earlier pre-campaign, delayed: it was for the term we hold now
+          // (we have campaigned for it since), not for the one we propose. Counted, a few
+          // such late answers could raise our term without a majority that would vote for
+          // us today, and that higher term deposes a healthy leader (thesis §9.6).
+          this.ignore(msg, 'stale-pre-vote');
+          return;
+        }
         if (!this.conf.voters.includes(msg.from)) {
           this.ignore(msg, 'not-in-config');
           return;
@@ -1175,7 +1184,7 @@ export class RaftNode {
     this.checkReads();
   }
 
-  private ignore(msg: Message, reason: 'not-in-config' | 'not-from-leader' | 'not-electable'): void {
+  private ignore(msg: Message, reason: IgnoreReason): void {
     this.events.push({ kind: 'ignored', from: msg.from, type: msg.type, term: msg.term, reason });
   }
 

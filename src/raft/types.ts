@@ -250,12 +250,15 @@ export type RaftEvent =
        * `not-from-leader`: a TimeoutNow from anyone but the leader we follow; obeying it
        * would let any peer start an election that ignores the voters' leases.
        * `not-electable`: a TimeoutNow to a node the driver made unelectable (setElectable).
+       * `stale-pre-vote`: a pre-vote grant for a term we have since taken ourselves, i.e. an
+       * answer to an earlier pre-campaign arriving late; it says nothing about the term we
+       * now propose.
        */
       readonly kind: 'ignored';
       readonly from: NodeId;
       readonly type: MessageType;
       readonly term: number;
-      readonly reason: 'not-in-config' | 'not-from-leader' | 'not-electable';
+      readonly reason: IgnoreReason;
     }
   | {
       /**
@@ -368,6 +371,9 @@ export interface RaftConfig {
 }
 
 /** Why the core refused a request; the server maps each kind to one gRPC status. */
+/** Why the core dropped a well-formed message (the `ignored` event). */
+export type IgnoreReason = 'not-in-config' | 'not-from-leader' | 'not-electable' | 'stale-pre-vote';
+
 export type RaftErrorKind = 'not-leader' | 'transferring' | 'conf-change-pending' | 'not-in-config' | 'invalid' | 'overloaded';
 
 export type ProposeResult =

@@ -56,4 +56,33 @@ describe('leader election', () => {
     expect(c.node(follower).status().term).toBe(before.term);
     expect(c.node(follower).hasReady()).toBe(false);
   });
+
+  it('a late pre-vote grant from an earlier pre-campaign does not count toward the current one', () => {
+    const c = new Cluster(['a', 'b', 'c']);
+    // Every clock runs past the start-up quiet period with nobody able to win.
+    for (const id of c.ids) c.isolate(id);
+    c.tick(30);
+    c.heal();
+    // a pre-campaigns (proposing term 1); b's grant is delivered, c's is held back.
+    c.node('a').campaign();
+    c.deliverOnce();
+    const held = c.inFlight.filter((m) => m.from === 'c' && m.to === 'a' && m.type === 'voteResp');
+    expect(held).toMatchObject([{ preVote: true, granted: true, term: 1 }]);
+    c.inFlight = c.inFlight.filter((m) => !held.includes(m));
+    c.filter = (m) => !(m.from === 'a' && m.type === 'vote' && !m.preVote); // a's real votes are lost
+    c.deliverOnce();
+    expect(c.node('a').status()).toMatchObject({ role: 'candidate', term: 1 });
+    // a's candidacy times out with nobody answering; it pre-campaigns again, proposing 2.
+    c.isolate('a');
+    c.tickUntil(() => c.node('a').status().role === 'precandidate', 100);
+    c.heal();
+    c.filter = null;
+    c.inFlight = [];
+    expect(c.node('a').status().term).toBe(1);
+    // The held grant was for term 1: it must not count as a vote for term 2.
+    c.node('a').step(held[0]!);
+    c.processReadies();
+    expect(c.node('a').status()).toMatchObject({ role: 'precandidate', term: 1 });
+    expect(c.events.get('a')!.at(-1)).toMatchObject({ kind: 'ignored', from: 'c', reason: 'stale-pre-vote' });
+  });
 });
