@@ -54,7 +54,7 @@ if (o.seed !== undefined) {
 }
 const control = await loadSim(builder.build(null));
 const started = Date.now();
-const rows: { id: string; c: Catch | null; secs: number; controlOk: boolean }[] = [];
+const rows: { id: string; c: Catch | null; secs: number; controlOk: boolean; masked: string | undefined }[] = [];
 let failed = false;
 for (const m of selected) {
   const t0 = Date.now();
@@ -70,14 +70,16 @@ for (const m of selected) {
   const secs = (Date.now() - t0) / 1000;
   // The catching seed must pass without the mutation, or the catch is not the mutant's.
   const controlOk = c === null || (await control.runSeed({ seed: c.seed, adversary: true, traceSize: 0 })).violations.length === 0;
-  if (c === null || !controlOk) failed = true;
+  if ((c === null && m.masked === undefined) || !controlOk) failed = true;
   console.log(
     c === null
-      ? `SURVIVED ${o.budget} seeds (${secs.toFixed(0)} s)`
+      ? m.masked !== undefined
+        ? `not reached in ${o.budget} seeds (${secs.toFixed(0)} s), as expected: masked, ${m.masked.why}; caught by ${m.masked.caughtBy}`
+        : `SURVIVED ${o.budget} seeds (${secs.toFixed(0)} s)`
       : `caught at seed ${c.seed} (${c.seeds} seeds, ${secs.toFixed(1)} s) by ${c.invariant}: ${c.message}` +
           (controlOk ? '' : ' -- BUT THE UNMUTATED BUILD FAILS THIS SEED TOO'),
   );
-  rows.push({ id: m.id, c, secs, controlOk });
+  rows.push({ id: m.id, c, secs, controlOk, masked: m.masked?.caughtBy });
 }
 
 console.log(`\n| mutant | seeds to catch | first catching seed | checker |`);
@@ -85,7 +87,9 @@ console.log(`|---|---:|---:|---|`);
 for (const r of rows) {
   console.log(
     r.c === null
-      ? `| ${r.id} | survived ${o.budget} | - | - |`
+      ? r.masked !== undefined
+        ? `| ${r.id} | masked (not reachable), ${o.budget} run | - | ${r.masked} |`
+        : `| ${r.id} | survived ${o.budget} | - | - |`
       : `| ${r.id} | ${r.c.seeds} | ${r.c.seed} | ${r.c.invariant}${r.controlOk ? '' : ' (control fails too)'} |`,
   );
 }

@@ -1,6 +1,7 @@
 // The mutation suite's small CI version (the full one: npm run sim:mutants). It proves
 // the mechanism: the table still applies to the sources, a stale entry fails loudly,
 // and a few mutants are caught at a seed where the unmutated build passes.
+import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyMutant, MutantBuilder, MutantNotApplicable } from './build.js';
 import { loadSim, type Sim } from './hunt.js';
@@ -23,6 +24,12 @@ describe('mutants table', () => {
     const b = new MutantBuilder();
     for (const m of MUTANTS) expect(() => b.check(m), m.id).not.toThrow();
     expect(new Set(MUTANTS.map((m) => m.id)).size).toBe(MUTANTS.length);
+  });
+
+  it('a mutant the simulator cannot reach names an existing test that catches it instead', () => {
+    const masked = MUTANTS.filter((m) => m.masked !== undefined);
+    expect(masked.map((m) => m.id)).toEqual(['commit-past-append']);
+    for (const m of masked) expect(existsSync(m.masked!.caughtBy.split(' ')[0]!), m.id).toBe(true);
   });
 
   it('a snippet that is missing or occurs twice fails loudly', () => {
