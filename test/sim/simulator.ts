@@ -440,12 +440,13 @@ export class Simulator implements PartsHost {
    */
   private readonly preRounds = new Map<NodeId, { readonly term: number; readonly since: number }>();
   /**
-   * Node -> the term of a pre-vote round in which it was handed a grant sent before the
-   * round started (an earlier round's, for this term or an older one). The core counts
-   * such a grant (as etcd-io/raft does), so a pre-vote granted before a leader was
-   * elected can, delayed, start a campaign against that leader's lease. A known issue of
-   * the core (reported, not fixed here: src/raft is out of this change); checkNoDisruption
-   * skips campaigns that may come from one and the trace says so.
+   * Node -> the term of a pre-vote round in which it was handed a grant for that same
+   * term sent before the round started (an earlier round's), or one granted when no
+   * leader held a lease. The core counts such a grant, which is right (the voter would
+   * grant it again), yet delayed it can start a campaign against a lease won in between:
+   * PreVote's own race, so checkNoDisruption skips campaigns that may come from one and
+   * the trace says so. A grant for another term is not among them: the core must ignore
+   * it (stale-pre-vote), and a campaign it caused would be reported.
    */
   private readonly staleGrants = new Map<NodeId, number>();
   /** Processes the adversary crashed before what they had sent left the machine: it is lost. */
@@ -895,9 +896,11 @@ export class Simulator implements PartsHost {
     }
     const round = this.preRounds.get(to.id);
     if (m.type === 'voteResp' && m.preVote && m.granted && round !== undefined) {
-      if (m.term !== round.term || sentAt < round.since) {
+      if (m.term !== round.term) {
+        this.log(`${to.id} is handed a late pre-vote for term ${m.term} during its round for ${round.term} (to be ignored)`);
+      } else if (sentAt < round.since) {
         this.staleGrants.set(to.id, round.term);
-        this.log(`${to.id} is handed a pre-vote for term ${m.term} granted at t=${Math.floor(sentAt)}, before its round for ${round.term}`);
+        this.log(`${to.id} is handed a pre-vote for term ${m.term} granted at t=${Math.floor(sentAt)}, before its round started`);
       } else if (!leaseAtSend) {
         // Granted while no leader held a lease, delivered late: the voter may be back in
         // a lease by now, but it promised nothing when it granted (PreVote's own race).
@@ -1088,7 +1091,7 @@ export class Simulator implements PartsHost {
     this.preRounds.delete(s.id);
     if (this.opts.checkDisruption === false) return;
     if (this.staleGrants.get(s.id) === term) {
-      this.log(`${s.id} campaigns in term ${term} after a stale pre-vote grant: not checked for disruption (known core issue)`);
+      this.log(`${s.id} campaigns in term ${term} after a late pre-vote grant for that term: not checked for disruption (PreVote's race)`);
       return;
     }
     this.report(
