@@ -708,9 +708,9 @@ export class CoordinationService {
   /** Resolve once `key` (created at `rev`) is the oldest key under `prefix`; fail if it disappears. */
   private waitUntilFirst(prefix: string, key: string, rev: number, ctx: CallContext): Promise<void> {
     return new Promise((resolve, reject) => {
-      let sub: ReturnType<KvStore['watchFrom']> | null = null;
+      let cancel: (() => void) | null = null;
       const finish = (err?: Error) => {
-        sub?.cancel();
+        cancel?.();
         ctx.signal.removeEventListener('abort', onAbort);
         if (err) reject(err);
         else resolve();
@@ -725,9 +725,7 @@ export class CoordinationService {
       const onAbort = () =>
         finish(new ApiError('timeout', `not granted before the deadline; ${key} keeps its place in the queue while its lease lives`));
       ctx.signal.addEventListener('abort', onAbort, { once: true });
-      sub = this.store.watchFrom(0, (h) => {
-        if (h.events.some((e) => e.kv.key.startsWith(prefix))) check();
-      });
+      cancel = this.store.watchKeys(prefix, true, check);
       check();
     });
   }

@@ -13,7 +13,7 @@
 // `leaderd-oldest-revision`, so a client can re-read the state and watch again from there.
 import type * as grpc from '@grpc/grpc-js';
 import { ApiError, toStatus } from '../api/errors.js';
-import type { KvStore } from '../statemachine/kv-store.js';
+import type { HistoryEntry, KvStore } from '../statemachine/kv-store.js';
 import type { KeyValue } from '../statemachine/commands.js';
 import type { WatchResponse } from '../gen/leaderd/v1/WatchResponse.js';
 import type { KeyValue as PbKeyValue } from '../gen/leaderd/v1/KeyValue.js';
@@ -66,11 +66,12 @@ export class KvWatchStream {
       return false;
     }
     this.detach.push(
-      s.watchFrom(0, () => this.onRevision()).cancel,
+      s.watchKeys(this.req.key, this.req.prefix, (h) => this.onRevision(h)),
       s.onRestore(() => this.onRestore()),
     );
     const onDrain = () => {
       this.paused = false;
+      if (this.next < s.oldestRetained) return this.tooSlow();
       this.pump();
     };
     this.call.on('drain', onDrain);
@@ -88,17 +89,25 @@ export class KvWatchStream {
     return this.req.prefix ? key.startsWith(this.req.key) : key === this.req.key;
   }
 
-  private onRevision(): void {
-    if (!this.paused) return this.pump();
+  /** A revision that changes a key this watch covers (the store calls no other). */
+  private onRevision(h: HistoryEntry): void {
+    if (!this.paused) {
+      // Not paused means the last pump reached the then-current revision and every later
+      // revision that concerned us woke us: those in between had nothing for this watch.
+      if (!this.ended) this.next = Math.max(this.next, h.revision);
+      return this.pump();
+    }
     // The client is not reading. Its place in the history is all it holds; once the
     // history drops that place, waiting longer cannot help.
-    if (this.next < this.store.oldestRetained) {
-      this.fail(
-        'too-slow',
-        `watch on '${this.req.key}' cancelled: the client read too slowly and revision ${this.next} left the node's retained history ` +
-          `before it could be sent; the oldest revision still available is ${this.store.oldestRetained} (read the current state, then watch from there)`,
-      );
-    }
+    if (this.next < this.store.oldestRetained) this.tooSlow();
+  }
+
+  private tooSlow(): void {
+    this.fail(
+      'too-slow',
+      `watch on '${this.req.key}' cancelled: the client read too slowly and revision ${this.next} left the node's retained history ` +
+        `before it could be sent; the oldest revision still available is ${this.store.oldestRetained} (read the current state, then watch from there)`,
+    );
   }
 
   private onRestore(): void {
@@ -159,9 +168,7 @@ export class ObserveStream {
   start(): void {
     const s = this.store;
     this.detach.push(
-      s.watchFrom(0, (h) => {
-        if (h.events.some((e) => e.kv.key.startsWith(this.prefix))) this.send();
-      }).cancel,
+      s.watchKeys(this.prefix, true, () => this.send()),
       s.onRestore(() => {
         this.resync = true;
         this.send();

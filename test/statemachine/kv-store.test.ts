@@ -112,6 +112,39 @@ describe('KvStore', () => {
     expect(s.watchFrom(8, () => {}).backlog.map((h) => h.revision)).toEqual([8, 9, 10]);
   });
 
+  it('a keyed watch wakes only for revisions that change its key or prefix, once per revision, and not after cancel', () => {
+    const s = new KvStore();
+    const apply = applier();
+    const seen: Record<string, number[]> = { exact: [], dir: [], all: [], other: [] };
+    const off = {
+      exact: s.watchKeys('a/1', false, (h) => seen['exact']!.push(h.revision)),
+      dir: s.watchKeys('a/', true, (h) => seen['dir']!.push(h.revision)),
+      all: s.watchKeys('', true, (h) => seen['all']!.push(h.revision)),
+      other: s.watchKeys('b', true, (h) => seen['other']!.push(h.revision)),
+    };
+    expect(s.counts().watchers).toBe(4);
+    apply(s, { type: 'put', key: 'a/1', value: enc('v'), lease: 0 }); // 1
+    apply(s, { type: 'put', key: 'a/2', value: enc('v'), lease: 0 }); // 2
+    apply(s, { type: 'put', key: 'a', value: enc('v'), lease: 0 }); // 3: 'a' is not under 'a/', nor the key 'a/1'
+    apply(s, { type: 'put', key: 'c', value: enc('v'), lease: 0 }); // 4
+    apply(s, { type: 'delete', key: 'a/', prefix: true }); // 5: two events, one wake each
+    off.dir();
+    off.dir(); // cancelling twice is harmless
+    apply(s, { type: 'put', key: 'a/3', value: enc('v'), lease: 0 }); // 6
+    expect(seen).toEqual({ exact: [1, 5], dir: [1, 2, 5], all: [1, 2, 3, 4, 5, 6], other: [] });
+    expect(s.counts().watchers).toBe(3);
+    // A listener cancelled by another woken by the same revision is not called.
+    const calls: string[] = [];
+    let offSecond: () => void = () => {};
+    s.watchKeys('x', false, () => {
+      calls.push('first');
+      offSecond();
+    });
+    offSecond = s.watchKeys('x', true, () => calls.push('second'));
+    apply(s, { type: 'put', key: 'x', value: enc('v'), lease: 0 });
+    expect(calls).toEqual(['first']);
+  });
+
   it('watch history is bounded by bytes as well as revisions', () => {
     const s = new KvStore({ historyBytes: 10_000 });
     const apply = applier();
