@@ -104,6 +104,12 @@ export class RaftNode {
    * timeout after starting (thesis §6.4's lease argument, extended across restarts).
    */
   private leaderContactElapsed = 0;
+  /**
+   * The leader (and its term) whose contact last started `leaderContactElapsed`: the
+   * only leader whose proven death (leaderGone) may end this node's lease early. Null
+   * after a restart, whose lease guard covers a leader this node no longer knows.
+   */
+  private leaseFrom: { readonly id: NodeId; readonly term: number } | null = null;
   private votes = new Map<NodeId, boolean>();
 
   // Leader state.
@@ -286,6 +292,40 @@ export class RaftNode {
   }
 
   /**
+   * The driver has proof that `leader`'s process is gone: the connection to it closed
+   * cleanly (the kernel's FIN at process exit, no HTTP/2 GOAWAY) and a redial to its
+   * address was refused (nothing listens there). `term` is this node's term when the
+   * proof was taken. A dead process holds no lease, so if `leader` is the leader of that
+   * term that this node's lease came from, the lease ends now: this node forgets the
+   * leader, grants votes as if the election timeout had passed, and campaigns (with
+   * PreVote) at once or after a short stagger by rank, so the survivors do not split
+   * the vote. Lease Exclusivity holds because a voter ends only a lease it holds for the
+   * very process whose death it proved itself; any leader elected since then (a later
+   * term) is untouched. Nothing weaker (a reset, silence, a GOAWAY) may be reported here.
+   */
+  leaderGone(leader: NodeId, term: number): void {
+    const from = this.leaseFrom;
+    if (this.role === 'leader' || from === null || from.id !== leader || from.term !== term || term !== this.term) return;
+    this.leaseFrom = null;
+    this.leaderContactElapsed = Math.max(this.leaderContactElapsed, this.cfg.electionTick);
+    if (this.leaderId === leader) this.leaderId = null;
+    const survivors = this.conf.voters.filter((id) => id !== leader).sort();
+    const at = survivors.indexOf(this.id);
+    const rank = at < 0 ? -1 : (at + term) % survivors.length;
+    this.events.push({ kind: 'leader-gone', leader, term, rank });
+    if (this.role !== 'follower' || rank < 0 || !this.promotable()) return;
+    if (rank === 0) {
+      this.electionElapsed = 0;
+      this.startCampaign('pre');
+      return;
+    }
+    // The next survivor in rank campaigns a stagger later, in case the first cannot win
+    // (its log is behind, or its own proof came late and a voter still refused it).
+    this.electionElapsed = 0;
+    this.randomizedElectionTimeout = rank * this.proofStaggerTicks();
+  }
+
+  /**
    * Start an election now, as if the election timer had fired (with PreVote). Ignored
    * while this node has heard from a leader within the election timeout: that leader's
    * lease may count on this node, which must not vote, not even for itself (§6.4).
@@ -458,6 +498,11 @@ export class RaftNode {
     return { role: this.role, leaderId: this.leaderId, term: this.term, learner: !this.conf.voters.includes(this.id) };
   }
 
+  /** Ticks between the survivors' campaigns after a leader's proven death: about two network round trips. */
+  private proofStaggerTicks(): number {
+    return Math.max(1, Math.floor(this.cfg.heartbeatTick / 2));
+  }
+
   private leaseTicks(): number {
     return this.cfg.electionTick - this.cfg.leaseDriftTicks;
   }
@@ -559,7 +604,14 @@ export class RaftNode {
     this.reset(term);
     this.role = 'follower';
     this.leaderId = leader;
-    if (leader !== null) this.leaderContactElapsed = 0;
+    if (leader !== null) this.heardFromLeader(leader);
+  }
+
+  private heardFromLeader(leader: NodeId): void {
+    this.leaderContactElapsed = 0;
+    this.leaseFrom = this.leaseFrom?.id === leader && this.leaseFrom.term === this.term ? this.leaseFrom : { id: leader, term: this.term };
+    // A stagger timer set by leaderGone must not outlive the leader this node hears from now.
+    if (this.randomizedElectionTimeout < this.cfg.electionTick) this.resetElectionTimer();
   }
 
   private becomePreCandidate(): void {
@@ -680,7 +732,7 @@ export class RaftNode {
       case 'app':
       case 'snap':
         this.electionElapsed = 0;
-        this.leaderContactElapsed = 0;
+        this.heardFromLeader(msg.from);
         this.leaderId = msg.from;
         if (msg.type === 'app') this.handleAppend(msg);
         else this.handleSnapshot(msg);

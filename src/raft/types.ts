@@ -238,6 +238,17 @@ export type RaftEvent =
   | { readonly kind: 'step-down'; readonly term: number; readonly reason: 'lost-quorum' | 'higher-term' | 'removed' }
   | { readonly kind: 'campaign'; readonly term: number; readonly preVote: boolean; readonly transfer: boolean }
   | {
+      /**
+       * The driver proved `leader`'s process dead (leaderGone) and this node's lease from
+       * it ended. `rank`: this node's turn to campaign among the survivors (0 at once,
+       * -1 when it is no voter).
+       */
+      readonly kind: 'leader-gone';
+      readonly leader: NodeId;
+      readonly term: number;
+      readonly rank: number;
+    }
+  | {
       readonly kind: 'transfer';
       readonly to: NodeId;
       readonly term: number;

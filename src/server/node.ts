@@ -210,6 +210,12 @@ export interface RuntimeOptions {
    * priority-0 leader still hands over). Default: FAILBACK_DEFAULTS.
    */
   readonly failback?: { readonly delayMs: number; readonly antiFlapMs: number };
+  /**
+   * Act on a transport's proof that the leader's process died (RuntimeTransport.onPeerGone):
+   * campaign, and vote, without waiting out the election timeout. Default true; off, a
+   * crashed leader is replaced after the election timeout like any other failure.
+   */
+  readonly fastFailover?: boolean;
 }
 
 export const FAILBACK_DEFAULTS = { delayMs: 5000, antiFlapMs: 60_000 } as const;
@@ -494,6 +500,19 @@ export class LeaderdNode {
       () => time.now(),
       time.sinceBoot ? () => time.sinceBoot?.() : undefined,
     );
+    if (opts.fastFailover !== false) {
+      transport.onPeerGone?.((id) => {
+        if (this.stopped) return;
+        this.clock.catchUp();
+        try {
+          this.raft.leaderGone(id, this.raft.basicStatus(this.basic).term);
+        } catch (err) {
+          this.fail(err as Error);
+          return;
+        }
+        this.afterInput();
+      });
+    }
     transport.onMessage((msg) => {
       if (this.stopped) return;
       // A quarantined node (see refusedByPeer) may have lost the votes it cast: it casts none.
@@ -1359,6 +1378,12 @@ export class LeaderdNode {
         this.log.info(
           { node: this.id, term: ev.term, preVote: ev.preVote, transfer: ev.transfer },
           ev.preVote ? 'pre-campaign started' : 'campaign started',
+        );
+        break;
+      case 'leader-gone':
+        this.log.info(
+          { node: this.id, term: ev.term, leader: ev.leader, rank: ev.rank },
+          'leader process proven gone (clean close, redial refused); its lease is over',
         );
         break;
       case 'transfer':

@@ -54,6 +54,13 @@ export interface RuntimeTransport {
   setHandshake?(policy: HandshakePolicy): void;
   /** Peers whose handshake is refused, either way, and why. */
   refusedPeers?(): readonly RefusedPeer[];
+  /**
+   * Listen for proof that a peer's process is gone: its connection closed cleanly (FIN,
+   * no GOAWAY) and a redial to its address was refused. Only a process's exit gives both;
+   * a reset, silence, a GOAWAY, a paused process or a partition never do. A transport
+   * that cannot tell omits it (the election timeout then covers every failure).
+   */
+  onPeerGone?(handler: (id: NodeId) => void): void;
   close(): Promise<void>;
 }
 

@@ -30,6 +30,8 @@
 //   drop [ids]              drop the messages in flight (to ids, default all)
 //   isolate id | cut a b | heal     cut every link of id / the link a->b / restore all
 //   crash id | restart id   lose what is not persisted / start again from the disk
+//   leader-gone id leader [term]  the driver of id proved leader's process dead (RaftNode.leaderGone)
+//                           when id was at `term` (default: id's term now)
 //   status ids              role, term, leader, commit, applied, last index, lease
 //   log id                  the entries on the node's disk and its snapshot
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -225,6 +227,12 @@ class Interaction {
         this.nodes.delete(pos[0]!);
         this.inFlight = this.inFlight.filter((m) => m.to !== pos[0]);
         break;
+      case 'leader-gone': {
+        const n = this.node(pos[0]!);
+        n.leaderGone(pos[1]!, pos[2] === undefined ? n.basicStatus().term : Number(pos[2]));
+        this.processReady(pos[0]!);
+        break;
+      }
       case 'restart':
         this.start(pos[0]!);
         this.processReady(pos[0]!);
@@ -448,6 +456,8 @@ function fmtEvent(e: RaftEvent): string {
       return `step-down term=${e.term} (${e.reason})`;
     case 'campaign':
       return `campaign term=${e.term}${e.preVote ? ' pre' : ''}${e.transfer ? ' transfer' : ''}`;
+    case 'leader-gone':
+      return `leader ${e.leader} of term ${e.term} gone, rank ${e.rank}`;
     case 'transfer':
       return `transfer to ${e.to} term=${e.term} ${e.outcome}`;
     case 'ignored':
