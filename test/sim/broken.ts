@@ -22,7 +22,15 @@ export const grantsEveryVote: BrokenBehaviour = {
  */
 export const unknownAsNotApplied: BrokenBehaviour = { unknownAsNotApplied: true };
 
+/**
+ * A transport that takes a cut link for a process exit: the survivors would then elect
+ * a new leader inside the live leader's lease. Lease Exclusivity (or the no-disruption
+ * check) must catch it; this is why only a clean close plus a refused redial is proof.
+ */
+export const partitionProvesGone: BrokenBehaviour = { partitionProvesGone: true };
+
 export const BROKEN: Readonly<Record<string, BrokenBehaviour>> = {
   'grants-every-vote': grantsEveryVote,
   'unknown-as-not-applied': unknownAsNotApplied,
+  'partition-proves-gone': partitionProvesGone,
 };

@@ -29,6 +29,7 @@ interface CliOpts {
   partition?: number;
   crash?: number;
   wipe?: number;
+  processExits?: number;
   joinEmpty: boolean;
   drift?: number;
   diskLatency?: number;
@@ -52,6 +53,7 @@ const program = new Command()
   .option('--partition <p>', 'partition probability per scheduler round', rate)
   .option('--crash <p>', 'crash probability per scheduler round', rate)
   .option('--wipe <p>', 'share of crashes that also lose the data dir (new incarnation)', rate)
+  .option('--process-exits <p>', "share of crashes whose linked peers see the process gone (fast failover's proof)", rate)
   .option('--join-empty', 'spares join with an empty configuration (leaderd start --join)', false)
   .option('--drift <d>', 'max relative clock-rate deviation (default leaseDriftTicks/electionTick/2)', Number)
   .option('--disk-latency <ms>', 'max disk write latency in virtual ms (default: drawn from the seed: 0, 10 or 40)', int)
@@ -86,6 +88,7 @@ function options(seed: number, onTrace?: (l: string) => void): SimOptions {
     ...(o.partition !== undefined ? { partition: o.partition } : {}),
     ...(o.crash !== undefined ? { crash: o.crash } : {}),
     ...(o.wipe !== undefined ? { wipe: o.wipe } : {}),
+    ...(o.processExits !== undefined ? { processExits: o.processExits } : {}),
     ...(o.diskLatency !== undefined ? { diskLatency: o.diskLatency } : {}),
     ...(o.joinEmpty ? { joinEmpty: true } : {}),
     ...(o.drift !== undefined ? { drift: o.drift } : {}),

@@ -107,6 +107,7 @@ export class SimTransport implements RuntimeTransport {
   peers: ReadonlySet<NodeId> = new Set();
   handler: ((msg: Message) => void) | null = null;
   policy: HandshakePolicy | null = null;
+  private goneHandler: ((id: NodeId) => void) | null = null;
   private readonly refused = new Map<NodeId, RefusedPeer>();
 
   constructor(
@@ -139,6 +140,15 @@ export class SimTransport implements RuntimeTransport {
 
   refusedPeers(): readonly RefusedPeer[] {
     return [...this.refused.values()];
+  }
+
+  onPeerGone(handler: (id: NodeId) => void): void {
+    this.goneHandler = handler;
+  }
+
+  /** The simulator: `id`'s process exited and this node's link to it saw the proof (clean close, redial refused). */
+  peerGone(id: NodeId): void {
+    if (this.owner.alive && this.peers.has(id)) this.goneHandler?.(id);
   }
 
   hello(): Hello {

@@ -61,6 +61,12 @@ export interface BrokenBehaviour {
   readonly onReceive?: (id: NodeId, m: Message) => readonly Message[];
   /** Reports a write whose fate is unknown as 'not-applied' (invites a duplicate retry). */
   readonly unknownAsNotApplied?: boolean;
+  /**
+   * A transport that takes a lost link for a process exit (a reset or silence for the
+   * kernel's clean close): the two sides of a symmetric partition each prove the other
+   * gone, live leader included.
+   */
+  readonly partitionProvesGone?: boolean;
 }
 
 export interface SimOptions {
@@ -94,6 +100,15 @@ export interface SimOptions {
    * could count itself a majority (seed 183 with this option).
    */
   readonly joinEmpty?: boolean;
+  /**
+   * Share of crashes that are a process exit seen by the peers linked to it (a clean
+   * close and a refused redial, RuntimeTransport.onPeerGone), the rest being machine
+   * losses that peers only notice by silence. Default drawn from the seed (0, 0.5 or 1);
+   * at 0 the runs are what they were before the signal existed.
+   */
+  readonly processExits?: number;
+  /** The runtime's fastFailover option (default true): off, it ignores the proofs. */
+  readonly fastFailover?: boolean;
   /** Run the liveness phase after the safety phase (default true). */
   readonly liveness?: boolean;
   /** Max relative clock-rate deviation of a node; default leaseDriftTicks / electionTick / 2. */
@@ -235,6 +250,7 @@ export interface SimParams {
   readonly partition: number;
   readonly crash: number;
   readonly wipe: number;
+  readonly processExits: number;
   readonly confChange: number;
   readonly transfer: number;
   readonly steps: number;
@@ -253,6 +269,11 @@ export interface SimStats {
   notApplied: number;
   reads: number;
   crashes: number;
+  /** Peers told that a crashed process is gone (fast failover's proof). */
+  goneProofs: number;
+  /** Leaders that crashed and were followed by a new one, and the ticks without a leader in between (summed). */
+  leaderCrashes: number;
+  leaderlessTicks: number;
   wipes: number;
   /** Runs whose liveness phase was skipped because a member had lost its data. */
   livenessSkipped: number;
@@ -376,6 +397,8 @@ export function deriveParams(seed: number, o: Partial<SimOptions> = {}): SimPara
     confChange: r.pick([0, 0.01, 0.03])!,
     transfer: r.pick([0, 0.005, 0.02])!,
     steps: o.steps ?? 3000,
+    // Drawn last, so it changes nothing else the seed derives.
+    processExits: ((drawn) => o.processExits ?? drawn)(r.pick([0, 0.5, 1])!),
   };
 }
 
@@ -396,6 +419,9 @@ export class Simulator implements PartsHost {
     notApplied: 0,
     reads: 0,
     crashes: 0,
+    goneProofs: 0,
+    leaderCrashes: 0,
+    leaderlessTicks: 0,
     wipes: 0,
     livenessSkipped: 0,
     partitions: 0,
@@ -449,6 +475,10 @@ export class Simulator implements PartsHost {
    * it (stale-pre-vote), and a campaign it caused would be reported.
    */
   private readonly staleGrants = new Map<NodeId, number>();
+  /** Per link "from>to": when its last message sent so far (not counting late copies) arrives. */
+  private readonly lastArrival = new Map<string, number>();
+  /** When the last leader crashed, until a new leader is observed. */
+  private leaderCrashedAt: number | null = null;
   /** Processes the adversary crashed before what they had sent left the machine: it is lost. */
   private readonly silenced = new WeakSet<SimTransport>();
   /** Clogged directed links "from>to" -> virtual time they unclog. */
@@ -745,6 +775,7 @@ export class Simulator implements PartsHost {
           snapshotChunkBytes: p.snapshotChunkBytes,
         },
         onFatal: (err) => this.onFatal(slot, inc, err),
+        ...(this.opts.fastFailover === false ? { fastFailover: false } : {}),
       },
       { storage, transport, clock },
     ).then(
@@ -823,6 +854,7 @@ export class Simulator implements PartsHost {
   private crash(slot: Slot, wipe: boolean): void {
     this.preRounds.delete(slot.id);
     this.staleGrants.delete(slot.id);
+    if (slot.role === 'leader') this.leaderCrashedAt = this.time;
     slot.inc.alive = false;
     slot.node = null;
     slot.transport = null;
@@ -831,6 +863,7 @@ export class Simulator implements PartsHost {
     slot.role = 'follower';
     slot.disk.crash();
     this.stats.crashes++;
+    this.tellPeersGone(slot);
     if (wipe) {
       // The disk is gone: the node comes back on an empty data dir, a new incarnation. If
       // the lost one had stored nothing beyond a new data dir's (no term past the
@@ -848,6 +881,34 @@ export class Simulator implements PartsHost {
     this.log(
       `${slot.id} CRASH${wipe ? ' AND DATA DIR LOST (incarnation ' + slot.incarnation + ')' : ' (unsynced writes lost'}; durable log ${snapIndex(slot.disk.current)}..${lastIndex(slot.disk.current)}, term ${slot.disk.current.hardState.term})`,
     );
+  }
+
+  /**
+   * A process exit: each peer that had a working link to it sees its connection close
+   * cleanly and its redial refused, a moment later (never across a partition: the FIN
+   * is lost there too; a held link delivers it when it unclogs). Whether this crash is
+   * such an exit, and the moment, come from a hash of the seed and the crash count, not
+   * the run's random stream, so seeds without process exits run as they did before.
+   */
+  private tellPeersGone(victim: Slot): void {
+    const h = new SimRandom((this.opts.seed * 2654435761 + this.stats.crashes * 40503) | 0);
+    if (!h.chance(this.params.processExits)) return;
+    const gen = victim.inc.gen;
+    for (const x of this.slots) {
+      const transport = x.transport;
+      if (x === victim || x.node === null || transport === null) continue;
+      if (this.isBlocked(victim.id, x.id) || this.isBlocked(x.id, victim.id)) continue;
+      // The FIN comes after everything the process sent on that connection (TCP keeps order).
+      const link = `${victim.id}>${x.id}`;
+      const last = Math.max(this.clogged.get(link) ?? 0, this.lastArrival.get(link) ?? 0);
+      const when = Math.max(this.time + 1 + h.float() * (TICK / 2), last + 1);
+      this.at(when, x.inc, `${x.id} proves ${victim.id} gone`, () => {
+        if (victim.node !== null || victim.inc.gen !== gen || x.transport !== transport) return;
+        this.log(`${x.id} sees ${victim.id}'s process gone (clean close, redial refused)`);
+        this.stats.goneProofs++;
+        transport.peerGone(victim.id);
+      });
+    }
   }
 
   private async restart(slot: Slot): Promise<void> {
@@ -1061,6 +1122,8 @@ export class Simulator implements PartsHost {
         else latency = Math.max(latency, unclog - this.time + c);
       }
       this.queue.push(this.time + latency, { kind: 'deliver', msg: m, sender, sentAt: this.time, leaseAtSend });
+      const link = `${m.from}>${m.to}`;
+      this.lastArrival.set(link, Math.max(this.lastArrival.get(link) ?? 0, this.time + latency));
     }
   }
 
@@ -1076,6 +1139,11 @@ export class Simulator implements PartsHost {
     const after = `${s.role}@${s.term}`;
     if (before !== after) {
       this.log(`${s.id} ${before} -> ${after}`);
+      if (s.role === 'leader' && this.leaderCrashedAt !== null) {
+        this.stats.leaderCrashes++;
+        this.stats.leaderlessTicks += (this.time - this.leaderCrashedAt) / TICK;
+        this.leaderCrashedAt = null;
+      }
       if (s.role === 'leader' && this.adversary !== null && this.faults) this.adversaryOnNewLeader(s);
     }
     const obs = [{ id: s.id, role: s.role, term: s.term }];
@@ -1397,6 +1465,13 @@ export class Simulator implements PartsHost {
       if (side.size === 0 || side.size === ids.length) side.add(ids[0]!).delete(ids[ids.length - 1]!);
       for (const a of side) for (const b of ids) if (!side.has(b)) pairs.push([a, b], [b, a]);
       what = `{${[...side].join(',')}} | rest`;
+      if (this.opts.broken?.partitionProvesGone) {
+        for (const [a, b] of pairs) {
+          const x = this.byId.get(a)!;
+          const transport = x.transport;
+          if (transport !== null) this.at(this.time + 1, x.inc, `${a} wrongly proves ${b} gone`, () => transport.peerGone(b));
+        }
+      }
     } else {
       // One-way: a can no longer reach b (b still reaches a).
       const a = r.pick(ids)!;
