@@ -77,6 +77,10 @@ const startCommand = program
     `hand leadership to a member of higher priority once it has been healthy and caught up this long; 0 = no failback (default: ${DEFAULTS['failback-delay-ms']})`,
   )
   .option(
+    '--fast-failover <bool>',
+    'replace a leader whose process is proven gone (its connection closed cleanly, its address refuses) without waiting out the election timeout: true or false (default: true; false when a proxy stands between members)',
+  )
+  .option(
     '--failback-anti-flap-ms <ms>',
     `a leader fails back only after leading this long: at most one failback per window (default: ${DEFAULTS['failback-anti-flap-ms']})`,
   );
@@ -111,6 +115,7 @@ startCommand.action(async (o: Record<string, string | boolean | undefined>) => {
     onFollower: 'on-follower',
     failbackDelayMs: 'failback-delay-ms',
     failbackAntiFlapMs: 'failback-anti-flap-ms',
+    fastFailover: 'fast-failover',
     ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((f) => [f.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), f])),
   };
   for (const [k, name] of Object.entries(map)) if (o[k] !== undefined) flags[name] = String(o[k]);

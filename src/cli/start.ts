@@ -122,6 +122,7 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
       join: cfg.join,
       core: { maxUncommittedBytes: cfg.limits.maxUncommittedBytes, maxSnapshotBytes: maxSnapshotBytesFor(cfg.limits.quotaBytes) },
       failback: { delayMs: cfg.failbackDelayMs, antiFlapMs: cfg.failbackAntiFlapMs },
+      fastFailover: cfg.fastFailover,
       logger: log,
       stateMachine: store,
       ...(metrics ? { observer: metrics } : {}),

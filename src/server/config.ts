@@ -48,6 +48,8 @@ export interface StartConfig {
   readonly failbackDelayMs: number;
   /** A leader fails back only after leading this long: at most one failback per window. */
   readonly failbackAntiFlapMs: number;
+  /** Replace a leader whose process is proven gone (clean close, redial refused) without waiting out the election timeout. */
+  readonly fastFailover: boolean;
 }
 
 export interface TlsFiles {
@@ -86,6 +88,7 @@ export const SETTINGS = [
   'on-follower',
   'failback-delay-ms',
   'failback-anti-flap-ms',
+  'fast-failover',
 ] as const;
 export type SettingName = (typeof SETTINGS)[number];
 export type RawSettings = Partial<Record<SettingName, string | number | boolean>>;
@@ -273,6 +276,7 @@ export function resolveStartConfig(flags: RawSettings, file: RawSettings = {}): 
   const failbackDelayRaw = get('failback-delay-ms')!;
   const failbackDelayMs = failbackDelayRaw.trim() === '0' ? 0 : parseMs(failbackDelayRaw, '--failback-delay-ms (0 disables failback)');
   const failbackAntiFlapMs = parseMs(get('failback-anti-flap-ms')!, '--failback-anti-flap-ms');
+  const fastFailover = parseBool(get('fast-failover') ?? 'true', '--fast-failover');
   const onLeader = hook('on-leader');
   const onFollower = hook('on-follower');
   return {
@@ -300,5 +304,6 @@ export function resolveStartConfig(flags: RawSettings, file: RawSettings = {}): 
     onFollower,
     failbackDelayMs,
     failbackAntiFlapMs,
+    fastFailover,
   };
 }

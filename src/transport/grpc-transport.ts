@@ -30,6 +30,7 @@ import {
   type RefusedPeer,
 } from './handshake.js';
 import { loadPeerApi } from './protos.js';
+import { ExitWatch } from './exit-watch.js';
 import { memberIdsOf, peerChannelCredentials, serverCredentials, type ReloadingCertificates } from '../security/tls.js';
 
 export interface TransportOptions {
@@ -417,6 +418,9 @@ export class GrpcTransport {
   private closed = false;
   private peers: ReadonlyMap<NodeId, string> = new Map();
   private readonly links = new Map<NodeId, PeerLink>();
+  /** One exit watch per peer once someone listens for proven exits (onPeerGone). */
+  private readonly exitWatches = new Map<NodeId, ExitWatch>();
+  private readonly goneHandlers: ((id: NodeId) => void)[] = [];
   /** Accepted incoming streams, by the peer that opened them. */
   private readonly incoming = new Map<NodeId, ServerCall>();
   /** Every open incoming stream, accepted or still before its Hello. */
@@ -525,6 +529,45 @@ export class GrpcTransport {
       }
     }
     this.peers = next;
+    this.updateExitWatches();
+  }
+
+  /**
+   * Listen for proof that a peer's process exited (exit-watch.ts): its connection closed
+   * cleanly, without GOAWAY, and its address refuses connections. The first listener
+   * starts one idle watch connection per peer.
+   */
+  onPeerGone(handler: (id: NodeId) => void): void {
+    this.goneHandlers.push(handler);
+    this.updateExitWatches();
+  }
+
+  private updateExitWatches(): void {
+    if (this.goneHandlers.length === 0 || this.closed) return;
+    for (const [id, w] of this.exitWatches) {
+      if (this.peers.get(id) !== w.address) {
+        w.close();
+        this.exitWatches.delete(id);
+      }
+    }
+    for (const [id, address] of this.peers) {
+      if (this.exitWatches.has(id)) continue;
+      this.exitWatches.set(
+        id,
+        new ExitWatch({
+          peerId: id,
+          address,
+          peerTls: this.opts.peerTls,
+          logger: this.log,
+          minBackoffMs: this.shared.minBackoffMs,
+          maxBackoffMs: this.shared.maxBackoffMs,
+          onGone: (gone) => {
+            if (this.closed) return;
+            for (const h of this.goneHandlers) h(gone);
+          },
+        }),
+      );
+    }
   }
 
   send(msg: Message): void {
@@ -634,6 +677,8 @@ export class GrpcTransport {
     this.closed = true;
     for (const link of this.links.values()) link.close();
     this.links.clear();
+    for (const w of this.exitWatches.values()) w.close();
+    this.exitWatches.clear();
     for (const call of this.serverCalls) endWithStatus(call, grpc.status.UNAVAILABLE, 'node shutting down');
     this.serverCalls.clear();
     this.incoming.clear();
