@@ -110,6 +110,11 @@ export class RaftNode {
    * after a restart, whose lease guard covers a leader this node no longer knows.
    */
   private leaseFrom: { readonly id: NodeId; readonly term: number } | null = null;
+  /**
+   * Set by leaderGone until this node's term changes or it hears from a leader: the dead
+   * leader and its term, which rank the survivors (proofRank) for the pre-votes below.
+   */
+  private proven: { readonly leader: NodeId; readonly term: number } | null = null;
   private votes = new Map<NodeId, boolean>();
 
   // Leader state.
@@ -309,9 +314,8 @@ export class RaftNode {
     this.leaseFrom = null;
     this.leaderContactElapsed = Math.max(this.leaderContactElapsed, this.cfg.electionTick);
     if (this.leaderId === leader) this.leaderId = null;
-    const survivors = this.conf.voters.filter((id) => id !== leader).sort();
-    const at = survivors.indexOf(this.id);
-    const rank = at < 0 ? -1 : (at + term) % survivors.length;
+    this.proven = { leader, term };
+    const rank = this.proofRank(this.id);
     this.events.push({ kind: 'leader-gone', leader, term, rank });
     if (this.role !== 'follower' || rank < 0 || !this.promotable()) return;
     if (rank === 0) {
@@ -498,6 +502,19 @@ export class RaftNode {
     return { role: this.role, leaderId: this.leaderId, term: this.term, learner: !this.conf.voters.includes(this.id) };
   }
 
+  /**
+   * A survivor's turn to campaign after the proven death of `proven.leader`: its place
+   * among the other voters, rotated by the dead leader's term so the first turn moves
+   * around; -1 when it is no voter (or nothing was proven).
+   */
+  private proofRank(id: NodeId): number {
+    const p = this.proven;
+    if (p === null) return -1;
+    const survivors = this.conf.voters.filter((v) => v !== p.leader).sort();
+    const at = survivors.indexOf(id);
+    return at < 0 ? -1 : (at + p.term) % survivors.length;
+  }
+
   /** Ticks between the survivors' campaigns after a leader's proven death: about two network round trips. */
   private proofStaggerTicks(): number {
     return Math.max(1, Math.floor(this.cfg.heartbeatTick / 2));
@@ -523,6 +540,8 @@ export class RaftNode {
     this.electionElapsed++;
     if (this.promotable()) {
       if (this.electionElapsed >= this.randomizedElectionTimeout) {
+        // A full timeout (not a stagger turn): whatever the proof ordered has not worked out.
+        if (this.randomizedElectionTimeout >= this.cfg.electionTick) this.proven = null;
         this.electionElapsed = 0;
         this.startCampaign('pre');
       }
@@ -587,6 +606,7 @@ export class RaftNode {
       this.votedFor = null;
     }
     this.leaderId = null;
+    this.proven = null;
     this.resetElectionTimer();
     this.heartbeatElapsed = 0;
     this.votes = new Map();
@@ -610,6 +630,7 @@ export class RaftNode {
   private heardFromLeader(leader: NodeId): void {
     this.leaderContactElapsed = 0;
     this.leaseFrom = this.leaseFrom?.id === leader && this.leaseFrom.term === this.term ? this.leaseFrom : { id: leader, term: this.term };
+    this.proven = null;
     // A stagger timer set by leaderGone must not outlive the leader this node hears from now.
     if (this.randomizedElectionTimeout < this.cfg.electionTick) this.resetElectionTimer();
   }
@@ -708,10 +729,29 @@ export class RaftNode {
     const canVote =
       this.votedFor === msg.from || (this.votedFor === null && this.leaderId === null) || (msg.preVote && msg.term > this.term);
     const upToDate = this.log.isUpToDate(msg.lastLogIndex, msg.lastLogTerm);
-    const granted = canVote && upToDate;
-    const reason = granted ? 'granted' : !canVote ? (this.votedFor !== null ? 'already-voted' : 'has-leader') : 'log-not-up-to-date';
+    // Survivors of a proven leader death that campaign at once would split the vote when
+    // their proofs arrive close together (each grants the other's pre-vote, both become
+    // candidates): a survivor refuses the pre-vote of one later in rank than itself, so
+    // the earliest in rank that can win does. Liveness only: a refusal never elects anyone.
+    // A requester whose log is ahead of ours is not refused: we could never win against it.
+    const ownRank = msg.preVote ? this.proofRank(this.id) : -1;
+    const ahead =
+      msg.lastLogTerm > this.log.lastTerm() || (msg.lastLogTerm === this.log.lastTerm() && msg.lastLogIndex > this.log.lastIndex());
+    const outranked = ownRank >= 0 && !ahead && this.proofRank(msg.from) > ownRank;
+    const granted = canVote && upToDate && !outranked;
+    const reason = granted
+      ? 'granted'
+      : !canVote
+        ? this.votedFor !== null
+          ? 'already-voted'
+          : 'has-leader'
+        : !upToDate
+          ? 'log-not-up-to-date'
+          : 'outranked';
     this.events.push({ kind: 'vote', candidate: msg.from, term: msg.term, preVote: msg.preVote, granted, reason });
     if (granted) {
+      // Told a candidate it can win: a stagger turn of our own would only split its vote.
+      if (msg.preVote && this.role === 'follower' && this.randomizedElectionTimeout < this.cfg.electionTick) this.resetElectionTimer();
       this.send({ type: 'voteResp', to: msg.from, term: msg.term, preVote: msg.preVote, granted: true });
       if (!msg.preVote) {
         invariant(this.votedFor === null || this.votedFor === msg.from, 'vote-changed', () => ({
@@ -724,6 +764,29 @@ export class RaftNode {
       }
     } else {
       this.send({ type: 'voteResp', to: msg.from, preVote: msg.preVote, granted: false });
+      if (outranked) this.campaignBefore(msg.from);
+    }
+  }
+
+  /**
+   * A survivor later in rank asked for our pre-vote: it holds the proof too, so it would
+   * grant ours now, even if it refused it before its proof arrived (its lease still
+   * held). Ask it again, or campaign now if our own turn has not come yet.
+   */
+  private campaignBefore(later: NodeId): void {
+    if (this.role === 'follower' && this.promotable()) {
+      this.electionElapsed = 0;
+      this.startCampaign('pre');
+    } else if (this.role === 'precandidate') {
+      this.send({
+        type: 'vote',
+        to: later,
+        term: this.term + 1,
+        preVote: true,
+        lastLogIndex: this.log.lastIndex(),
+        lastLogTerm: this.log.lastTerm(),
+        transfer: false,
+      });
     }
   }
 

@@ -233,7 +233,7 @@ export type RaftEvent =
       readonly term: number;
       readonly preVote: boolean;
       readonly granted: boolean;
-      readonly reason: 'granted' | 'already-voted' | 'has-leader' | 'log-not-up-to-date' | 'leader-lease';
+      readonly reason: 'granted' | 'already-voted' | 'has-leader' | 'log-not-up-to-date' | 'leader-lease' | 'outranked';
     }
   | { readonly kind: 'step-down'; readonly term: number; readonly reason: 'lost-quorum' | 'higher-term' | 'removed' }
   | { readonly kind: 'campaign'; readonly term: number; readonly preVote: boolean; readonly transfer: boolean }
