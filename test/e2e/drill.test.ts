@@ -70,37 +70,43 @@ async function drill(
 }
 
 /**
- * Every trial recovered with nothing lost and one leader at a time, to a new leader no
- * sooner than an election timeout allows: no follower may start an election before the
- * minimum election timeout (800 ms) since its last heartbeat (at most 100 ms before the
- * fault), so a faster "new leader" would be a measurement error.
+ * Every trial recovered with nothing lost and one leader at a time. Without proof that the
+ * leader's process died (`timeout`), to a new leader no sooner than an election timeout
+ * allows: no follower may start an election before the minimum election timeout (800 ms)
+ * since its last heartbeat (at most 100 ms before the fault), so a faster "new leader"
+ * would be a measurement error. A killed leader (`proof`) is replaced without that wait.
  */
-function expectCleanFailovers(result: DrillResult, trials: number): void {
+function expectCleanFailovers(result: DrillResult, trials: number, detection: 'timeout' | 'proof' = 'timeout'): void {
   expect(result.trials).toHaveLength(trials);
   for (const t of result.trials) {
     expect(t.error).toBeUndefined();
     expect(t.writesLost).toBe(0);
     expect(t.leaseOverlap).toBe(false);
     expect(t.newLeader).not.toBe(t.oldLeader);
-    expect(t.newLeaderMs!).toBeGreaterThanOrEqual(600);
+    if (detection === 'timeout') expect(t.newLeaderMs!).toBeGreaterThanOrEqual(600);
+    // Measured 144-229 ms at load average 8 (poll-based, an upper bound); without the
+    // proof it cannot be below 700.
+    else expect(t.newLeaderMs!).toBeLessThan(700);
   }
   expect(result.summary).toMatchObject({ trials, writesLost: 0, leaseOverlaps: 0 });
 }
 
 describe('leaderd drill', () => {
-  it('kill -9 of the leader, twice: nothing lost, one leader at a time, writes stop at least an election timeout', async () => {
+  it('kill -9 of the leader, twice: nothing lost, one leader at a time, a new leader within the election timeout', async () => {
     const { result, dir } = await drill('kill', 2);
     expect(result.version).toBe(1);
     expect(result.fault).toBe('kill');
     expect(result.nodes).toBe(3);
-    expectCleanFailovers(result, 2);
+    // The survivors see the killed process's connections close and its port refuse, and
+    // elect without waiting out the election timeout (--fast-failover, on by default).
+    expectCleanFailovers(result, 2, 'proof');
     for (const t of result.trials) {
       expect(t.detectionMs!).toBeLessThanOrEqual(t.newLeaderMs!);
-      // Writes need a leader, so they stop for at least as long. The ceiling is the drill's
-      // own per-trial recovery timeout (20 s): on a 2-core machine at load average 20 a
-      // 2-node majority was seen to re-elect for 17 s (leaders stepping down when
-      // heartbeat replies came late), which is slow but not a failed trial.
-      expect(t.rtoMs!).toBeGreaterThanOrEqual(600);
+      // Writes need a leader. The ceiling is the drill's own per-trial recovery timeout
+      // (20 s): on a 2-core machine at load average 20 a 2-node majority was seen to
+      // re-elect for 17 s (leaders stepping down when heartbeat replies came late), which
+      // is slow but not a failed trial.
+      expect(t.rtoMs!).toBeGreaterThan(0);
       expect(t.rtoMs!).toBeLessThan(20_000);
     }
     expect(result.summary.rtoMs!.max).toBe(Math.max(...result.trials.map((t) => t.rtoMs!)));
@@ -108,7 +114,7 @@ describe('leaderd drill', () => {
     // The plot's data: failed writes during the outage, and the leaders one after another.
     expect(result.samples.length).toBeGreaterThan(100);
     expect(result.samples.length).toBeLessThanOrEqual(20_000);
-    expect(result.samples.some((s) => s.latencyMs === null || s.latencyMs > 500)).toBe(true);
+    expect(result.samples.some((s) => s.latencyMs === null || s.latencyMs > 50)).toBe(true);
     expect(new Set(result.leadership.filter((s) => s.leader !== null).map((s) => `${s.leader}@${s.term}`)).size).toBeGreaterThanOrEqual(3);
     // Saved for the dashboard, the same result as printed.
     const saved = readdirSync(join(dir, 'drills'));

@@ -6,35 +6,36 @@ import { describe, expect, it } from 'vitest';
 import { partitionProvesGone } from './broken.js';
 import { runSeed, type SimOptions } from './simulator.js';
 
-/** Leader crashes in seeds 1..40 and the mean ticks without a leader after each. */
-async function leaderless(o: Partial<SimOptions>): Promise<{ crashes: number; meanTicks: number; proofs: number }> {
+/** Over seeds 1..25: leader crashes, how many were replaced sooner than silence allows, and the proofs delivered. */
+async function leaderCrashes(o: Partial<SimOptions>): Promise<{ crashes: number; fast: number; proofs: number }> {
   let crashes = 0;
-  let ticks = 0;
+  let fast = 0;
   let proofs = 0;
-  for (let seed = 1; seed <= 40; seed++) {
-    const r = await runSeed({ seed, crash: 0.01, partition: 0, drop: 0, steps: 2000, traceSize: 0, ...o });
+  for (let seed = 1; seed <= 25; seed++) {
+    const r = await runSeed({ seed, crash: 0.02, partition: 0, drop: 0, steps: 2000, traceSize: 0, ...o });
     expect(r.violations, `seed ${seed}`).toEqual([]);
     crashes += r.stats.leaderCrashes;
-    ticks += r.stats.leaderlessTicks;
+    fast += r.stats.fastReplacements;
     proofs += r.stats.goneProofs;
   }
-  return { crashes, meanTicks: ticks / Math.max(1, crashes), proofs };
+  return { crashes, fast, proofs };
 }
 
 describe('fast failover (simulator)', () => {
-  it('process exits prove the leader gone: a new leader comes sooner than without the proof, and every invariant holds', async () => {
-    const timeout = await leaderless({ processExits: 0 });
-    const fast = await leaderless({ processExits: 1 });
-    const off = await leaderless({ processExits: 1, fastFailover: false });
-    expect(timeout.crashes).toBeGreaterThan(10);
-    expect(fast.crashes).toBeGreaterThan(10);
+  it("process exits prove the leader gone: leaders are replaced before the followers' leases could run out, only with the proof", async () => {
+    const timeout = await leaderCrashes({ processExits: 0 });
+    const fast = await leaderCrashes({ processExits: 1 });
+    const off = await leaderCrashes({ processExits: 1, fastFailover: false });
+    for (const r of [timeout, fast, off]) expect(r.crashes).toBeGreaterThan(10);
+    // Without the proof no follower may vote within electionTick of its last heartbeat:
+    // no leader can be replaced that fast. Measured: 0 of 21 without it, 5 of 23 with it
+    // (most of the rest are crashes that left no quorum up until a restart).
+    expect(timeout.fast).toBe(0);
     expect(fast.proofs).toBeGreaterThan(fast.crashes);
-    // Measured: 27.6 ticks without the proof, 17.7 with it (the simulator's network is
-    // slow and lossy next to its ticks; on loopback the gap is far larger).
-    expect(fast.meanTicks).toBeLessThan(0.8 * timeout.meanTicks);
-    // With the option off the runtime ignores every proof: failover waits the timeout.
+    expect(fast.fast).toBeGreaterThanOrEqual(3);
+    // With the option off the runtime ignores every proof.
     expect(off.proofs).toBeGreaterThan(off.crashes);
-    expect(off.meanTicks).toBeGreaterThan(0.9 * timeout.meanTicks);
+    expect(off.fast).toBe(0);
   });
 
   it('proofs under partitions, lossy links and the adversary keep every invariant', async () => {

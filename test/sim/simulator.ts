@@ -274,6 +274,11 @@ export interface SimStats {
   /** Leaders that crashed and were followed by a new one, and the ticks without a leader in between (summed). */
   leaderCrashes: number;
   leaderlessTicks: number;
+  /**
+   * Of those, the ones replaced sooner than silence allows: within (electionTick -
+   * heartbeatTick) ticks, before every follower's lease from the dead leader ran out.
+   */
+  fastReplacements: number;
   wipes: number;
   /** Runs whose liveness phase was skipped because a member had lost its data. */
   livenessSkipped: number;
@@ -422,6 +427,7 @@ export class Simulator implements PartsHost {
     goneProofs: 0,
     leaderCrashes: 0,
     leaderlessTicks: 0,
+    fastReplacements: 0,
     wipes: 0,
     livenessSkipped: 0,
     partitions: 0,
@@ -1141,7 +1147,9 @@ export class Simulator implements PartsHost {
       this.log(`${s.id} ${before} -> ${after}`);
       if (s.role === 'leader' && this.leaderCrashedAt !== null) {
         this.stats.leaderCrashes++;
-        this.stats.leaderlessTicks += (this.time - this.leaderCrashedAt) / TICK;
+        const ticks = (this.time - this.leaderCrashedAt) / TICK;
+        this.stats.leaderlessTicks += ticks;
+        if (ticks < this.params.electionTick - this.params.heartbeatTick) this.stats.fastReplacements++;
         this.leaderCrashedAt = null;
       }
       if (s.role === 'leader' && this.adversary !== null && this.faults) this.adversaryOnNewLeader(s);
