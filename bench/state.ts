@@ -237,14 +237,40 @@ async function main(): Promise<void> {
     await nextPhase('install-snapshot');
     const t2 = performance.now();
     cluster.restart(absent);
+    // The transfer alone: from when the node answers (its process is up) to when its
+    // metrics count a snapshot installed from the leader, and that snapshot's size.
+    const transfer = { upMs: NaN, installedMs: NaN, bytes: 0 };
+    const watchTransfer = async () => {
+      if (!Number.isNaN(transfer.installedMs)) return;
+      try {
+        const text = await (await fetch(cluster.metricsUrl(absent), { signal: AbortSignal.timeout(1000) })).text();
+        if (Number.isNaN(transfer.upMs)) transfer.upMs = performance.now() - t2;
+        const installed = /^leaderd_snapshots_total\{[^}]*origin="leader"[^}]*\} (\d+)/m.exec(text);
+        if (installed !== null && Number(installed[1]) > 0) {
+          transfer.installedMs = performance.now() - t2;
+          transfer.bytes = Number(/^leaderd_snapshot_last_bytes\{[^}]*origin="leader"[^}]*\} (\d+)/m.exec(text)?.[1] ?? 0);
+        }
+      } catch {
+        // Not up yet.
+      }
+    };
     await waitFor(
       `${absent} caught up by snapshot`,
-      async () => ((await cluster.appliedIndex(absent, true)) >= commit ? true : undefined),
+      async () => {
+        await watchTransfer();
+        return (await cluster.appliedIndex(absent, true)) >= commit ? true : undefined;
+      },
       600_000,
-      200,
+      100,
     );
     const snapshotMs = performance.now() - t2;
     log(`follower down during the load: caught up (snapshot) ${(snapshotMs / 1000).toFixed(1)} s after its start`);
+    const transferS = (transfer.installedMs - transfer.upMs) / 1000;
+    log(
+      `  snapshot from the leader: ${mib(transfer.bytes)} MiB, installed ${transferS.toFixed(1)} s after the node answered ` +
+        `(${(transfer.bytes / 2 ** 20 / transferS).toFixed(1)} MiB/s; polled every 0.1 s)`,
+    );
+    out['snapshotTransfer'] = { bytes: transfer.bytes, seconds: transferS, mibPerSecond: transfer.bytes / 2 ** 20 / transferS };
 
     // A follower restarted after the load: it reads its own snapshot and log back from disk.
     const other = cluster.members.find((m) => m !== leader && m !== absent)!;
