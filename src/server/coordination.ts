@@ -39,6 +39,7 @@ import {
   DEFAULT_LIMITS,
   flagOf,
   StreamBudget,
+  ConnectionGate,
   RESERVED_PREFIX,
   type Limits,
 } from './limits.js';
@@ -107,6 +108,8 @@ export class CoordinationService {
   private readonly forwarder: Forwarder;
   /** Watch streams open on this node (KV.Watch, Election.Observe; Cluster.WatchLeader through admitStream). */
   private readonly watchBudget: StreamBudget;
+  /** Unary calls in progress per client connection (--max-inflight-per-connection). */
+  private readonly gate: ConnectionGate;
   /** Election or lock queue -> Campaign/Lock calls waiting on it here. */
   private readonly waiters = new Map<string, number>();
   private readonly keeper: ExpiryKeeper;
@@ -127,6 +130,7 @@ export class CoordinationService {
   ) {
     this.limits = opts.limits ?? DEFAULT_LIMITS;
     this.watchBudget = new StreamBudget(this.limits);
+    this.gate = new ConnectionGate(this.limits);
     this.log = opts.logger;
     this.forwarder = new Forwarder(opts.forwardCredentials, opts.forwardChannelOptions);
     const keeperOpts = (expire: (id: number) => Command) => ({
@@ -243,7 +247,14 @@ export class CoordinationService {
     };
   }
 
-  private unary<Req, Res>(defaultTimeoutMs: number | null, f: (req: Req, ctx: CallContext) => Promise<Res>) {
+  /**
+   * A unary handler. `waits`: the call may wait for long by design (Campaign, Lock, which
+   * --max-waiters-per-name bounds); it takes no slot of its connection's in-flight limit,
+   * or a client holding a few campaigns open would have its other calls queue behind them.
+   * Calls forwarded by another node take none either: one connection carries the calls of
+   * every client of that node, and each was counted where it arrived.
+   */
+  private unary<Req, Res>(defaultTimeoutMs: number | null, f: (req: Req, ctx: CallContext) => Promise<Res>, waits = false) {
     return (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => {
       let ctx: CallContext & { dispose(): void };
       try {
@@ -252,8 +263,12 @@ export class CoordinationService {
         cb(toStatus(err));
         return;
       }
+      let release: (() => void) | null = null;
       Promise.resolve()
-        .then(() => f(call.request, ctx))
+        .then(async () => {
+          if (!waits && !ctx.forwarded) release = await this.gate.enter(call.getPeer(), ctx.signal);
+          return f(call.request, ctx);
+        })
         .then(
           (res) => cb(null, res),
           (err) => {
@@ -262,7 +277,10 @@ export class CoordinationService {
             cb(toStatus(err));
           },
         )
-        .finally(() => ctx.dispose());
+        .finally(() => {
+          release?.();
+          ctx.dispose();
+        });
     };
   }
 
@@ -750,16 +768,20 @@ export class CoordinationService {
 
   private electionHandlers(): ElectionHandlers {
     return {
-      Campaign: this.unary(this.limits.grantTimeoutMs, async (req, ctx) => {
-        checkName(req.name, this.limits, 'election');
-        checkLeaseId(req.lease);
-        if (req.lease === 0) throw new ApiError('invalid-argument', 'campaign needs a lease (grant one with Lease.Grant)');
-        const value = bytes(req.value);
-        checkValue(value, this.limits);
-        if (!this.hasLeaderRole()) return this.forward('election', 'Campaign', req, ctx);
-        const { key, rev } = await this.grant(ELECTION_PREFIX, req.name, req.lease, value, ctx);
-        return { leader: { name: req.name, key, rev, lease: req.lease }, fencingToken: rev };
-      }),
+      Campaign: this.unary(
+        this.limits.grantTimeoutMs,
+        async (req, ctx) => {
+          checkName(req.name, this.limits, 'election');
+          checkLeaseId(req.lease);
+          if (req.lease === 0) throw new ApiError('invalid-argument', 'campaign needs a lease (grant one with Lease.Grant)');
+          const value = bytes(req.value);
+          checkValue(value, this.limits);
+          if (!this.hasLeaderRole()) return this.forward('election', 'Campaign', req, ctx);
+          const { key, rev } = await this.grant(ELECTION_PREFIX, req.name, req.lease, value, ctx);
+          return { leader: { name: req.name, key, rev, lease: req.lease }, fencingToken: rev };
+        },
+        true,
+      ),
       Proclaim: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
         const k = this.checkLeaderKey(req.leader);
         const value = bytes(req.value);
@@ -817,14 +839,18 @@ export class CoordinationService {
 
   private lockHandlers(): LockHandlers {
     return {
-      Lock: this.unary(this.limits.grantTimeoutMs, async (req, ctx) => {
-        checkName(req.name, this.limits, 'lock');
-        checkLeaseId(req.lease);
-        if (req.lease === 0) throw new ApiError('invalid-argument', 'a lock needs a lease (grant one with Lease.Grant)');
-        if (!this.hasLeaderRole()) return this.forward('lock', 'Lock', req, ctx);
-        const { key, rev } = await this.grant(LOCK_PREFIX, req.name, req.lease, new Uint8Array(0), ctx);
-        return { key, fencingToken: rev };
-      }),
+      Lock: this.unary(
+        this.limits.grantTimeoutMs,
+        async (req, ctx) => {
+          checkName(req.name, this.limits, 'lock');
+          checkLeaseId(req.lease);
+          if (req.lease === 0) throw new ApiError('invalid-argument', 'a lock needs a lease (grant one with Lease.Grant)');
+          if (!this.hasLeaderRole()) return this.forward('lock', 'Lock', req, ctx);
+          const { key, rev } = await this.grant(LOCK_PREFIX, req.name, req.lease, new Uint8Array(0), ctx);
+          return { key, fencingToken: rev };
+        },
+        true,
+      ),
       Unlock: this.unary(DEFAULT_WRITE_TIMEOUT_MS, async (req, ctx) => {
         if (!req.key.startsWith(LOCK_PREFIX)) throw new ApiError('invalid-argument', 'key must be the key returned by Lock');
         if (!this.hasLeaderRole()) return this.forward('lock', 'Unlock', req, ctx);

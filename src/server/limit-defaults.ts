@@ -20,6 +20,12 @@ export interface Limits {
   readonly maxWaitersPerName: number;
   /** Keep-alive requests received on one Lease.KeepAlive stream and not yet answered (--max-keepalive-inflight). */
   readonly maxKeepAliveInflight: number;
+  /**
+   * Unary calls one client connection may have in progress at this node
+   * (--max-inflight-per-connection); more wait their turn, in order, up to their deadline,
+   * and at most 16 times as many wait before the next is refused.
+   */
+  readonly maxInflightPerConnection: number;
   /** How long Campaign or Lock waits when the call has no deadline of its own (--grant-timeout-ms). */
   readonly grantTimeoutMs: number;
   /**
@@ -44,6 +50,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxLeases: 100_000,
   maxWaitersPerName: 1_000,
   maxKeepAliveInflight: 64,
+  maxInflightPerConnection: 256,
   grantTimeoutMs: 60_000,
   // etcd's default backend quota; the state lives in memory, so leave it below RAM.
   quotaBytes: 2 * 1024 ** 3,
@@ -68,6 +75,10 @@ export const LIMIT_FLAGS = {
   'max-leases': { field: 'maxLeases', help: 'live leases in the cluster; Lease.Grant is refused beyond' },
   'max-waiters-per-name': { field: 'maxWaitersPerName', help: 'Campaign/Lock calls waiting on one name at this node' },
   'max-keepalive-inflight': { field: 'maxKeepAliveInflight', help: 'unanswered requests on one Lease.KeepAlive stream' },
+  'max-inflight-per-connection': {
+    field: 'maxInflightPerConnection',
+    help: 'unary calls one client connection has in progress at this node; more wait their turn',
+  },
   'grant-timeout-ms': { field: 'grantTimeoutMs', help: 'how long Campaign/Lock wait when the call sets no deadline' },
   'max-uncommitted-bytes': {
     field: 'maxUncommittedBytes',

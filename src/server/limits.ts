@@ -53,6 +53,69 @@ export class StreamBudget {
   }
 }
 
+/**
+ * Unary calls in progress per client connection. One client with many calls in flight on
+ * one connection (64 concurrent Lease.Grant, say) otherwise fills every queue on the way,
+ * the forwarder's, the leader's proposals, each node's event loop, and every other
+ * client's call waits behind all of them. Past the limit a call waits its turn in order;
+ * it gives up at its deadline, and a connection with 16 times the limit already waiting
+ * is refused (RESOURCE_EXHAUSTED) rather than queued without bound.
+ */
+export class ConnectionGate {
+  private readonly conns = new Map<string, { running: number; waiting: (() => void)[] }>();
+
+  constructor(private readonly limits: Limits) {}
+
+  /** A slot for one call from `connection`: its release (idempotent) once the call may run. */
+  async enter(connection: string, signal: AbortSignal): Promise<() => void> {
+    const max = this.limits.maxInflightPerConnection;
+    let c = this.conns.get(connection);
+    if (!c) this.conns.set(connection, (c = { running: 0, waiting: [] }));
+    const conn = c;
+    if (conn.running >= max) {
+      if (conn.waiting.length >= 16 * max)
+        throw new ApiError(
+          'limit-exceeded',
+          `this connection already has ${max} calls in progress and ${16 * max} waiting (${flagOf('maxInflightPerConnection')}); ` +
+            'wait for answers before sending more, or raise the limit',
+        );
+      await new Promise<void>((resolve, reject) => {
+        const go = () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        };
+        const onAbort = () => {
+          const at = conn.waiting.indexOf(go);
+          if (at >= 0) conn.waiting.splice(at, 1);
+          reject(
+            new ApiError(
+              'timeout',
+              `the call waited behind ${max} others of its connection (${flagOf('maxInflightPerConnection')}) until its deadline`,
+            ),
+          );
+        };
+        conn.waiting.push(go);
+        signal.addEventListener('abort', onAbort, { once: true });
+      });
+    } else conn.running++;
+    // A waiter that was let in took over the slot of the call that finished: `running` is unchanged.
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = conn.waiting.shift();
+      if (next) return next();
+      conn.running--;
+      if (conn.running === 0) this.conns.delete(connection);
+    };
+  }
+
+  /** Calls in progress on `connection` (tests, metrics). */
+  running(connection: string): number {
+    return this.conns.get(connection)?.running ?? 0;
+  }
+}
+
 /** Keys under this prefix belong to Election and Lock; users may read them but not write them directly. */
 export const RESERVED_PREFIX = '_leaderd/';
 

@@ -1,5 +1,6 @@
 // Every limit on an unbounded resource: watch streams per node and per connection,
-// leases, waiting campaigners per name, in-flight keep-alives, and the default deadline
+// leases, waiting campaigners per name, in-flight keep-alives, unary calls in progress per
+// connection, and the default deadline
 // of Campaign/Lock. Each refusal is RESOURCE_EXHAUSTED with leaderd-error limit-exceeded
 // (or DEADLINE_EXCEEDED for the deadline), names the flag, and changes no state.
 import * as grpc from '@grpc/grpc-js';
@@ -9,7 +10,7 @@ import { CoordinationService } from '../../src/server/coordination.js';
 import type { LeaseHandlers } from '../../src/gen/leaderd/v1/Lease.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPublicApi } from '../../src/transport/protos.js';
-import { DEFAULT_LIMITS } from '../../src/server/limits.js';
+import { type ApiError, ConnectionGate, DEFAULT_LIMITS } from '../../src/server/limits.js';
 import { ConfigError, resolveStartConfig } from '../../src/server/config.js';
 import { startInprocCluster, type InprocCluster, type InprocNode } from './inproc-cluster.js';
 import { waitFor } from '../e2e/cluster.js';
@@ -21,6 +22,7 @@ const LIMITS = {
   maxLeases: 5,
   maxWaitersPerName: 2,
   maxKeepAliveInflight: 4,
+  maxInflightPerConnection: 2,
   grantTimeoutMs: 800,
 };
 
@@ -191,6 +193,53 @@ describe('limits on unbounded resources', () => {
     expect(errors).toEqual([limitErr('max-keepalive-inflight')]);
     svc.close();
     await unary((cb) => s.lease.Revoke({ id }, cb));
+  });
+});
+
+describe('calls in progress per connection', () => {
+  it('beyond --max-inflight-per-connection a call waits its turn, 16x that many waiting are refused and change nothing, another connection goes on', async () => {
+    const flooder = stubs();
+    const other = stubs();
+    const put = (s: Stubs, key: string) => unary((cb) => s.kv.Put({ key, value: Buffer.from('v'), lease: 0 }, cb));
+    const flood = Array.from({ length: 200 }, (_, i) => put(flooder, `gate/${i}`));
+    const otherPut = put(other, 'gate/other');
+    const results = await Promise.allSettled(flood);
+    await otherPut;
+    const refused = results.flatMap((r, i) => (r.status === 'rejected' ? [{ i, err: r.reason as grpc.ServiceError }] : []));
+    // At most 2 in progress and 32 waiting when the burst arrived: most of 200 are refused.
+    expect(refused.length).toBeGreaterThan(100);
+    expect(refused.length).toBeLessThanOrEqual(200 - 34);
+    for (const { err } of refused) expect(err).toEqual(limitErr('max-inflight-per-connection'));
+    for (const [i, r] of results.entries()) expect(node.store.get(`gate/${i}`) !== null, `gate/${i}`).toBe(r.status === 'fulfilled');
+    expect(node.store.get('gate/other')).not.toBeNull();
+  });
+
+  it('a waiting call gives up at its deadline and leaves the queue; the slots pass on in order', async () => {
+    const gate = new ConnectionGate({ ...DEFAULT_LIMITS, maxInflightPerConnection: 1 });
+    const first = await gate.enter('c', new AbortController().signal);
+    const order: string[] = [];
+    const late = new AbortController();
+    const waiting = [
+      gate.enter('c', late.signal).then(
+        () => order.push('late'),
+        (e: ApiError) => order.push(`late ${e.kind}`),
+      ),
+      gate.enter('c', new AbortController().signal).then((release) => {
+        order.push('second');
+        release();
+      }),
+    ];
+    // Another connection is not held up.
+    (await gate.enter('d', new AbortController().signal))();
+    late.abort();
+    await waiting[0];
+    expect(order).toEqual(['late timeout']);
+    expect(gate.running('c')).toBe(1);
+    first();
+    first(); // releasing twice frees one slot only
+    await waiting[1];
+    expect(order).toEqual(['late timeout', 'second']);
+    expect(gate.running('c')).toBe(0);
   });
 });
 
