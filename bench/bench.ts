@@ -19,7 +19,9 @@
 // survivors name the same new leader and it says it leads (polled every 5 ms), "kill ->
 // write" when the first write sent after the kill is acknowledged. The victim is
 // restarted and must catch up before the next trial; then every acknowledged key is read
-// back linearizably, and a missing one is a lost write.
+// back linearizably, and a missing one is a lost write. leaderd runs the trials twice: as
+// configured by default (the kill -9 fast path on: survivors act on the dead leader's
+// clean close and refused port) and with --fast-failover=false (the election timeout).
 //
 // Results: bench/results/latest.{json,md} (latest-quick.* for --quick). Exit code 1 if a
 // failover trial failed or a write was lost. Every process started here is killed by PID
@@ -40,6 +42,8 @@ const CONCURRENCY = [1, 16, 64, 256] as const;
 const VALUE = Buffer.alloc(100, 'x');
 const SAME: Timing = { heartbeatMs: 50, electionMs: 300 };
 const ETCD_DEFAULTS: Timing = { heartbeatMs: 100, electionMs: 1000 };
+/** Label of the leaderd cluster run with --fast-failover=false. */
+const NO_FAST = '(--fast-failover=false)';
 const TRIAL_LIMIT_MS = 10_000;
 const STEADY_LIMIT_MS = 30_000;
 /** Failover probes: a write to every member this often, each with this deadline. */
@@ -463,6 +467,7 @@ function markdown(r: Report): string {
     ]);
   };
   foRows('both 50/300 ms', fo('leaderd 50/300'), fo('etcd 50/300'));
+  foRows('both 50/300 ms, leaderd --fast-failover=false', fo(`leaderd 50/300 ${NO_FAST}`), fo('etcd 50/300'));
   foRows('defaults (leaderd 50/300, etcd 100/1000)', fo('leaderd 50/300'), fo('etcd 100/1000'));
 
   const out: string[] = [];
@@ -642,6 +647,14 @@ async function main(): Promise<number> {
     await withCluster(c, o.keep, async () => {
       if (o.only !== 'failover') leaderd = await throughput(c, o);
       if (o.only !== 'throughput') fo.push(await failover(c, SAME, o));
+    });
+    if (o.only === 'throughput') return;
+    // The same trials with the kill -9 fast path off: what failure detection by silence
+    // alone (the election timeout) costs, measured in the same run.
+    console.log('');
+    const slow = await LeaderdCluster.create(join(root, 'leaderd-no-fast'), SAME, env, ['--fast-failover', 'false'], NO_FAST);
+    await withCluster(slow, o.keep, async () => {
+      fo.push(await failover(slow, SAME, o));
     });
   };
   const runEtcd = async (timing: Timing, what: 'all' | 'failover') => {

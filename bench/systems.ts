@@ -98,23 +98,25 @@ export class LeaderdCluster implements BenchCluster {
     ports: [string, { peer: number; client: number; metrics: number }][],
     private readonly env: NodeJS.ProcessEnv,
     private readonly extraArgs: readonly string[],
+    variant: string,
   ) {
     for (const [n, p] of ports) this.ports.set(n, p);
-    this.label = `leaderd ${timing.heartbeatMs}/${timing.electionMs}`;
+    this.label = `leaderd ${timing.heartbeatMs}/${timing.electionMs}${variant === '' ? '' : ` ${variant}`}`;
   }
 
-  /** `extraArgs`: more `leaderd start` flags for every member (limits, say). */
+  /** `extraArgs`: more `leaderd start` flags for every member (limits, say); `variant` names them in the label. */
   static async create(
     root: string,
     timing: Timing,
     env: NodeJS.ProcessEnv = process.env,
     extraArgs: readonly string[] = [],
+    variant = '',
   ): Promise<LeaderdCluster> {
     if (!CLI) throw new Error('dist/src/cli/main.js not found: run npm run build first');
     mkdirSync(root, { recursive: true });
     const ports: [string, { peer: number; client: number; metrics: number }][] = [];
     for (const n of ['n1', 'n2', 'n3']) ports.push([n, { peer: await freePort(), client: await freePort(), metrics: await freePort() }]);
-    return new LeaderdCluster(root, timing, ports, env, extraArgs);
+    return new LeaderdCluster(root, timing, ports, env, extraArgs, variant);
   }
 
   endpoint(m: string): string {
