@@ -63,7 +63,14 @@ interface IncomingSnapshot {
   readonly meta: Snapshot['meta'];
   readonly totalSize: number;
   readonly checksum: number;
-  readonly chunks: Uint8Array[];
+  /**
+   * The whole snapshot, allocated at the first chunk and filled in place. Kept as a list
+   * of chunks and joined at the end, a transfer held the snapshot twice at that moment
+   * (a gigabyte of chunks and a gigabyte joined). Untouched pages of a fresh allocation
+   * cost no memory until written, so a transfer declared large but abandoned holds only
+   * what arrived.
+   */
+  readonly data: Uint8Array;
   size: number;
   /** Checksum of the chunks so far, so the last chunk is checked without a pass over the whole. */
   sum: number;
@@ -974,7 +981,7 @@ export class RaftNode {
         this.refuseSnapshot(msg, 'too-large');
         return;
       }
-      inc = { meta, totalSize: msg.totalSize, checksum: msg.checksum, chunks: [], size: 0, sum: 0 };
+      inc = { meta, totalSize: msg.totalSize, checksum: msg.checksum, data: new Uint8Array(msg.totalSize), size: 0, sum: 0 };
       this.incomingSnapshot = inc;
     }
     if (msg.offset !== inc.size) {
@@ -991,7 +998,7 @@ export class RaftNode {
       this.refuseSnapshot(msg, 'truncated');
       return;
     }
-    inc.chunks.push(msg.data);
+    inc.data.set(msg.data, inc.size);
     inc.size = size;
     inc.sum = this.checksum(msg.data, inc.sum);
     if (!msg.done) {
@@ -1003,7 +1010,7 @@ export class RaftNode {
       return;
     }
     this.incomingSnapshot = null;
-    const snapshot: Snapshot = { meta, data: concat(inc.chunks, inc.size) };
+    const snapshot: Snapshot = { meta, data: inc.data };
     if (this.log.matchTerm(meta.index, meta.term)) {
       // We already hold the entries the snapshot covers; just learn they are committed.
       this.log.commitTo(meta.index);
@@ -1339,15 +1346,4 @@ export class RaftNode {
   private hardState(): HardState {
     return { term: this.term, votedFor: this.votedFor, commit: this.log.committed };
   }
-}
-
-function concat(chunks: readonly Uint8Array[], size: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0]!;
-  const out = new Uint8Array(size);
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return out;
 }
