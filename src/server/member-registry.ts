@@ -199,13 +199,27 @@ export class MemberRegistry {
 // machine's, and the registry keeps what bootstrap and the log gave it.
 const MAGIC = enc.encode('\u0000leaderd-runtime-v1\u0000');
 
-export function frameSnapshot(runtime: Uint8Array, user: Uint8Array): Uint8Array {
-  const out = new Uint8Array(MAGIC.length + 4 + runtime.length + user.length);
+/** Bytes before the state machine's snapshot in a framed snapshot with this runtime section. */
+export function framePrefixBytes(runtime: Uint8Array): number {
+  return MAGIC.length + 4 + runtime.length;
+}
+
+/**
+ * Frames in place: `out` is a state machine snapshot written after framePrefixBytes(runtime)
+ * bytes left free (StateMachine.snapshotWithPrefix); the frame goes there. Returns `out`.
+ */
+export function frameInPlace(runtime: Uint8Array, out: Uint8Array): Uint8Array {
   out.set(MAGIC, 0);
-  new DataView(out.buffer).setUint32(MAGIC.length, runtime.length);
+  new DataView(out.buffer, out.byteOffset, out.byteLength).setUint32(MAGIC.length, runtime.length);
   out.set(runtime, MAGIC.length + 4);
-  out.set(user, MAGIC.length + 4 + runtime.length);
   return out;
+}
+
+/** Frames a copy (for a state machine that cannot leave room before its snapshot). */
+export function frameSnapshot(runtime: Uint8Array, user: Uint8Array): Uint8Array {
+  const out = new Uint8Array(framePrefixBytes(runtime) + user.length);
+  out.set(user, framePrefixBytes(runtime));
+  return frameInPlace(runtime, out);
 }
 
 export function unframeSnapshot(data: Uint8Array): { runtime: Uint8Array | null; user: Uint8Array } {

@@ -563,6 +563,11 @@ export class KvStore {
    * state does not stop answering for as long as one whole pass over it takes.
    */
   snapshotInSlices(): Generator<void, Uint8Array, void> {
+    return this.snapshotWithPrefix(0);
+  }
+
+  /** snapshotInSlices(), written after `prefixBytes` free bytes at the start of the result (StateMachine.snapshotWithPrefix). */
+  snapshotWithPrefix(prefixBytes: number): Generator<void, Uint8Array, void> {
     const header = Buffer.from(
       JSON.stringify({
         revision: this.revision,
@@ -573,7 +578,7 @@ export class KvStore {
         exactlyOnce: this.sessions.toJson(),
       }),
     );
-    return writeSnapshotInSlices(header, this.kvs.clone());
+    return writeSnapshotInSlices(header, this.kvs.clone(), prefixBytes);
   }
 
   restore(data: Uint8Array): void {
@@ -678,15 +683,15 @@ interface DecodedSnapshot {
 }
 
 /** The binary snapshot of `kvs` after `header`, yielding every SLICE_KEYS keys or SLICE_BYTES of values. */
-function* writeSnapshotInSlices(header: Buffer, kvs: BTree<string, KeyValue>): Generator<void, Uint8Array, void> {
-  let size = SNAPSHOT_MAGIC.length + 8 + header.length + 8;
+function* writeSnapshotInSlices(header: Buffer, kvs: BTree<string, KeyValue>, prefixBytes: number): Generator<void, Uint8Array, void> {
+  let size = prefixBytes + SNAPSHOT_MAGIC.length + 8 + header.length + 8;
   let n = 0;
   for (const kv of kvs.values()) {
     size += 8 + Buffer.byteLength(kv.key) + kv.value.length + 32;
     if (++n % SLICE_KEYS === 0) yield;
   }
   const out = Buffer.allocUnsafe(size);
-  let at = out.write(SNAPSHOT_MAGIC, 0, 'latin1');
+  let at = prefixBytes + out.write(SNAPSHOT_MAGIC, prefixBytes, 'latin1');
   at = out.writeUInt32BE(SNAPSHOT_BINARY_VERSION, at);
   at = out.writeUInt32BE(header.length, at);
   at += header.copy(out, at);

@@ -13,6 +13,8 @@ import {
   decodeMemberContext,
   encodeBootstrap,
   encodeMemberContext,
+  frameInPlace,
+  framePrefixBytes,
   frameSnapshot,
   unframeSnapshot,
 } from '../../src/server/member-registry.js';
@@ -115,5 +117,17 @@ describe('member registry', () => {
     expect(legacy.runtime).toBeNull();
     expect(legacy.user).toEqual(user);
     expect(unframeSnapshot(new Uint8Array(0)).user).toEqual(new Uint8Array(0));
+  });
+
+  it('frames in place a snapshot written after room for the frame: the same bytes as framing a copy', () => {
+    const runtime = bytes('[["n1",{}]]');
+    const user = bytes('user state');
+    const prefix = framePrefixBytes(runtime);
+    // Within a larger buffer, as the state machine's slices write it (offset, garbage before).
+    const backing = new Uint8Array(3 + prefix + user.length).fill(0xee);
+    const out = backing.subarray(3);
+    out.set(user, prefix);
+    expect(frameInPlace(runtime, out)).toEqual(frameSnapshot(runtime, user));
+    expect(unframeSnapshot(out).user).toEqual(user);
   });
 });

@@ -322,6 +322,21 @@ describe('KvStore snapshot format', () => {
     expect(back.get('new/0')).toBeNull();
   });
 
+  it('a snapshot written after a free prefix holds the same bytes after it, and the prefix is left to the caller', () => {
+    const s = new KvStore();
+    const apply = applier();
+    for (let i = 0; i < 100; i++) apply(s, { type: 'put', key: `k${i}`, value: enc(`v${i}`), lease: 0 });
+    const plain = s.snapshot();
+    const steps = s.snapshotWithPrefix(11);
+    let r = steps.next();
+    while (r.done !== true) r = steps.next();
+    expect(r.value.length).toBe(plain.length + 11);
+    expect(Buffer.from(r.value.subarray(11)).equals(Buffer.from(plain))).toBe(true);
+    const back = new KvStore();
+    back.restore(r.value.subarray(11));
+    expect(back.get('k42')?.value).toEqual(enc('v42'));
+  });
+
   it('restores in slices of bounded work, the old state served unchanged until the last step swaps in the new', () => {
     const s = new KvStore();
     const apply = applier();
