@@ -981,7 +981,16 @@ export class RaftNode {
         this.refuseSnapshot(msg, 'too-large');
         return;
       }
-      inc = { meta, totalSize: msg.totalSize, checksum: msg.checksum, data: new Uint8Array(msg.totalSize), size: 0, sum: 0 };
+      let data: Uint8Array;
+      try {
+        data = new Uint8Array(msg.totalSize);
+      } catch {
+        // Within maxSnapshotBytes, yet more than this process can reserve now: refused like
+        // a snapshot over the limit (the leader retries at its resend interval), not a crash.
+        this.refuseSnapshot(msg, 'too-large');
+        return;
+      }
+      inc = { meta, totalSize: msg.totalSize, checksum: msg.checksum, data, size: 0, sum: 0 };
       this.incomingSnapshot = inc;
     }
     if (msg.offset !== inc.size) {

@@ -69,6 +69,17 @@ describe('snapshot transfer against a hostile sender', () => {
     expectUntouched(c, last);
   });
 
+  it('refuses, rather than throws, a declared size within the limit that cannot be allocated', () => {
+    // 16 GiB is past the largest typed array this process can make: the buffer the
+    // transfer is filled into cannot exist, whatever memory the machine has.
+    const c = cluster({ maxSnapshotBytes: 2 ** 40 });
+    const last = c.node('c').status().lastLogIndex;
+    const answers = sendToC(c, [chunk(c, { offset: 0, data: new Uint8Array(16), done: false, totalSize: 2 ** 34 })]);
+    expect(answers.map((m) => m.refused)).toEqual([true]);
+    expect(refusals(c)).toEqual(['too-large']);
+    expectUntouched(c, last);
+  });
+
   it('holds no byte past the declared size: endless chunks are refused, never buffered', () => {
     const c = cluster();
     const last = c.node('c').status().lastLogIndex;
