@@ -692,18 +692,19 @@ export class RaftNode {
       else this.becomeLeader();
       return;
     }
-    for (const id of this.conf.voters) {
-      if (id === this.id) continue;
-      this.send({
-        type: 'vote',
-        to: id,
-        term: preVote ? this.term + 1 : this.term,
-        preVote,
-        lastLogIndex: this.log.lastIndex(),
-        lastLogTerm: this.log.lastTerm(),
-        transfer: kind === 'transfer',
-      });
-    }
+    for (const id of this.conf.voters) if (id !== this.id) this.requestVote(id, preVote, kind === 'transfer');
+  }
+
+  private requestVote(to: NodeId, preVote: boolean, transfer: boolean): void {
+    this.send({
+      type: 'vote',
+      to,
+      term: preVote ? this.term + 1 : this.term,
+      preVote,
+      lastLogIndex: this.log.lastIndex(),
+      lastLogTerm: this.log.lastTerm(),
+      transfer,
+    });
   }
 
   // -------------------------------------------------------------------------
@@ -785,15 +786,7 @@ export class RaftNode {
       this.electionElapsed = 0;
       this.startCampaign('pre');
     } else if (this.role === 'precandidate') {
-      this.send({
-        type: 'vote',
-        to: later,
-        term: this.term + 1,
-        preVote: true,
-        lastLogIndex: this.log.lastIndex(),
-        lastLogTerm: this.log.lastTerm(),
-        transfer: false,
-      });
+      this.requestVote(later, true, false);
     }
   }
 
