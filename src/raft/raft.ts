@@ -742,7 +742,9 @@ export class RaftNode {
     // candidates): a survivor refuses the pre-vote of one later in rank than itself, so
     // the earliest in rank that can win does. Liveness only: a refusal never elects anyone.
     // A requester whose log is ahead of ours is not refused: we could never win against it.
-    const ownRank = msg.preVote ? this.proofRank(this.id) : -1;
+    // Only a survivor that may campaign itself holds the others back: one that never does
+    // (a learner, priority 0, drained) would hold them back for good.
+    const ownRank = msg.preVote && this.promotable() ? this.proofRank(this.id) : -1;
     const ahead =
       msg.lastLogTerm > this.log.lastTerm() || (msg.lastLogTerm === this.log.lastTerm() && msg.lastLogIndex > this.log.lastIndex());
     const outranked = ownRank >= 0 && !ahead && this.proofRank(msg.from) > ownRank;
