@@ -716,8 +716,11 @@ export class RaftNode {
       case 'app':
       case 'snap':
         // The sender believes it leads an old term (e.g. it was partitioned away); our
-        // higher term in the answer makes it step down.
-        this.send({ type: 'appResp', to: msg.from, success: false, matchIndex: 0, rejectHint: 0, rejectTerm: 0, round: msg.round });
+        // higher term in the answer makes it step down. Round 0 acknowledges no heartbeat
+        // round: had we echoed the old leadership's round, a node that leads again in our
+        // term (rounds start over with each leadership) would count it for its own round
+        // of that number, sent later, and hold a lease we never granted (§6.4).
+        this.send({ type: 'appResp', to: msg.from, success: false, matchIndex: 0, rejectHint: 0, rejectTerm: 0, round: 0 });
         break;
       case 'vote':
         if (msg.preVote) this.send({ type: 'voteResp', to: msg.from, preVote: true, granted: false });

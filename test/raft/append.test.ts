@@ -120,3 +120,26 @@ describe('follower AppendEntries (Figure 2, receiver)', () => {
     expect(rd.committedEntries.every((e) => c.log.some(([i, t]) => i === e.index && t === e.term))).toBe(true);
   });
 });
+
+describe('an append from an older term', () => {
+  it('is refused with our term and acknowledges no heartbeat round, so a later leadership cannot count it', () => {
+    const f = follower();
+    f.step({
+      type: 'app',
+      clusterId: CLUSTER,
+      from: 'l',
+      to: 'f',
+      term: 2,
+      prevLogIndex: 4,
+      prevLogTerm: 2,
+      entries: [],
+      leaderCommit: 4,
+      round: 18,
+    });
+    const rd = f.ready();
+    // Rounds start over with each leadership: echoing 18 would let l, leading again in
+    // term 3, count it as our answer to its own round 18, sent long after (seed 30332).
+    expect(rd.messages).toMatchObject([{ type: 'appResp', to: 'l', term: 3, success: false, round: 0 }]);
+    expect(f.status().commitIndex).toBe(0);
+  });
+});
