@@ -142,13 +142,19 @@ export function localNodeArgs(spec: LocalNodeSpec): string[] {
 }
 
 /**
- * Runs this CLI with `args`, output appended to `logPath`; under `wrapper` when given (a
- * command that execs the rest, like `ip netns exec NS`, so the PID is still the node's).
+ * Runs this CLI (or `cli`, a program that embeds it) with `args`, output appended to
+ * `logPath`; under `wrapper` when given (a command that execs the rest, like `ip netns exec
+ * NS`, so the PID is still the node's).
  */
-export function spawnLocalNode(args: readonly string[], logPath: string, wrapper: readonly string[] = []): ChildProcess {
+export function spawnLocalNode(
+  args: readonly string[],
+  logPath: string,
+  wrapper: readonly string[] = [],
+  cli: string = process.argv[1]!,
+): ChildProcess {
   const fd = openSync(logPath, 'a');
   try {
-    const argv = [...wrapper, process.execPath, process.argv[1]!, ...args];
+    const argv = [...wrapper, process.execPath, cli, ...args];
     // Own process group: a terminal's Ctrl-C reaches only this process, which then stops
     // each node once, cleanly (a node treats a second signal as "exit now").
     return spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', fd, fd], detached: true });

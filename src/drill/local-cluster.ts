@@ -25,6 +25,8 @@ export interface DrillClusterOptions {
    * clients and the drill on another, so a node can be cut off from its peers alone.
    */
   readonly isolation?: boolean;
+  /** The leaderd CLI script the nodes run; default: this process's own (`leaderd drill`). */
+  readonly cli?: string;
 }
 
 interface Node {
@@ -122,7 +124,7 @@ export class DrillLocalCluster implements DrillTarget {
   readonly can: DrillTarget['can'];
 
   private spawn(node: Node): void {
-    const proc = spawnLocalNode(node.args, join(this.opts.dataDir, `${node.id}.log`), node.wrapper);
+    const proc = spawnLocalNode(node.args, join(this.opts.dataDir, `${node.id}.log`), node.wrapper, this.opts.cli);
     proc.once('exit', () => {
       if (node.proc === proc) node.proc = null;
     });
@@ -171,6 +173,13 @@ export class DrillLocalCluster implements DrillTarget {
 
   async heal(id: string): Promise<void> {
     this.lab?.heal(id);
+  }
+
+  /** Refuse node `id`'s peer traffic with TCP resets (see NetLab.reject); needs isolation. */
+  reject(id: string, way: 'in' | 'both' | 'none'): void {
+    if (this.lab === null) throw new Error('reject needs the cluster started with isolation');
+    if (way === 'none') this.lab.unreject(id);
+    else this.lab.reject(id, way);
   }
 
   /** SIGTERM every node (resuming a paused one first), SIGKILL what is left after 5 s; then the namespaces go. */

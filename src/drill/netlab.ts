@@ -182,6 +182,54 @@ export class NetLab {
     ip('-n', this.switchNs, 'link', 'set', this.node(id).port, 'up');
   }
 
+  /**
+   * A firewall in front of node `id` on the peer network that refuses with TCP resets
+   * (`iptables -j REJECT --reject-with tcp-reset`): what comes in (`in`), or what comes in
+   * and what goes out (`both`). Peers then see resets and refused connections, but never
+   * the clean close of a process that exited. Needs iptables.
+   */
+  reject(id: string, way: 'in' | 'both'): void {
+    const rules =
+      way === 'in'
+        ? [['INPUT', '-i']]
+        : [
+            ['INPUT', '-i'],
+            ['OUTPUT', '-o'],
+          ];
+    for (const [chain, dir] of rules) {
+      execFileSync(
+        'ip',
+        [
+          'netns',
+          'exec',
+          this.node(id).ns,
+          'iptables',
+          '-w',
+          '-A',
+          chain!,
+          dir!,
+          'eth0',
+          '-p',
+          'tcp',
+          '-j',
+          'REJECT',
+          '--reject-with',
+          'tcp-reset',
+        ],
+        {
+          stdio: ['ignore', 'ignore', 'pipe'],
+        },
+      );
+    }
+  }
+
+  /** Remove what reject() added for node `id`. */
+  unreject(id: string): void {
+    for (const chain of ['INPUT', 'OUTPUT']) {
+      execFileSync('ip', ['netns', 'exec', this.node(id).ns, 'iptables', '-w', '-F', chain], { stdio: ['ignore', 'ignore', 'pipe'] });
+    }
+  }
+
   /** The namespaces this lab created, and the interface it added here (what to remove by hand if its process was killed -9). */
   owned(): { namespaces: string[]; hostInterface: string | null } {
     return { namespaces: [...this.created], hostInterface: this.hostIfCreated ? this.hostIf : null };

@@ -4,9 +4,13 @@
 // refuses: the followers take that as proof and elect at once. A paused leader
 // (SIGSTOP) gives no such proof and must be waited out; so must a killed one with
 // --fast-failover=false. Times come from the nodes' own log timestamps.
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LocalCluster, sleep } from './cluster.js';
+import { DrillLocalCluster } from '../../src/drill/local-cluster.js';
+import { CLI, LocalCluster, sleep, waitFor } from './cluster.js';
 
 let cluster: LocalCluster | null = null;
 afterEach(async (ctx) => {
@@ -22,7 +26,11 @@ interface LogLine {
 }
 
 function logOf(c: LocalCluster, id: string): LogLine[] {
-  return readFileSync(c.spec(id).logPath, 'utf8')
+  return logLines(c.spec(id).logPath);
+}
+
+function logLines(path: string): LogLine[] {
+  return readFileSync(path, 'utf8')
     .split('\n')
     .filter((l) => l.startsWith('{'))
     .map((l) => JSON.parse(l) as LogLine);
@@ -88,4 +96,55 @@ describe('kill -9 failover with --fast-failover=false', () => {
     expect(proofs(cluster, killed.survivors, killed.t0)).toEqual([]);
     expect(killed.ms).toBeGreaterThanOrEqual(240);
   });
+});
+
+describe('a leader behind a firewall that refuses with TCP resets (iptables REJECT, network namespaces)', () => {
+  it('is not taken for dead: one way and both ways, its followers wait out their leases before another leads', async () => {
+    // .ci/run installs iptables; without it this test cannot say anything, so it fails.
+    execFileSync('iptables', ['--version'], { stdio: 'ignore' });
+    const dir = mkdtempSync(join(tmpdir(), 'leaderd-reject-'));
+    const c = await DrillLocalCluster.start({
+      nodes: 3,
+      dataDir: dir,
+      isolation: true,
+      heartbeatMs: '100',
+      electionTimeoutMs: '800',
+      cli: CLI,
+    });
+    try {
+      const log = (id: string) => logLines(join(dir, `${id}.log`));
+      /** Times (wall clock ms) at which any of `ids` became leader after `since`, earliest first. */
+      const elected = (ids: readonly string[], since: number) =>
+        ids
+          .flatMap((id) =>
+            log(id)
+              .filter((l) => l.msg === 'role changed' && l['role'] === 'leader' && l.time >= since)
+              .map((l) => ({ id, time: l.time })),
+          )
+          .sort((a, b) => a.time - b.time);
+      await waitFor('a first leader', () => elected(c.ids, 0)[0], 20_000);
+      await sleep(1000);
+      let last = elected(c.ids, 0).at(-1)!;
+      for (const way of ['in', 'both'] as const) {
+        // A heartbeat round after the leader settled: every follower holds a fresh lease.
+        await sleep(300);
+        const survivors = c.ids.filter((id) => id !== last.id);
+        const t0 = Date.now();
+        c.reject(last.id, way);
+        const next = await waitFor(`a new leader after REJECT ${way}`, () => elected(survivors, t0)[0], 20_000);
+        const ms = next.time - t0;
+        console.log(`[e2e] REJECT tcp-reset (${way}) in front of leader ${last.id}: ${next.id} leads after ${ms} ms`);
+        const proven = survivors.flatMap((id) => log(id).filter((l) => l.time >= t0 && /^leader process proven gone/.test(l.msg)));
+        expect(proven).toEqual([]);
+        // No follower may vote before its lease from the last heartbeat (at most 100 ms
+        // before the firewall) has run out: 800 ms minus the drift margin.
+        expect(ms).toBeGreaterThanOrEqual(600);
+        c.reject(last.id, 'none');
+        last = next;
+      }
+    } finally {
+      await c.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
 });
