@@ -3,7 +3,7 @@
 // the current leader's message covers only part of its log.
 import { describe, expect, it } from 'vitest';
 import { RaftNode } from '../../src/raft/raft.js';
-import type { Entry } from '../../src/raft/types.js';
+import type { AppendRequest, Entry, Ready } from '../../src/raft/types.js';
 import { CLUSTER, config } from './harness.js';
 
 const entry = (index: number, term: number): Entry => ({ index, term, type: 'normal', data: new Uint8Array([index]) });
@@ -20,6 +20,12 @@ function follower(): RaftNode {
     entries: [entry(1, 1), entry(2, 1), entry(3, 2), entry(4, 2)],
     bootstrapConf: { voters: ['l', 'f', 'g'], learners: [] },
   });
+}
+
+/** Step an append from l (leader commit 5) into `f`; returns the Ready it causes. */
+function append(f: RaftNode, m: Pick<AppendRequest, 'term' | 'prevLogIndex' | 'prevLogTerm' | 'entries' | 'round'>): Ready {
+  f.step({ type: 'app', clusterId: CLUSTER, from: 'l', to: 'f', leaderCommit: 5, ...m });
+  return f.ready();
 }
 
 interface Case {
@@ -93,19 +99,7 @@ const cases: readonly Case[] = [
 describe('follower AppendEntries (Figure 2, receiver)', () => {
   it.each(cases)('$name', (c) => {
     const f = follower();
-    f.step({
-      type: 'app',
-      clusterId: CLUSTER,
-      from: 'l',
-      to: 'f',
-      term: 3,
-      prevLogIndex: c.prev,
-      prevLogTerm: c.prevTerm,
-      entries: c.entries,
-      leaderCommit: 5,
-      round: 1,
-    });
-    const rd = f.ready();
+    const rd = append(f, { term: 3, prevLogIndex: c.prev, prevLogTerm: c.prevTerm, entries: c.entries, round: 1 });
     // What f holds afterwards: its log before, cut at the first entry this Ready writes.
     const first = rd.entries[0]?.index ?? Infinity;
     const before: [number, number][] = [
@@ -124,19 +118,7 @@ describe('follower AppendEntries (Figure 2, receiver)', () => {
 describe('an append from an older term', () => {
   it('is refused with our term and acknowledges no heartbeat round, so a later leadership cannot count it', () => {
     const f = follower();
-    f.step({
-      type: 'app',
-      clusterId: CLUSTER,
-      from: 'l',
-      to: 'f',
-      term: 2,
-      prevLogIndex: 4,
-      prevLogTerm: 2,
-      entries: [],
-      leaderCommit: 4,
-      round: 18,
-    });
-    const rd = f.ready();
+    const rd = append(f, { term: 2, prevLogIndex: 4, prevLogTerm: 2, entries: [], round: 18 });
     // Rounds start over with each leadership: echoing 18 would let l, leading again in
     // term 3, count it as our answer to its own round 18, sent long after (seed 30332).
     expect(rd.messages).toMatchObject([{ type: 'appResp', to: 'l', term: 3, success: false, round: 0 }]);
