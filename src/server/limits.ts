@@ -94,6 +94,8 @@ export class ConnectionGate {
             ),
           );
         };
+        // A deadline already past would never fire 'abort' again: refuse now, not when a slot frees.
+        if (signal.aborted) return onAbort();
         conn.waiting.push(go);
         signal.addEventListener('abort', onAbort, { once: true });
       });
