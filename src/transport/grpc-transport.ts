@@ -66,6 +66,12 @@ export interface TransportOptions {
   readonly maxQueueMessages?: number;
   /** Approximate bytes queued per peer before the oldest is dropped; default 64 MiB. */
   readonly maxQueueBytes?: number;
+  /**
+   * The same bound while the peer has no working stream (dialling, or waiting to redial);
+   * default 4 MiB. Raft resends whatever a down peer missed once it answers again, so a
+   * leader need not hold up to maxQueueBytes of appends for a follower that is gone.
+   */
+  readonly maxDownQueueBytes?: number;
   /** Reconnect backoff bounds; default 50 ms .. 1 s. */
   readonly minBackoffMs?: number;
   readonly maxBackoffMs?: number;
@@ -86,6 +92,7 @@ const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 const DEFAULT_KEEPALIVE_MS = 300;
 const DEFAULT_MAX_QUEUE_MESSAGES = 1024;
 const DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024;
+const DEFAULT_MAX_DOWN_QUEUE_BYTES = 4 * 1024 * 1024;
 /** A persistent misconfiguration (wrong cluster, peer list mismatch) warns at most this often per cause. */
 const WARN_INTERVAL_MS = 10_000;
 
@@ -203,16 +210,21 @@ class PeerLink {
       this.shared.counters.dropped++;
       return;
     }
-    const size = approxWireSize(msg);
     this.queue.push(msg);
-    this.queueBytes += size;
-    while (this.queue.length > 1 && (this.queue.length > this.shared.maxQueueMessages || this.queueBytes > this.shared.maxQueueBytes)) {
+    this.queueBytes += approxWireSize(msg);
+    this.trimQueue();
+    if (this.state === 'idle') this.connect();
+    else if (this.state === 'ready') this.pump();
+  }
+
+  /** Drop the oldest messages past the queue's bound (a smaller one while the peer is down), keeping the newest. */
+  private trimQueue(): void {
+    const maxBytes = this.state === 'ready' ? this.shared.maxQueueBytes : this.shared.maxDownQueueBytes;
+    while (this.queue.length > 1 && (this.queue.length > this.shared.maxQueueMessages || this.queueBytes > maxBytes)) {
       const oldest = this.queue.shift();
       if (oldest !== undefined) this.queueBytes -= approxWireSize(oldest);
       this.shared.counters.dropped++;
     }
-    if (this.state === 'idle') this.connect();
-    else if (this.state === 'ready') this.pump();
   }
 
   /** Open the stream now rather than on the first message. */
@@ -342,6 +354,7 @@ class PeerLink {
       this.shared.log.debug(fields, 'peer stream attempt failed');
     }
     this.state = 'backoff';
+    this.trimQueue();
     // Equal jitter: nodes that lost each other at the same moment do not redial in lockstep.
     const delay = this.backoffMs / 2 + Math.random() * (this.backoffMs / 2);
     this.backoffMs = Math.min(this.backoffMs * 2, this.shared.maxBackoffMs);
@@ -400,6 +413,7 @@ interface LinkShared {
   readonly channelOptions: grpc.ChannelOptions;
   readonly maxQueueMessages: number;
   readonly maxQueueBytes: number;
+  readonly maxDownQueueBytes: number;
   readonly minBackoffMs: number;
   readonly maxBackoffMs: number;
   readonly handshakeTimeoutMs: number;
@@ -482,6 +496,7 @@ export class GrpcTransport {
       channelOptions,
       maxQueueMessages: opts.maxQueueMessages ?? DEFAULT_MAX_QUEUE_MESSAGES,
       maxQueueBytes: opts.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES,
+      maxDownQueueBytes: Math.min(opts.maxDownQueueBytes ?? DEFAULT_MAX_DOWN_QUEUE_BYTES, opts.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES),
       minBackoffMs,
       maxBackoffMs,
       handshakeTimeoutMs: Math.max(1000, 4 * keepaliveMs, keepaliveTimeoutMs),

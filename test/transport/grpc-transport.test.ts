@@ -186,6 +186,22 @@ describe('GrpcTransport', () => {
     expect(a.transport.stats().sent).toBe(0);
   });
 
+  it('holds at most maxDownQueueBytes (4 MiB by default) of appends for a peer that is down', async () => {
+    const gone = await nodes.start('n2');
+    const deadAddress = gone.address;
+    await gone.transport.close();
+    const a = await nodes.start('n1');
+    a.transport.setPeers(new Map([['n2', deadAddress]]));
+    // A leader keeps replicating to a follower that died: 64 appends of 256 KiB, 16 MiB in all.
+    const payload = new Uint8Array(256 * 1024);
+    for (let i = 0; i < 64; i++) {
+      a.transport.send({ ...heartbeat('n1', 'n2', i), entries: [{ index: i + 1, term: 5, type: 'normal', data: payload }] });
+    }
+    // At most 4 MiB stay queued (15 of these, with their framing); the older ones are dropped.
+    expect(a.transport.stats().dropped).toBeGreaterThanOrEqual(64 - 16);
+    expect(a.transport.stats().sent).toBe(0);
+  });
+
   it('a burst within the queue bound arrives complete and in order despite gRPC backpressure', async () => {
     const a = await nodes.start('n1');
     const b = await nodes.start('n2');
