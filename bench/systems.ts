@@ -127,12 +127,23 @@ export class LeaderdCluster implements BenchCluster {
     return `http://127.0.0.1:${this.ports.get(m)!.metrics}/metrics`;
   }
 
+  /** The member's peer address, as `members add` wants it. */
+  peerAddress(m: string): string {
+    return `127.0.0.1:${this.ports.get(m)!.peer}`;
+  }
+
+  /** The member's data dir. */
+  dataDir(m: string): string {
+    return join(this.root, m);
+  }
+
   async start(): Promise<void> {
     for (const m of this.members) this.restart(m);
     await waitFor(`${this.label}: all members agree on a leader`, () => this.whole(), 60_000);
   }
 
-  restart(m: string): void {
+  /** `extra`: more `leaderd start` flags for this start only (`--join` for a member re-added on an empty data dir). */
+  restart(m: string, extra: readonly string[] = []): void {
     const p = this.ports.get(m)!;
     const peers = this.members.map((x) => `${x}=127.0.0.1:${this.ports.get(x)!.peer}`).join(',');
     // prettier-ignore
@@ -140,7 +151,7 @@ export class LeaderdCluster implements BenchCluster {
       '--listen-peer', `127.0.0.1:${p.peer}`, '--listen-client', `127.0.0.1:${p.client}`,
       '--listen-metrics', `127.0.0.1:${p.metrics}`, '--peers', peers, '--log-level', 'info',
       '--heartbeat-ms', String(this.timing.heartbeatMs), '--election-timeout-ms', String(this.timing.electionMs),
-      ...this.extraArgs];
+      ...this.extraArgs, ...extra];
     this.procs.spawn(
       m,
       process.execPath,
