@@ -132,6 +132,27 @@ export interface StateMachine {
    * for a gigabyte of state).
    */
   snapshotWithPrefix?(prefixBytes: number): Iterator<void, Uint8Array>;
+  /**
+   * Optional: snapshot() as pieces of bytes, of the state as of this call (later applies must not
+   * reach it). Each next() does bounded work (a few thousand keys or a few MiB of values) and
+   * returns the next piece (at most a few MiB); their concatenation is byte for byte what
+   * snapshot() returns. The runtime writes the pieces to a file, yielding between them.
+   */
+  snapshotPieces?(): Iterator<Uint8Array, void>;
+  /**
+   * Optional: restore() fed the snapshot's bytes in pieces of any size, in order. push() does
+   * work bounded by the piece's size and keeps nothing of the piece after it returns (values are
+   * copied out); finish() checks the end and returns an iterator of bounded slices whose last step
+   * swaps the new state in at once. The store is unchanged and readable until that step; an error
+   * from push() or finish() changes nothing.
+   */
+  restoreFromPieces?(): SnapshotRestore;
+}
+
+/** A restore in progress (StateMachine.restoreFromPieces). */
+export interface SnapshotRestore {
+  push(piece: Uint8Array): void;
+  finish(): Iterator<void, void>;
 }
 
 /** Why an operation failed, as a closed set of kinds the server maps to gRPC codes. */

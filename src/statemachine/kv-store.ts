@@ -5,7 +5,23 @@
 // every node; nothing here reads a clock or does I/O, so all nodes agree.
 import BTreeModule from 'sorted-btree';
 import type { Entry } from '../raft/types.js';
-import { DEFAULT_SESSION_LIMITS, resultFromJson, resultToJson, SessionTable, type SessionLimits } from './sessions.js';
+import {
+  DEFAULT_SESSION_LIMITS,
+  resultFromJson,
+  resultToJson,
+  SessionTable,
+  type PreparedSessions,
+  type SessionLimits,
+} from './sessions.js';
+import {
+  encodeSnapshot,
+  PIECE_BYTES,
+  PIECE_KEYS,
+  recordBytes,
+  SnapshotDecoder,
+  snapshotPreludeBytes,
+  type SnapshotHeader,
+} from './kv-snapshot.js';
 import {
   decodeCommand,
   kvBytes,
@@ -96,9 +112,9 @@ export class KvStore {
    */
   private kvs: BTree<string, KeyValue> = new BTree<string, KeyValue>(undefined, compareKeys);
   /** Queue directory -> its keys by creation revision (see KvStoreOptions.queuePrefix). */
-  private readonly queues = new Map<string, BTree<Queued, true>>();
+  private queues: Queues = new Map();
   private readonly queuePrefix: string;
-  private readonly leases = new Map<number, Lease>();
+  private leases = new Map<number, Lease>();
   private nextLeaseId = 1;
   /** Exactly-once sessions (sessions.ts). */
   readonly sessions: SessionTable;
@@ -107,7 +123,7 @@ export class KvStore {
    * to the log before sessions existed (new requests with a bare client id are refused),
    * so replaying an old log gives the answers it gave then. Map order = least recently used.
    */
-  private readonly legacySessions = new Map<string, { seq: number; result: CommandResult }>();
+  private legacySessions: LegacySessions = new Map();
   /** Retained revisions, oldest first, from history[historyStart] on (a queue without O(n) shifts). */
   private history: HistoryEntry[] = [];
   private historyStart = 0;
@@ -341,7 +357,7 @@ export class KvStore {
     };
     this.kvs.set(key, kv);
     this.usedBytes += kvBytes(key, value.length) - (old ? kvBytes(old.key, old.value.length) : 0);
-    if (!old) this.enqueue(kv);
+    if (!old) enqueue(this.queues, this.queuePrefix, kv);
     this.pendingEvents.push({ type: 'PUT', kv });
   }
 
@@ -540,11 +556,11 @@ export class KvStore {
   // Snapshots
 
   /**
-   * The whole state in one buffer, in a binary format: a small JSON header (revision,
-   * leases, sessions), then every key as a length-prefixed record. Values are copied as
-   * bytes, never through one JSON string: a JSON snapshot with base64 values stops at
-   * Node's maximum string length (~512 MiB of text, ~380 MiB of values), and every node
-   * would fail at the same snapshot index, then again on restart.
+   * The whole state in one buffer, in a binary format (kv-snapshot.ts): a small JSON
+   * header (revision, leases, sessions), then every key as a length-prefixed record.
+   * Values are copied as bytes, never through one JSON string: a JSON snapshot with
+   * base64 values stops at Node's maximum string length (~512 MiB of text, ~380 MiB of
+   * values), and every node would fail at the same snapshot index, then again on restart.
    */
   snapshot(): Uint8Array {
     const steps = this.snapshotInSlices();
@@ -555,12 +571,22 @@ export class KvStore {
   }
 
   /**
-   * snapshot() in slices of bounded work. The state is captured at this call: the header
-   * (revision, leases, sessions) at once, and the key index as a copy-on-write clone of
-   * the B+ tree (O(1); key records are never changed in place, only replaced). The bytes
-   * are then written a slice at a time, so the store may go on applying writes between
-   * slices without any of them reaching this snapshot, and a leader with a gigabyte of
-   * state does not stop answering for as long as one whole pass over it takes.
+   * The snapshot as pieces of at most a few MiB (PIECE_BYTES, PIECE_KEYS keys), for a
+   * runtime that writes them to a file: the state is never held a second time whole.
+   * The state is captured at this call: the header (revision, leases, sessions) at once,
+   * and the key index as a copy-on-write clone of the B+ tree (O(1); key records are
+   * never changed in place, only replaced), so the store may go on applying writes
+   * between pieces without any of them reaching this snapshot.
+   */
+  snapshotPieces(): Generator<Uint8Array, void, void> {
+    const { header, kvs } = this.capture();
+    return encodeSnapshot(header, kvs.size, kvs.values(), () => Buffer.allocUnsafe(PIECE_BYTES));
+  }
+
+  /**
+   * snapshot() in slices of bounded work, of the state as of this call (as
+   * snapshotPieces), so a leader with a gigabyte of state does not stop answering for as
+   * long as one whole pass over it takes.
    */
   snapshotInSlices(): Generator<void, Uint8Array, void> {
     return this.snapshotWithPrefix(0);
@@ -568,17 +594,20 @@ export class KvStore {
 
   /** snapshotInSlices(), written after `prefixBytes` free bytes at the start of the result (StateMachine.snapshotWithPrefix). */
   snapshotWithPrefix(prefixBytes: number): Generator<void, Uint8Array, void> {
-    const header = Buffer.from(
-      JSON.stringify({
-        revision: this.revision,
-        appliedIndex: this.appliedIndex,
-        nextLeaseId: this.nextLeaseId,
-        leases: [...this.leases.values()].map((l) => [l.id, l.ttlMs]),
-        sessions: [...this.legacySessions].map(([id, s]) => [id, s.seq, resultToJson(s.result)]),
-        exactlyOnce: this.sessions.toJson(),
-      }),
-    );
-    return writeSnapshotInSlices(header, this.kvs.clone(), prefixBytes);
+    const { header, kvs } = this.capture();
+    return snapshotWhole(header, kvs, prefixBytes);
+  }
+
+  private capture(): { header: Buffer; kvs: BTree<string, KeyValue> } {
+    const header: SnapshotHeader = {
+      revision: this.revision,
+      appliedIndex: this.appliedIndex,
+      nextLeaseId: this.nextLeaseId,
+      leases: [...this.leases.values()].map((l) => [l.id, l.ttlMs]),
+      sessions: [...this.legacySessions].map(([id, s]) => [id, s.seq, resultToJson(s.result)]),
+      exactlyOnce: this.sessions.toJson(),
+    };
+    return { header: Buffer.from(JSON.stringify(header)), kvs: this.kvs.clone() };
   }
 
   restore(data: Uint8Array): void {
@@ -587,39 +616,94 @@ export class KvStore {
   }
 
   /**
-   * restore() in slices of bounded work (a few thousand keys or a few MiB of values
-   * each): the driver runs the iterator and may yield to the event loop between slices,
-   * so installing a snapshot of a gigabyte does not stall heartbeats and lease renewals
-   * for seconds. The new state is built aside; the store stays unchanged and readable
-   * until the last step swaps it in at once, and an error (truncated, malformed) changes
-   * nothing.
+   * restore() in slices of bounded work (RESTORE_FEED_BYTES of the snapshot each): the
+   * driver runs the iterator and may yield to the event loop between slices, so
+   * installing a snapshot of a gigabyte does not stall heartbeats and lease renewals for
+   * seconds. As restoreFromPieces: the store stays unchanged and readable until the last
+   * step swaps the new state in at once, and an error (truncated, malformed) changes nothing.
    */
   *restoreInSlices(data: Uint8Array): Generator<void, void, void> {
-    const s = yield* decodeSnapshotInSlices(data);
-    const kvs = new BTree<string, KeyValue>(undefined, compareKeys);
-    let usedBytes = 0;
-    for (let i = 0; i < s.kvs.length; i++) {
-      const kv = s.kvs[i]!;
-      kvs.set(kv.key, kv);
-      usedBytes += kvBytes(kv.key, kv.value.length);
-      if (i % SLICE_KEYS === SLICE_KEYS - 1) yield;
+    const r = this.restoreFromPieces();
+    for (let at = 0; at < data.length; at += RESTORE_FEED_BYTES) {
+      r.push(data.subarray(at, at + RESTORE_FEED_BYTES));
+      yield;
     }
+    const steps = r.finish();
+    while (steps.next().done !== true) yield;
+  }
+
+  /**
+   * restore() fed the snapshot in pieces of any size and split points, in order (a
+   * record may straddle pieces). Each push decodes what it can into a new state built
+   * aside (index, quota count, queues, leases), copying values out, so no piece is kept
+   * and the snapshot is never held whole. finish() checks that the snapshot was complete
+   * and returns the step that swaps the new state in at once; until then the store is
+   * unchanged and readable, and an error from push() or finish() changes nothing.
+   */
+  restoreFromPieces(): { push(piece: Uint8Array): void; finish(): Iterator<void, void> } {
+    let next: RestoredState | null = null;
+    const decoder = new SnapshotDecoder({
+      header: (h, format) => {
+        checkHeader(h, format);
+        const legacy: LegacySessions = new Map();
+        for (const [id, seq, result] of h.sessions) legacy.set(id, { seq, result: resultFromJson(result) });
+        const leases = new Map<number, Lease>();
+        for (const [id, ttlMs] of h.leases) leases.set(id, { id, ttlMs, keys: new Set() });
+        next = {
+          header: h,
+          format,
+          lastKey: null,
+          kvs: new BTree<string, KeyValue>(undefined, compareKeys),
+          usedBytes: 0,
+          queues: new Map(),
+          leases,
+          legacy,
+          sessions: SessionTable.prepare(h.exactlyOnce),
+        };
+      },
+      record: (kv) => {
+        const s = next!;
+        checkRecord(kv, s.header.revision);
+        // A binary snapshot lists keys in index order (a JSON one in the order of its day):
+        // a key out of order or repeated is a corrupt stream, not a state to install.
+        if (s.format === 2 && s.lastKey !== null && compareKeys(s.lastKey, kv.key) >= 0)
+          throw new Error(`snapshot: key ${JSON.stringify(kv.key)} out of order after ${JSON.stringify(s.lastKey)}`);
+        s.lastKey = kv.key;
+        if (!s.kvs.setIfNotPresent(kv.key, kv)) throw new Error(`snapshot: key ${JSON.stringify(kv.key)} appears twice`);
+        s.usedBytes += kvBytes(kv.key, kv.value.length);
+        enqueue(s.queues, this.queuePrefix, kv);
+        if (kv.lease !== 0) s.leases.get(kv.lease)?.keys.add(kv.key);
+      },
+    });
+    return {
+      push: (piece) => decoder.push(piece),
+      finish: () => {
+        decoder.end();
+        const s = next!;
+        let done = false;
+        return {
+          next: () => {
+            if (!done) this.install(s);
+            done = true;
+            return { done: true, value: undefined };
+          },
+        };
+      },
+    };
+  }
+
+  /** The last step of a restore: the state decoded aside replaces this one at once. */
+  private install(s: RestoredState): void {
     const ended = [...this.leases.keys()];
-    this.kvs = kvs;
-    this.usedBytes = usedBytes;
-    this.queues.clear();
-    this.leases.clear();
-    this.legacySessions.clear();
-    this.revision = s.revision;
-    this.appliedIndex = s.appliedIndex;
-    this.nextLeaseId = s.nextLeaseId;
-    for (const [id, ttlMs] of s.leases) this.leases.set(id, { id, ttlMs, keys: new Set() });
-    for (const kv of s.kvs) {
-      this.enqueue(kv);
-      if (kv.lease !== 0) this.leases.get(kv.lease)?.keys.add(kv.key);
-    }
-    for (const [id, seq, result] of s.sessions) this.legacySessions.set(id, { seq, result: resultFromJson(result) });
-    this.sessions.restore(s.exactlyOnce);
+    this.kvs = s.kvs;
+    this.usedBytes = s.usedBytes;
+    this.queues = s.queues;
+    this.leases = s.leases;
+    this.legacySessions = s.legacy;
+    this.revision = s.header.revision;
+    this.appliedIndex = s.header.appliedIndex;
+    this.nextLeaseId = s.header.nextLeaseId;
+    this.sessions.install(s.sessions);
     // History before the snapshot is gone: watches must start after it.
     this.history = [];
     this.historyStart = 0;
@@ -643,21 +727,8 @@ export class KvStore {
     }
   }
 
-  private queueOf(key: string): string | null {
-    if (!key.startsWith(this.queuePrefix)) return null;
-    return key.slice(0, key.lastIndexOf('/') + 1);
-  }
-
-  private enqueue(kv: KeyValue): void {
-    const dir = this.queueOf(kv.key);
-    if (dir === null) return;
-    let q = this.queues.get(dir);
-    if (!q) this.queues.set(dir, (q = new BTree<Queued, true>(undefined, compareQueued)));
-    q.set([kv.createRevision, kv.key], true);
-  }
-
   private dequeue(kv: KeyValue): void {
-    const dir = this.queueOf(kv.key);
+    const dir = queueOf(this.queuePrefix, kv.key);
     if (dir === null) return;
     const q = this.queues.get(dir);
     if (!q) return;
@@ -667,128 +738,94 @@ export class KvStore {
   }
 }
 
-/** First bytes of a binary snapshot (a JSON one, format 1, starts with '{'). */
-const SNAPSHOT_MAGIC = 'LDKV';
-const SNAPSHOT_BINARY_VERSION = 2;
+/** Queue directory -> its keys by creation revision (see KvStoreOptions.queuePrefix). */
+type Queues = Map<string, BTree<Queued, true>>;
+type LegacySessions = Map<string, { seq: number; result: CommandResult }>;
 
-interface DecodedSnapshot {
-  readonly revision: number;
-  readonly appliedIndex: number;
-  readonly nextLeaseId: number;
-  readonly leases: [number, number][];
-  readonly sessions: [string, number, unknown][];
-  /** Absent in snapshots from before sessions. */
-  readonly exactlyOnce?: unknown;
-  readonly kvs: KeyValue[];
+/** A snapshot's state, decoded aside by restoreFromPieces until the last step installs it. */
+interface RestoredState {
+  readonly header: SnapshotHeader;
+  readonly format: 1 | 2;
+  lastKey: string | null;
+  readonly kvs: BTree<string, KeyValue>;
+  usedBytes: number;
+  readonly queues: Queues;
+  readonly leases: Map<number, Lease>;
+  readonly legacy: LegacySessions;
+  readonly sessions: PreparedSessions;
 }
 
-/** The binary snapshot of `kvs` after `header`, yielding every SLICE_KEYS keys or SLICE_BYTES of values. */
-function* writeSnapshotInSlices(header: Buffer, kvs: BTree<string, KeyValue>, prefixBytes: number): Generator<void, Uint8Array, void> {
-  let size = prefixBytes + SNAPSHOT_MAGIC.length + 8 + header.length + 8;
+function queueOf(queuePrefix: string, key: string): string | null {
+  if (!key.startsWith(queuePrefix)) return null;
+  return key.slice(0, key.lastIndexOf('/') + 1);
+}
+
+function enqueue(queues: Queues, queuePrefix: string, kv: KeyValue): void {
+  const dir = queueOf(queuePrefix, kv.key);
+  if (dir === null) return;
+  let q = queues.get(dir);
+  if (!q) queues.set(dir, (q = new BTree<Queued, true>(undefined, compareQueued)));
+  q.set([kv.createRevision, kv.key], true);
+}
+
+/** Refuses a header whose fields are not what a snapshot writes (a corrupt one may still be valid JSON). */
+function checkHeader(h: SnapshotHeader, format: 1 | 2): void {
+  const count = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+  const ok =
+    typeof h === 'object' &&
+    h !== null &&
+    count(h.revision) &&
+    count(h.appliedIndex) &&
+    count(h.nextLeaseId) &&
+    Array.isArray(h.leases) &&
+    h.leases.every((l) => Array.isArray(l) && l.length === 2 && count(l[0]) && count(l[1])) &&
+    Array.isArray(h.sessions) &&
+    h.sessions.every((x) => Array.isArray(x) && x.length === 3 && typeof x[0] === 'string' && count(x[1])) &&
+    // Binary snapshots came after exactly-once sessions: theirs always has the table.
+    (format === 1 || h.exactlyOnce !== undefined);
+  if (!ok) throw new Error('snapshot: malformed header');
+}
+
+/** Refuses a key whose revisions could not have been written (a corrupt number, NaN, a revision ahead of the store's). */
+function checkRecord(kv: KeyValue, revision: number): void {
+  const int = (v: number) => Number.isSafeInteger(v) && v >= 0;
+  const ok =
+    int(kv.createRevision) &&
+    int(kv.modRevision) &&
+    int(kv.version) &&
+    int(kv.lease) &&
+    kv.createRevision >= 1 &&
+    kv.createRevision <= kv.modRevision &&
+    kv.modRevision <= revision &&
+    kv.version >= 1;
+  if (!ok) throw new Error(`snapshot: malformed revisions of key ${JSON.stringify(kv.key)}`);
+}
+
+/** Bytes of the snapshot fed to each step of restoreInSlices. */
+const RESTORE_FEED_BYTES = 256 << 10;
+
+/** The binary snapshot of `kvs` after `header` in one buffer, after `prefixBytes` left free; yields between pieces. */
+function* snapshotWhole(header: Buffer, kvs: BTree<string, KeyValue>, prefixBytes: number): Generator<void, Uint8Array, void> {
+  let size = prefixBytes + snapshotPreludeBytes(header);
   let n = 0;
   for (const kv of kvs.values()) {
-    size += 8 + Buffer.byteLength(kv.key) + kv.value.length + 32;
-    if (++n % SLICE_KEYS === 0) yield;
+    size += recordBytes(kv);
+    if (++n % PIECE_KEYS === 0) yield;
   }
   const out = Buffer.allocUnsafe(size);
-  let at = prefixBytes + out.write(SNAPSHOT_MAGIC, prefixBytes, 'latin1');
-  at = out.writeUInt32BE(SNAPSHOT_BINARY_VERSION, at);
-  at = out.writeUInt32BE(header.length, at);
-  at += header.copy(out, at);
-  at = out.writeDoubleBE(kvs.size, at);
-  n = 0;
-  let sliceBytes = 0;
-  for (const kv of kvs.values()) {
-    const keyLength = out.write(kv.key, at + 4, 'utf8');
-    at = out.writeUInt32BE(keyLength, at) + keyLength;
-    at = out.writeUInt32BE(kv.value.length, at);
-    out.set(kv.value, at);
-    at += kv.value.length;
-    at = out.writeDoubleBE(kv.createRevision, at);
-    at = out.writeDoubleBE(kv.modRevision, at);
-    at = out.writeDoubleBE(kv.version, at);
-    at = out.writeDoubleBE(kv.lease, at);
-    sliceBytes += kv.value.length;
-    if (++n % SLICE_KEYS === 0 || sliceBytes >= SLICE_BYTES) {
-      sliceBytes = 0;
-      yield;
-    }
+  let given = false;
+  const space = () => {
+    if (given) throw new Error(`snapshot: more than the ${size} bytes counted`);
+    given = true;
+    return out.subarray(prefixBytes);
+  };
+  let at = prefixBytes;
+  for (const piece of encodeSnapshot(header, kvs.size, kvs.values(), space)) {
+    at += piece.length;
+    yield;
   }
   if (at !== size) throw new Error(`snapshot: wrote ${at} bytes of ${size}`);
   return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
-}
-
-/** Keys, and bytes of values copied, per slice of snapshotInSlices and restoreInSlices: a few milliseconds of work each. */
-const SLICE_KEYS = 4096;
-const SLICE_BYTES = 8 << 20;
-
-/**
- * Reads a snapshot of either format, yielding between slices of SLICE_KEYS keys or
- * SLICE_BYTES of values; throws (changing nothing) on a truncated or malformed one.
- */
-function* decodeSnapshotInSlices(data: Uint8Array): Generator<void, DecodedSnapshot, void> {
-  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  if (buf.toString('latin1', 0, SNAPSHOT_MAGIC.length) !== SNAPSHOT_MAGIC) {
-    const s = JSON.parse(buf.toString('utf8')) as Omit<DecodedSnapshot, 'kvs'> & {
-      v: number;
-      kvs: [string, string, number, number, number, number][];
-    };
-    if (s.v !== 1) throw new Error(`snapshot: unsupported format ${s.v}`);
-    const kvs = s.kvs.map(([key, value, createRevision, modRevision, version, lease]) => ({
-      key,
-      value: new Uint8Array(Buffer.from(value, 'base64')),
-      createRevision,
-      modRevision,
-      version,
-      lease,
-    }));
-    return { ...s, kvs };
-  }
-  let at = SNAPSHOT_MAGIC.length;
-  const need = (n: number) => {
-    if (at + n > buf.length) throw new Error(`snapshot: truncated at byte ${at} of ${buf.length}`);
-  };
-  need(8);
-  const version = buf.readUInt32BE(at);
-  if (version !== SNAPSHOT_BINARY_VERSION) throw new Error(`snapshot: unsupported format ${version}`);
-  const headerLength = buf.readUInt32BE(at + 4);
-  at += 8;
-  need(headerLength + 8);
-  const header = JSON.parse(buf.toString('utf8', at, at + headerLength)) as Omit<DecodedSnapshot, 'kvs'>;
-  at += headerLength;
-  const count = buf.readDoubleBE(at);
-  at += 8;
-  const kvs: KeyValue[] = [];
-  let sliceBytes = 0;
-  for (let i = 0; i < count; i++) {
-    if (i % SLICE_KEYS === SLICE_KEYS - 1 || sliceBytes >= SLICE_BYTES) {
-      sliceBytes = 0;
-      yield;
-    }
-    need(4);
-    const keyLength = buf.readUInt32BE(at);
-    need(4 + keyLength + 4);
-    const key = buf.toString('utf8', at + 4, at + 4 + keyLength);
-    at += 4 + keyLength;
-    const valueLength = buf.readUInt32BE(at);
-    need(4 + valueLength + 32);
-    // A copy: a view would keep the whole snapshot buffer alive as long as any one value.
-    const value = new Uint8Array(valueLength);
-    value.set(buf.subarray(at + 4, at + 4 + valueLength));
-    sliceBytes += valueLength;
-    at += 4 + valueLength;
-    kvs.push({
-      key,
-      value,
-      createRevision: buf.readDoubleBE(at),
-      modRevision: buf.readDoubleBE(at + 8),
-      version: buf.readDoubleBE(at + 16),
-      lease: buf.readDoubleBE(at + 24),
-    });
-    at += 32;
-  }
-  if (at !== buf.length) throw new Error(`snapshot: ${buf.length - at} bytes after the last key`);
-  return { ...header, kvs };
 }
 
 /**

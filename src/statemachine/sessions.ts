@@ -40,7 +40,7 @@ export type SessionChange =
 
 export type SessionListener = (change: SessionChange) => void;
 
-interface Session {
+export interface Session {
   readonly id: number;
   readonly ttlMs: number;
   /** Every seq below this was answered and seen by the client. */
@@ -171,11 +171,25 @@ export class SessionTable {
 
   /** Replace everything with a snapshot's table (undefined: a snapshot from before sessions). */
   restore(j: unknown): void {
-    const ended = [...this.live.keys()];
-    this.live.clear();
-    this.totalBytes = 0;
+    this.install(SessionTable.prepare(j));
+  }
+
+  /**
+   * A snapshot's table, decoded aside: throws on a malformed one without touching any
+   * table, so a restore that fails here leaves the store as it was.
+   */
+  static prepare(j: unknown): PreparedSessions {
     const t = (j ?? { nextId: 1, live: [] }) as { nextId: number; live: [number, number, number, [number, unknown][]][] };
-    this.nextId = t.nextId;
+    const int = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v);
+    const ok =
+      typeof t === 'object' &&
+      t !== null &&
+      int(t.nextId) &&
+      Array.isArray(t.live) &&
+      t.live.every((x) => Array.isArray(x) && x.length === 4 && int(x[0]) && int(x[1]) && int(x[2]) && Array.isArray(x[3]));
+    if (!ok) throw new Error('snapshot: malformed session table');
+    const live = new Map<number, Session>();
+    let totalBytes = 0;
     for (const [id, ttlMs, firstIncomplete, answers] of t.live) {
       const s: Session = { id, ttlMs, firstIncomplete, answers: new Map(), bytes: 0 };
       for (const [seq, r] of answers) {
@@ -184,12 +198,29 @@ export class SessionTable {
         s.answers.set(seq, { result, bytes });
         s.bytes += bytes;
       }
-      this.totalBytes += s.bytes;
-      this.live.set(id, s);
+      totalBytes += s.bytes;
+      live.set(id, s);
     }
+    return { nextId: t.nextId, live, totalBytes };
+  }
+
+  /** Replace everything with a prepared table (taken over, not copied). */
+  install(p: PreparedSessions): void {
+    const ended = [...this.live.keys()];
+    this.live.clear();
+    for (const [id, s] of p.live) this.live.set(id, s);
+    this.totalBytes = p.totalBytes;
+    this.nextId = p.nextId;
     for (const id of ended) if (!this.live.has(id)) this.emit({ type: 'ended', id, reason: 'closed' });
     for (const s of this.live.values()) this.emit({ type: 'opened', id: s.id, ttlMs: s.ttlMs });
   }
+}
+
+/** A snapshot's session table, decoded but not yet installed (SessionTable.prepare). */
+export interface PreparedSessions {
+  readonly nextId: number;
+  readonly live: ReadonlyMap<number, Session>;
+  readonly totalBytes: number;
 }
 
 function cachedKvBytes(kv: KeyValue | null): number {
