@@ -1,0 +1,92 @@
+// Memory a KvStore holds per small key: N keys written through apply() as bench:state
+// writes them (Txns of --batch puts, key `small/<8 digits>`, an 8-byte value), measured as
+// heapUsed + external + arrayBuffers after a full GC, before and after. Reported for the
+// store that applied the writes (with its watch history, bounded by revisions and bytes)
+// and for a store restored from its snapshot (no history: what a restarted or re-added
+// follower holds), and for the snapshot's pieces written and restored.
+//
+//   npm run bench:kv-memory                        # 1,000,000 keys, Txns of 128
+//   npm run bench:kv-memory -- --keys 200000 --batch 1
+import { KvStore } from '../src/statemachine/kv-store.js';
+import { encodeCommand, type Op } from '../src/statemachine/commands.js';
+
+function flag(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i === -1) return fallback;
+  const v = Number(process.argv[i + 1]);
+  if (!Number.isSafeInteger(v) || v < 1) {
+    process.stderr.write(`bench:kv-memory: --${name} must be a positive integer\n`);
+    process.exit(2);
+  }
+  return v;
+}
+
+const gc = (globalThis as { gc?: () => void }).gc;
+if (gc === undefined) {
+  process.stderr.write('bench:kv-memory: run node with --expose-gc (npm run bench:kv-memory does)\n');
+  process.exit(2);
+}
+
+function held(): number {
+  for (let i = 0; i < 3; i++) gc!();
+  const m = process.memoryUsage();
+  // arrayBuffers is part of external; count each byte once.
+  return m.heapUsed + m.external;
+}
+
+const keys = flag('keys', 1_000_000);
+const batch = flag('batch', 128);
+const smallKey = (i: number) => `small/${String(i).padStart(8, '0')}`;
+
+const base = held();
+const s = new KvStore();
+let index = 0;
+const t0 = performance.now();
+for (let i = 0; i < keys; i += batch) {
+  const success: Op[] = [];
+  for (let j = i; j < Math.min(keys, i + batch); j++) {
+    const value = Buffer.alloc(8);
+    value.writeDoubleBE(j);
+    success.push({ type: 'put', key: smallKey(j), value, lease: 0 });
+  }
+  s.apply({ index: ++index, term: 1, type: 'normal', data: encodeCommand({ cmd: { type: 'txn', compare: [], success, failure: [] } }) });
+}
+const applyMs = performance.now() - t0;
+const applied = held() - base;
+
+const t1 = performance.now();
+const pieces: Uint8Array[] = [];
+const it = s.snapshotPieces();
+for (let r = it.next(); r.done !== true; r = it.next()) pieces.push(r.value);
+const snapshotMs = performance.now() - t1;
+const snapshotBytes = pieces.reduce((n, p) => n + p.length, 0);
+
+function restoreFrom(ps: Uint8Array[]): KvStore {
+  const store = new KvStore();
+  const restore = store.restoreFromPieces();
+  for (const p of ps) restore.push(p);
+  const steps = restore.finish();
+  while (steps.next().done !== true);
+  return store;
+}
+const t2 = performance.now();
+let r: KvStore | null = restoreFrom(pieces);
+const restoreMs = performance.now() - t2;
+pieces.length = 0;
+const restoredKeys = r.size;
+// What the restored store holds: the memory that goes when it goes.
+const withRestored = held();
+r = null;
+const restored = withRestored - held();
+
+const perKey = (b: number) => (b / keys).toFixed(0);
+console.log(`bench:kv-memory: ${keys} keys of ${smallKey(0).length} chars + 8-byte values, Txns of ${batch}`);
+console.log(
+  `  applied store:  ${perKey(applied)} bytes/key (${(applied / 2 ** 20).toFixed(0)} MiB, with watch history), apply ${applyMs.toFixed(0)} ms`,
+);
+console.log(
+  `  restored store: ${perKey(restored)} bytes/key (${(restored / 2 ** 20).toFixed(0)} MiB, no history), restore ${restoreMs.toFixed(0)} ms`,
+);
+console.log(`  snapshot: ${snapshotBytes} bytes (${(snapshotBytes / keys).toFixed(0)}/key), in pieces ${snapshotMs.toFixed(0)} ms`);
+if (restoredKeys !== keys || s.size !== keys)
+  throw new Error(`bench:kv-memory: ${restoredKeys} keys restored, ${s.size} applied, of ${keys}`);
