@@ -343,10 +343,10 @@ export class SnapshotDecoder {
     this.sink.record({
       key,
       value,
-      createRevision: tail.readDoubleBE(at),
-      modRevision: tail.readDoubleBE(at + 8),
-      version: tail.readDoubleBE(at + 16),
-      lease: tail.readDoubleBE(at + 24),
+      createRevision: small(tail.readDoubleBE(at)),
+      modRevision: small(tail.readDoubleBE(at + 8)),
+      version: small(tail.readDoubleBE(at + 16)),
+      lease: small(tail.readDoubleBE(at + 24)),
     });
     this.remaining--;
   }
@@ -439,6 +439,15 @@ export class SnapshotDecoder {
       this.sink.record({ key, value: copy, createRevision, modRevision, version, lease });
     }
   }
+}
+
+/**
+ * An integer that fits in 32 bits as a small integer, not a heap number: a double read
+ * from the bytes, stored into a record's field, would otherwise box that field in every
+ * record (16 bytes each, 64 per key; the applied records hold small integers).
+ */
+function small(v: number): number {
+  return v === (v | 0) ? v | 0 : v;
 }
 
 /**

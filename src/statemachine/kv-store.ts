@@ -5,6 +5,7 @@
 // every node; nothing here reads a clock or does I/O, so all nodes agree.
 import BTreeModule from 'sorted-btree';
 import type { Entry } from '../raft/types.js';
+import { ValueArena } from './value-arena.js';
 import {
   DEFAULT_SESSION_LIMITS,
   resultFromJson,
@@ -143,6 +144,8 @@ export class KvStore {
   private readonly restoreListeners = new Set<RestoreListener>();
   private readonly leaseListeners = new Set<LeaseListener>();
   private pendingEvents: WatchEvent[] = [];
+  /** Small values live in shared slabs (value-arena.ts), not each in an ArrayBuffer of its own. */
+  private readonly arena = new ValueArena();
   private readonly historyRevisions: number;
   private readonly historyBytes: number;
   private historySize = 0;
@@ -349,7 +352,7 @@ export class KvStore {
     if (lease !== 0) this.leases.get(lease)!.keys.add(key);
     const kv: KeyValue = {
       key,
-      value,
+      value: this.arena.keep(value),
       createRevision: old ? old.createRevision : rev,
       modRevision: rev,
       version: old ? old.version + 1 : 1,
@@ -642,39 +645,42 @@ export class KvStore {
    */
   restoreFromPieces(): { push(piece: Uint8Array): void; finish(): Iterator<void, void> } {
     let next: RestoredState | null = null;
-    const decoder = new SnapshotDecoder({
-      header: (h, format) => {
-        checkHeader(h, format);
-        const legacy: LegacySessions = new Map();
-        for (const [id, seq, result] of h.sessions) legacy.set(id, { seq, result: resultFromJson(result) });
-        const leases = new Map<number, Lease>();
-        for (const [id, ttlMs] of h.leases) leases.set(id, { id, ttlMs, keys: new Set() });
-        next = {
-          header: h,
-          format,
-          lastKey: null,
-          kvs: new BTree<string, KeyValue>(undefined, compareKeys),
-          usedBytes: 0,
-          queues: new Map(),
-          leases,
-          legacy,
-          sessions: SessionTable.prepare(h.exactlyOnce),
-        };
+    const decoder = new SnapshotDecoder(
+      {
+        header: (h, format) => {
+          checkHeader(h, format);
+          const legacy: LegacySessions = new Map();
+          for (const [id, seq, result] of h.sessions) legacy.set(id, { seq, result: resultFromJson(result) });
+          const leases = new Map<number, Lease>();
+          for (const [id, ttlMs] of h.leases) leases.set(id, { id, ttlMs, keys: new Set() });
+          next = {
+            header: h,
+            format,
+            lastKey: null,
+            kvs: new BTree<string, KeyValue>(undefined, compareKeys),
+            usedBytes: 0,
+            queues: new Map(),
+            leases,
+            legacy,
+            sessions: SessionTable.prepare(h.exactlyOnce),
+          };
+        },
+        record: (kv) => {
+          const s = next!;
+          checkRecord(kv, s.header.revision);
+          // A binary snapshot lists keys in index order (a JSON one in the order of its day):
+          // a key out of order or repeated is a corrupt stream, not a state to install.
+          if (s.format === 2 && s.lastKey !== null && compareKeys(s.lastKey, kv.key) >= 0)
+            throw new Error(`snapshot: key ${JSON.stringify(kv.key)} out of order after ${JSON.stringify(s.lastKey)}`);
+          s.lastKey = kv.key;
+          if (!s.kvs.setIfNotPresent(kv.key, kv)) throw new Error(`snapshot: key ${JSON.stringify(kv.key)} appears twice`);
+          s.usedBytes += kvBytes(kv.key, kv.value.length);
+          enqueue(s.queues, this.queuePrefix, kv);
+          if (kv.lease !== 0) s.leases.get(kv.lease)?.keys.add(kv.key);
+        },
       },
-      record: (kv) => {
-        const s = next!;
-        checkRecord(kv, s.header.revision);
-        // A binary snapshot lists keys in index order (a JSON one in the order of its day):
-        // a key out of order or repeated is a corrupt stream, not a state to install.
-        if (s.format === 2 && s.lastKey !== null && compareKeys(s.lastKey, kv.key) >= 0)
-          throw new Error(`snapshot: key ${JSON.stringify(kv.key)} out of order after ${JSON.stringify(s.lastKey)}`);
-        s.lastKey = kv.key;
-        if (!s.kvs.setIfNotPresent(kv.key, kv)) throw new Error(`snapshot: key ${JSON.stringify(kv.key)} appears twice`);
-        s.usedBytes += kvBytes(kv.key, kv.value.length);
-        enqueue(s.queues, this.queuePrefix, kv);
-        if (kv.lease !== 0) s.leases.get(kv.lease)?.keys.add(kv.key);
-      },
-    });
+      (n) => this.arena.alloc(n),
+    );
     return {
       push: (piece) => decoder.push(piece),
       finish: () => {

@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { SLAB_BYTES, SLAB_VALUE_BYTES, ValueArena } from '../../src/statemachine/value-arena.js';
+import { KvStore } from '../../src/statemachine/kv-store.js';
+import { encodeCommand, type Command } from '../../src/statemachine/commands.js';
+
+describe('ValueArena', () => {
+  it('small values share slabs without overlapping; large ones keep their own buffer', () => {
+    const a = new ValueArena();
+    const vs: Uint8Array[] = [];
+    for (let i = 0; i < 200; i++) {
+      const v = a.keep(new Uint8Array(1 + (i % SLAB_VALUE_BYTES)).fill(i));
+      vs.push(v);
+    }
+    // Every value still holds its own bytes after all the others were written.
+    vs.forEach((v, i) => {
+      expect(v.length).toBe(1 + (i % SLAB_VALUE_BYTES));
+      expect(v.every((b) => b === i)).toBe(true);
+      expect(v.buffer.byteLength).toBe(SLAB_BYTES);
+    });
+    const slabs = new Set(vs.map((v) => v.buffer));
+    const total = vs.reduce((n, v) => n + v.length, 0);
+    expect(slabs.size).toBeLessThanOrEqual(Math.ceil(total / (SLAB_BYTES - SLAB_VALUE_BYTES)));
+    const big = new Uint8Array(SLAB_VALUE_BYTES + 1);
+    expect(a.keep(big)).toBe(big);
+    expect(a.alloc(0).length).toBe(0);
+  });
+
+  it('small values written side by side in a KvStore stay intact through deletes, overwrites and a snapshot', () => {
+    const s = new KvStore();
+    let index = 0;
+    const apply = (cmd: Command) => s.apply({ index: ++index, term: 1, type: 'normal', data: encodeCommand({ cmd }) });
+    const values = Array.from({ length: 300 }, (_, i) => new Uint8Array(8).fill(i % 256));
+    values.forEach((value, i) => apply({ type: 'put', key: `k/${i}`, value, lease: 0 }));
+    apply({ type: 'delete', key: 'k/1', prefix: true });
+    for (let i = 0; i < 300; i += 7) apply({ type: 'put', key: `k/${i}`, value: new Uint8Array([i % 256]), lease: 0 });
+    const r = new KvStore();
+    r.restore(s.snapshot());
+    for (const store of [s, r])
+      for (let i = 0; i < 300; i++) {
+        const kv = store.get(`k/${i}`);
+        if (i % 7 === 0) expect([...kv!.value]).toEqual([i % 256]);
+        else if (String(i).startsWith('1')) expect(kv).toBeNull();
+        else expect([...kv!.value]).toEqual(new Array(8).fill(i % 256));
+      }
+  });
+});
