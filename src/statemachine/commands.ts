@@ -128,7 +128,11 @@ export type OkResult<T extends Command['type']> = Extract<CommandResult, { ok: t
 const b64 = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength).toString('base64');
 const unb64 = (s: unknown): Uint8Array => {
   if (typeof s !== 'string') throw new Error('command: bytes must be base64 text');
-  return new Uint8Array(Buffer.from(s, 'base64'));
+  const b = Buffer.from(s, 'base64');
+  // A large value comes in an ArrayBuffer of its own: viewed, not copied a second time
+  // (each 1 MiB put was decoded, then copied, on every replica). A small one is a slice
+  // of Node's shared pool: copied, so a value the store keeps does not pin the pool.
+  return b.byteLength === b.buffer.byteLength ? new Uint8Array(b.buffer, b.byteOffset, b.byteLength) : new Uint8Array(b);
 };
 
 function encodeOp(op: Op | Command): unknown {
