@@ -20,6 +20,7 @@ import { ReadOnly } from './read-only.js';
 import { newBasicStatus, ReadyTracker } from './raw-node.js';
 import { invariant } from './invariant.js';
 import { crc32Portable } from './crc32.js';
+import { checksumOf, memorySnapshotSink } from './snapshot-data.js';
 import type {
   AppendRequest,
   BasicStatus,
@@ -42,8 +43,10 @@ import type {
   Ready,
   Role,
   Snapshot,
+  SnapshotData,
   SnapshotRefusal,
   SnapshotRequest,
+  SnapshotSink,
   SoftState,
   Status,
   StepResult,
@@ -63,14 +66,8 @@ interface IncomingSnapshot {
   readonly meta: Snapshot['meta'];
   readonly totalSize: number;
   readonly checksum: number;
-  /**
-   * The whole snapshot, allocated at the first chunk and filled in place. Kept as a list
-   * of chunks and joined at the end, a transfer held the snapshot twice at that moment
-   * (a gigabyte of chunks and a gigabyte joined). Untouched pages of a fresh allocation
-   * cost no memory until written, so a transfer declared large but abandoned holds only
-   * what arrived.
-   */
-  readonly data: Uint8Array;
+  /** Where the chunks go as they arrive (RaftConfig.openSnapshotSink). */
+  readonly sink: SnapshotSink;
   size: number;
   /** Checksum of the chunks so far, so the last chunk is checked without a pass over the whole. */
   sum: number;
@@ -354,7 +351,7 @@ export class RaftNode {
    */
   compact(
     index: number,
-    data: Uint8Array,
+    data: SnapshotData,
     tail: { readonly entries: number; readonly bytes: number } = { entries: 0, bytes: 0 },
   ): Snapshot | null {
     if (index <= this.log.snapshotMeta.index) return null;
@@ -959,7 +956,7 @@ export class RaftNode {
       });
     const meta = msg.meta;
     if (meta.index <= this.log.committed) {
-      this.incomingSnapshot = null;
+      this.dropIncoming();
       reply(msg.offset + msg.data.length, true, this.log.committed);
       return;
     }
@@ -975,20 +972,20 @@ export class RaftNode {
         reply(0, false, 0);
         return;
       }
+      this.dropIncoming();
       if (msg.totalSize > (this.cfg.maxSnapshotBytes ?? MAX_SNAPSHOT_BYTES)) {
         this.refuseSnapshot(msg, 'too-large');
         return;
       }
-      let data: Uint8Array;
-      try {
-        data = new Uint8Array(msg.totalSize);
-      } catch {
-        // Within maxSnapshotBytes, yet more than this process can reserve now: refused like
-        // a snapshot over the limit (the leader retries at its resend interval), not a crash.
+      const open = this.cfg.openSnapshotSink ?? ((_meta: Snapshot['meta'], totalSize: number) => memorySnapshotSink(totalSize));
+      const sink = open(meta, msg.totalSize, msg.checksum);
+      if (sink === null) {
+        // Within maxSnapshotBytes, yet more than this node can hold now: refused like a
+        // snapshot over the limit (the leader retries at its resend interval), not a crash.
         this.refuseSnapshot(msg, 'too-large');
         return;
       }
-      inc = { meta, totalSize: msg.totalSize, checksum: msg.checksum, data, size: 0, sum: 0 };
+      inc = { meta, totalSize: msg.totalSize, checksum: msg.checksum, sink, size: 0, sum: 0 };
       this.incomingSnapshot = inc;
     }
     if (msg.offset !== inc.size) {
@@ -1005,7 +1002,7 @@ export class RaftNode {
       this.refuseSnapshot(msg, 'truncated');
       return;
     }
-    inc.data.set(msg.data, inc.size);
+    inc.sink.append(msg.data);
     inc.size = size;
     inc.sum = this.checksum(msg.data, inc.sum);
     if (!msg.done) {
@@ -1017,11 +1014,12 @@ export class RaftNode {
       return;
     }
     this.incomingSnapshot = null;
-    const snapshot: Snapshot = { meta, data: inc.data };
     if (this.log.matchTerm(meta.index, meta.term)) {
       // We already hold the entries the snapshot covers; just learn they are committed.
+      inc.sink.discard();
       this.log.commitTo(meta.index);
     } else {
+      const snapshot: Snapshot = { meta, data: inc.sink.finish(inc.checksum) };
       this.log.restore(snapshot);
       this.snapshot = snapshot;
       this.snapshotChecksum = { of: snapshot, value: inc.checksum };
@@ -1031,8 +1029,14 @@ export class RaftNode {
     reply(inc.size, true, meta.index);
   }
 
-  private refuseSnapshot(msg: SnapshotRequest, reason: SnapshotRefusal): void {
+  /** Drops the transfer being received, if any, and what its sink holds. */
+  private dropIncoming(): void {
+    this.incomingSnapshot?.sink.discard();
     this.incomingSnapshot = null;
+  }
+
+  private refuseSnapshot(msg: SnapshotRequest, reason: SnapshotRefusal): void {
+    this.dropIncoming();
     this.events.push({ kind: 'snapshot-refused', from: msg.from, index: msg.meta.index, term: msg.term, reason });
     this.send({
       type: 'snapResp',
@@ -1185,13 +1189,16 @@ export class RaftNode {
     const snap = this.snapshot;
     const pending = pr.pendingSnapshot;
     if (snap === null || pending === null) return;
-    const offset = Math.min(pending.offset, snap.data.length);
-    const data = snap.data.subarray(offset, offset + this.cfg.snapshotChunkBytes);
-    const done = offset + data.length >= snap.data.length;
+    const total = snap.data.byteLength;
+    const offset = Math.min(pending.offset, total);
+    const data = snap.data.subarray(offset, Math.min(offset + this.cfg.snapshotChunkBytes, total));
+    const done = offset + data.length >= total;
     pending.sentRound = this.round;
-    if (this.snapshotChecksum?.of !== snap) this.snapshotChecksum = { of: snap, value: this.checksum(snap.data, 0) };
+    if (this.snapshotChecksum?.of !== snap) {
+      this.snapshotChecksum = { of: snap, value: checksumOf(snap.data, (d, v) => this.checksum(d, v), this.cfg.snapshotChunkBytes) };
+    }
     const checksum = this.snapshotChecksum.value;
-    this.send({ type: 'snap', to, meta: snap.meta, offset, data, done, round: this.round, totalSize: snap.data.length, checksum });
+    this.send({ type: 'snap', to, meta: snap.meta, offset, data, done, round: this.round, totalSize: total, checksum });
   }
 
   /**

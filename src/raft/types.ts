@@ -54,10 +54,41 @@ export interface SnapshotMeta {
   readonly conf: ConfState;
 }
 
+/**
+ * A snapshot's bytes as the core reads them: a chunk at a time, through this interface
+ * (as etcd-io/raft reads through its Storage), never as one buffer it must hold. A
+ * Uint8Array is one; the node passes a file read with positional reads, so a leader with
+ * a gigabyte of state holds none of it to send it.
+ */
+export interface SnapshotData {
+  readonly byteLength: number;
+  /**
+   * Bytes [begin, end), end <= byteLength. The core asks for at most snapshotChunkBytes at
+   * a time and keeps the result only inside the message it sends.
+   */
+  subarray(begin: number, end: number): Uint8Array;
+  /** RaftConfig.checksum of all the bytes, when known (stored with them): spares the core a pass over them. */
+  readonly checksum?: number;
+}
+
+/**
+ * Where an incoming snapshot transfer goes while it arrives (RaftConfig.openSnapshotSink):
+ * memory by default, a spool file in the node. Calls come from inside step(), so they are
+ * synchronous; an error thrown by one stops the node like any storage error.
+ */
+export interface SnapshotSink {
+  /** The next chunk, in order; the sink copies what it keeps (the chunk's buffer is the message's). */
+  append(chunk: Uint8Array): void;
+  /** Every byte arrived and `checksum` (RaftConfig.checksum of them) was verified: the bytes, ready to persist and apply. */
+  finish(checksum: number): SnapshotData;
+  /** The transfer is dropped (refused, superseded, or not needed): release what was written. */
+  discard(): void;
+}
+
 export interface Snapshot {
   readonly meta: SnapshotMeta;
   /** The state machine's serialized state; opaque to the core. */
-  readonly data: Uint8Array;
+  readonly data: SnapshotData;
 }
 
 /**
@@ -366,6 +397,13 @@ export interface RaftConfig {
    * use a native one: the core computes it over every snapshot it sends or receives.
    */
   readonly checksum?: (data: Uint8Array, value: number) => number;
+  /**
+   * Opens where an incoming transfer of `totalSize` bytes is written (after the size was
+   * checked against maxSnapshotBytes), or returns null when it cannot be held now (no
+   * memory, no disk space): the transfer is then refused as too large and the leader
+   * retries later. Default: one buffer of totalSize in memory.
+   */
+  readonly openSnapshotSink?: (meta: SnapshotMeta, totalSize: number, checksum: number) => SnapshotSink | null;
   /**
    * Leader: payload bytes of its own entries not yet committed beyond which proposals
    * are refused ('overloaded'); one entry is always accepted when none is pending.

@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { RaftNode } from '../raft/raft.js';
 import { seededRandom } from '../raft/rand.js';
+import { wholeSnapshot } from '../raft/snapshot-data.js';
 import { newBasicStatus } from '../raft/raw-node.js';
 import { callStateMachine, describeFailStop } from './fail-stop.js';
 import { decodeConfChange } from '../raft/conf-change.js';
@@ -487,7 +488,7 @@ export class LeaderdNode {
       initial = { ...initial, hardState, entries };
       this.unsavedLog = { hardState, entries, snapshot: null };
     }
-    if (initial.snapshot) this.restoreSnapshotNow(initial.snapshot.data);
+    if (initial.snapshot) this.restoreSnapshotNow(wholeSnapshot(initial.snapshot.data));
     this.lastSnapshotIndex = initial.snapshot?.meta.index ?? 0;
     this.lastSnapshotBytes = initial.snapshot?.data.byteLength ?? 0;
     this.raft = new RaftNode(raftConfig, initial);
@@ -1108,7 +1109,7 @@ export class LeaderdNode {
     this.sendAll(rd.messages);
     if (rd.snapshot) {
       const snap = rd.snapshot;
-      await this.restoreSnapshot(snap.data, snap.meta.index);
+      await this.restoreSnapshot(wholeSnapshot(snap.data), snap.meta.index);
       this.lastSnapshotIndex = rd.snapshot.meta.index;
       this.bytesSinceSnapshot = 0;
       this.lastSnapshotBytes = rd.snapshot.data.byteLength;

@@ -6,6 +6,7 @@
 // key it was written under, so a value that ends up under another key (a damaged key,
 // a misdirected write) fails its checksum just like a flipped payload bit.
 
+import { wholeSnapshot } from '../raft/snapshot-data.js';
 import type { ConfState, Entry, EntryType, HardState, Snapshot } from '../raft/types.js';
 import { crc32 } from './crc32.js';
 
@@ -229,12 +230,13 @@ export function encodeSnapshot(snap: Snapshot): Uint8Array {
   checkU53(snap.meta.index, 'snapshot index');
   checkU53(snap.meta.term, 'snapshot term');
   const conf = utf8(JSON.stringify({ voters: snap.meta.conf.voters, learners: snap.meta.conf.learners }));
-  return sealed(SNAPSHOT_KEY, 20 + conf.length + snap.data.length, (view, bytes) => {
+  const data = wholeSnapshot(snap.data);
+  return sealed(SNAPSHOT_KEY, 20 + conf.length + data.length, (view, bytes) => {
     writeU64(view, CRC_BYTES, snap.meta.index);
     writeU64(view, CRC_BYTES + 8, snap.meta.term);
     view.setUint32(CRC_BYTES + 16, conf.length);
     bytes.set(conf, CRC_BYTES + 20);
-    bytes.set(snap.data, CRC_BYTES + 20 + conf.length);
+    bytes.set(data, CRC_BYTES + 20 + conf.length);
   });
 }
 

@@ -417,7 +417,7 @@ function fmtEntry(e: Entry): string {
 
 function fmtSnapshot(s: Snapshot): string {
   const learners = s.meta.conf.learners.length > 0 ? ` learners=${s.meta.conf.learners.join(',')}` : '';
-  return `${s.meta.index}/${s.meta.term} voters=${s.meta.conf.voters.join(',')}${learners} (${s.data.length} bytes)`;
+  return `${s.meta.index}/${s.meta.term} voters=${s.meta.conf.voters.join(',')}${learners} (${s.data.byteLength} bytes)`;
 }
 
 function fmtMessage(m: Message): string {

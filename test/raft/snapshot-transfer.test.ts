@@ -5,7 +5,8 @@
 import { describe, expect, it } from 'vitest';
 import { Cluster } from './harness.js';
 import { crc32Portable } from '../../src/raft/crc32.js';
-import type { Message, SnapshotRequest, SnapshotResponse } from '../../src/raft/types.js';
+import { wholeSnapshot } from '../../src/raft/snapshot-data.js';
+import type { Message, SnapshotData, SnapshotMeta, SnapshotRequest, SnapshotResponse, SnapshotSink } from '../../src/raft/types.js';
 
 const enc = (s: string) => new TextEncoder().encode(s);
 
@@ -207,5 +208,104 @@ describe('snapshot transfer from the real leader', () => {
     c.propose('still');
     c.tick(2);
     expect(c.appliedValues('b').at(-1)).toBe('still');
+  });
+});
+
+describe('snapshot bytes read and written through the injected interfaces', () => {
+  /** A snapshot source that is no Uint8Array (a file, say) and counts what the core reads. */
+  function countingSource(bytes: Uint8Array, checksum?: number) {
+    const reads: number[] = [];
+    const data: SnapshotData = {
+      byteLength: bytes.length,
+      subarray(begin, end) {
+        reads.push(end - begin);
+        return bytes.slice(begin, end);
+      },
+      ...(checksum !== undefined ? { checksum } : {}),
+    };
+    return { data, reads };
+  }
+
+  /** A sink that records every call; finish() hands back a source over what arrived. */
+  function recordingSinks() {
+    const log: string[] = [];
+    const open = (meta: SnapshotMeta, totalSize: number): SnapshotSink => {
+      const parts: Uint8Array[] = [];
+      log.push(`open ${meta.index} ${totalSize}`);
+      return {
+        append(chunk) {
+          parts.push(chunk.slice());
+          log.push(`append ${chunk.length}`);
+        },
+        finish(checksum) {
+          log.push('finish');
+          const all = Uint8Array.from(parts.flatMap((p) => [...p]));
+          return { byteLength: all.length, subarray: (b, e) => all.slice(b, e), checksum };
+        },
+        discard() {
+          log.push('discard');
+        },
+      };
+    };
+    return { log, open };
+  }
+
+  function behind(c: Cluster, data: SnapshotData): void {
+    c.forceElect('a');
+    c.isolate('c');
+    for (let i = 0; i < 10; i++) c.propose(`w${i}`);
+    const a = c.node('a');
+    a.compact(a.status().appliedIndex, data);
+    c.heal();
+  }
+
+  it('the leader reads a snapshot a chunk at a time and never computes a checksum it was given', () => {
+    const bytes = enc('x'.repeat(100));
+    const src = countingSource(bytes, crc32Portable(bytes, 0));
+    const sinks = recordingSinks();
+    const c = new Cluster(['a', 'b', 'c'], { snapshotChunkBytes: 16 });
+    c.start('c', { openSnapshotSink: sinks.open });
+    behind(c, src.data);
+    c.tickUntil(() => c.disks.get('c')!.snapshot !== null, 50);
+    // One read per chunk sent (7 of at most 16 bytes), none for the checksum.
+    expect(src.reads.every((n) => n <= 16)).toBe(true);
+    expect(src.reads.reduce((a, b) => a + b, 0)).toBe(100);
+    expect(sinks.log).toEqual([
+      'open ' + c.disks.get('c')!.snapshot!.meta.index + ' 100',
+      ...Array(6).fill('append 16'),
+      'append 4',
+      'finish',
+    ]);
+    expect(wholeSnapshot(c.disks.get('c')!.snapshot!.data)).toEqual(bytes);
+  });
+
+  it('without a known checksum the leader computes it chunk by chunk, once', () => {
+    const bytes = enc('y'.repeat(100));
+    const src = countingSource(bytes);
+    const c = new Cluster(['a', 'b', 'c'], { snapshotChunkBytes: 16 });
+    behind(c, src.data);
+    c.tickUntil(() => c.disks.get('c')!.snapshot !== null, 50);
+    // 100 bytes for the checksum, 100 more to send them; never more than a chunk at once.
+    expect(src.reads.every((n) => n <= 16)).toBe(true);
+    expect(src.reads.reduce((a, b) => a + b, 0)).toBe(200);
+    expect(wholeSnapshot(c.disks.get('c')!.snapshot!.data)).toEqual(bytes);
+  });
+
+  it('a refused or superseded transfer discards its sink; a sink that cannot open refuses as too large', () => {
+    const c = cluster();
+    const sinks = recordingSinks();
+    let opens = 0;
+    c.start('c', {
+      openSnapshotSink: (meta, size) => (++opens === 1 ? null : sinks.open(meta, size)),
+    });
+    const data = new Uint8Array(16).fill(3);
+    expect(sendToC(c, [chunk(c, { offset: 0, data, done: false })]).map((m) => m.refused)).toEqual([true]);
+    expect(refusals(c)).toEqual(['too-large']);
+    // A second transfer starts, then a new one (another checksum) replaces it from offset 0.
+    sendToC(c, [chunk(c, { offset: 0, data, done: false }), chunk(c, { offset: 0, data, done: false, checksum: 7 })]);
+    // ... which ends short of its size: refused, and its sink discarded too.
+    sendToC(c, [chunk(c, { offset: 16, data, done: true, checksum: 7 })]);
+    expect(refusals(c)).toEqual(['too-large', 'truncated']);
+    expect(sinks.log.filter((l) => !l.startsWith('append'))).toEqual(['open 106 64', 'discard', 'open 106 64', 'discard']);
   });
 });

@@ -1058,7 +1058,7 @@ export class Simulator implements PartsHost {
     s.disk.write({ kind: 'compact', snapshot });
     s.disk.sync();
     this.stats.compactions++;
-    this.log(`${s.id} disk: compact to ${index} (${snapshot.data.length}B)`);
+    this.log(`${s.id} disk: compact to ${index} (${snapshot.data.byteLength}B)`);
   }
 
   /** Step 3: the state machine applies a write. */

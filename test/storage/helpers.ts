@@ -5,6 +5,7 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Level } from 'level';
+import { wholeSnapshot } from '../../src/raft/snapshot-data.js';
 import type { Entry, EntryType, InitialState, Snapshot } from '../../src/raft/types.js';
 
 export type RawDb = Level<Uint8Array, Uint8Array>;
@@ -67,7 +68,7 @@ export function normEntries(es: readonly Entry[]): NormEntry[] {
 }
 
 export function normSnapshot(s: Snapshot | null): unknown {
-  return s === null ? null : { meta: s.meta, data: Buffer.from(s.data).toString('hex') };
+  return s === null ? null : { meta: s.meta, data: Buffer.from(wholeSnapshot(s.data)).toString('hex') };
 }
 
 export function normState(st: InitialState): unknown {
