@@ -6,8 +6,7 @@
 // key it was written under, so a value that ends up under another key (a damaged key,
 // a misdirected write) fails its checksum just like a flipped payload bit.
 
-import { wholeSnapshot } from '../raft/snapshot-data.js';
-import type { ConfState, Entry, EntryType, HardState, Snapshot } from '../raft/types.js';
+import type { ConfState, Entry, EntryType, HardState, SnapshotMeta } from '../raft/types.js';
 import { crc32 } from './crc32.js';
 
 /** A record failed to decode; the storage layer turns this into a 'corrupt' refusal. */
@@ -225,22 +224,74 @@ export function decodeEntry(index: number, value: Uint8Array): Entry {
   return { index, term, type, data: p.subarray(9) };
 }
 
-/** Snapshot: [u64 index][u64 term][u32 confLength][conf JSON][data...]. */
-export function encodeSnapshot(snap: Snapshot): Uint8Array {
-  checkU53(snap.meta.index, 'snapshot index');
-  checkU53(snap.meta.term, 'snapshot term');
-  const conf = utf8(JSON.stringify({ voters: snap.meta.conf.voters, learners: snap.meta.conf.learners }));
-  const data = wholeSnapshot(snap.data);
-  return sealed(SNAPSHOT_KEY, 20 + conf.length + data.length, (view, bytes) => {
-    writeU64(view, CRC_BYTES, snap.meta.index);
-    writeU64(view, CRC_BYTES + 8, snap.meta.term);
-    view.setUint32(CRC_BYTES + 16, conf.length);
-    bytes.set(conf, CRC_BYTES + 20);
-    bytes.set(data, CRC_BYTES + 20 + conf.length);
+/** Where a snapshot's bytes are (format 2): a file in the store's snapshot directory. */
+export interface SnapshotFileRef {
+  /** A name in the snapshot directory, no path. */
+  readonly name: string;
+  readonly size: number;
+  /** CRC-32 of the file's bytes. */
+  readonly checksum: number;
+}
+
+/** Format 2 snapshot record: [u64 index][u64 term][u32 confLength][conf JSON][u64 size][u32 crc32][file name]. */
+export function encodeSnapshotRecord(meta: SnapshotMeta, file: SnapshotFileRef): Uint8Array {
+  const conf = encodeConf(meta);
+  const name = utf8(file.name);
+  checkU53(file.size, 'snapshot size');
+  return sealed(SNAPSHOT_KEY, 20 + conf.length + 12 + name.length, (view, bytes) => {
+    writeMeta(view, bytes, meta, conf);
+    writeU64(view, CRC_BYTES + 20 + conf.length, file.size);
+    view.setUint32(CRC_BYTES + 28 + conf.length, file.checksum >>> 0);
+    bytes.set(name, CRC_BYTES + 32 + conf.length);
   });
 }
 
-export function decodeSnapshot(value: Uint8Array): Snapshot {
+export function decodeSnapshotRecord(value: Uint8Array): { meta: SnapshotMeta; file: SnapshotFileRef } {
+  const { meta, rest } = readMeta(value);
+  if (rest.length < 13) throw new CodecError('the snapshot record is truncated');
+  const view = new DataView(rest.buffer, rest.byteOffset, rest.byteLength);
+  const size = readU64(view, 0);
+  const checksum = view.getUint32(8);
+  const name = fromUtf8(rest.subarray(12), 'the snapshot file name');
+  // Only a plain name in the snapshot directory: a record may not point the node elsewhere.
+  if (size === undefined || !/^[0-9A-Za-z._-]+$/.test(name) || name.startsWith('.')) {
+    throw new CodecError('the snapshot record is malformed');
+  }
+  return { meta, file: { name, size, checksum } };
+}
+
+/**
+ * Format 1 snapshot record, the bytes inline: [u64 index][u64 term][u32 confLength][conf
+ * JSON][data...]. Read to load a data dir written before snapshot files; written only by
+ * tests that make one.
+ */
+export function encodeSnapshotV1(snap: { readonly meta: SnapshotMeta; readonly data: Uint8Array }): Uint8Array {
+  const conf = encodeConf(snap.meta);
+  return sealed(SNAPSHOT_KEY, 20 + conf.length + snap.data.length, (view, bytes) => {
+    writeMeta(view, bytes, snap.meta, conf);
+    bytes.set(snap.data, CRC_BYTES + 20 + conf.length);
+  });
+}
+
+export function decodeSnapshotV1(value: Uint8Array): { meta: SnapshotMeta; data: Uint8Array } {
+  const { meta, rest } = readMeta(value);
+  return { meta, data: rest };
+}
+
+function encodeConf(meta: SnapshotMeta): Uint8Array {
+  checkU53(meta.index, 'snapshot index');
+  checkU53(meta.term, 'snapshot term');
+  return utf8(JSON.stringify({ voters: meta.conf.voters, learners: meta.conf.learners }));
+}
+
+function writeMeta(view: DataView, bytes: Uint8Array, meta: SnapshotMeta, conf: Uint8Array): void {
+  writeU64(view, CRC_BYTES, meta.index);
+  writeU64(view, CRC_BYTES + 8, meta.term);
+  view.setUint32(CRC_BYTES + 16, conf.length);
+  bytes.set(conf, CRC_BYTES + 20);
+}
+
+function readMeta(value: Uint8Array): { meta: SnapshotMeta; rest: Uint8Array } {
   const p = unsealValue(SNAPSHOT_KEY, value);
   if (p.length < 20) throw new CodecError('the snapshot is truncated');
   const view = new DataView(p.buffer, p.byteOffset, p.byteLength);
@@ -251,7 +302,7 @@ export function decodeSnapshot(value: Uint8Array): Snapshot {
     throw new CodecError('the snapshot is malformed');
   }
   const conf = parseConf(fromUtf8(p.subarray(20, 20 + confLength), 'the snapshot configuration'));
-  return { meta: { index, term, conf }, data: p.subarray(20 + confLength) };
+  return { meta: { index, term, conf }, rest: p.subarray(20 + confLength) };
 }
 
 function parseConf(json: string): ConfState {

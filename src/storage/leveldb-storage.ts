@@ -11,11 +11,22 @@
 //   "s:format"                 format version, u32 (this record is frozen across versions)
 //   "s:hard"                   hard state: u64 term, u64 commit, u8 hasVote, votedFor UTF-8
 //   "s:node"                   node id, UTF-8
-//   "s:snap"                   latest snapshot: u64 index, u64 term, u32 n, conf JSON (n bytes), data
+//   "s:snap"                   latest snapshot: u64 index, u64 term, u32 n, conf JSON (n bytes), then
+//                              format 2: u64 size, u32 crc32, file name (the bytes are in snap/<name>);
+//                              format 1: the bytes themselves (read to load an old data dir)
 //
 // Every value is [u32 BE crc32][payload], the CRC computed over the payload continued
 // from the CRC of the key, so each record is checked on its own and bound to its key.
 // Big-endian indexes make iteration order equal log order.
+//
+// Snapshot bytes live in a file, `snap/<index>-<term>.snap` inside the LevelDB directory,
+// never in a LevelDB value: a value is copied into LevelDB's write-ahead log and memtable
+// and read back whole, which for a gigabyte of state held it two or three times over.
+// A file is written under a spool name, synced, renamed and its directory synced before
+// the batch whose record names it; the file it replaces is removed only after that batch
+// is synced. At open the file must be there with the recorded size and checksum. A data
+// dir of format 1 (bytes inline) loads as it is, and moves to format 2 with the batch
+// that records its next snapshot.
 //
 // Invariants kept by every batch and checked at open: entries are firstIndex .. lastIndex
 // with no hole, where firstIndex <= snapshot.index+1 (a compaction may keep a trailing
@@ -35,7 +46,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { Level } from 'level';
-import type { ConfState, Entry, HardState, InitialState, Snapshot } from '../raft/types.js';
+import type { ConfState, Entry, HardState, InitialState, Snapshot, SnapshotMeta } from '../raft/types.js';
 import {
   CLUSTER_KEY,
   CodecError,
@@ -46,13 +57,14 @@ import {
   decodeEntry,
   decodeFormat,
   decodeHardState,
-  decodeSnapshot,
+  decodeSnapshotRecord,
+  decodeSnapshotV1,
   decodeString,
   describeKey,
   encodeEntry,
   encodeFormat,
   encodeHardState,
-  encodeSnapshot,
+  encodeSnapshotRecord,
   encodeString,
   entryKey,
   metaKey,
@@ -61,12 +73,18 @@ import {
   unsealValue,
 } from './codec.js';
 import { StorageRefusedError, newerFormat, wrongCluster, wrongNode } from './errors.js';
+import { SNAP_DIR, SnapshotFile, SnapshotFileError, SnapshotSpool, isSpoolName, snapshotFileName, syncDir } from './snapshot-file.js';
 
 export { StorageRefusedError } from './errors.js';
 export type { StorageRefusedKind } from './errors.js';
 
-/** The on-disk format this build writes and the newest it can read. */
-export const FORMAT_VERSION = 1;
+/**
+ * The on-disk format this build writes and the newest it can read. 2: snapshot bytes in
+ * files (1: inline in the snapshot record; still read).
+ */
+export const FORMAT_VERSION = 2;
+/** Bytes copied at a time when a snapshot handed over in memory is written to its file. */
+const COPY_PIECE = 4 << 20;
 
 export interface OpenOptions {
   readonly dir: string;
@@ -132,13 +150,20 @@ export class LevelStorage {
   #group: PersistGroup | null = null;
   #failure: Error | null = null;
   #closing: Promise<void> | null = null;
+  /** The format of the store as on disk: 1 until the batch that records its first snapshot file. */
+  #format: number;
+  /** The file the snapshot record names (null without one, or for a format 1 snapshot). */
+  #snapFile: SnapshotFile | null;
+  #spoolSeq = 0;
 
-  private constructor(db: Db, dir: string, isNew: boolean, loaded: Loaded, meta: Map<string, Uint8Array>) {
+  private constructor(db: Db, dir: string, isNew: boolean, loaded: Loaded, meta: Map<string, Uint8Array>, format: number) {
     this.#db = db;
     this.dir = dir;
     this.isNew = isNew;
     this.#loaded = loaded;
     this.#meta = meta;
+    this.#format = format;
+    this.#snapFile = loaded.snapshot?.data instanceof SnapshotFile ? loaded.snapshot.data : null;
     const snapIndex = loaded.snapshot?.meta.index ?? 0;
     const snapTerm = loaded.snapshot?.meta.term ?? 0;
     const offset = Math.min(snapIndex, (loaded.entries[0]?.index ?? Infinity) - 1);
@@ -201,9 +226,17 @@ export class LevelStorage {
           ],
           { sync: true },
         );
-        return new LevelStorage(db, dir, true, { hardState: INITIAL_HARD_STATE, snapshot: null, entries: [] }, meta);
+        await removeStaleSnapshotFiles(dir, null);
+        return new LevelStorage(db, dir, true, { hardState: INITIAL_HARD_STATE, snapshot: null, entries: [] }, meta, FORMAT_VERSION);
       }
-      return new LevelStorage(db, dir, false, loaded.state, loaded.meta);
+      const file = loaded.state.snapshot?.data instanceof SnapshotFile ? loaded.state.snapshot.data : null;
+      try {
+        await removeStaleSnapshotFiles(dir, file);
+      } catch (err) {
+        file?.close();
+        throw err;
+      }
+      return new LevelStorage(db, dir, false, loaded.state, loaded.meta, loaded.format);
     } catch (err) {
       await db.close().catch(() => undefined);
       throw err;
@@ -250,19 +283,28 @@ export class LevelStorage {
       const ops: BatchOp[] = [];
       let log = this.#log;
       let hard: HardState | null = null;
+      let file: SnapshotFile | null = null;
+      const replaced: SnapshotFile[] = [];
       for (const input of group.inputs) {
         if (input.snapshot !== null) {
           if (input.snapshot.meta.index < log.snapIndex) {
             throw new Error(`persist: snapshot at index ${input.snapshot.meta.index} is older than the stored one at ${log.snapIndex}`);
           }
-          log = installSnapshot(log, input.snapshot, ops);
+          if (file !== null) replaced.push(file);
+          file = await this.#fileFor(input.snapshot);
+          log = installSnapshot(log, input.snapshot.meta, file, ops);
         }
         log = appendEntries(log, input.entries, ops);
         if (input.hardState !== null) hard = input.hardState;
       }
       // One record: the last hard state handed over is the one that holds.
       if (hard !== null) ops.push({ type: 'put', key: HARD_STATE_KEY, value: encodeHardState(hard) });
-      if (ops.length > 0) await this.#db.batch(ops, { sync: group.sync });
+      if (file !== null) {
+        this.#upgradeFormat(ops);
+        // A batch that records a snapshot is synced: the old file goes once it is.
+        await this.#db.batch(ops, { sync: true });
+        await this.#replaceSnapshotFile(file, replaced);
+      } else if (ops.length > 0) await this.#db.batch(ops, { sync: group.sync });
       this.#log = log;
     });
     this.#group = group;
@@ -286,10 +328,74 @@ export class LevelStorage {
         );
       }
       const ops: BatchOp[] = [];
-      const next = installSnapshot(log, snapshot, ops, compactTo);
+      const file = await this.#fileFor(snapshot);
+      const next = installSnapshot(log, snapshot.meta, file, ops, compactTo);
+      this.#upgradeFormat(ops);
       await this.#db.batch(ops, { sync: true });
       this.#log = next;
+      await this.#replaceSnapshotFile(file, []);
     });
+  }
+
+  /**
+   * Somewhere to write a snapshot's bytes before handing them to persist() or compact():
+   * a spool file in this store's snapshot directory, which they then sync and rename
+   * rather than copy. Synchronous, for the core's incoming transfers (RaftConfig.openSnapshotSink).
+   */
+  openSnapshotSink(): SnapshotSpool {
+    return SnapshotSpool.create(path.join(this.dir, SNAP_DIR), ++this.#spoolSeq);
+  }
+
+  /**
+   * The file `snapshot`'s bytes are to be recorded in, synced and under its final name:
+   * a spool of this store's is renamed; bytes from anywhere else (memory, say) are copied
+   * into a new one first.
+   */
+  async #fileFor(snapshot: Snapshot): Promise<SnapshotFile> {
+    const snapDir = path.join(this.dir, SNAP_DIR);
+    const data = snapshot.data;
+    let file: SnapshotFile;
+    if (data instanceof SnapshotFile && path.dirname(data.filePath) === snapDir && !data.closed) file = data;
+    else {
+      const spool = this.openSnapshotSink();
+      try {
+        for (let off = 0; off < data.byteLength; off += COPY_PIECE) {
+          spool.append(data.subarray(off, Math.min(off + COPY_PIECE, data.byteLength)));
+        }
+      } catch (err) {
+        spool.discard();
+        throw err;
+      }
+      file = spool.finish(spool.checksum);
+    }
+    const final = path.join(snapDir, snapshotFileName(snapshot.meta.index, snapshot.meta.term));
+    if (file.filePath !== final) {
+      await file.sync();
+      await fs.rename(file.filePath, final);
+      file.filePath = final;
+      await syncDir(snapDir);
+    }
+    return file;
+  }
+
+  /** After the batch recording `file` is synced: close and remove the files it replaces. */
+  async #replaceSnapshotFile(file: SnapshotFile, replaced: SnapshotFile[]): Promise<void> {
+    const old = this.#snapFile;
+    this.#snapFile = file;
+    if (old !== null && old !== file) replaced.push(old);
+    for (const f of replaced) {
+      if (f === file) continue;
+      f.close();
+      // The same name may now be the new file's (a snapshot at the same index and term written again).
+      if (f.filePath !== file.filePath) await fs.rm(f.filePath, { force: true });
+    }
+  }
+
+  #upgradeFormat(ops: BatchOp[]): void {
+    if (this.#format >= FORMAT_VERSION) return;
+    ops.push({ type: 'put', key: FORMAT_KEY, value: encodeFormat(FORMAT_VERSION) });
+    // A format 1 record holds the bytes inline; the one just pushed replaces it.
+    this.#format = FORMAT_VERSION;
   }
 
   /** Index of the last entry in the log; the snapshot index when no entries are held (0 if neither). */
@@ -319,7 +425,10 @@ export class LevelStorage {
 
   /** Waits for queued writes, then closes the database. Later writes reject. */
   close(): Promise<void> {
-    this.#closing ??= this.#tail.then(() => this.#db.close());
+    this.#closing ??= this.#tail.then(() => {
+      this.#snapFile?.close();
+      return this.#db.close();
+    });
     return this.#closing;
   }
 
@@ -367,9 +476,10 @@ function deleteRange(from: number, to: number, ops: BatchOp[]): void {
   for (let i = from; i <= to; i++) ops.push({ type: 'del', key: entryKey(i) });
 }
 
-function installSnapshot(log: LogView, snapshot: Snapshot, ops: BatchOp[], compactTo: number = snapshot.meta.index): LogView {
-  const { index, term } = snapshot.meta;
-  ops.push({ type: 'put', key: SNAPSHOT_KEY, value: encodeSnapshot(snapshot) });
+function installSnapshot(log: LogView, meta: SnapshotMeta, file: SnapshotFile, ops: BatchOp[], compactTo: number = meta.index): LogView {
+  const { index, term } = meta;
+  const ref = { name: path.basename(file.filePath), size: file.byteLength, checksum: file.checksum };
+  ops.push({ type: 'put', key: SNAPSHOT_KEY, value: encodeSnapshotRecord(meta, ref) });
   const last = lastOf(log);
   if (termAt(log, index) === term && log.offset + log.terms.length >= index) {
     const to = Math.max(log.offset, Math.min(compactTo, index));
@@ -438,6 +548,26 @@ function errCode(err: unknown): unknown {
 interface LoadedStore {
   readonly state: Loaded;
   readonly meta: Map<string, Uint8Array>;
+  readonly format: number;
+}
+
+/**
+ * Removes what a crash or an interrupted replacement left in the snapshot directory:
+ * spool files never recorded, and snapshot files other than `keep` (the one the record names).
+ */
+async function removeStaleSnapshotFiles(dir: string, keep: SnapshotFile | null): Promise<void> {
+  const snapDir = path.join(dir, SNAP_DIR);
+  let names: string[];
+  try {
+    names = await fs.readdir(snapDir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  const kept = keep === null ? null : path.basename(keep.filePath);
+  for (const name of names) {
+    if (name !== kept && (isSpoolName(name) || name.endsWith('.snap'))) await fs.rm(path.join(snapDir, name), { force: true });
+  }
 }
 
 /**
@@ -531,7 +661,19 @@ async function load(db: Db, dir: string, opts: OpenOptions): Promise<LoadedStore
   const hs = hard;
   const hardState = hs === undefined ? INITIAL_HARD_STATE : decode(() => decodeHardState(hs));
   const sn = snap;
-  const snapshot = sn === undefined ? null : decode(() => decodeSnapshot(sn));
+  let snapshot: Snapshot | null = null;
+  if (sn !== undefined && version === 1) snapshot = decode(() => decodeSnapshotV1(sn));
+  else if (sn !== undefined) {
+    const { meta: snapMeta, file } = decode(() => decodeSnapshotRecord(sn));
+    const data = openSnapshotFile(path.join(dir, SNAP_DIR, file.name), file.size, file.checksum, corrupt);
+    try {
+      await data.verify();
+    } catch (err) {
+      data.close();
+      throw err instanceof SnapshotFileError ? corrupt(err.message, err) : err;
+    }
+    snapshot = { meta: snapMeta, data };
+  }
   const meta = new Map<string, Uint8Array>();
   // Copied out of LevelDB's Buffer so callers get the same plain Uint8Array putMeta keeps.
   for (const [name, key, value] of rawMeta) meta.set(name, Uint8Array.from(decode(() => unsealValue(key, value))));
@@ -556,5 +698,18 @@ async function load(db: Db, dir: string, opts: OpenOptions): Promise<LoadedStore
   }
   if (tailed && prevIndex < snapIndex) throw corrupt(`the log ends at ${prevIndex}, before its snapshot at ${snapIndex}`);
 
-  return { state: { hardState, snapshot, entries }, meta };
+  return { state: { hardState, snapshot, entries }, meta, format: version };
+}
+
+function openSnapshotFile(
+  filePath: string,
+  size: number,
+  checksum: number,
+  corrupt: (problem: string, cause?: unknown) => StorageRefusedError,
+): SnapshotFile {
+  try {
+    return SnapshotFile.open(filePath, size, checksum);
+  } catch (err) {
+    throw err instanceof SnapshotFileError ? corrupt(err.message, err) : err;
+  }
 }

@@ -1,16 +1,17 @@
 import * as zlib from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { wholeSnapshot } from '../../src/raft/snapshot-data.js';
-import type { Entry, EntryType, HardState, Snapshot } from '../../src/raft/types.js';
+import type { Entry, EntryType, HardState } from '../../src/raft/types.js';
 import {
   CodecError,
   decodeEntry,
   decodeHardState,
-  decodeSnapshot,
+  decodeSnapshotRecord,
+  decodeSnapshotV1,
   encodeEntry,
   encodeHardState,
-  encodeSnapshot,
+  encodeSnapshotRecord,
+  encodeSnapshotV1,
   entryKey,
   parseKey,
 } from '../../src/storage/codec.js';
@@ -68,19 +69,33 @@ describe('codec', () => {
     );
   });
 
-  it('snapshots round-trip', () => {
-    const snap: fc.Arbitrary<Snapshot> = fc.record({
-      meta: fc.record({
-        index: u53,
-        term: u53,
-        conf: fc.record({ voters: fc.array(nodeId, { maxLength: 5 }), learners: fc.array(nodeId, { maxLength: 3 }) }),
-      }),
-      data: bytes,
-    });
+  const snapMeta = fc.record({
+    index: u53,
+    term: u53,
+    conf: fc.record({ voters: fc.array(nodeId, { maxLength: 5 }), learners: fc.array(nodeId, { maxLength: 3 }) }),
+  });
+
+  it('snapshot records (format 2: meta and the file that holds the bytes) round-trip', () => {
+    const file = fc.record({ name: fc.stringMatching(/^[0-9a-z][0-9a-z.-]{0,40}$/), size: u53, checksum: fc.nat({ max: 2 ** 32 - 1 }) });
     fc.assert(
-      fc.property(snap, (s) => {
-        const back = decodeSnapshot(encodeSnapshot(s));
-        expect({ ...back, data: Array.from(wholeSnapshot(back.data)) }).toEqual({ ...s, data: Array.from(wholeSnapshot(s.data)) });
+      fc.property(snapMeta, file, (meta, f) => {
+        expect(decodeSnapshotRecord(encodeSnapshotRecord(meta, f))).toEqual({ meta, file: f });
+      }),
+    );
+  });
+
+  it('a snapshot record naming a file outside the snapshot directory is refused', () => {
+    const meta = { index: 5, term: 2, conf: { voters: ['a'], learners: [] } };
+    for (const name of ['../leaderd.json', '/etc/passwd', '.', '..', 'a/b.snap', '']) {
+      expect(() => decodeSnapshotRecord(encodeSnapshotRecord(meta, { name, size: 1, checksum: 0 }))).toThrow(CodecError);
+    }
+  });
+
+  it('format 1 snapshots (bytes inline) round-trip', () => {
+    fc.assert(
+      fc.property(snapMeta, bytes, (meta, data) => {
+        const back = decodeSnapshotV1(encodeSnapshotV1({ meta, data }));
+        expect({ ...back, data: Array.from(back.data) }).toEqual({ meta, data: Array.from(data) });
       }),
     );
   });

@@ -3,8 +3,10 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { Level } from 'level';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FORMAT_KEY, HARD_STATE_KEY, encodeEntry, entryKey, sealValue } from '../../src/storage/codec.js';
-import { LevelStorage, StorageRefusedError, type OpenOptions } from '../../src/storage/leveldb-storage.js';
+import { wholeSnapshot } from '../../src/raft/snapshot-data.js';
+import { FORMAT_KEY, HARD_STATE_KEY, SNAPSHOT_KEY, encodeEntry, encodeSnapshotV1, entryKey, sealValue } from '../../src/storage/codec.js';
+import { FORMAT_VERSION, LevelStorage, StorageRefusedError, type OpenOptions } from '../../src/storage/leveldb-storage.js';
+import { SnapshotFile } from '../../src/storage/snapshot-file.js';
 import type { StorageRefusedKind } from '../../src/storage/errors.js';
 import { dumpStore, entries, entry, makeTempDir, normEntries, normSnapshot, normState, removeDir, snapshot, withRawDb } from './helpers.js';
 
@@ -306,8 +308,8 @@ describe('refusals leave the directory untouched', () => {
 
   it('refuses a newer format version', async () => {
     await populated();
-    await withRawDb(dir, (db) => db.put(FORMAT_KEY, sealValue(FORMAT_KEY, new Uint8Array([0, 0, 0, 2]))));
-    await expectRefused({}, 'newer-format', /format 2; this leaderd reads formats up to 1/);
+    await withRawDb(dir, (db) => db.put(FORMAT_KEY, sealValue(FORMAT_KEY, new Uint8Array([0, 0, 0, FORMAT_VERSION + 1]))));
+    await expectRefused({}, 'newer-format', new RegExp(`format ${FORMAT_VERSION + 1}; this leaderd reads formats up to ${FORMAT_VERSION}`));
   });
 
   it('refuses a log entry with a flipped byte, naming the entry', async () => {
@@ -407,5 +409,109 @@ describe('exclusive access', () => {
     if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
     await new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', () => resolve())));
     expect(await dumpStore(dir)).toEqual(before);
+  });
+});
+
+describe('snapshot bytes in a file', () => {
+  const snapDir = () => path.join(dir, 'snap');
+  const big = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
+
+  it('keeps the bytes in snap/<index>-<term>.snap, only meta and a reference in LevelDB, and the older file goes', async () => {
+    const s = await open();
+    await s.persist({ hardState: { term: 2, votedFor: null, commit: 10 }, entries: entries(1, 10, 2), snapshot: null }, true);
+    const first = big(100_000, 1);
+    await s.compact({ ...snapshot(5, 2), data: first });
+    expect(await fs.readdir(snapDir())).toEqual(['0000000000000005-00000002.snap']);
+    const second = big(50_000, 2);
+    await s.compact({ ...snapshot(8, 2), data: second });
+    expect(await fs.readdir(snapDir())).toEqual(['0000000000000008-00000002.snap']);
+    expect(new Uint8Array(await fs.readFile(path.join(snapDir(), '0000000000000008-00000002.snap')))).toEqual(second);
+    await s.close();
+    const raw = await withRawDb(dir, (db) => db.get(SNAPSHOT_KEY));
+    expect(raw!.length).toBeLessThan(200);
+    const back = (await open()).initialState(BOOT).snapshot!;
+    // Read through the file, not handed over as one buffer.
+    expect(back.data).toBeInstanceOf(SnapshotFile);
+    expect(back.data.byteLength).toBe(50_000);
+    expect(back.data.subarray(1000, 1010)).toEqual(second.subarray(1000, 1010));
+    expect(wholeSnapshot(back.data)).toEqual(second);
+  });
+
+  it('a spool from openSnapshotSink is renamed into place, not copied; spools left by a crash are removed at open', async () => {
+    const s = await open();
+    const spool = s.openSnapshotSink();
+    spool.append(big(1000, 3));
+    spool.append(big(24, 4));
+    const data = spool.finish(spool.checksum);
+    await s.persist({ hardState: { term: 3, votedFor: null, commit: 9 }, entries: [], snapshot: { ...snapshot(9, 3), data } }, true);
+    expect(data.filePath).toBe(path.join(snapDir(), '0000000000000009-00000003.snap'));
+    const left = s.openSnapshotSink();
+    left.append(big(10, 5));
+    await s.close();
+    expect((await fs.readdir(snapDir())).length).toBe(2);
+    const again = await open();
+    expect(await fs.readdir(snapDir())).toEqual(['0000000000000009-00000003.snap']);
+    expect(wholeSnapshot(again.initialState(BOOT).snapshot!.data)).toEqual(Uint8Array.from([...big(1000, 3), ...big(24, 4)]));
+  });
+
+  async function withSnapshotFile(): Promise<string> {
+    const s = await open();
+    await s.persist(
+      { hardState: { term: 2, votedFor: null, commit: 4 }, entries: [], snapshot: { ...snapshot(4, 2), data: big(5000, 6) } },
+      true,
+    );
+    await s.close();
+    return path.join(snapDir(), '0000000000000004-00000002.snap');
+  }
+
+  it('refuses as corrupt a data dir whose snapshot file is missing, of another size, or with a flipped byte', async () => {
+    const file = await withSnapshotFile();
+    const bytes = await fs.readFile(file);
+    const refused = async (message: RegExp) => {
+      const err = await LevelStorage.open(opts).then(
+        (s) => (opened.push(s), null),
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(StorageRefusedError);
+      expect((err as StorageRefusedError).kind).toBe('corrupt');
+      expect((err as StorageRefusedError).message).toMatch(message);
+    };
+    await fs.rm(file);
+    await refused(/is corrupt: its snapshot file .*0000000000000004-00000002\.snap is missing/);
+    await fs.writeFile(file, bytes.subarray(0, 4999));
+    await refused(/holds 4999 bytes, not the 5000 its record says/);
+    const flipped = Buffer.from(bytes);
+    flipped[2500]! ^= 0x10;
+    await fs.writeFile(file, flipped);
+    await refused(/does not match its checksum/);
+    // Put back, it opens again: nothing was repaired or removed meanwhile.
+    await fs.writeFile(file, bytes);
+    expect(wholeSnapshot((await open()).initialState(BOOT).snapshot!.data)).toEqual(big(5000, 6));
+  });
+
+  it('a format 1 data dir (bytes inline in s:snap) loads, and its next snapshot moves to a file and format 2', async () => {
+    const s = await open();
+    await s.persist({ hardState: { term: 2, votedFor: null, commit: 6 }, entries: entries(1, 6, 2), snapshot: null }, true);
+    await s.close();
+    const old = { meta: { index: 3, term: 2, conf: { voters: ['a', 'b', 'c'], learners: [] } }, data: big(3000, 7) };
+    await withRawDb(dir, (db) =>
+      db.batch([
+        { type: 'put', key: FORMAT_KEY, value: sealValue(FORMAT_KEY, new Uint8Array([0, 0, 0, 1])) },
+        { type: 'put', key: SNAPSHOT_KEY, value: encodeSnapshotV1(old) },
+        ...[1, 2, 3].map((i) => ({ type: 'del' as const, key: entryKey(i) })),
+      ]),
+    );
+    const s1 = await open();
+    const st = s1.initialState(BOOT);
+    expect(st.snapshot!.meta.index).toBe(3);
+    expect(Uint8Array.from(wholeSnapshot(st.snapshot!.data))).toEqual(old.data);
+    expect(st.entries.map((e) => e.index)).toEqual([4, 5, 6]);
+    await s1.compact({ ...snapshot(5, 2), data: big(2000, 8) });
+    await s1.close();
+    const format = await withRawDb(dir, (db) => db.get(FORMAT_KEY));
+    expect(Array.from(format!.subarray(4))).toEqual([0, 0, 0, FORMAT_VERSION]);
+    const s2 = await open();
+    expect(s2.initialState(BOOT).snapshot!.data).toBeInstanceOf(SnapshotFile);
+    expect(wholeSnapshot(s2.initialState(BOOT).snapshot!.data)).toEqual(big(2000, 8));
   });
 });
