@@ -364,6 +364,11 @@ export class RaftNode {
     return snapshot;
   }
 
+  /** Index of the latest snapshot (taken or installed); 0 before the first. compact() at or below it does nothing. */
+  snapshotIndex(): number {
+    return this.log.snapshotMeta.index;
+  }
+
   /** The first log index still held; entries before it were compacted away. */
   firstIndex(): number {
     return this.log.firstIndex();

@@ -11,7 +11,7 @@
 // carry the records in a runtime section framing the state machine's own snapshot, so a
 // member that installs a snapshot learns them like one that replays the log.
 import { encodeConfChange } from '../raft/conf-change.js';
-import type { ConfChange, Entry, NodeId } from '../raft/types.js';
+import type { ConfChange, Entry, NodeId, SnapshotData } from '../raft/types.js';
 
 /** What the cluster knows about one member; more fields (a certificate, say) may follow. */
 export interface MemberRecord {
@@ -199,34 +199,26 @@ export class MemberRegistry {
 // machine's, and the registry keeps what bootstrap and the log gave it.
 const MAGIC = enc.encode('\u0000leaderd-runtime-v1\u0000');
 
-/** Bytes before the state machine's snapshot in a framed snapshot with this runtime section. */
-export function framePrefixBytes(runtime: Uint8Array): number {
-  return MAGIC.length + 4 + runtime.length;
-}
-
-/**
- * Frames in place: `out` is a state machine snapshot written after framePrefixBytes(runtime)
- * bytes left free (StateMachine.snapshotWithPrefix); the frame goes there. Returns `out`.
- */
-export function frameInPlace(runtime: Uint8Array, out: Uint8Array): Uint8Array {
+/** What goes before the state machine's snapshot: the magic, the runtime section's length, the section. */
+export function frameHeader(runtime: Uint8Array): Uint8Array {
+  const out = new Uint8Array(MAGIC.length + 4 + runtime.length);
   out.set(MAGIC, 0);
-  new DataView(out.buffer, out.byteOffset, out.byteLength).setUint32(MAGIC.length, runtime.length);
+  new DataView(out.buffer).setUint32(MAGIC.length, runtime.length);
   out.set(runtime, MAGIC.length + 4);
   return out;
 }
 
-/** Frames a copy (for a state machine that cannot leave room before its snapshot). */
-export function frameSnapshot(runtime: Uint8Array, user: Uint8Array): Uint8Array {
-  const out = new Uint8Array(framePrefixBytes(runtime) + user.length);
-  out.set(user, framePrefixBytes(runtime));
-  return frameInPlace(runtime, out);
-}
-
-export function unframeSnapshot(data: Uint8Array): { runtime: Uint8Array | null; user: Uint8Array } {
-  const framed = data.length >= MAGIC.length + 4 && MAGIC.every((b, i) => data[i] === b);
-  if (!framed) return { runtime: null, user: data };
-  const len = new DataView(data.buffer, data.byteOffset, data.byteLength).getUint32(MAGIC.length);
-  const start = MAGIC.length + 4;
-  if (start + len > data.length) throw new Error('snapshot: runtime section longer than the snapshot');
-  return { runtime: data.subarray(start, start + len), user: data.subarray(start + len) };
+/**
+ * Reads a snapshot's frame through `data` (a file, say) without reading the rest: the
+ * runtime section (null for a snapshot from before it) and where the state machine's
+ * snapshot starts.
+ */
+export function readFrame(data: SnapshotData): { runtime: Uint8Array | null; userStart: number } {
+  const head = MAGIC.length + 4;
+  if (data.byteLength < head) return { runtime: null, userStart: 0 };
+  const h = data.subarray(0, head);
+  if (!MAGIC.every((b, i) => h[i] === b)) return { runtime: null, userStart: 0 };
+  const len = new DataView(h.buffer, h.byteOffset, h.byteLength).getUint32(MAGIC.length);
+  if (head + len > data.byteLength) throw new Error('snapshot: runtime section longer than the snapshot');
+  return { runtime: data.subarray(head, head + len), userStart: head + len };
 }

@@ -19,7 +19,6 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { RaftNode } from '../raft/raft.js';
 import { seededRandom } from '../raft/rand.js';
-import { wholeSnapshot } from '../raft/snapshot-data.js';
 import { newBasicStatus } from '../raft/raw-node.js';
 import { callStateMachine, describeFailStop } from './fail-stop.js';
 import { decodeConfChange } from '../raft/conf-change.js';
@@ -33,6 +32,8 @@ import type {
   RaftEvent,
   Ready,
   Snapshot,
+  SnapshotData,
+  SnapshotSink,
   SoftState,
 } from '../raft/types.js';
 import { LevelStorage } from '../storage/leveldb-storage.js';
@@ -55,13 +56,11 @@ import {
   decodeMemberContext,
   encodeBootstrap,
   encodeMemberContext,
-  frameInPlace,
-  framePrefixBytes,
-  frameSnapshot,
+  frameHeader,
   leadershipRefusal,
   MAX_PRIORITY,
   priorityOf,
-  unframeSnapshot,
+  readFrame,
   type Bootstrap,
   type MemberRecord,
 } from './member-registry.js';
@@ -75,6 +74,12 @@ import { FailbackPlanner, type FailbackDecision, type LeadershipCandidate } from
 const MAX_WRITES_IN_FLIGHT = 64;
 /** Longest stretch of snapshot work (StateMachine.snapshotInSlices, restoreInSlices) between two turns of the event loop. */
 const SLICE_MS = 10;
+/**
+ * Bytes of snapshot read or written at a time: a state machine's piece is cut to this
+ * before it is written, an installed snapshot is read back this much at a time. Small
+ * enough that no step holds the event loop for long, large enough for few calls.
+ */
+const SNAPSHOT_PIECE_BYTES = 4 << 20;
 
 /** Meta key of this data dir's incarnation: random, drawn when the store is created. */
 export const INCARNATION_META = 'incarnation';
@@ -126,13 +131,6 @@ export interface StateMachine {
    * applying entries meanwhile.
    */
   snapshotInSlices?(): Iterator<void, Uint8Array>;
-  /**
-   * Optional: snapshotInSlices() with the snapshot written after `prefixBytes` bytes left
-   * free, which the runtime fills with its own section. Without it the runtime frames a
-   * copy, and holds the state's snapshot twice while it does (a gigabyte more at peak
-   * for a gigabyte of state).
-   */
-  snapshotWithPrefix?(prefixBytes: number): Iterator<void, Uint8Array>;
   /**
    * Optional: snapshot() as pieces of bytes, of the state as of this call (later applies must not
    * reach it). Each next() does bounded work (a few thousand keys or a few MiB of values) and
@@ -379,7 +377,12 @@ export class LeaderdNode {
   /** A snapshot is being written in slices off the Ready loop (StateMachine.snapshotInSlices). */
   private takingSnapshot = false;
   /** ... and is written: the log is compacted at it at the next Ready boundary. */
-  private madeSnapshot: { index: number; data: Uint8Array; tail: { entries: number; bytes: number }; t0: number } | null = null;
+  private madeSnapshot: {
+    index: number;
+    made: { sink: SnapshotSink; checksum: number };
+    tail: { entries: number; bytes: number };
+    t0: number;
+  } | null = null;
   private readonly obs: NodeObserver | undefined;
   /** This data dir's incarnation, sent in every Hello. */
   readonly incarnation: string;
@@ -488,7 +491,11 @@ export class LeaderdNode {
       initial = { ...initial, hardState, entries };
       this.unsavedLog = { hardState, entries, snapshot: null };
     }
-    if (initial.snapshot) this.restoreSnapshotNow(wholeSnapshot(initial.snapshot.data));
+    if (initial.snapshot) {
+      // At start-up, before anything else runs: no reason to yield.
+      const steps = this.restoreSteps(initial.snapshot.data, initial.snapshot.meta.index);
+      while (steps.next().done !== true);
+    }
     this.lastSnapshotIndex = initial.snapshot?.meta.index ?? 0;
     this.lastSnapshotBytes = initial.snapshot?.data.byteLength ?? 0;
     this.raft = new RaftNode(raftConfig, initial);
@@ -616,6 +623,16 @@ export class LeaderdNode {
         snapshotChunkBytes: opts.core?.snapshotChunkBytes ?? 1 << 20,
         maxSnapshotBytes: opts.core?.maxSnapshotBytes ?? maxSnapshotBytesFor(DEFAULT_LIMITS.quotaBytes),
         checksum: crc32,
+        // A transfer arriving is spooled to the data dir, never held in memory whole. A
+        // spool that cannot be created (no space, say) refuses the transfer, which the
+        // leader retries; a write failing halfway stops the node like any storage failure.
+        openSnapshotSink: () => {
+          try {
+            return storage.openSnapshotSink();
+          } catch {
+            return null;
+          }
+        },
         random: seededRandom(clock.randomSeed()),
         asyncStorageWrites: true,
       };
@@ -928,19 +945,87 @@ export class LeaderdNode {
   }
 
   /**
-   * The core forgets the log up to `applied` (the state machine must be exactly there).
-   * The member records travel with the state machine's snapshot: a member that installs
-   * it learns them as one replaying the log would.
+   * The snapshot as of `applied` (the state machine must be exactly there, i.e. between
+   * Readies, when this is called), written to a sink from storage a piece at a time: the
+   * runtime section (the member records travel with the state machine's snapshot, so a
+   * member that installs it learns them as one replaying the log would), then the state
+   * machine's pieces, checksummed as they go. One step per piece; the caller yields
+   * between steps or not. Never the whole snapshot in one buffer unless the state
+   * machine makes one (a state machine without snapshotPieces).
    */
-  private compactAt(applied: number, tail: { entries: number; bytes: number }): Snapshot | null {
-    return this.raft.compact(
-      applied,
-      frameSnapshot(
-        this.registry.encode(),
-        callStateMachine('snapshot', applied, () => this.sm.snapshot()),
-      ),
-      tail,
-    );
+  private snapshotSteps(applied: number): Iterator<void, { sink: SnapshotSink; checksum: number }> {
+    // Both taken now, in this turn: later applies must not reach them.
+    const header = frameHeader(this.registry.encode());
+    const sm = this.sm;
+    const call = <T>(fn: () => T): T => callStateMachine('snapshot', applied, fn);
+    type Source =
+      { kind: 'pieces'; it: Iterator<Uint8Array, void> } | { kind: 'slices'; it: Iterator<void, Uint8Array> } | { kind: 'whole' };
+    const source: Source =
+      sm.snapshotPieces !== undefined
+        ? { kind: 'pieces', it: call(() => sm.snapshotPieces!()) }
+        : sm.snapshotInSlices !== undefined
+          ? { kind: 'slices', it: call(() => sm.snapshotInSlices!()) }
+          : { kind: 'whole' };
+    const sink = this.storage.openSnapshotSink();
+    let checksum = 0;
+    function* write(bytes: Uint8Array): Generator<void, void, void> {
+      for (let off = 0; off < bytes.length; off += SNAPSHOT_PIECE_BYTES) {
+        const piece = bytes.subarray(off, Math.min(off + SNAPSHOT_PIECE_BYTES, bytes.length));
+        sink.append(piece);
+        checksum = crc32(piece, checksum);
+        if (off + SNAPSHOT_PIECE_BYTES < bytes.length) yield;
+      }
+    }
+    function* steps(): Generator<void, { sink: SnapshotSink; checksum: number }, void> {
+      // Dropped on a throw, and on return() (the node stopped halfway).
+      let written = false;
+      try {
+        yield* write(header);
+        switch (source.kind) {
+          case 'pieces':
+            for (let r = call(() => source.it.next()); r.done !== true; r = call(() => source.it.next())) {
+              yield* write(r.value);
+              yield;
+            }
+            break;
+          case 'slices': {
+            let r = call(() => source.it.next());
+            for (; r.done !== true; r = call(() => source.it.next())) yield;
+            yield* write(r.value);
+            break;
+          }
+          case 'whole':
+            yield* write(call(() => sm.snapshot()));
+            break;
+          default: {
+            const never: never = source;
+            return never;
+          }
+        }
+        written = true;
+      } finally {
+        if (!written) sink.discard();
+      }
+      return { sink, checksum };
+    }
+    return steps();
+  }
+
+  /**
+   * Compacts the core's log at a snapshot written by snapshotSteps, unless one installed
+   * from the leader meanwhile covers its index (the spool is then dropped). Returns the
+   * snapshot for storage, or null.
+   */
+  private compactWith(
+    index: number,
+    made: { sink: SnapshotSink; checksum: number },
+    tail: { entries: number; bytes: number },
+  ): Snapshot | null {
+    if (index <= this.raft.snapshotIndex()) {
+      made.sink.discard();
+      return null;
+    }
+    return this.raft.compact(index, made.sink.finish(made.checksum), tail);
   }
 
   /** Wait (a bounded time) until no Ready batch is being handled: the state machine is then exactly at the core's applied index. */
@@ -968,8 +1053,12 @@ export class LeaderdNode {
   private async snapshotNow(): Promise<void> {
     if (!(await this.betweenBatches())) return;
     const applied = this.raft.status().appliedIndex;
+    if (applied <= this.raft.snapshotIndex()) return;
+    const steps = this.snapshotSteps(applied);
+    let r = steps.next();
+    while (r.done !== true) r = steps.next();
     // No tail: whoever asked for this snapshot needs followers to be sent it.
-    const snapshot = this.compactAt(applied, { entries: 0, bytes: 0 });
+    const snapshot = this.compactWith(applied, r.value, { entries: 0, bytes: 0 });
     if (snapshot) {
       this.lastSnapshotIndex = applied;
       this.bytesSinceSnapshot = 0;
@@ -1109,7 +1198,7 @@ export class LeaderdNode {
     this.sendAll(rd.messages);
     if (rd.snapshot) {
       const snap = rd.snapshot;
-      await this.restoreSnapshot(wholeSnapshot(snap.data), snap.meta.index);
+      await this.restoreSnapshot(snap.data, snap.meta.index);
       this.lastSnapshotIndex = rd.snapshot.meta.index;
       this.bytesSinceSnapshot = 0;
       this.lastSnapshotBytes = rd.snapshot.data.byteLength;
@@ -1242,34 +1331,35 @@ export class LeaderdNode {
     };
     this.bytesSinceSnapshot = 0;
     this.lastSnapshotIndex = applied;
+    if (applied <= this.raft.snapshotIndex()) return;
     const afterIo = this.time.afterIo;
-    if (this.sm.snapshotInSlices === undefined || afterIo === undefined) {
-      const snapshot = this.compactAt(applied, tail);
+    // The state as of `applied` (the state machine is exactly there between Readies).
+    const steps = this.snapshotSteps(applied);
+    if (afterIo === undefined) {
+      let r = steps.next();
+      while (r.done !== true) r = steps.next();
+      const snapshot = this.compactWith(applied, r.value, tail);
       if (snapshot) this.storeSnapshot(snapshot, t0);
       return;
     }
-    // The state as of `applied` (the state machine is exactly there between Readies),
-    // written out a slice at a time while this loop goes on; the log is compacted at the
-    // first Ready boundary after the last slice (takeMadeSnapshot).
-    const runtime = this.registry.encode();
-    const inPlace = this.sm.snapshotWithPrefix !== undefined;
-    const steps = callStateMachine('snapshot', applied, () =>
-      inPlace ? this.sm.snapshotWithPrefix!(framePrefixBytes(runtime)) : this.sm.snapshotInSlices!(),
-    );
+    // Written out a piece at a time while this loop goes on; the log is compacted at the
+    // first Ready boundary after the last piece (takeMadeSnapshot).
     this.takingSnapshot = true;
     void (async () => {
       let sliceStart = this.time.now();
-      let r = callStateMachine('snapshot', applied, () => steps.next());
+      let r = steps.next();
       while (r.done !== true) {
         if (this.time.now() - sliceStart >= SLICE_MS) {
           await new Promise<void>((resolve) => afterIo(resolve));
-          if (this.stopped) return;
+          if (this.stopped) {
+            steps.return?.();
+            return;
+          }
           sliceStart = this.time.now();
         }
-        r = callStateMachine('snapshot', applied, () => steps.next());
+        r = steps.next();
       }
-      const data = inPlace ? frameInPlace(runtime, r.value) : frameSnapshot(runtime, r.value);
-      this.madeSnapshot = { index: applied, data, tail, t0 };
+      this.madeSnapshot = { index: applied, made: r.value, tail, t0 };
       if (!this.processing) this.takeMadeSnapshot();
     })()
       .catch((err: unknown) => this.fail(err instanceof Error ? err : new Error(String(err))))
@@ -1282,7 +1372,7 @@ export class LeaderdNode {
     if (made === null || this.stopped) return;
     this.madeSnapshot = null;
     // Null when a snapshot installed from the leader meanwhile already covers its index.
-    const snapshot = this.raft.compact(made.index, made.data, made.tail);
+    const snapshot = this.compactWith(made.index, made.made, made.tail);
     if (snapshot) this.storeSnapshot(snapshot, made.t0);
   }
 
@@ -1495,38 +1585,49 @@ export class LeaderdNode {
     return legacy ? fromUtf8.decode(legacy) : this.pendingAddresses.get(id);
   }
 
-  /** At start-up, before anything else runs: no reason to yield. */
-  private restoreSnapshotNow(data: Uint8Array): void {
-    const { runtime, user } = unframeSnapshot(data);
-    if (runtime !== null) this.registry.restore(runtime);
-    this.sm.restore(user);
-  }
-
   /**
-   * A snapshot from the leader, installed while the node runs: in slices when the state
-   * machine offers them, giving the event loop a turn every SLICE_MS, so peer
-   * messages keep being stepped (the leader stays heard, no election starts here) and
-   * heartbeats keep being answered while a large state is decoded.
+   * A snapshot from the leader, installed while the node runs: read a piece at a time,
+   * giving the event loop a turn every SLICE_MS, so peer messages keep being stepped (the
+   * leader stays heard, no election starts here) and heartbeats keep being answered while
+   * a large state is decoded.
    */
-  private async restoreSnapshot(data: Uint8Array, index: number): Promise<void> {
-    const { runtime, user } = callStateMachine('restore', index, () => unframeSnapshot(data));
+  private async restoreSnapshot(data: SnapshotData, index: number): Promise<void> {
+    const steps = this.restoreSteps(data, index);
     const afterIo = this.time.afterIo;
-    const restoreRegistry = () => {
-      if (runtime !== null) callStateMachine('restore', index, () => this.registry.restore(runtime));
-    };
-    if (this.sm.restoreInSlices === undefined || afterIo === undefined) {
-      callStateMachine('restore', index, () => this.sm.restore(user));
-      restoreRegistry();
-      return;
-    }
-    const steps = this.sm.restoreInSlices(user);
     let sliceStart = this.time.now();
-    while (callStateMachine('restore', index, () => steps.next()).done !== true) {
-      if (this.time.now() - sliceStart < SLICE_MS) continue;
+    while (steps.next().done !== true) {
+      if (afterIo === undefined || this.time.now() - sliceStart < SLICE_MS) continue;
       await new Promise<void>((resolve) => afterIo(resolve));
       sliceStart = this.time.now();
     }
-    restoreRegistry();
+  }
+
+  /**
+   * Restores the state machine and the member records from `data`, read
+   * SNAPSHOT_PIECE_BYTES at a time into restoreFromPieces (or whole, for a state machine
+   * without it); one step per piece or slice. Nothing changes before the last step.
+   */
+  private *restoreSteps(data: SnapshotData, index: number): Generator<void, void, void> {
+    const call = <T>(fn: () => T): T => callStateMachine('restore', index, fn);
+    const { runtime, userStart } = call(() => readFrame(data));
+    const end = data.byteLength;
+    const sm = this.sm;
+    if (sm.restoreFromPieces !== undefined) {
+      const restore = call(() => sm.restoreFromPieces!());
+      for (let off = userStart; off < end; off += SNAPSHOT_PIECE_BYTES) {
+        const piece = data.subarray(off, Math.min(off + SNAPSHOT_PIECE_BYTES, end));
+        call(() => restore.push(piece));
+        yield;
+      }
+      const swap = call(() => restore.finish());
+      while (call(() => swap.next()).done !== true) yield;
+    } else if (sm.restoreInSlices !== undefined) {
+      const it = call(() => sm.restoreInSlices!(data.subarray(userStart, end)));
+      while (call(() => it.next()).done !== true) yield;
+    } else {
+      call(() => sm.restore(data.subarray(userStart, end)));
+    }
+    if (runtime !== null) call(() => this.registry.restore(runtime));
   }
 
   /**
@@ -1890,13 +1991,18 @@ export async function seedDataDir(opts: {
     if (!storage.isNew) throw new Error(`data dir ${opts.dataDir} already holds data`);
     const { index, term, data } = opts.snapshot;
     const records = MemberRegistry.fromBootstrap({ join: false, members: opts.peers, inLog: true });
+    // Framed into the spool, not into a copy of the backup.
+    const sink = storage.openSnapshotSink();
+    const header = frameHeader(records.encode());
+    sink.append(header);
+    sink.append(data);
     await storage.persist(
       {
         hardState: { term, votedFor: null, commit: index },
         entries: [],
         snapshot: {
           meta: { index, term, conf: { voters: [...opts.peers.keys()], learners: [] } },
-          data: frameSnapshot(records.encode(), data),
+          data: sink.finish(crc32(data, crc32(header))),
         },
       },
       true,

@@ -8,7 +8,7 @@
 import { randomInt } from 'node:crypto';
 import { openSync, readSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import type { ConfState, InitialState, Message, NodeId, Snapshot } from '../raft/types.js';
+import type { ConfState, InitialState, Message, NodeId, Snapshot, SnapshotSink } from '../raft/types.js';
 import type { PersistInput } from '../storage/leveldb-storage.js';
 import type { HandshakePolicy, RefusedPeer } from '../transport/handshake.js';
 
@@ -29,6 +29,13 @@ export interface RuntimeStorage {
    * `compactTo` (default: all it covers; entries after compactTo are kept as a tail).
    */
   compact(snapshot: Snapshot, compactTo?: number): Promise<void>;
+  /**
+   * Somewhere to write a snapshot's bytes (a transfer arriving, a snapshot being taken)
+   * before persist() or compact() gets them: a spool file in the data dir (LevelStorage),
+   * which they then rename rather than copy; memory in the simulator. Synchronous: the
+   * core opens one from inside step(). Throws when none can be opened.
+   */
+  openSnapshotSink(): SnapshotSink;
   getMeta(key: string): Uint8Array | undefined;
   /** Stores a meta value (synced), ordered with the other writes. */
   putMeta(key: string, value: Uint8Array): Promise<void>;

@@ -73,6 +73,7 @@ import {
   unsealValue,
 } from './codec.js';
 import { StorageRefusedError, newerFormat, wrongCluster, wrongNode } from './errors.js';
+import { crc32 } from './crc32.js';
 import { SNAP_DIR, SnapshotFile, SnapshotFileError, SnapshotSpool, isSpoolName, snapshotFileName, syncDir } from './snapshot-file.js';
 
 export { StorageRefusedError } from './errors.js';
@@ -358,15 +359,18 @@ export class LevelStorage {
     if (data instanceof SnapshotFile && path.dirname(data.filePath) === snapDir && !data.closed) file = data;
     else {
       const spool = this.openSnapshotSink();
+      let sum = 0;
       try {
         for (let off = 0; off < data.byteLength; off += COPY_PIECE) {
-          spool.append(data.subarray(off, Math.min(off + COPY_PIECE, data.byteLength)));
+          const piece = data.subarray(off, Math.min(off + COPY_PIECE, data.byteLength));
+          spool.append(piece);
+          sum = crc32(piece, sum);
         }
       } catch (err) {
         spool.discard();
         throw err;
       }
-      file = spool.finish(spool.checksum);
+      file = spool.finish(sum);
     }
     const final = path.join(snapDir, snapshotFileName(snapshot.meta.index, snapshot.meta.term));
     if (file.filePath !== final) {

@@ -126,13 +126,12 @@ export class SnapshotFileError extends Error {
 /**
  * A snapshot being written: appended in order to a spool file in `dir`; finish() hands
  * it back as a SnapshotFile (not yet synced: the store syncs and renames it when it
- * records it). Also computes the checksum of what it was given, for writers that produce
- * the bytes (the node taking a snapshot) rather than verify them (the core receiving one).
+ * records it). Whoever writes computes the checksum as it goes (the core verifying a
+ * transfer, the node producing a snapshot): it is not computed twice.
  */
 export class SnapshotSpool implements SnapshotSink {
   #fd: number | null;
   #size = 0;
-  #sum = 0;
 
   private constructor(
     fd: number,
@@ -152,17 +151,11 @@ export class SnapshotSpool implements SnapshotSink {
     return this.#size;
   }
 
-  /** RaftConfig.checksum (CRC-32) of everything appended so far. */
-  get checksum(): number {
-    return this.#sum;
-  }
-
   append(chunk: Uint8Array): void {
     const fd = this.fd();
     let done = 0;
     while (done < chunk.length) done += fs.writeSync(fd, chunk, done, chunk.length - done, this.#size + done);
     this.#size += chunk.length;
-    this.#sum = crc32(chunk, this.#sum);
   }
 
   finish(checksum: number): SnapshotFile {

@@ -32,6 +32,9 @@ class BreakableStorage implements RuntimeStorage {
   compact(s: Snapshot) {
     return this.inner.compact(s);
   }
+  openSnapshotSink() {
+    return this.inner.openSnapshotSink();
+  }
   getMeta(k: string) {
     return this.inner.getMeta(k);
   }

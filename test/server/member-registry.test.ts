@@ -13,10 +13,8 @@ import {
   decodeMemberContext,
   encodeBootstrap,
   encodeMemberContext,
-  frameInPlace,
-  framePrefixBytes,
-  frameSnapshot,
-  unframeSnapshot,
+  frameHeader,
+  readFrame,
 } from '../../src/server/member-registry.js';
 
 const bytes = (s: string) => new TextEncoder().encode(s);
@@ -109,25 +107,31 @@ describe('member registry', () => {
 
   it('frames the state machine snapshot with the runtime section, and reads a snapshot from before the frame as all user data', () => {
     const user = bytes('user state');
-    const framed = frameSnapshot(bytes('[]'), user);
-    const { runtime, user: back } = unframeSnapshot(framed);
+    const header = frameHeader(bytes('[]'));
+    const framed = Uint8Array.from([...header, ...user]);
+    const { runtime, userStart } = readFrame(framed);
     expect(new TextDecoder().decode(runtime!)).toBe('[]');
-    expect(back).toEqual(user);
-    const legacy = unframeSnapshot(user);
-    expect(legacy.runtime).toBeNull();
-    expect(legacy.user).toEqual(user);
-    expect(unframeSnapshot(new Uint8Array(0)).user).toEqual(new Uint8Array(0));
+    expect(framed.subarray(userStart)).toEqual(user);
+    expect(readFrame(user)).toEqual({ runtime: null, userStart: 0 });
+    expect(readFrame(new Uint8Array(0))).toEqual({ runtime: null, userStart: 0 });
   });
 
-  it('frames in place a snapshot written after room for the frame: the same bytes as framing a copy', () => {
-    const runtime = bytes('[["n1",{}]]');
-    const user = bytes('user state');
-    const prefix = framePrefixBytes(runtime);
-    // Within a larger buffer, as the state machine's slices write it (offset, garbage before).
-    const backing = new Uint8Array(3 + prefix + user.length).fill(0xee);
-    const out = backing.subarray(3);
-    out.set(user, prefix);
-    expect(frameInPlace(runtime, out)).toEqual(frameSnapshot(runtime, user));
-    expect(unframeSnapshot(out).user).toEqual(user);
+  it('reads the frame through the data interface without reading the state machine part', () => {
+    const header = frameHeader(bytes('[["n1",{}]]'));
+    const total = header.length + (1 << 20);
+    const reads: [number, number][] = [];
+    const frame = readFrame({
+      byteLength: total,
+      subarray: (b, e) => {
+        reads.push([b, e]);
+        return header.subarray(b, e);
+      },
+    });
+    expect(frame.userStart).toBe(header.length);
+    expect(reads.every(([, e]) => e <= header.length)).toBe(true);
+    // A length running past the end is refused, not read.
+    const broken = Uint8Array.from(header);
+    new DataView(broken.buffer).setUint32(header.length - 15, 1 << 30);
+    expect(() => readFrame(broken)).toThrow(/runtime section longer/);
   });
 });

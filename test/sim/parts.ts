@@ -5,7 +5,7 @@
 // process is gone) and nothing it sends arrives.
 import type { RuntimeClock, RuntimeStorage, RuntimeTransport, CancelTimer } from '../../src/server/runtime-ports.js';
 import type { PersistInput } from '../../src/storage/leveldb-storage.js';
-import type { ConfState, InitialState, Message, NodeId, Snapshot } from '../../src/raft/types.js';
+import type { ConfState, InitialState, Message, NodeId, Snapshot, SnapshotSink } from '../../src/raft/types.js';
 import { checkHello, type HandshakePolicy, type RefusedPeer } from '../../src/transport/handshake.js';
 import type { Hello } from '../../src/transport/codec.js';
 import type { MemDisk } from './disk.js';
@@ -67,6 +67,27 @@ export class MemStorage implements RuntimeStorage {
 
   compact(snapshot: Snapshot): Promise<void> {
     return this.enqueue('compact', () => this.hooks.compact(snapshot));
+  }
+
+  /** Memory: chunks kept as they come and joined once, at finish. */
+  openSnapshotSink(): SnapshotSink {
+    let parts: Uint8Array[] = [];
+    return {
+      append: (chunk) => parts.push(chunk.slice()),
+      finish: () => {
+        const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+        let off = 0;
+        for (const p of parts) {
+          out.set(p, off);
+          off += p.length;
+        }
+        parts = [];
+        return out;
+      },
+      discard: () => {
+        parts = [];
+      },
+    };
   }
 
   getMeta(key: string): Uint8Array | undefined {

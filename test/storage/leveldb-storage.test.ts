@@ -7,6 +7,7 @@ import { wholeSnapshot } from '../../src/raft/snapshot-data.js';
 import { FORMAT_KEY, HARD_STATE_KEY, SNAPSHOT_KEY, encodeEntry, encodeSnapshotV1, entryKey, sealValue } from '../../src/storage/codec.js';
 import { FORMAT_VERSION, LevelStorage, StorageRefusedError, type OpenOptions } from '../../src/storage/leveldb-storage.js';
 import { SnapshotFile } from '../../src/storage/snapshot-file.js';
+import { crc32 } from '../../src/storage/crc32.js';
 import type { StorageRefusedKind } from '../../src/storage/errors.js';
 import { dumpStore, entries, entry, makeTempDir, normEntries, normSnapshot, normState, removeDir, snapshot, withRawDb } from './helpers.js';
 
@@ -442,7 +443,7 @@ describe('snapshot bytes in a file', () => {
     const spool = s.openSnapshotSink();
     spool.append(big(1000, 3));
     spool.append(big(24, 4));
-    const data = spool.finish(spool.checksum);
+    const data = spool.finish(crc32(big(24, 4), crc32(big(1000, 3))));
     await s.persist({ hardState: { term: 3, votedFor: null, commit: 9 }, entries: [], snapshot: { ...snapshot(9, 3), data } }, true);
     expect(data.filePath).toBe(path.join(snapDir(), '0000000000000009-00000003.snap'));
     const left = s.openSnapshotSink();
