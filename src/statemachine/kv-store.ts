@@ -5,7 +5,7 @@
 // every node; nothing here reads a clock or does I/O, so all nodes agree.
 import BTreeModule from 'sorted-btree';
 import type { Entry } from '../raft/types.js';
-import { ValueArena } from './value-arena.js';
+import { StoredKv, ValueArena } from './value-arena.js';
 import {
   DEFAULT_SESSION_LIMITS,
   resultFromJson,
@@ -111,7 +111,7 @@ export class KvStore {
    * O(k log n) on every replica rather than O(k·n) (long enough, at 200,000 keys, for
    * leases to lapse while each node applies it).
    */
-  private kvs: BTree<string, KeyValue> = new BTree<string, KeyValue>(undefined, compareKeys);
+  private kvs: BTree<string, StoredKv> = new BTree<string, StoredKv>(undefined, compareKeys);
   /** Queue directory -> its keys by creation revision (see KvStoreOptions.queuePrefix). */
   private queues: Queues = new Map();
   private readonly queuePrefix: string;
@@ -228,7 +228,7 @@ export class KvStore {
     // the bound exact without scanning the prefix twice.
     let growth = 0;
     const sizes = new Map<string, number>();
-    const sizeOf = (key: string) => sizes.get(key) ?? (this.kvs.has(key) ? kvBytes(key, this.kvs.get(key)!.value.length) : 0);
+    const sizeOf = (key: string) => sizes.get(key) ?? (this.kvs.has(key) ? kvBytes(key, this.kvs.get(key)!.valueLength) : 0);
     for (const op of ops) {
       if (op.type === 'put') {
         const size = kvBytes(op.key, op.value.length);
@@ -350,22 +350,15 @@ export class KvStore {
     const old = this.kvs.get(key);
     if (old && old.lease !== 0 && old.lease !== lease) this.leases.get(old.lease)?.keys.delete(key);
     if (lease !== 0) this.leases.get(lease)!.keys.add(key);
-    const kv: KeyValue = {
-      key,
-      value: this.arena.keep(value),
-      createRevision: old ? old.createRevision : rev,
-      modRevision: rev,
-      version: old ? old.version + 1 : 1,
-      lease,
-    };
+    const kv = new StoredKv(key, this.arena.keep(value), old ? old.createRevision : rev, rev, old ? old.version + 1 : 1, lease);
     this.kvs.set(key, kv);
-    this.usedBytes += kvBytes(key, value.length) - (old ? kvBytes(old.key, old.value.length) : 0);
+    this.usedBytes += kvBytes(key, value.length) - (old ? kvBytes(old.key, old.valueLength) : 0);
     if (!old) enqueue(this.queues, this.queuePrefix, kv);
     this.pendingEvents.push({ type: 'PUT', kv });
   }
 
   private doDelete(key: string, prefix: boolean, rev: number): number {
-    const gone: KeyValue[] = [];
+    const gone: StoredKv[] = [];
     if (prefix) {
       this.forPrefix(key, '', (kv) => void gone.push(kv));
       const end = prefixEnd(key);
@@ -380,7 +373,7 @@ export class KvStore {
       }
     }
     for (const old of gone) {
-      this.usedBytes -= kvBytes(old.key, old.value.length);
+      this.usedBytes -= kvBytes(old.key, old.valueLength);
       if (old.lease !== 0) this.leases.get(old.lease)?.keys.delete(old.key);
       this.dequeue(old);
       this.pendingEvents.push({
@@ -601,7 +594,7 @@ export class KvStore {
     return snapshotWhole(header, kvs, prefixBytes);
   }
 
-  private capture(): { header: Buffer; kvs: BTree<string, KeyValue> } {
+  private capture(): { header: Buffer; kvs: BTree<string, StoredKv> } {
     const header: SnapshotHeader = {
       revision: this.revision,
       appliedIndex: this.appliedIndex,
@@ -657,7 +650,7 @@ export class KvStore {
             header: h,
             format,
             lastKey: null,
-            kvs: new BTree<string, KeyValue>(undefined, compareKeys),
+            kvs: new BTree<string, StoredKv>(undefined, compareKeys),
             usedBytes: 0,
             queues: new Map(),
             leases,
@@ -665,8 +658,9 @@ export class KvStore {
             sessions: SessionTable.prepare(h.exactlyOnce),
           };
         },
-        record: (kv) => {
+        record: (decoded) => {
           const s = next!;
+          const kv = new StoredKv(decoded.key, decoded.value, decoded.createRevision, decoded.modRevision, decoded.version, decoded.lease);
           checkRecord(kv, s.header.revision);
           // A binary snapshot lists keys in index order (a JSON one in the order of its day):
           // a key out of order or repeated is a corrupt stream, not a state to install.
@@ -674,7 +668,7 @@ export class KvStore {
             throw new Error(`snapshot: key ${JSON.stringify(kv.key)} out of order after ${JSON.stringify(s.lastKey)}`);
           s.lastKey = kv.key;
           if (!s.kvs.setIfNotPresent(kv.key, kv)) throw new Error(`snapshot: key ${JSON.stringify(kv.key)} appears twice`);
-          s.usedBytes += kvBytes(kv.key, kv.value.length);
+          s.usedBytes += kvBytes(kv.key, kv.valueLength);
           enqueue(s.queues, this.queuePrefix, kv);
           if (kv.lease !== 0) s.leases.get(kv.lease)?.keys.add(kv.key);
         },
@@ -724,7 +718,7 @@ export class KvStore {
   // Key order
 
   /** Visit keys under `prefix` after `startAfter` in order until `f` returns false: O(log n + visited). */
-  private forPrefix(prefix: string, startAfter: string, f: (kv: KeyValue) => boolean | void): void {
+  private forPrefix(prefix: string, startAfter: string, f: (kv: StoredKv) => boolean | void): void {
     const from = startAfter > prefix ? startAfter : prefix;
     for (const [k, kv] of this.kvs.entries(from)) {
       if (!k.startsWith(prefix)) break;
@@ -753,7 +747,7 @@ interface RestoredState {
   readonly header: SnapshotHeader;
   readonly format: 1 | 2;
   lastKey: string | null;
-  readonly kvs: BTree<string, KeyValue>;
+  readonly kvs: BTree<string, StoredKv>;
   usedBytes: number;
   readonly queues: Queues;
   readonly leases: Map<number, Lease>;
@@ -811,7 +805,7 @@ function checkRecord(kv: KeyValue, revision: number): void {
 const RESTORE_FEED_BYTES = 256 << 10;
 
 /** The binary snapshot of `kvs` after `header` in one buffer, after `prefixBytes` left free; yields between pieces. */
-function* snapshotWhole(header: Buffer, kvs: BTree<string, KeyValue>, prefixBytes: number): Generator<void, Uint8Array, void> {
+function* snapshotWhole(header: Buffer, kvs: BTree<string, StoredKv>, prefixBytes: number): Generator<void, Uint8Array, void> {
   let size = prefixBytes + snapshotPreludeBytes(header);
   let n = 0;
   for (const kv of kvs.values()) {

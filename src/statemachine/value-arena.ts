@@ -1,4 +1,6 @@
-// Where the store keeps small values. A Uint8Array over an ArrayBuffer of its own costs
+import type { KeyValue } from './commands.js';
+
+// Where the store keeps values, and the records that hold them. A Uint8Array over an ArrayBuffer of its own costs
 // about 200 bytes besides its bytes (the view, the ArrayBuffer, its backing store and
 // their bookkeeping, measured with npm run bench:kv-memory): at a million keys of 8-byte
 // values, that overhead alone was ~200 MiB of a node's memory. Small values are
@@ -40,5 +42,40 @@ export class ValueArena {
     const v = this.alloc(value.length);
     v.set(value);
     return v;
+  }
+}
+
+/**
+ * A stored key's record. It keeps where its value's bytes are (buffer, offset, length)
+ * rather than a Uint8Array: a view costs ~96 bytes per key on its own, more than the key,
+ * its revisions and a small value together. `value` is a fresh view of the same bytes at
+ * each read (never a copy); the fields a spread or JSON sees are those of KeyValue minus
+ * `value` (sessions.ts's kvToJson writes the value itself).
+ */
+export class StoredKv implements KeyValue {
+  readonly #buffer: ArrayBufferLike;
+  readonly #offset: number;
+  readonly #length: number;
+
+  constructor(
+    readonly key: string,
+    value: Uint8Array,
+    readonly createRevision: number,
+    readonly modRevision: number,
+    readonly version: number,
+    readonly lease: number,
+  ) {
+    this.#buffer = value.buffer;
+    this.#offset = value.byteOffset;
+    this.#length = value.byteLength;
+  }
+
+  get value(): Uint8Array {
+    return new Uint8Array(this.#buffer, this.#offset, this.#length);
+  }
+
+  /** The value's length, without making a view. */
+  get valueLength(): number {
+    return this.#length;
   }
 }

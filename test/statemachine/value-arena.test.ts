@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { SLAB_BYTES, SLAB_VALUE_BYTES, ValueArena } from '../../src/statemachine/value-arena.js';
 import { KvStore } from '../../src/statemachine/kv-store.js';
-import { encodeCommand, type Command } from '../../src/statemachine/commands.js';
+import { encodeCommand, type Command, type Envelope } from '../../src/statemachine/commands.js';
 
 describe('ValueArena', () => {
   it('small values share slabs without overlapping; large ones keep their own buffer', () => {
@@ -42,5 +42,51 @@ describe('ValueArena', () => {
         else if (String(i).startsWith('1')) expect(kv).toBeNull();
         else expect([...kv!.value]).toEqual(new Array(8).fill(i % 256));
       }
+  });
+
+  it('a stored record reads as a KeyValue, and a cached answer holding one survives a snapshot with its value', () => {
+    const s = new KvStore();
+    let index = 0;
+    const apply = (store: KvStore, env: Envelope) => store.apply({ index: ++index, term: 1, type: 'normal', data: encodeCommand(env) });
+    const big = new Uint8Array(100_000).fill(3);
+    apply(s, { cmd: { type: 'put', key: 'small', value: new Uint8Array([1, 2, 3]), lease: 0 } });
+    apply(s, { cmd: { type: 'put', key: 'big', value: big, lease: 0 } });
+    const kv = s.get('small')!;
+    expect({ ...kv, value: kv.value }).toEqual({
+      key: 'small',
+      value: new Uint8Array([1, 2, 3]),
+      createRevision: 1,
+      modRevision: 1,
+      version: 1,
+      lease: 0,
+    });
+    expect(s.get('big')!.value).toEqual(big);
+    apply(s, { cmd: { type: 'sessionOpen', ttlMs: 10_000 } });
+    const txn: Envelope = {
+      cmd: {
+        type: 'txn',
+        compare: [{ key: 'small', target: 'VERSION', result: 'EQUAL', number: 1 }],
+        success: [
+          { type: 'get', key: 'small' },
+          { type: 'get', key: 'big' },
+        ],
+        failure: [],
+      },
+      session: { id: 1, seq: 1, firstIncomplete: 1 },
+    };
+    const first = apply(s, txn);
+    const r = new KvStore();
+    r.restore(s.snapshot());
+    // The retry, on a replica that installed the snapshot, gets the first answer from the cache.
+    for (const answer of [apply(s, txn), apply(r, txn)]) {
+      expect(answer).toMatchObject({ ok: true, type: 'txn', succeeded: true });
+      const responses = (answer as unknown as { responses: { kv: { value: Uint8Array } }[] }).responses;
+      expect(responses.map((x) => [...x.kv.value.subarray(0, 3)])).toEqual([
+        [1, 2, 3],
+        [3, 3, 3],
+      ]);
+      expect(responses[1]!.kv.value.length).toBe(100_000);
+    }
+    expect(first).toMatchObject({ ok: true, type: 'txn', succeeded: true });
   });
 });
