@@ -1054,11 +1054,16 @@ export class LeaderdNode {
     if (!(await this.betweenBatches())) return;
     const applied = this.raft.status().appliedIndex;
     if (applied <= this.raft.snapshotIndex()) return;
-    const steps = this.snapshotSteps(applied);
-    let r = steps.next();
-    while (r.done !== true) r = steps.next();
+    // Written in slices like any other: a leader that stalled here for the whole write (a
+    // second for a few hundred MiB) would lose its lease, and the change it compacts for.
+    const made = await this.runInSlices(this.snapshotSteps(applied));
+    if (made === null) return;
+    if (!(await this.betweenBatches())) {
+      made.value.sink.discard();
+      return;
+    }
     // No tail: whoever asked for this snapshot needs followers to be sent it.
-    const snapshot = this.compactWith(applied, r.value, { entries: 0, bytes: 0 });
+    const snapshot = this.compactWith(applied, made.value, { entries: 0, bytes: 0 });
     if (snapshot) {
       this.lastSnapshotIndex = applied;
       this.bytesSinceSnapshot = 0;
@@ -1336,6 +1341,7 @@ export class LeaderdNode {
     // The state as of `applied` (the state machine is exactly there between Readies).
     const steps = this.snapshotSteps(applied);
     if (afterIo === undefined) {
+      // A clock without turns (the simulator): all at once, compacted at this boundary.
       let r = steps.next();
       while (r.done !== true) r = steps.next();
       const snapshot = this.compactWith(applied, r.value, tail);
@@ -1346,20 +1352,9 @@ export class LeaderdNode {
     // first Ready boundary after the last piece (takeMadeSnapshot).
     this.takingSnapshot = true;
     void (async () => {
-      let sliceStart = this.time.now();
-      let r = steps.next();
-      while (r.done !== true) {
-        if (this.time.now() - sliceStart >= SLICE_MS) {
-          await new Promise<void>((resolve) => afterIo(resolve));
-          if (this.stopped) {
-            steps.return?.();
-            return;
-          }
-          sliceStart = this.time.now();
-        }
-        r = steps.next();
-      }
-      this.madeSnapshot = { index: applied, made: r.value, tail, t0 };
+      const made = await this.runInSlices(steps);
+      if (made === null) return;
+      this.madeSnapshot = { index: applied, made: made.value, tail, t0 };
       if (!this.processing) this.takeMadeSnapshot();
     })()
       .catch((err: unknown) => this.fail(err instanceof Error ? err : new Error(String(err))))
@@ -1592,14 +1587,30 @@ export class LeaderdNode {
    * a large state is decoded.
    */
   private async restoreSnapshot(data: SnapshotData, index: number): Promise<void> {
-    const steps = this.restoreSteps(data, index);
+    await this.runInSlices(this.restoreSteps(data, index));
+  }
+
+  /**
+   * Runs `steps` to the end, giving the event loop a turn every SLICE_MS (none on a clock
+   * without turns: the simulator). Null when the node stopped meanwhile: the steps are
+   * then abandoned (return()), which drops what they wrote.
+   */
+  private async runInSlices<T>(steps: Iterator<void, T>): Promise<{ value: T } | null> {
     const afterIo = this.time.afterIo;
     let sliceStart = this.time.now();
-    while (steps.next().done !== true) {
-      if (afterIo === undefined || this.time.now() - sliceStart < SLICE_MS) continue;
-      await new Promise<void>((resolve) => afterIo(resolve));
-      sliceStart = this.time.now();
+    let r = steps.next();
+    while (r.done !== true) {
+      if (afterIo !== undefined && this.time.now() - sliceStart >= SLICE_MS) {
+        await new Promise<void>((resolve) => afterIo(resolve));
+        if (this.stopped) {
+          steps.return?.();
+          return null;
+        }
+        sliceStart = this.time.now();
+      }
+      r = steps.next();
     }
+    return { value: r.value };
   }
 
   /**
