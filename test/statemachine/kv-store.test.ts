@@ -1,4 +1,6 @@
 import fc from 'fast-check';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { KvStore, CompactedError } from '../../src/statemachine/kv-store.js';
 import { encodeCommand, decodeCommand, kvBytes, type Command, type Envelope } from '../../src/statemachine/commands.js';
@@ -151,9 +153,26 @@ describe('KvStore', () => {
     for (let i = 0; i < 20; i++) apply(s, { type: 'put', key: `k${i}`, value: new Uint8Array(1000), lease: 0 });
     const kept = s.watchFrom(s.revision, () => {}).backlog.length;
     expect(() => s.watchFrom(1, () => {})).toThrow(CompactedError);
-    const oldest = 20 - 9 + 1;
+    // Each revision counts its key and value (kvBytes) and 96 bytes for the event: 8 fit in 10,000.
+    expect(Math.floor(10_000 / (kvBytes('k19', 1000) + 96))).toBe(8);
+    const oldest = 20 - 8 + 1;
     expect(s.watchFrom(oldest, () => {}).backlog.map((h) => h.revision)[0]).toBe(oldest);
     expect(kept).toBe(1);
+  });
+
+  it('a revision evicted from the history is let go at once, not at the next compaction of the array', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const s = new KvStore({ historyRevisions: 4 });
+    const apply = applier();
+    apply(s, { type: 'put', key: 'blob', value: new Uint8Array(1000), lease: 0 });
+    // Held only weakly here: what keeps revision 1 alive after this is the store alone.
+    const first = ((h) => new WeakRef(h))(s.historyAt(1)!);
+    for (let i = 0; i < 10; i++) apply(s, { type: 'put', key: 'blob', value: new Uint8Array(1000), lease: 0 });
+    expect(s.oldestRetained).toBe(8);
+    await new Promise((resolve) => setImmediate(resolve));
+    gc();
+    expect(first.deref()).toBeUndefined();
   });
 
   it('range lists keys under a prefix in order, with limit and paging', () => {
