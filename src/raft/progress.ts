@@ -4,7 +4,7 @@
 //  probe:     we do not know where the follower's log matches ours; one append at a
 //             time until one succeeds (each rejection moves nextIndex back, fast).
 //  replicate: the follower matches up to matchIndex; appends are pipelined, at most
-//             maxInflight unacknowledged messages at once.
+//             maxInflight unacknowledged messages and maxInflightBytes of entries at once.
 //  snapshot:  the follower needs entries we compacted away; a snapshot is being sent
 //             in chunks and nothing else is until it is installed.
 
@@ -18,8 +18,10 @@ export class Progress {
   state: ProgressState = 'probe';
   /** probe: an append is out and we wait for its answer (or the next heartbeat) before sending another. */
   probeSent = false;
-  /** replicate: last index and heartbeat round of each unacknowledged append, oldest first. */
-  inflight: { index: number; round: number }[] = [];
+  /** replicate: last index, heartbeat round and entry bytes of each unacknowledged append, oldest first. */
+  inflight: { index: number; round: number; bytes: number }[] = [];
+  /** replicate: entry bytes of the unacknowledged appends (the sum over `inflight`). */
+  inflightBytes = 0;
   /** snapshot: which snapshot is being sent and how many of its bytes the follower holds. */
   pendingSnapshot: { index: number; offset: number; sentRound: number } | null = null;
   /** Heard from since the last CheckQuorum round (thesis §6.2). */
@@ -47,10 +49,11 @@ export class Progress {
     }));
   }
 
-  /** replicate: an append ending at `last` went out in heartbeat round `round`; assume it lands (pipelining). */
-  sentEntries(last: number, round: number): void {
+  /** replicate: an append ending at `last` with `bytes` of entries went out in heartbeat round `round`; assume it lands (pipelining). */
+  sentEntries(last: number, round: number, bytes: number): void {
     this.nextIndex = last + 1;
-    this.inflight.push({ index: last, round });
+    this.inflight.push({ index: last, round, bytes });
+    this.inflightBytes += bytes;
     this.check();
   }
 
@@ -95,6 +98,7 @@ export class Progress {
     this.state = 'probe';
     this.probeSent = false;
     this.inflight = [];
+    this.inflightBytes = 0;
     this.pendingSnapshot = null;
     this.check();
   }
@@ -104,6 +108,7 @@ export class Progress {
     this.nextIndex = this.matchIndex + 1;
     this.probeSent = false;
     this.inflight = [];
+    this.inflightBytes = 0;
     this.pendingSnapshot = null;
     this.check();
   }
@@ -111,6 +116,7 @@ export class Progress {
   becomeSnapshot(index: number): void {
     this.state = 'snapshot';
     this.inflight = [];
+    this.inflightBytes = 0;
     this.probeSent = false;
     this.pendingSnapshot = { index, offset: 0, sentRound: 0 };
   }
@@ -118,16 +124,19 @@ export class Progress {
   /** Acknowledged appends up to `index` no longer count against the window. */
   freeInflightTo(index: number): void {
     let n = 0;
-    while (n < this.inflight.length && this.inflight[n]!.index <= index) n++;
+    while (n < this.inflight.length && this.inflight[n]!.index <= index) this.inflightBytes -= this.inflight[n++]!.bytes;
     if (n > 0) this.inflight.splice(0, n);
   }
 
-  isPaused(maxInflight: number): boolean {
+  isPaused(maxInflight: number, maxInflightBytes: number): boolean {
     switch (this.state) {
       case 'probe':
         return this.probeSent;
       case 'replicate':
-        return this.inflight.length >= maxInflight;
+        // By bytes too: everything in flight is queued ahead of the next heartbeat on the
+        // same FIFO stream, so 256 appends of 1 MiB would hold a heartbeat back for seconds
+        // and the leader, hearing no quorum in an election timeout, would step down.
+        return this.inflight.length >= maxInflight || this.inflightBytes >= maxInflightBytes;
       case 'snapshot':
         return true;
     }

@@ -1069,7 +1069,7 @@ export class RaftNode {
       }
       return;
     }
-    const wasPaused = pr.isPaused(this.cfg.maxInflight);
+    const wasPaused = this.paused(pr);
     const updated = pr.maybeUpdate(msg.matchIndex);
     if (pr.state === 'probe' && msg.matchIndex >= pr.matchIndex) pr.becomeReplicate();
     else if (pr.state === 'replicate') {
@@ -1089,7 +1089,7 @@ export class RaftNode {
     }
     if (updated || wasPaused) {
       while (this.sendAppend(from, false)) {
-        if (pr.isPaused(this.cfg.maxInflight)) break;
+        if (this.paused(pr)) break;
       }
     }
   }
@@ -1160,11 +1160,16 @@ export class RaftNode {
     for (const id of this.progress.keys()) this.sendAppend(id, false);
   }
 
+  /** No more appends to this follower until some are acknowledged (flow control, by messages and bytes). */
+  private paused(pr: Progress): boolean {
+    return pr.isPaused(this.cfg.maxInflight, this.cfg.maxInflightBytes ?? Infinity);
+  }
+
   /** Send the follower what it is missing. Returns whether a message went out. */
   private sendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
     if (this.role !== 'leader') return false;
     const pr = this.progress.get(to);
-    if (!pr || pr.isPaused(this.cfg.maxInflight)) return false;
+    if (!pr || this.paused(pr)) return false;
     const prevLogIndex = pr.nextIndex - 1;
     const prevLogTerm = this.log.term(prevLogIndex);
     const entries = this.log.slice(pr.nextIndex, this.log.lastIndex(), this.cfg.maxMsgBytes);
@@ -1176,7 +1181,7 @@ export class RaftNode {
     this.send({ type: 'app', to, prevLogIndex, prevLogTerm, entries, leaderCommit: this.log.committed, round: this.round });
     if (pr.state === 'replicate' && entries.length > 0) {
       // Pipelining: assume success and move on; a rejection resets us to probe.
-      pr.sentEntries(entries[entries.length - 1]!.index, this.round);
+      pr.sentEntries(entries[entries.length - 1]!.index, this.round, entryBytes(entries));
     } else if (pr.state === 'probe') {
       pr.probeSent = true;
     }
@@ -1365,4 +1370,11 @@ export class RaftNode {
   private hardState(): HardState {
     return { term: this.term, votedFor: this.votedFor, commit: this.log.committed };
   }
+}
+
+/** Payload bytes of `entries` (what maxMsgBytes and maxInflightBytes count). */
+function entryBytes(entries: readonly Entry[]): number {
+  let n = 0;
+  for (const e of entries) n += e.data.length;
+  return n;
 }

@@ -382,6 +382,13 @@ export interface RaftConfig {
   readonly leaseReads: boolean;
   /** Appends in flight per follower before the leader waits for acknowledgements. */
   readonly maxInflight: number;
+  /**
+   * Leader: payload bytes of unacknowledged appends per follower beyond which no more are
+   * sent (etcd's MaxInflightBytes); one append always goes out. Default unbounded. What
+   * is in flight waits ahead of the next heartbeat on the follower's stream, so this
+   * bounds how late a heartbeat can be behind large entries.
+   */
+  readonly maxInflightBytes?: number;
   /** Upper bound on entry payload bytes in one append message (at least one entry is always sent). */
   readonly maxMsgBytes: number;
   /** Bytes of snapshot per InstallSnapshot chunk. */

@@ -84,7 +84,7 @@ describe('fail-stop on a broken invariant', () => {
         const pr = new Progress(1, false);
         pr.maybeUpdate(5);
         pr.becomeReplicate();
-        pr.sentEntries(4, 1);
+        pr.sentEntries(4, 1, 0);
       },
     },
   ];

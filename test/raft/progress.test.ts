@@ -51,23 +51,38 @@ describe('Progress', () => {
   ] as const)('$state, probeSent $probeSent, $inflight in flight of 3: paused $paused', ({ state, probeSent, inflight, paused }) => {
     const pr = progress(state, 1, 2);
     pr.probeSent = probeSent;
-    for (let i = 0; i < inflight; i++) pr.sentEntries(2 + i, 1);
-    expect(pr.isPaused(3)).toBe(paused);
+    for (let i = 0; i < inflight; i++) pr.sentEntries(2 + i, 1, 10);
+    expect(pr.isPaused(3, Infinity)).toBe(paused);
   });
 
-  it('pipelining: sentEntries moves next optimistically; acknowledgements free the window in order', () => {
+  it.each([
+    { sent: [], paused: false, why: 'nothing in flight: one append goes out however large' },
+    { sent: [300], paused: false, why: '300 of 1000 bytes in flight' },
+    { sent: [600, 399], paused: false, why: '999 of 1000 bytes in flight' },
+    { sent: [600, 400], paused: true, why: '1000 of 1000 bytes in flight' },
+    { sent: [5000], paused: true, why: 'one append over the bound alone' },
+  ])('replicate, maxInflightBytes 1000: $why', ({ sent, paused }) => {
+    const pr = progress('replicate', 1, 2);
+    sent.forEach((bytes, i) => pr.sentEntries(2 + i, 1, bytes));
+    expect(pr.isPaused(256, 1000)).toBe(paused);
+  });
+
+  it('pipelining: sentEntries moves next optimistically; acknowledgements free the window in order, messages and bytes', () => {
     const pr = progress('replicate', 4, 5);
-    pr.sentEntries(6, 1);
-    pr.sentEntries(9, 1);
-    pr.sentEntries(12, 2);
+    pr.sentEntries(6, 1, 100);
+    pr.sentEntries(9, 1, 200);
+    pr.sentEntries(12, 2, 400);
     expect(pr.nextIndex).toBe(13);
+    expect(pr.inflightBytes).toBe(700);
     pr.freeInflightTo(8);
     expect(pr.inflight).toEqual([
-      { index: 9, round: 1 },
-      { index: 12, round: 2 },
+      { index: 9, round: 1, bytes: 200 },
+      { index: 12, round: 2, bytes: 400 },
     ]);
+    expect(pr.inflightBytes).toBe(600);
     pr.freeInflightTo(12);
     expect(pr.inflight).toEqual([]);
+    expect(pr.inflightBytes).toBe(0);
   });
 
   it.each([

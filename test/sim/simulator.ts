@@ -777,6 +777,10 @@ export class Simulator implements PartsHost {
         core: {
           leaseReads: p.leaseReads,
           maxInflight: p.maxInflight,
+          // Derived, not drawn (a new draw would move every seed's schedule): half the
+          // runs bound the bytes in flight at two messages' worth, so the window closes
+          // by bytes before it does by count.
+          maxInflightBytes: p.maxInflight % 2 === 1 ? 2 * p.maxMsgBytes : Infinity,
           maxMsgBytes: p.maxMsgBytes,
           snapshotChunkBytes: p.snapshotChunkBytes,
         },
