@@ -31,6 +31,7 @@ import {
 } from './handshake.js';
 import { loadPeerApi } from './protos.js';
 import { ExitWatch } from './exit-watch.js';
+import { widenConnectionWindow, widenStreamWindow } from './receive-window.js';
 import { memberIdsOf, peerChannelCredentials, serverCredentials, type ReloadingCertificates } from '../security/tls.js';
 
 export interface TransportOptions {
@@ -72,6 +73,8 @@ export interface TransportOptions {
    * leader need not hold up to maxQueueBytes of appends for a follower that is gone.
    */
   readonly maxDownQueueBytes?: number;
+  /** HTTP/2 receive window of the peer server, per stream and per connection; default 8 MiB (receive-window.ts). */
+  readonly receiveWindowBytes?: number;
   /** Reconnect backoff bounds; default 50 ms .. 1 s. */
   readonly minBackoffMs?: number;
   readonly maxBackoffMs?: number;
@@ -86,6 +89,8 @@ export interface TransportStats {
   readonly dropped: number;
   /** Incoming streams or frames refused: bad Hello, malformed or undecodable frame, wrong cluster/recipient/sender. */
   readonly refused: number;
+  /** HTTP/2 receive window of the latest peer connection accepted (0 before any). */
+  readonly receiveWindowBytes: number;
 }
 
 const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
@@ -93,6 +98,7 @@ const DEFAULT_KEEPALIVE_MS = 300;
 const DEFAULT_MAX_QUEUE_MESSAGES = 1024;
 const DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024;
 const DEFAULT_MAX_DOWN_QUEUE_BYTES = 4 * 1024 * 1024;
+const DEFAULT_RECEIVE_WINDOW_BYTES = 8 * 1024 * 1024;
 /** A persistent misconfiguration (wrong cluster, peer list mismatch) warns at most this often per cause. */
 const WARN_INTERVAL_MS = 10_000;
 
@@ -124,6 +130,7 @@ interface Counters {
   received: number;
   dropped: number;
   refused: number;
+  receiveWindowBytes: number;
 }
 
 // protobufjs throws on bytes that are not a valid encoding. grpc-js would then end the
@@ -425,7 +432,7 @@ export class GrpcTransport {
   private readonly opts: TransportOptions;
   private readonly log: Logger;
   private readonly maxMessageBytes: number;
-  private readonly counters: Counters = { sent: 0, received: 0, dropped: 0, refused: 0 };
+  private readonly counters: Counters = { sent: 0, received: 0, dropped: 0, refused: 0, receiveWindowBytes: 0 };
   private readonly shared: LinkShared;
   private readonly serverOptions: grpc.ServerOptions;
   private server: grpc.Server | null = null;
@@ -513,9 +520,15 @@ export class GrpcTransport {
       Stream: (call: ServerCall) => this.acceptStream(call),
     });
     this.server = server;
+    const window = this.opts.receiveWindowBytes ?? DEFAULT_RECEIVE_WINDOW_BYTES;
+    const streamWindow = widenStreamWindow(server, window);
     const port = await new Promise<number>((resolve, reject) => {
       server.bindAsync(this.opts.listenPeer, serverCredentials(this.opts.peerTls ?? null), (err, p) => (err ? reject(err) : resolve(p)));
     });
+    const connectionWindow = widenConnectionWindow(server, window, (bytes) => (this.counters.receiveWindowBytes = bytes));
+    if (!streamWindow || !connectionWindow) {
+      this.log.warn({ window }, 'could not raise the peer HTTP/2 receive window (grpc-js internals changed): large appends will be slower');
+    }
     this.log.debug({ listen: this.opts.listenPeer, port }, 'peer server listening');
     return { port };
   }

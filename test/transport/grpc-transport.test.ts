@@ -186,6 +186,19 @@ describe('GrpcTransport', () => {
     expect(a.transport.stats().sent).toBe(0);
   });
 
+  it("the peer server takes 8 MiB per connection before acknowledging (not HTTP/2's 64 KiB), or receiveWindowBytes", async () => {
+    const a = await nodes.start('n1');
+    const b = await nodes.start('n2');
+    const c = await nodes.start('n3', { receiveWindowBytes: 1 << 20 });
+    mesh([a, b, c]);
+    await heartbeatUntilReceived(a, b, 1);
+    await heartbeatUntilReceived(a, c, 1);
+    // Without it a follower whose event loop is busy acknowledges a 1 MiB append in 16
+    // turns, and a heartbeat behind it comes late enough to cost the leader its quorum.
+    expect(b.transport.stats().receiveWindowBytes).toBe(8 << 20);
+    expect(c.transport.stats().receiveWindowBytes).toBe(1 << 20);
+  });
+
   it('holds at most maxDownQueueBytes (4 MiB by default) of appends for a peer that is down', async () => {
     const gone = await nodes.start('n2');
     const deadAddress = gone.address;
