@@ -375,8 +375,6 @@ export class LeaderdNode {
   private lastSnapshotIndex: number;
   /** Payload bytes of the entries applied since the last snapshot (taken or installed): the snapshot trigger by bytes. */
   private bytesSinceSnapshot = 0;
-  /** Size of the last snapshot taken or installed (the byte trigger scales with it). */
-  private lastSnapshotBytes = 0;
   /** A snapshot is being written in slices off the Ready loop (StateMachine.snapshotInSlices). */
   private takingSnapshot = false;
   /** ... and is written: the log is compacted at it at the next Ready boundary. */
@@ -500,7 +498,6 @@ export class LeaderdNode {
       while (steps.next().done !== true);
     }
     this.lastSnapshotIndex = initial.snapshot?.meta.index ?? 0;
-    this.lastSnapshotBytes = initial.snapshot?.data.byteLength ?? 0;
     this.raft = new RaftNode(raftConfig, initial);
     this.lastSoft = this.raft.softState();
     if (initial.entries.some((e) => e.type === 'conf')) {
@@ -1213,7 +1210,6 @@ export class LeaderdNode {
       await this.restoreSnapshot(snap.data, snap.meta.index);
       this.lastSnapshotIndex = rd.snapshot.meta.index;
       this.bytesSinceSnapshot = 0;
-      this.lastSnapshotBytes = rd.snapshot.data.byteLength;
     }
     if (rd.snapshot) {
       // Entries this node proposed that the snapshot covers: their fate is in the
@@ -1328,12 +1324,13 @@ export class LeaderdNode {
 
   private maybeSnapshot(applied: number): void {
     // By bytes as well as entries: 10,000 entries of 1 MiB values would otherwise keep
-    // 10 GiB of log in memory and on disk before the first snapshot.
-    // A snapshot costs its whole size to write, so with a large state the byte trigger
-    // grows to half the last snapshot: every byte applied is then written into at most
-    // about three snapshots, while the log held meanwhile stays within half the state.
+    // 10 GiB of log in memory and on disk before the first snapshot. The log since the
+    // last snapshot is held in memory, so the byte trigger stays fixed however large the
+    // state: grown to half the last snapshot, it let a gigabyte of state hold another
+    // half gigabyte of log. The price is writing: with 1 GiB of state, each 64 MiB of
+    // writes costs a 1 GiB snapshot, written to a file a piece at a time off the loop.
     const entries = this.opts.snapshotEntries ?? 10_000;
-    const bytes = Math.max(this.opts.snapshotBytes ?? 64 << 20, this.lastSnapshotBytes / 2);
+    const bytes = this.opts.snapshotBytes ?? 64 << 20;
     if (applied - this.lastSnapshotIndex < entries && this.bytesSinceSnapshot < bytes) return;
     if (this.takingSnapshot) return;
     const t0 = this.time.now();
@@ -1379,7 +1376,6 @@ export class LeaderdNode {
   }
 
   private storeSnapshot(snapshot: Snapshot, t0: number): void {
-    this.lastSnapshotBytes = snapshot.data.byteLength;
     // Not awaited: storage applies its writes in call order, so later appends still land
     // after this compaction, but the Ready loop goes on meanwhile. Writing a snapshot of a
     // gigabyte takes seconds, and the heartbeats of a leader that waited for it would stop
