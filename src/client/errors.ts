@@ -187,6 +187,16 @@ export function codeOf(err: unknown): grpc.status {
 }
 
 /**
+ * grpc-js fails a call with this when the channel has no connection to send it on (the
+ * address refuses, or nothing was ever reached): the request never left this process, so
+ * a write, even one unsafe to repeat (a membership change), may go to the next endpoint.
+ * Without this, `members add` with a dead member first in its endpoints gave up at once.
+ */
+function neverSent(code: grpc.status, details: string | undefined): boolean {
+  return code === grpc.status.UNAVAILABLE && (details ?? '').startsWith('No connection established');
+}
+
+/**
  * The LeaderdError for a failed call. `isWrite`: a write that failed without the server
  * saying otherwise (connection lost, deadline) has an unknown outcome.
  */
@@ -194,7 +204,7 @@ export function toLeaderdError(err: unknown, isWrite: boolean, idempotent: boole
   if (err instanceof LeaderdError) return err;
   const se = err as Partial<grpc.ServiceError>;
   const code = codeOf(err);
-  const outcome = outcomeOf(se) ?? (isWrite ? 'unknown' : undefined);
+  const outcome = outcomeOf(se) ?? (isWrite ? (neverSent(code, se.details) ? 'not-applied' : 'unknown') : undefined);
   const c = classify(code, outcome, errorKindOf(se), idempotent);
   const details = se.details || (err as Error)?.message || String(err);
   const oldest = Number(firstString(se.metadata, OLDEST_REVISION_METADATA_KEY));

@@ -45,6 +45,17 @@ describe('retry classification', () => {
     expect(e).toMatchObject({ kind: 'not-leader', outcome: 'not-applied', retryable: true, code: S.UNAVAILABLE });
     const lost = toLeaderdError({ code: S.UNAVAILABLE, details: 'Connection dropped', metadata: new grpc.Metadata() }, true, false);
     expect(lost).toMatchObject({ kind: 'unavailable', outcome: 'unknown', retryable: false });
+    // The channel had no connection: the request never left, so even a non-idempotent write may go elsewhere.
+    const unsent = toLeaderdError(
+      {
+        code: S.UNAVAILABLE,
+        details: 'No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:1',
+        metadata: new grpc.Metadata(),
+      },
+      true,
+      false,
+    );
+    expect(unsent).toMatchObject({ kind: 'unavailable', outcome: 'not-applied', retryable: true });
   });
 });
 
@@ -150,6 +161,26 @@ describe('LeaderdClient retries against real gRPC servers', () => {
     const err = await c2.put('k', 'v').catch((e: unknown) => e);
     expect(err).toMatchObject({ kind: 'session-expired', outcome: 'unknown', retryable: false });
     expect(new Set(seen.map((r) => r.session)).size).toBe(1);
+  });
+
+  it('sends a membership change (not safe to repeat) to the next endpoint when the first refuses connections', async () => {
+    const gone = await node({});
+    const dead = gone.endpoint;
+    await gone.stop();
+    let adds = 0;
+    const live = await startFakeNode({
+      Cluster: {
+        AddMember: (_c: unknown, cb: grpc.sendUnaryData<object>) => {
+          adds++;
+          cb(null, { members: [{ id: 'n4' }] });
+        },
+      },
+    });
+    nodes.push(live);
+    const c = client([dead, live.endpoint]);
+    const members = await c.addMember({ id: 'n4', peerAddress: '127.0.0.1:1', clientAddress: '127.0.0.1:2' }, { timeoutMs: 3000 });
+    expect(members.map((m) => m.id)).toEqual(['n4']);
+    expect(adds).toBe(1);
   });
 
   it('moves to another endpoint after a not-leader refusal and throws non-retryable errors at once', async () => {
