@@ -158,6 +158,9 @@ async function main(): Promise<void> {
     }
   }, 250);
   sampler.unref();
+  // Largest V8 heap and external memory per phase and node, in MiB, from the same scrapes.
+  const memoryByPhase: Record<string, Record<string, { heapUsed: number; external: number }>> = {};
+  out['memoryMiBByPhase'] = memoryByPhase;
   // Longest event-loop pause per phase and node, in ms, scraped from /metrics every 500 ms.
   let phase = 'start';
   const pauses: Record<string, Record<string, number>> = {};
@@ -168,6 +171,16 @@ async function main(): Promise<void> {
       cluster.running().map(async (m) => {
         try {
           const text = await (await fetch(cluster.metricsUrl(m), { signal: AbortSignal.timeout(2000) })).text();
+          // Where the memory is: V8's heap and what lives outside it (Buffers, ArrayBuffers).
+          for (const [metric, name] of [
+            ['nodejs_heap_size_used_bytes', 'heapUsed'],
+            ['nodejs_external_memory_bytes', 'external'],
+          ] as const) {
+            const b = new RegExp(`^${metric}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm').exec(text);
+            if (b === null) continue;
+            const at = ((memoryByPhase[phase] ??= {})[m] ??= { heapUsed: 0, external: 0 });
+            at[name] = Math.max(at[name], mib(Number(b[1])));
+          }
           const v = /^nodejs_eventloop_lag_max_seconds(?:\{[^}]*\})? ([0-9.e+-]+)$/m.exec(text);
           if (v === null) return;
           const at = (pauses[phase] ??= {});
@@ -368,6 +381,7 @@ async function main(): Promise<void> {
     log(`RSS MiB now ${JSON.stringify(rssFinal)}, peak ${JSON.stringify(peak)}; final term ${finalTerm}`);
     log(`peak RSS ${worst} MiB against state + 300 = ${targetMiB} MiB: ${worst <= targetMiB ? 'within' : 'OVER'}`);
     log(`peak RSS MiB by phase: ${JSON.stringify(peakByPhase)}`);
+    log(`largest V8 heap used / external memory MiB by phase: ${JSON.stringify(memoryByPhase)}`);
     // Every leader change of the run with its cause, as the final leader saw them (its dashboard's timeline).
     try {
       const base = cluster.metricsUrl(await leaderOf()).replace(/\/metrics$/, '');
