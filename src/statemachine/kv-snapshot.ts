@@ -12,6 +12,7 @@
 // held a second time in memory.
 import { isUtf8 } from 'node:buffer';
 import type { KeyValue } from './commands.js';
+import { ValueArena } from './value-arena.js';
 
 /** First bytes of a binary snapshot (a JSON one, format 1, starts with '{'). */
 const SNAPSHOT_MAGIC = Buffer.from('LDKV', 'latin1');
@@ -45,7 +46,20 @@ export interface SnapshotHeader {
 export interface SnapshotSink {
   /** `format`: 1 for a JSON snapshot, 2 for a binary one (whose header always holds exactlyOnce). */
   header(h: SnapshotHeader, format: 1 | 2): void;
-  record(kv: KeyValue): void;
+  /**
+   * A key whose value is `length` bytes of `bytes` from `offset` on, placed by the
+   * decoder's ValueArena and the sink's to keep (as StoredKv does): no view per key.
+   */
+  record(
+    key: string,
+    bytes: Uint8Array,
+    offset: number,
+    length: number,
+    createRevision: number,
+    modRevision: number,
+    version: number,
+    lease: number,
+  ): void;
 }
 
 /** Bytes of a binary snapshot before its first key (the keys add recordBytes each). */
@@ -230,8 +244,8 @@ export class SnapshotDecoder {
 
   constructor(
     private readonly sink: SnapshotSink,
-    /** Where a value of `n` bytes is copied to (a fresh array unless the store packs small ones). */
-    private readonly allocValue: (n: number) => Uint8Array = (n) => new Uint8Array(n),
+    /** Where values are copied to (the store's, so small ones share its slabs). */
+    private readonly arena: ValueArena = new ValueArena(),
   ) {}
 
   push(piece: Uint8Array): void {
@@ -326,11 +340,12 @@ export class SnapshotDecoder {
       const valueLength = buf.readUInt32BE(at + 4 + keyLength);
       const size = 8 + keyLength + valueLength + RECORD_TAIL;
       if (n - at < size) break;
-      const key = decodeKey(buf.subarray(at + 4, at + 4 + keyLength), this.offset);
+      const key = decodeKey(buf, at + 4, at + 4 + keyLength, this.offset);
       const valueAt = at + 8 + keyLength;
-      const value = this.allocValue(valueLength);
-      value.set(buf.subarray(valueAt, valueAt + valueLength));
-      this.emit(key, value, buf, valueAt + valueLength);
+      const arena = this.arena;
+      arena.reserve(valueLength);
+      buf.copy(arena.bytes, arena.offset, valueAt, valueAt + valueLength);
+      this.emit(key, arena.bytes, arena.offset, valueLength, buf, valueAt + valueLength);
       at += size;
       this.offset += size;
     }
@@ -339,15 +354,17 @@ export class SnapshotDecoder {
     return at;
   }
 
-  private emit(key: string, value: Uint8Array, tail: Buffer, at: number): void {
-    this.sink.record({
+  private emit(key: string, bytes: Uint8Array, offset: number, length: number, tail: Buffer, at: number): void {
+    this.sink.record(
       key,
-      value,
-      createRevision: small(tail.readDoubleBE(at)),
-      modRevision: small(tail.readDoubleBE(at + 8)),
-      version: small(tail.readDoubleBE(at + 16)),
-      lease: small(tail.readDoubleBE(at + 24)),
-    });
+      bytes,
+      offset,
+      length,
+      small(tail.readDoubleBE(at)),
+      small(tail.readDoubleBE(at + 8)),
+      small(tail.readDoubleBE(at + 16)),
+      small(tail.readDoubleBE(at + 24)),
+    );
     this.remaining--;
   }
 
@@ -383,7 +400,7 @@ export class SnapshotDecoder {
         this.startField('value', s.readUInt32BE(0));
         return;
       case 'tail':
-        this.emit(this.key, this.value, s, 0);
+        this.emit(this.key, this.value, 0, this.value.byteLength, s, 0);
         this.key = '';
         this.value = this.field = new Uint8Array(0);
         this.stage = this.remaining > 0 ? 'record' : 'done';
@@ -396,7 +413,7 @@ export class SnapshotDecoder {
   private startField(stage: 'header' | 'key' | 'value', length: number): void {
     if (length > MAX_FIELD_BYTES) throw new Error(`snapshot: malformed ${stage} length ${length} at byte ${this.offset}`);
     this.stage = stage;
-    this.field = stage === 'value' ? this.allocValue(length) : Buffer.allocUnsafe(length);
+    this.field = stage === 'value' ? this.arena.alloc(length) : Buffer.allocUnsafe(length);
     this.filled = 0;
     if (length === 0) this.fieldDone();
   }
@@ -412,7 +429,7 @@ export class SnapshotDecoder {
         return;
       }
       case 'key':
-        this.key = decodeKey(Buffer.from(f.buffer, f.byteOffset, f.byteLength), this.offset);
+        this.key = decodeKey(Buffer.from(f.buffer, f.byteOffset, f.byteLength), 0, f.byteLength, this.offset);
         this.stage = 'valueLength';
         return;
       case 'value':
@@ -434,9 +451,9 @@ export class SnapshotDecoder {
     this.sink.header(s, 1);
     for (const [key, value, createRevision, modRevision, version, lease] of s.kvs) {
       const bytes = Buffer.from(value, 'base64');
-      const copy = this.allocValue(bytes.length);
+      const copy = this.arena.alloc(bytes.length);
       copy.set(bytes);
-      this.sink.record({ key, value: copy, createRevision, modRevision, version, lease });
+      this.sink.record(key, copy, 0, copy.byteLength, createRevision, modRevision, version, lease);
     }
   }
 }
@@ -454,9 +471,16 @@ function small(v: number): number {
  * A key as written: valid UTF-8 (keys are well-formed strings: every command passes
  * through TextEncoder), which a corrupt byte would otherwise turn into U+FFFD silently.
  */
-function decodeKey(bytes: Buffer, offset: number): string {
-  if (!isUtf8(bytes)) throw new Error(`snapshot: a key near byte ${offset} is not valid UTF-8`);
-  return bytes.toString('utf8');
+function decodeKey(buf: Buffer, start: number, end: number, offset: number): string {
+  // ASCII (the usual key) is valid UTF-8: no view of the bytes needed to check it.
+  let ascii = true;
+  for (let i = start; i < end; i++)
+    if (buf[i]! > 0x7f) {
+      ascii = false;
+      break;
+    }
+  if (!ascii && !isUtf8(buf.subarray(start, end))) throw new Error(`snapshot: a key near byte ${offset} is not valid UTF-8`);
+  return buf.toString(ascii ? 'latin1' : 'utf8', start, end);
 }
 
 function fixedSize(stage: Stage): number {

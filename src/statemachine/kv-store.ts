@@ -4,6 +4,8 @@
 // exactly-once sessions. Applied from the Raft log, one committed entry at a time, on
 // every node; nothing here reads a clock or does I/O, so all nodes agree.
 import BTreeModule from 'sorted-btree';
+import * as bulkLoadModule from 'sorted-btree/extended/bulkLoad.js';
+import unionModule from 'sorted-btree/extended/union.js';
 import type { Entry } from '../raft/types.js';
 import { StoredKv, ValueArena } from './value-arena.js';
 import {
@@ -75,6 +77,14 @@ const LEGACY_MAX_SESSIONS = 10_000;
 type BTreeClass = typeof BTreeModule.default;
 const BTree: BTreeClass = (BTreeModule as unknown as { default?: BTreeClass }).default ?? (BTreeModule as unknown as BTreeClass);
 type BTree<K, V> = InstanceType<typeof BTreeModule.default<K, V>>;
+type BulkLoad = <K, V>(keys: K[], values: V[], maxNodeSize: number, compare: (a: K, b: K) => number, loadFactor?: number) => BTree<K, V>;
+type Union = <K, V>(a: BTree<K, V>, b: BTree<K, V>, combine: (key: K, left: V, right: V) => V | undefined) => BTree<K, V>;
+// The same two loaders' difference as for the class above: the module object, or its exports interop'd.
+const bulkLoadExports = bulkLoadModule as unknown as { bulkLoad?: BulkLoad; default?: { bulkLoad: BulkLoad } };
+const bulkLoad = bulkLoadExports.bulkLoad ?? bulkLoadExports.default!.bulkLoad;
+const union = (unionModule as unknown as { default?: Union }).default ?? (unionModule as unknown as Union);
+/** sorted-btree's default node size, which bulkLoad and union must be given the same as the tree's. */
+const BTREE_NODE_SIZE = 32;
 
 /** Keys compare by UTF-16 code unit, as JavaScript's `<` does (so does the prefix bound below). */
 const compareKeys = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
@@ -350,7 +360,7 @@ export class KvStore {
     const old = this.kvs.get(key);
     if (old && old.lease !== 0 && old.lease !== lease) this.leases.get(old.lease)?.keys.delete(key);
     if (lease !== 0) this.leases.get(lease)!.keys.add(key);
-    const kv = new StoredKv(key, this.arena.keep(value), old ? old.createRevision : rev, rev, old ? old.version + 1 : 1, lease);
+    const kv = StoredKv.of(key, this.arena.keep(value), old ? old.createRevision : rev, rev, old ? old.version + 1 : 1, lease);
     this.kvs.set(key, kv);
     this.usedBytes += kvBytes(key, value.length) - (old ? kvBytes(old.key, old.valueLength) : 0);
     if (!old) enqueue(this.queues, this.queuePrefix, kv);
@@ -655,6 +665,8 @@ export class KvStore {
             format,
             lastKey: null,
             kvs: new BTree<string, StoredKv>(undefined, compareKeys),
+            pendingKeys: [],
+            pendingKvs: [],
             usedBytes: 0,
             queues: new Map(),
             leases,
@@ -662,27 +674,47 @@ export class KvStore {
             sessions: SessionTable.prepare(h.exactlyOnce),
           };
         },
-        record: (decoded) => {
+        record: (key, bytes, offset, length, createRevision, modRevision, version, lease) => {
           const s = next!;
-          const kv = new StoredKv(decoded.key, decoded.value, decoded.createRevision, decoded.modRevision, decoded.version, decoded.lease);
+          const kv = new StoredKv(key, bytes.buffer, offset + bytes.byteOffset, length, createRevision, modRevision, version, lease);
           checkRecord(kv, s.header.revision);
           // A binary snapshot lists keys in index order (a JSON one in the order of its day):
           // a key out of order or repeated is a corrupt stream, not a state to install.
           if (s.format === 2 && s.lastKey !== null && compareKeys(s.lastKey, kv.key) >= 0)
             throw new Error(`snapshot: key ${JSON.stringify(kv.key)} out of order after ${JSON.stringify(s.lastKey)}`);
           s.lastKey = kv.key;
-          if (!s.kvs.setIfNotPresent(kv.key, kv)) throw new Error(`snapshot: key ${JSON.stringify(kv.key)} appears twice`);
+          if (s.format === 2) {
+            s.pendingKeys.push(kv.key);
+            s.pendingKvs.push(kv);
+          } else if (!s.kvs.setIfNotPresent(kv.key, kv)) throw new Error(`snapshot: key ${JSON.stringify(kv.key)} appears twice`);
           s.usedBytes += kvBytes(kv.key, kv.valueLength);
           enqueue(s.queues, this.queuePrefix, kv);
           if (kv.lease !== 0) s.leases.get(kv.lease)?.keys.add(kv.key);
         },
       },
-      (n) => this.arena.alloc(n),
+      this.arena,
     );
+    // The keys of a binary snapshot come in order: each piece's are loaded into a tree of
+    // their own in O(k) and joined to the others (sorted-btree's bulkLoad and union, which
+    // reuses both trees' nodes), ~6x faster than inserting them one by one, with full leaves.
+    const index = () => {
+      const s = next;
+      if (s === null || s.pendingKeys.length === 0) return;
+      const chunk = bulkLoad(s.pendingKeys, s.pendingKvs, BTREE_NODE_SIZE, compareKeys, 1);
+      s.pendingKeys = [];
+      s.pendingKvs = [];
+      s.kvs = union(s.kvs, chunk, (key) => {
+        throw new Error(`snapshot: key ${JSON.stringify(key)} appears twice`);
+      });
+    };
     return {
-      push: (piece) => decoder.push(piece),
+      push: (piece) => {
+        decoder.push(piece);
+        index();
+      },
       finish: () => {
         decoder.end();
+        index();
         const s = next!;
         let done = false;
         return {
@@ -751,7 +783,10 @@ interface RestoredState {
   readonly header: SnapshotHeader;
   readonly format: 1 | 2;
   lastKey: string | null;
-  readonly kvs: BTree<string, StoredKv>;
+  kvs: BTree<string, StoredKv>;
+  /** Keys of a binary snapshot decoded from the current piece, in order, not yet in kvs. */
+  pendingKeys: string[];
+  pendingKvs: StoredKv[];
   usedBytes: number;
   readonly queues: Queues;
   readonly leases: Map<number, Lease>;
