@@ -3,7 +3,9 @@
 // heapUsed + external + arrayBuffers after a full GC, before and after. Reported for the
 // store that applied the writes (with its watch history, bounded by revisions and bytes)
 // and for a store restored from its snapshot (no history: what a restarted or re-added
-// follower holds), and for the snapshot's pieces written and restored.
+// follower holds), and for the snapshot's pieces written and restored. Then the time one
+// restoreFromPieces push takes (the runtime's longest stretch without yielding while it
+// installs) for pieces of 4 MiB, 1 MiB and 256 KiB.
 //
 //   npm run bench:kv-memory                        # 1,000,000 keys, Txns of 128
 //   npm run bench:kv-memory -- --keys 200000 --batch 1
@@ -86,5 +88,30 @@ console.log(
   `  restored store: ${perKey(restored)} bytes/key (${(restored / 2 ** 20).toFixed(0)} MiB, no history), restore ${restoreMs.toFixed(0)} ms`,
 );
 console.log(`  snapshot: ${snapshotBytes} bytes (${(snapshotBytes / keys).toFixed(0)}/key), in pieces ${snapshotMs.toFixed(0)} ms`);
+
+/** Times each push of the snapshot cut in `size` pieces into a fresh store (dropped afterwards). */
+function pushTimes(whole: Buffer, size: number): number[] {
+  const restore = new KvStore().restoreFromPieces();
+  const times: number[] = [];
+  for (let at = 0; at < whole.length; at += size) {
+    const t = performance.now();
+    restore.push(whole.subarray(at, at + size));
+    times.push(performance.now() - t);
+  }
+  const steps = restore.finish();
+  while (steps.next().done !== true);
+  return times.sort((a, b) => a - b);
+}
+const whole = Buffer.concat([
+  ...(function* () {
+    const it = s.snapshotPieces();
+    for (let r = it.next(); r.done !== true; r = it.next()) yield r.value;
+  })(),
+]);
+for (const size of [4 << 20, 1 << 20, 256 << 10]) {
+  const times = pushTimes(whole, size);
+  const q = (f: number) => times[Math.min(times.length - 1, Math.floor(times.length * f))]!.toFixed(1);
+  console.log(`  restoreFromPieces push of ${size >> 10} KiB: median ${q(0.5)} ms, p90 ${q(0.9)}, max ${q(1)} (${times.length} pushes)`);
+}
 if (restoredKeys !== keys || s.size !== keys)
   throw new Error(`bench:kv-memory: ${restoredKeys} keys restored, ${s.size} applied, of ${keys}`);
