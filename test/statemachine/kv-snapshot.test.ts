@@ -1,19 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { KvStore } from '../../src/statemachine/kv-store.js';
 import { PIECE_BYTES, PIECE_KEYS } from '../../src/statemachine/kv-snapshot.js';
-import { encodeCommand, type Command, type Envelope } from '../../src/statemachine/commands.js';
-import type { Entry } from '../../src/raft/types.js';
-
-const enc = (s: string) => new TextEncoder().encode(s);
-
-function applier() {
-  let index = 0;
-  return (store: KvStore, env: Envelope | Command) => {
-    const e: Envelope = 'cmd' in env ? env : { cmd: env };
-    const entry: Entry = { index: ++index, term: 1, type: 'normal', data: encodeCommand(e) };
-    return store.apply(entry);
-  };
-}
+import { applier, enc, expectFormat1Restored, FORMAT_1_SNAPSHOT } from './kv-fixtures.js';
 
 function pieces(s: KvStore): Uint8Array[] {
   const out: Uint8Array[] = [];
@@ -49,6 +37,13 @@ function smallStore(): KvStore {
 
 /** Everything a reader can observe of a store, as comparable bytes. */
 const state = (s: KvStore) => Buffer.from(s.snapshot());
+
+/** A store holding one key of its own, and its state: what a refused restore must leave as it was. */
+function storeWithOldKey(): { r: KvStore; before: Buffer } {
+  const r = new KvStore();
+  applier()(r, { type: 'put', key: 'old', value: enc('x'), lease: 0 });
+  return { r, before: state(r) };
+}
 
 describe('KvStore snapshot in pieces', () => {
   it('the pieces concatenate to snapshot() byte for byte, and restoring them gives the same state', () => {
@@ -103,10 +98,7 @@ describe('KvStore snapshot in pieces', () => {
   it('a truncated stream, cut at any byte, throws at finish and changes nothing', () => {
     const s = smallStore();
     const whole = state(s);
-    const r = new KvStore();
-    const apply = applier();
-    apply(r, { type: 'put', key: 'old', value: enc('x'), lease: 0 });
-    const before = state(r);
+    const { r, before } = storeWithOldKey();
     for (let cut = 0; cut < whole.length; cut++) {
       const restore = r.restoreFromPieces();
       restore.push(whole.subarray(0, cut));
@@ -118,10 +110,7 @@ describe('KvStore snapshot in pieces', () => {
   it('trailing garbage, a corrupt length or count, a duplicated key: refused, nothing changed', () => {
     const s = smallStore();
     const whole = state(s);
-    const r = new KvStore();
-    const apply = applier();
-    apply(r, { type: 'put', key: 'old', value: enc('x'), lease: 0 });
-    const before = state(r);
+    const { r, before } = storeWithOldKey();
     const refused = (data: Uint8Array, split = 7) => {
       const restore = r.restoreFromPieces();
       let threw = false;
@@ -163,8 +152,7 @@ describe('KvStore snapshot in pieces', () => {
     for (let at = 0; at < whole.length; at++) {
       const b = Buffer.from(whole);
       b[at] = b[at]! ^ 0x5a;
-      const t = new KvStore();
-      applier()(t, { type: 'put', key: 'old', value: enc('x'), lease: 0 });
+      const { r: t } = storeWithOldKey();
       try {
         restoreParts(t, [b.subarray(0, at), b.subarray(at)]);
       } catch {
@@ -257,21 +245,9 @@ describe('KvStore snapshot in pieces', () => {
   });
 
   it('restores a JSON snapshot of format 1 fed in pieces', () => {
-    const v1 = Buffer.from(
-      JSON.stringify({
-        v: 1,
-        revision: 7,
-        appliedIndex: 12,
-        nextLeaseId: 3,
-        kvs: [['a', Buffer.from('hello').toString('base64'), 2, 7, 3, 2]],
-        leases: [[2, 5000]],
-        sessions: [],
-      }),
-    );
+    const v1 = FORMAT_1_SNAPSHOT;
     const r = new KvStore();
     restoreParts(r, [v1.subarray(0, 2), v1.subarray(2, 3), v1.subarray(3, 40), v1.subarray(40)]);
-    expect(r.get('a')).toMatchObject({ value: enc('hello'), createRevision: 2, modRevision: 7, version: 3, lease: 2 });
-    expect(r.leaseInfo(2)).toEqual({ ttlMs: 5000, keys: ['a'] });
-    expect(r.revision).toBe(7);
+    expectFormat1Restored(r);
   });
 });

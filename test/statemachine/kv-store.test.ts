@@ -4,19 +4,9 @@ import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { KvStore, CompactedError } from '../../src/statemachine/kv-store.js';
 import { encodeCommand, decodeCommand, kvBytes, type Command, type Envelope } from '../../src/statemachine/commands.js';
-import type { Entry } from '../../src/raft/types.js';
+import { applier, enc, expectFormat1Restored, FORMAT_1_SNAPSHOT } from './kv-fixtures.js';
 
-const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (u: Uint8Array) => new TextDecoder().decode(u);
-
-function applier() {
-  let index = 0;
-  return (store: KvStore, env: Envelope | Command) => {
-    const e: Envelope = 'cmd' in env ? env : { cmd: env };
-    const entry: Entry = { index: ++index, term: 1, type: 'normal', data: encodeCommand(e) };
-    return store.apply(entry);
-  };
-}
 
 describe('KvStore', () => {
   it('every change gets the next revision; keys keep create/mod revision and version', () => {
@@ -283,20 +273,9 @@ describe('KvStore', () => {
 
 describe('KvStore snapshot format', () => {
   it('restores a JSON snapshot of format 1 (data dirs written before the binary format)', () => {
-    const v1 = JSON.stringify({
-      v: 1,
-      revision: 7,
-      appliedIndex: 12,
-      nextLeaseId: 3,
-      kvs: [['a', Buffer.from('hello').toString('base64'), 2, 7, 3, 2]],
-      leases: [[2, 5000]],
-      sessions: [],
-    });
     const s = new KvStore();
-    s.restore(enc(v1));
-    expect(s.get('a')).toMatchObject({ value: enc('hello'), createRevision: 2, modRevision: 7, version: 3, lease: 2 });
-    expect(s.revision).toBe(7);
-    expect(s.leaseInfo(2)).toEqual({ ttlMs: 5000, keys: ['a'] });
+    s.restore(FORMAT_1_SNAPSHOT);
+    expectFormat1Restored(s);
     expect(s.bytes).toBe(kvBytes('a', 5));
   });
 
