@@ -69,6 +69,11 @@ export interface SnapshotData {
   subarray(begin: number, end: number): Uint8Array;
   /** RaftConfig.checksum of all the bytes, when known (stored with them): spares the core a pass over them. */
   readonly checksum?: number;
+  /**
+   * Optional, never called by the core: the bytes are no longer needed by whoever made
+   * them (a file behind them is closed and removed).
+   */
+  release?(): void;
 }
 
 /**

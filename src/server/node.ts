@@ -14,7 +14,7 @@
 // Failure policy: a storage error is fail-stop. The node stops taking part and reports
 // the error through onFatal; it never retries and carries on with a memory view that
 // may disagree with the disk.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { RaftNode } from '../raft/raft.js';
@@ -152,6 +152,17 @@ export interface StateMachine {
 export interface SnapshotRestore {
   push(piece: Uint8Array): void;
   finish(): Iterator<void, void>;
+}
+
+/** A consistent copy of the state machine for a backup (LeaderdNode.captureSnapshot). */
+export interface CapturedSnapshot {
+  readonly index: number;
+  readonly term: number;
+  /** The state machine's snapshot (no runtime section), read a chunk at a time. */
+  readonly data: SnapshotData;
+  readonly sha256: Uint8Array;
+  /** Drops the copy (its spool file); call once it is sent, or not. */
+  release(): void;
 }
 
 /** Why an operation failed, as a closed set of kinds the server maps to gRPC codes. */
@@ -957,9 +968,13 @@ export class LeaderdNode {
    * between steps or not. Never the whole snapshot in one buffer unless the state
    * machine makes one (a state machine without snapshotPieces).
    */
-  private snapshotSteps(applied: number): Iterator<void, { sink: SnapshotSink; checksum: number }> {
+  private snapshotSteps(
+    applied: number,
+    opts: { readonly frame: boolean; readonly also?: (piece: Uint8Array) => void } = { frame: true },
+  ): Iterator<void, { sink: SnapshotSink; checksum: number }> {
     // Both taken now, in this turn: later applies must not reach them.
-    const header = frameHeader(this.registry.encode());
+    const header = opts.frame ? frameHeader(this.registry.encode()) : new Uint8Array(0);
+    const also = opts.also;
     const sm = this.sm;
     const call = <T>(fn: () => T): T => callStateMachine('snapshot', applied, fn);
     type Source =
@@ -977,6 +992,7 @@ export class LeaderdNode {
         const piece = bytes.subarray(off, Math.min(off + SNAPSHOT_PIECE_BYTES, bytes.length));
         sink.append(piece);
         checksum = crc32(piece, checksum);
+        also?.(piece);
         if (off + SNAPSHOT_PIECE_BYTES < bytes.length) yield;
       }
     }
@@ -1043,14 +1059,20 @@ export class LeaderdNode {
    * after a linearizable read barrier, so it holds every write acknowledged before the
    * call, and between Ready batches, so it is exactly the state at the index it names.
    */
-  async captureSnapshot(signal?: AbortSignal): Promise<{ index: number; term: number; data: Uint8Array }> {
+  async captureSnapshot(signal?: AbortSignal): Promise<CapturedSnapshot> {
     await this.readBarrier(signal);
     if (!(await this.betweenBatches()))
       throw new NodeError(this.stopped ? 'stopped' : 'unavailable', 'the node was too busy applying writes to take a snapshot: try again');
     const index = this.raft.status().appliedIndex;
     const term = this.raft.termAt(index);
     if (term === undefined) throw new NodeError('unavailable', `the log no longer holds the term of index ${index}: try again`);
-    return { index, term, data: callStateMachine('snapshot', index, () => this.sm.snapshot()) };
+    // Written to a spool file in slices, the SHA-256 the backup's header carries computed on
+    // the way: a backup of a gigabyte is neither built in memory nor a stall of this node.
+    const sha = createHash('sha256');
+    const made = await this.runInSlices(this.snapshotSteps(index, { frame: false, also: (p) => sha.update(p) }));
+    if (made === null) throw new NodeError('stopped', 'node is stopped');
+    const data = made.value.sink.finish(made.value.checksum);
+    return { index, term, data, sha256: sha.digest(), release: () => data.release?.() };
   }
 
   /** Snapshot and compact now, between Ready batches (the state machine is then exactly at the core's applied index). */

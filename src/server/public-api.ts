@@ -2,7 +2,6 @@
 // and server reflection. Answers come from the local node's state, never waiting on a
 // quorum (GetLeader, GetStatus), after the node has caught up on missed ticks.
 import * as grpc from '@grpc/grpc-js';
-import { createHash } from 'node:crypto';
 import { HealthImplementation } from 'grpc-health-check';
 import { ReflectionService } from '@grpc/reflection';
 import type { Logger } from 'pino';
@@ -177,26 +176,25 @@ export class PublicServer {
     call.on('cancelled', () => ac.abort());
     try {
       const snap = await this.node.captureSnapshot(AbortSignal.any([ac.signal, deadlineSignal(call.getDeadline())]));
-      const header = {
-        clusterId: this.node.clusterId,
-        index: snap.index,
-        term: snap.term,
-        totalBytes: snap.data.length,
-        sha256: createHash('sha256').update(snap.data).digest(),
-      };
-      let off = 0;
-      do {
-        if (ac.signal.aborted) return;
-        const data = snap.data.subarray(off, off + SNAPSHOT_CHUNK_BYTES);
-        // Backpressure: a slow reader holds one chunk in memory here, not the whole copy twice.
-        if (!call.write(off === 0 ? { ...header, data } : { data }))
-          await new Promise<void>((resolve) => {
-            call.once('drain', resolve);
-            ac.signal.addEventListener('abort', () => resolve(), { once: true });
-          });
-        off += data.length;
-      } while (off < snap.data.length);
-      call.end();
+      try {
+        const total = snap.data.byteLength;
+        const header = { clusterId: this.node.clusterId, index: snap.index, term: snap.term, totalBytes: total, sha256: snap.sha256 };
+        let off = 0;
+        do {
+          if (ac.signal.aborted) return;
+          // Read from the node's spool a chunk at a time; a slow reader holds one chunk here.
+          const data = snap.data.subarray(off, Math.min(off + SNAPSHOT_CHUNK_BYTES, total));
+          if (!call.write(off === 0 ? { ...header, data } : { data }))
+            await new Promise<void>((resolve) => {
+              call.once('drain', resolve);
+              ac.signal.addEventListener('abort', () => resolve(), { once: true });
+            });
+          off += data.length;
+        } while (off < total);
+        call.end();
+      } finally {
+        snap.release();
+      }
     } catch (err) {
       if (!ac.signal.aborted) call.emit('error', statusFor(err));
     }

@@ -108,6 +108,12 @@ export class SnapshotFile implements SnapshotData {
     fs.closeSync(fd);
   }
 
+  /** Closes the descriptor and removes the file (a spool read once, say, for a backup). */
+  release(): void {
+    this.close();
+    fs.rmSync(this.filePath, { force: true });
+  }
+
   get closed(): boolean {
     return this.#fd === null;
   }
