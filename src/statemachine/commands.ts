@@ -133,18 +133,29 @@ export type OkResult<T extends Command['type']> = Extract<CommandResult, { ok: t
 // so the log and the store share them, and the log is a third smaller.
 
 const FORMAT_2 = 0x02;
+/** Decodes every entry's JSON on every replica: one decoder, not one per entry. */
+const UTF8 = new TextDecoder();
 /** A decoded value is a view of its entry's bytes when it is at least this large and half of the buffer it would pin. */
 const VIEW_MIN_BYTES = 4096;
 
 const b64 = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength).toString('base64');
 const unb64 = (s: unknown): Uint8Array => {
   if (typeof s !== 'string') throw new Error('command: bytes must be base64 text');
-  const b = Buffer.from(s, 'base64');
-  // A large value comes in an ArrayBuffer of its own: viewed, not copied a second time
-  // (each 1 MiB put was decoded, then copied, on every replica). A small one is a slice
-  // of Node's shared pool: copied, so a value the store keeps does not pin the pool.
-  return b.byteLength === b.buffer.byteLength ? new Uint8Array(b.buffer, b.byteOffset, b.byteLength) : new Uint8Array(b);
+  return keptValue(Buffer.from(s, 'base64'));
 };
+
+/**
+ * A decoded value as the store may keep it. A view pins the whole buffer under it (a
+ * base64 decode's pool slice, or on a follower the gRPC message the entry came in), so
+ * only a large value that is most of that buffer is kept as a view, not copied a second
+ * time (each 1 MiB put was decoded, then copied, on every replica); anything else is
+ * copied into a buffer of its own.
+ */
+function keptValue(view: Uint8Array): Uint8Array {
+  return view.byteLength >= VIEW_MIN_BYTES && view.byteLength * 2 >= view.buffer.byteLength
+    ? new Uint8Array(view.buffer, view.byteOffset, view.byteLength)
+    : new Uint8Array(view);
+}
 
 /** How an entry's bytes fields are written (format 2: a reference into its tail; format 1: base64). */
 type WriteBytes = (u: Uint8Array) => unknown;
@@ -161,10 +172,7 @@ function tailReader(tail: Uint8Array): ReadBytes {
     }
     const end = (at as number) + (n as number);
     if (end > tail.byteLength) throw new Error(`command: bytes [${String(at)}, ${end}) past the entry's ${tail.byteLength}`);
-    const view = tail.subarray(at as number, end);
-    // A view pins the whole buffer under the entry (on a follower, the gRPC message it
-    // came in): only a large value that is most of that buffer is kept as a view.
-    return view.byteLength >= VIEW_MIN_BYTES && view.byteLength * 2 >= view.buffer.byteLength ? view : new Uint8Array(view);
+    return keptValue(tail.subarray(at as number, end));
   };
 }
 
@@ -251,11 +259,11 @@ export function decodeCommand(data: Uint8Array): Envelope {
     if (data.byteLength < 5) throw new Error('command: truncated header');
     const headerLength = new DataView(data.buffer, data.byteOffset, data.byteLength).getUint32(1);
     if (5 + headerLength > data.byteLength) throw new Error('command: truncated header');
-    raw = JSON.parse(new TextDecoder().decode(data.subarray(5, 5 + headerLength))) as Record<string, unknown>;
+    raw = JSON.parse(UTF8.decode(data.subarray(5, 5 + headerLength))) as Record<string, unknown>;
     if (raw['v'] !== 2) throw new Error(`command: format byte 2 with header version ${String(raw['v'])}`);
     read = tailReader(data.subarray(5 + headerLength));
   } else {
-    raw = JSON.parse(new TextDecoder().decode(data)) as Record<string, unknown>;
+    raw = JSON.parse(UTF8.decode(data)) as Record<string, unknown>;
     if (raw['v'] !== 1) throw new Error(`command: unsupported format ${String(raw['v'])}`);
     read = unb64;
   }
