@@ -187,6 +187,30 @@ describe('snapshot transfer from the real leader', () => {
     expect(c.appliedValues('c')).toEqual(['after']);
   });
 
+  it('a chunk resent while the first copy was slow costs one chunk, not a second copy of every later one', () => {
+    const c = new Cluster(['a', 'b', 'c'], { snapshotChunkBytes: 16 });
+    c.forceElect('a');
+    const state = behindBySnapshot(c);
+    const chunksNeeded = Math.ceil(state.length / 16);
+    const sent: number[] = [];
+    c.filter = (m) => {
+      if (m.type === 'snap' && m.to === 'c') sent.push(m.offset);
+      return true;
+    };
+    c.heal();
+    // c is slow: nothing reaches it for 4 heartbeats, so the leader resends the first
+    // chunk while the first copy is still on its way (the two arrive back to back).
+    for (let i = 0; i < 4; i++) c.tickQuiet();
+    c.tickUntil(() => c.disks.get('c')!.snapshot !== null, 50);
+    expect(c.disks.get('c')!.snapshot!.data).toEqual(state);
+    expect(sent.filter((o) => o === 0).length).toBeGreaterThan(1);
+    // Every chunk once, plus the copies of the first sent while c was quiet; each later
+    // chunk twice (every answer to a copy sending the next chunk again) was the bug.
+    const resentFirst = sent.filter((o) => o === 0).length - 1;
+    expect(sent.length).toBe(chunksNeeded + resentFirst);
+    expect(new Set(sent).size).toBe(chunksNeeded);
+  });
+
   it('a follower whose limit is below the snapshot refuses each attempt, and the leader resends only at heartbeats', () => {
     const c = new Cluster(['a', 'b', 'c'], { snapshotChunkBytes: 16 });
     c.start('c', { maxSnapshotBytes: 8 });
