@@ -1,6 +1,7 @@
 // The clusters the bench starts: leaderd (real `leaderd start` processes) and etcd, each
 // three members on 127.0.0.1 with their data under one root on the same disk, plus the
 // echo server. Every process is started here, tracked by PID and killed by PID in stop().
+import { NODE_MEMORY_FLAGS, nodeProcessEnv } from '../src/server/memory-tuning.js';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -155,9 +156,11 @@ export class LeaderdCluster implements BenchCluster {
     this.procs.spawn(
       m,
       process.execPath,
-      [...(this.env['LEADERD_NODE_ARGS']?.split(' ').filter(Boolean) ?? []), ...args],
+      // leaderd's memory flags first, so LEADERD_NODE_ARGS can override them.
+      [...NODE_MEMORY_FLAGS, ...(this.env['LEADERD_NODE_ARGS']?.split(' ').filter(Boolean) ?? []), ...args],
       join(this.root, `${m}.log`),
-      this.env,
+      // As bin/leaderd and `leaderd local` start a node (src/server/memory-tuning.ts).
+      nodeProcessEnv(this.env),
     );
   }
 

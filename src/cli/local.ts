@@ -1,5 +1,6 @@
 // `leaderd local`: a whole N-node cluster on this machine, one child process per node,
 // with a live view of each node's role, term, commit index and the leader.
+import { NODE_MEMORY_FLAGS, nodeProcessEnv } from '../server/memory-tuning.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
@@ -154,10 +155,11 @@ export function spawnLocalNode(
 ): ChildProcess {
   const fd = openSync(logPath, 'a');
   try {
-    const argv = [...wrapper, process.execPath, cli, ...args];
+    // With the memory settings bin/leaderd gives a node (server/memory-tuning.ts).
+    const argv = [...wrapper, process.execPath, ...NODE_MEMORY_FLAGS, cli, ...args];
     // Own process group: a terminal's Ctrl-C reaches only this process, which then stops
     // each node once, cleanly (a node treats a second signal as "exit now").
-    return spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', fd, fd], detached: true });
+    return spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', fd, fd], detached: true, env: nodeProcessEnv() });
   } finally {
     closeSync(fd);
   }

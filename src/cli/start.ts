@@ -57,6 +57,7 @@ import { AuthConfigError, Authenticator, authInterceptor, readTokenFile } from '
 import { RoleHooks } from '../server/role-hooks.js';
 import { tickSettings } from '../server/node.js';
 import { maxSnapshotBytesFor } from '../server/limit-defaults.js';
+import { heapGrowingPercent, HEAP_GROWING_PERCENT, mallocTuned, MALLOC_MMAP_THRESHOLD_BYTES, onGlibc } from '../server/memory-tuning.js';
 
 export async function runStart(flags: RawSettings & { config?: string }): Promise<void> {
   const { config: configPath, ...settings } = flags;
@@ -67,6 +68,21 @@ export async function runStart(flags: RawSettings & { config?: string }): Promis
   grpc.setLogger({
     error: (...args: unknown[]) => log.warn({ node: cfg.id, grpc: format(...args) }, 'grpc-js'),
   });
+  // Memory (server/memory-tuning.ts): both settings can only come from how this process
+  // was started, so a node started some other way than by its launchers says so.
+  const heapGrowth = heapGrowingPercent();
+  const mallocThreshold = process.env['MALLOC_MMAP_THRESHOLD_'] ?? null;
+  const missing = [
+    ...(onGlibc() && !mallocTuned(process.env) ? [`MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_BYTES} in its environment`] : []),
+    ...(heapGrowth === null ? [`node --heap-growing-percent=${HEAP_GROWING_PERCENT}`] : []),
+  ];
+  if (missing.length > 0)
+    log.warn(
+      { node: cfg.id },
+      `started without ${missing.join(' and ')}: with a large state this node may hold hundreds of MiB more memory than it needs; ` +
+        `start it with bin/leaderd (npx leaderd, or the leaderd command), which sets both`,
+    );
+  log.info({ node: cfg.id, heapGrowingPercent: heapGrowth, mallocThreshold }, 'memory settings');
   // Certificates and tokens are read before anything starts: a bad file is a usage error
   // (one line, exit 2), not a node that runs half-secured.
   let peerTls: ReloadingCertificates | null = null;

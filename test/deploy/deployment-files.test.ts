@@ -3,6 +3,7 @@
 // file parses, every flag a file passes to `leaderd` exists in that subcommand's --help,
 // every config file key is a setting, and ids, ports and certificate paths agree within
 // and across files. Each checker is also fed a broken file to prove it catches it.
+import { MALLOC_MMAP_THRESHOLD_BYTES, NODE_MEMORY_FLAGS } from '../../src/server/memory-tuning.js';
 import { describe, expect, it } from 'vitest';
 import { readFileSync, readdirSync } from 'node:fs';
 import { parseAllDocuments } from 'yaml';
@@ -242,6 +243,9 @@ describe('deployment files', () => {
     expect(flagsOf(cmd.slice(cmd.indexOf('probe') + 1)).get('--endpoints')).toBe(`127.0.0.1:${f.get('--listen-client')!.split(':')[1]}`);
     const entry = execForm(ins.find((i) => i.op === 'ENTRYPOINT')!.args);
     expect(entry.join(' ')).toContain('dist/src/cli/main.js');
+    // It runs main.js itself, not bin/leaderd: it must give the node the memory settings (memory-tuning.ts).
+    expect(entry.slice(1, 1 + NODE_MEMORY_FLAGS.length)).toEqual(NODE_MEMORY_FLAGS);
+    expect(ins.some((i) => i.op === 'ENV' && i.args.trim() === `MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_BYTES}`)).toBe(true);
     const start = await helpFlags('start');
     const defaultCmd = execForm(ins.find((i) => i.op === 'CMD')!.args);
     expect(defaultCmd[0]).toBe('start');

@@ -2,6 +2,7 @@
 // CLI (`leaderd start`), real LevelDB in a temp dir, real gRPC. Every process started is
 // tracked and killed by PID in stop(), which tests call from afterEach/afterAll so that
 // nothing is left behind even when a test fails.
+import { NODE_MEMORY_FLAGS, nodeProcessEnv } from '../../src/server/memory-tuning.js';
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, openSync, closeSync, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -248,7 +249,11 @@ export class LocalCluster {
   start(id: string, over: Record<string, string> = {}): ChildProcess {
     if (this.procs.has(id)) throw new Error(`${id} is already running`);
     const fd = openSync(this.spec(id).logPath, 'a');
-    const proc = spawn(process.execPath, [CLI, ...this.startArgs(id, over)], { stdio: ['ignore', fd, fd] });
+    // The memory settings bin/leaderd and `leaderd local` give a node (src/server/memory-tuning.ts).
+    const proc = spawn(process.execPath, [...NODE_MEMORY_FLAGS, CLI, ...this.startArgs(id, over)], {
+      stdio: ['ignore', fd, fd],
+      env: nodeProcessEnv(),
+    });
     closeSync(fd);
     this.procs.set(id, proc);
     this.exits.set(
