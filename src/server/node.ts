@@ -21,7 +21,7 @@ import { RaftNode } from '../raft/raft.js';
 import { seededRandom } from '../raft/rand.js';
 import { newBasicStatus } from '../raft/raw-node.js';
 import { callStateMachine, describeFailStop } from './fail-stop.js';
-import { decodeConfChange } from '../raft/conf-change.js';
+import { confChangeError, decodeConfChange } from '../raft/conf-change.js';
 import type {
   ConfChange,
   Entry,
@@ -814,8 +814,16 @@ export class LeaderdNode {
   async proposeConfChange(cc: ConfChange, signal?: AbortSignal): Promise<{ index: number }> {
     if (this.stopped) throw new NodeError('stopped', 'node is stopped');
     this.clock.catchUp();
-    const { index } = await this.awaitProposal(this.raft.proposeConfChange(cc), signal);
+    const { index } = await this.proposeMembership(cc, signal);
     return { index };
+  }
+
+  /** A membership change proposed; one the configuration refuses says why, not only "invalid". */
+  private proposeMembership(cc: ConfChange, signal: AbortSignal | undefined): Promise<{ index: number; result: unknown }> {
+    const r = this.raft.proposeConfChange(cc);
+    if (!r.ok && r.error === 'invalid')
+      throw new NodeError('invalid', confChangeError(this.raft.confState(), cc) ?? `${cc.op} of ${cc.nodeId} refused`);
+    return this.awaitProposal(r, signal);
   }
 
   private awaitProposal(r: ProposeResult, signal: AbortSignal | undefined): Promise<{ index: number; result: unknown }> {
@@ -866,6 +874,20 @@ export class LeaderdNode {
   ): Promise<MemberView[]> {
     this.requireLeader();
     if (rec.priority !== undefined) checkPriority(rec.priority);
+    const existing = this.members().find((m) => m.id === id);
+    if (existing !== undefined) {
+      // A retried AddMember: its first attempt added the learner, then leadership moved
+      // while the learner caught up, and the caller, told "not the leader", came here.
+      // The same addresses carry on from where it stopped; others are another member.
+      if (existing.peerAddress !== rec.peerAddress || existing.clientAddress !== rec.clientAddress)
+        throw new NodeError(
+          'invalid',
+          `${id} is already a member (peer ${existing.peerAddress}, client ${existing.clientAddress}); remove it first to add it at other addresses`,
+        );
+      if (!existing.learner && learner) throw new NodeError('invalid', `${id} is already a voter`);
+      if (existing.learner && !learner) await this.promoteWhenCaughtUp(id, signal);
+      return this.members();
+    }
     // A member that joins on an empty data dir takes its membership from a snapshot
     // (its own bootstrap record says "join"): compact first, so the log it is sent
     // starts after the configuration it needs instead of at index 1.
@@ -878,20 +900,22 @@ export class LeaderdNode {
       incarnation,
       ...(rec.priority !== undefined ? { priority: rec.priority } : {}),
     });
-    await this.awaitProposal(this.raft.proposeConfChange({ op: 'addLearner', nodeId: id, context }), signal);
-    if (!learner) {
-      const target = this.raft.status().commitIndex;
-      while (!(signal?.aborted ?? false)) {
-        this.requireLeader();
-        const pr = this.raft.status().progress?.get(id);
-        if (pr !== undefined && pr.matchIndex >= target) break;
-        await sleepOn(this.time, 20);
-      }
-      if (signal?.aborted)
-        throw new NodeError('timeout', `${id} was added as a learner but did not catch up before the deadline`, 'unknown');
-      await this.awaitProposal(this.raft.proposeConfChange({ op: 'promoteLearner', nodeId: id }), signal);
-    }
+    await this.proposeMembership({ op: 'addLearner', nodeId: id, context }, signal);
+    if (!learner) await this.promoteWhenCaughtUp(id, signal);
     return this.members();
+  }
+
+  /** A learner made a voter once it holds everything committed now (so it cannot slow the quorum down). */
+  private async promoteWhenCaughtUp(id: NodeId, signal: AbortSignal | undefined): Promise<void> {
+    const target = this.raft.status().commitIndex;
+    while (!(signal?.aborted ?? false)) {
+      this.requireLeader();
+      const pr = this.raft.status().progress?.get(id);
+      if (pr !== undefined && pr.matchIndex >= target) break;
+      await sleepOn(this.time, 20);
+    }
+    if (signal?.aborted) throw new NodeError('timeout', `${id} was added as a learner but did not catch up before the deadline`, 'unknown');
+    await this.proposeMembership({ op: 'promoteLearner', nodeId: id }, signal);
   }
 
   async removeMember(id: NodeId, signal?: AbortSignal): Promise<MemberView[]> {
@@ -911,13 +935,13 @@ export class LeaderdNode {
         next.leaderId === '' || next.leaderId === this.id ? null : next.leaderId,
       );
     }
-    await this.awaitProposal(this.raft.proposeConfChange({ op: 'removeVoter', nodeId: id }), signal);
+    await this.proposeMembership({ op: 'removeVoter', nodeId: id }, signal);
     return this.members();
   }
 
   async promoteMember(id: NodeId, signal?: AbortSignal): Promise<MemberView[]> {
     this.requireLeader();
-    await this.awaitProposal(this.raft.proposeConfChange({ op: 'promoteLearner', nodeId: id }), signal);
+    await this.proposeMembership({ op: 'promoteLearner', nodeId: id }, signal);
     return this.members();
   }
 
@@ -948,7 +972,7 @@ export class LeaderdNode {
       );
     }
     const context = encodeMemberContext({ peerAddress: '', clientAddress: '', incarnation: '', ...change });
-    await this.awaitProposal(this.raft.proposeConfChange({ op: 'updateMember', nodeId: id, context }), signal);
+    await this.proposeMembership({ op: 'updateMember', nodeId: id, context }, signal);
     this.log.info({ node: this.id, member: id, ...change }, 'member record updated');
     return this.members();
   }

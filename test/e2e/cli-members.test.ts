@@ -215,7 +215,7 @@ describe('leaderd members', () => {
     expect(longest).toBeLessThan(8000);
   });
 
-  it('add --learner, promote, and removing the leader hands leadership over first', async () => {
+  it('add --learner, add again to promote (a retried add resumes), and removing the leader hands leadership over first', async () => {
     const c = (cluster = await LocalCluster.create({ nodes: 3, heartbeatMs: 100, electionTimeoutMs: 800 }));
     c.startAll();
     await c.waitForLeader();
@@ -226,9 +226,25 @@ describe('leaderd members', () => {
     expect(learner.code, learner.stderr).toBe(0);
     expect((JSON.parse(learner.stdout) as Row[]).find((r) => r.id === 'n4')!.learner).toBe(true);
 
-    const promoted = await runCli(['members', 'promote', 'n4', '--json', '--endpoints', endpoints], { timeoutMs: 30_000 });
+    // The same add again, as a client retries one whose answer it lost: it changes nothing.
+    const again = await runCli(['members', 'add', 'n4', ...addr, '--learner', '--json', '--endpoints', endpoints], { timeoutMs: 30_000 });
+    expect(again.code, again.stderr).toBe(0);
+    expect((JSON.parse(again.stdout) as Row[]).find((r) => r.id === 'n4')!.learner).toBe(true);
+    // At other addresses it is another member: refused, naming the one there.
+    const elsewhere = ['--peer-address', '127.0.0.1:1', '--client-address', `127.0.0.1:${spec.clientPort}`];
+    const moved = await runCli(['members', 'add', 'n4', ...elsewhere, '--endpoints', endpoints], { timeoutMs: 30_000 });
+    expect(moved.code).toBe(2);
+    // (after the line that says what the add does)
+    expect(lines(moved.stderr).at(-1)).toContain(`leaderd: n4 is already a member (peer 127.0.0.1:${spec.peerPort},`);
+    // An add as a voter of the learner resumes where an add cut short by a leader change
+    // stopped (it used to fail with "cannot propose: invalid"): it promotes it.
+    const promoted = await runCli(['members', 'add', 'n4', ...addr, '--json', '--endpoints', endpoints], { timeoutMs: 30_000 });
     expect(promoted.code, promoted.stderr).toBe(0);
     expect((JSON.parse(promoted.stdout) as Row[]).every((r) => !r.learner)).toBe(true);
+    // A refused change says why.
+    const twice = await runCli(['members', 'promote', 'n4', '--endpoints', endpoints], { timeoutMs: 30_000 });
+    expect(twice.code).toBe(2);
+    expect(lines(twice.stderr)).toEqual(['leaderd: n4 is not a learner']);
 
     const l = await c.waitForLeader();
     const removed = await runCli(['members', 'remove', l.leaderId, '--endpoints', endpoints], { timeoutMs: 30_000 });
