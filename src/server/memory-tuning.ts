@@ -13,11 +13,11 @@
 // - V8 lets its old generation grow to a few times what survived the last full collection
 //   before collecting again. With a million keys' records on the heap (~180 MiB), a
 //   follower answering Range reads of every key grew to 500 MiB of heap. Growing by half
-//   collects sooner. Tighter was worse: at 25% or 10% a full collection of a heap of a
-//   million objects often could not finish concurrently, paused the node for 150-290 ms,
-//   and leaders changed 2-21 times during the bench's load where at 50% they did not.
-//   Set on Node's command line: set at run time (v8.setFlagsFromString), the same 50%
-//   brought those pauses and leader changes back.
+//   collects sooner, with pauses as short as without it (bench:state's load, one run:
+//   52-60 ms, no leader change). Tighter was worse: at 25% the longest pauses were 62-183 ms
+//   with 1-2 leader changes, at 10% 182 ms with 21 (likely full collections of a million
+//   objects that could not finish concurrently before the limit). On Node's command
+//   line only: set at run time (v8.setFlagsFromString), 50% paused 289 ms with 8 changes.
 
 /** Set in the environment of a node's process; glibc's own initial threshold, now fixed. */
 export const MALLOC_MMAP_THRESHOLD_BYTES = 128 << 10;
