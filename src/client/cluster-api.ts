@@ -11,7 +11,7 @@ import { service as healthService } from 'grpc-health-check';
 import { channelFor } from '../security/client-credentials.js';
 import type { LeaderInfo } from './types.js';
 import { Invoker, type UnaryStart } from './invoker.js';
-import type { ClusterSnapshot, NodeStatus, Member } from './leaderd-client.js';
+import type { ClusterSnapshot, ClusterSnapshotHead, NodeStatus, Member } from './leaderd-client.js';
 
 type HealthClient = grpc.Client & {
   Check(req: { service: string }, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: { status: string }) => void): void;
@@ -187,26 +187,77 @@ export abstract class ClusterApi extends Invoker {
 
   /**
    * A consistent copy of the cluster's replicated state (Cluster.Snapshot, admin role),
-   * for `leaderd snapshot save`: every write acknowledged before the call is in it. Tries
-   * each endpoint in turn on a retryable failure; the data is checked against the length
-   * and SHA-256 the node sent.
+   * held in memory: `snapshotInto` with a sink that keeps the chunks. For a large state
+   * use `snapshotInto` with a sink that writes them out (as `leaderd snapshot save` does).
    */
   async snapshot(opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<ClusterSnapshot> {
+    let chunks: Buffer[] = [];
+    const head = await this.snapshotInto(
+      {
+        begin: () => {
+          chunks = [];
+        },
+        write: (chunk) => {
+          chunks.push(chunk);
+        },
+      },
+      opts,
+    );
+    return { clusterId: head.clusterId, index: head.index, term: head.term, data: Buffer.concat(chunks), endpoint: head.endpoint };
+  }
+
+  /**
+   * A consistent copy of the cluster's replicated state (Cluster.Snapshot, admin role),
+   * for `leaderd snapshot save`: every write acknowledged before the call is in it. The
+   * chunks go to `sink` as they arrive, never gathered here: a state of gigabytes passes
+   * through a few MiB of memory. Tries each endpoint in turn on a retryable failure;
+   * each attempt starts with `sink.begin` (the sink drops what an attempt that failed on
+   * another endpoint gave it). A `write` that returns a promise is awaited before the
+   * next chunk is read, so a slow disk slows the stream instead of filling memory. The
+   * data is checked as it passes against the length and SHA-256 the node declared in its
+   * first chunk: a mismatch is DATA_LOSS, after which the sink's data must not be used.
+   * An error thrown by the sink ends the call with that error, untouched.
+   */
+  async snapshotInto(sink: ClusterSnapshotSink, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<ClusterSnapshotHead> {
     const sig = this.linked(opts.signal);
     const timeoutMs = opts.timeoutMs ?? Math.max(this.timeoutMs, 60_000);
     let avoid: string | undefined;
     let failed: LeaderdError | undefined;
     for (let attempt = 0; attempt < this.endpoints.length; attempt++) {
       const endpoint = this.roundRobin(avoid);
-      const chunks: Buffer[] = [];
-      let head: SnapshotChunk__Output | undefined;
+      let head: ClusterSnapshotHead | undefined;
+      let received = 0;
+      const hash = createHash('sha256');
+      const mismatch = () =>
+        new LeaderdError(
+          'internal',
+          grpc.status.DATA_LOSS,
+          `${endpoint} sent a snapshot that does not match its own length and checksum (${received} of ${head?.dataBytes ?? '?'} bytes)`,
+          undefined,
+          true,
+        );
       try {
         const deadline = Date.now() + timeoutMs;
         for await (const c of this.serverStream<SnapshotChunk__Output>(endpoint, (s) => s.cluster.Snapshot({}, { deadline }), sig)) {
-          head ??= c;
-          chunks.push(c.data);
+          if (head === undefined) {
+            head = {
+              clusterId: c.clusterId,
+              index: c.index,
+              term: c.term,
+              dataBytes: c.totalBytes,
+              sha256: c.sha256.toString('hex'),
+              endpoint,
+            };
+            await toSink(() => sink.begin(head!));
+          }
+          received += c.data.length;
+          if (received > head.dataBytes) throw mismatch();
+          hash.update(c.data);
+          await toSink(() => sink.write(c.data));
         }
       } catch (err) {
+        if (err instanceof SinkFailure) throw err.cause;
+        if (err instanceof LeaderdError && err.code === grpc.status.DATA_LOSS) throw err;
         if (sig.aborted) throw this.abortError(sig, undefined);
         failed = toLeaderdError(err, false, true, endpoint);
         if (!failed.retryable) throw failed;
@@ -214,17 +265,30 @@ export abstract class ClusterApi extends Invoker {
         continue;
       }
       if (sig.aborted) throw this.abortError(sig, undefined);
-      const data = Buffer.concat(chunks);
-      if (head === undefined || data.length !== head.totalBytes || !createHash('sha256').update(data).digest().equals(head.sha256))
-        throw new LeaderdError(
-          'internal',
-          grpc.status.DATA_LOSS,
-          `${endpoint} sent a snapshot that does not match its own length and checksum (${data.length} of ${head?.totalBytes ?? '?'} bytes)`,
-          undefined,
-          true,
-        );
-      return { clusterId: head.clusterId, index: head.index, term: head.term, data, endpoint };
+      if (head === undefined || received !== head.dataBytes || hash.digest('hex') !== head.sha256) throw mismatch();
+      return head;
     }
     throw failed!;
+  }
+}
+
+/** Where `snapshotInto` puts a snapshot as it arrives. */
+export interface ClusterSnapshotSink {
+  /** An attempt starts (on `head.endpoint`): drop whatever an earlier attempt wrote. */
+  begin(head: ClusterSnapshotHead): void | Promise<void>;
+  /** The next piece of the data, in order; the call waits for a returned promise. */
+  write(chunk: Buffer): void | Promise<void>;
+}
+
+/** An error thrown by the sink, carried past the endpoint retry (it is not the endpoint's fault). */
+class SinkFailure {
+  constructor(readonly cause: unknown) {}
+}
+
+async function toSink(call: () => void | Promise<void>): Promise<void> {
+  try {
+    await call();
+  } catch (err) {
+    throw new SinkFailure(err);
   }
 }

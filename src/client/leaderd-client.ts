@@ -31,6 +31,17 @@ export interface ClusterSnapshot {
   readonly endpoint: string;
 }
 
+/** What `LeaderdClient.snapshotInto()` returns: the snapshot's description, its data gone to the sink. */
+export interface ClusterSnapshotHead {
+  readonly clusterId: string;
+  readonly index: number;
+  readonly term: number;
+  /** The data's length and hex SHA-256, as the node declared them and as the data was checked against. */
+  readonly dataBytes: number;
+  readonly sha256: string;
+  readonly endpoint: string;
+}
+
 export interface RetryOptions {
   /** Attempts per call, across endpoints (default 20; the deadline usually ends it first). */
   readonly attempts?: number;
@@ -106,5 +117,6 @@ export { LeaderdError, LeaseLostError, LeadershipLostError };
 export type { LeaderdErrorKind, WriteOutcome, LeaseLostReason, LeadershipLostReason } from './errors.js';
 export type { LeaseHandle };
 export { LockRequest };
+export type { ClusterSnapshotSink } from './cluster-api.js';
 export { textOf, jsonOf } from './values.js';
 export type * from './types.js';
