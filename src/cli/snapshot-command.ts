@@ -1,38 +1,42 @@
 // `leaderd snapshot save FILE` and `leaderd snapshot restore FILE ...`: back up a live
 // cluster, and seed a new cluster from a backup after a disaster.
-import { existsSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync, rmSync, rmdirSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { VERSION } from '../version.js';
 import { parseId, parsePeers, ConfigError } from '../server/config.js';
 import { CliError, EXIT_REFUSED, UsageError } from './usage.js';
 import { out, withClient, type ClientFlags } from './client-context.js';
-import { BackupFileError, decodeBackup, encodeBackup, writeFileAtomic } from './snapshot-file.js';
+import { BackupFileError, openBackup, saveBackupFile, type BackupHeader, type OpenBackup } from './snapshot-file.js';
+
+const isErrno = (err: unknown): err is NodeJS.ErrnoException & { code: string } =>
+  err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string' && !('kind' in err);
 
 export async function runSnapshotSave(file: string, flags: ClientFlags): Promise<void> {
   const path = resolve(file);
   if (!existsSync(dirname(path))) throw new UsageError(`cannot write ${file}: directory ${dirname(path)} does not exist`);
-  const snap = await withClient(flags, (c) => c.snapshot());
-  const { bytes, header } = encodeBackup(
-    { clusterId: snap.clusterId, index: snap.index, term: snap.term, createdAt: new Date().toISOString(), leaderdVersion: VERSION },
-    snap.data,
-  );
+  let saved: { header: BackupHeader; bytes: number };
   try {
-    writeFileAtomic(path, bytes);
+    saved = await saveBackupFile(path, { createdAt: new Date().toISOString(), leaderdVersion: VERSION }, async (sink) => {
+      await withClient(flags, (c) => c.snapshotInto(sink));
+    });
   } catch (err) {
-    throw new CliError([`cannot write ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`], 1);
+    // A file system error (errno code) is the file's; anything else is the cluster's, reported as such.
+    if (isErrno(err)) throw new CliError([`cannot write ${file}: ${err.code}`], 1);
+    throw err;
   }
+  const { header, bytes } = saved;
   const summary = {
     file: path,
     clusterId: header.clusterId,
     index: header.index,
     term: header.term,
-    bytes: bytes.length,
+    bytes,
     sha256: header.sha256,
   };
   out(
     flags.json
       ? JSON.stringify(summary)
-      : `saved ${file}: cluster ${header.clusterId}, index ${header.index}, term ${header.term}, ${bytes.length} bytes, sha256 ${header.sha256}`,
+      : `saved ${file}: cluster ${header.clusterId}, index ${header.index}, term ${header.term}, ${bytes} bytes, sha256 ${header.sha256}`,
   );
 }
 
@@ -63,19 +67,30 @@ export async function runSnapshotRestore(file: string, flags: RestoreFlags): Pro
     throw err;
   }
   if (!peers.has(id)) throw new UsageError(`--peers must include this member (${id})`);
-  let bytes: Buffer;
+  let backup: OpenBackup;
   try {
-    bytes = readFileSync(file);
+    backup = openBackup(file, file);
   } catch (err) {
+    if (err instanceof BackupFileError) throw new CliError([`refusing to restore: ${err.message}`], EXIT_REFUSED);
     throw new UsageError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  let backup;
   try {
-    backup = decodeBackup(bytes, file);
+    await restoreFrom(file, backup, id, peers, { ...flags, dataDir: flags.dataDir, clusterId: flags.clusterId, peers: flags.peers });
   } catch (err) {
     if (err instanceof BackupFileError) throw new CliError([`refusing to restore: ${err.message}`], EXIT_REFUSED);
     throw err;
+  } finally {
+    backup.close();
   }
+}
+
+async function restoreFrom(
+  file: string,
+  backup: OpenBackup,
+  id: string,
+  peers: Map<string, string>,
+  flags: RestoreFlags & { dataDir: string; clusterId: string; peers: string },
+): Promise<void> {
   const { header, data } = backup;
   if (header.clusterId === flags.clusterId)
     throw new UsageError(

@@ -43,6 +43,7 @@ import type { ReloadingCertificates } from '../security/tls.js';
 import { TickClock } from './tick-clock.js';
 import { DEFAULT_LIMITS, maxSnapshotBytesFor } from './limit-defaults.js';
 import { crc32 } from '../storage/crc32.js';
+import { piecesOf, type PieceReadable } from '../storage/snapshot-pieces.js';
 import { sleepOn, systemClock } from './runtime-ports.js';
 import type { CancelTimer, RuntimeClock, RuntimeStorage, RuntimeTransport } from './runtime-ports.js';
 import type { PersistInput } from '../storage/leveldb-storage.js';
@@ -2046,25 +2047,31 @@ export async function seedDataDir(opts: {
   readonly clusterId: string;
   readonly id: NodeId;
   readonly peers: ReadonlyMap<NodeId, string>;
-  readonly snapshot: { readonly index: number; readonly term: number; readonly data: Uint8Array };
+  /** The backup's data: read a piece at a time (a Uint8Array, or a region of the backup file), never whole. */
+  readonly snapshot: { readonly index: number; readonly term: number; readonly data: PieceReadable };
 }): Promise<void> {
   const storage = await openDataDir(opts);
   try {
     if (!storage.isNew) throw new Error(`data dir ${opts.dataDir} already holds data`);
     const { index, term, data } = opts.snapshot;
     const records = MemberRegistry.fromBootstrap({ join: false, members: opts.peers, inLog: true });
-    // Framed into the spool, not into a copy of the backup.
+    // Framed into the spool, not into a copy of the backup, and copied a piece at a time:
+    // a backup of gigabytes passes through one piece's worth of memory.
     const sink = storage.openSnapshotSink();
     const header = frameHeader(records.encode());
     sink.append(header);
-    sink.append(data);
+    let checksum = crc32(header);
+    for (const piece of piecesOf(data, 0, data.byteLength, SEED_PIECE)) {
+      checksum = crc32(piece, checksum);
+      sink.append(piece);
+    }
     await storage.persist(
       {
         hardState: { term, votedFor: null, commit: index },
         entries: [],
         snapshot: {
           meta: { index, term, conf: { voters: [...opts.peers.keys()], learners: [] } },
-          data: sink.finish(crc32(data, crc32(header))),
+          data: sink.finish(checksum),
         },
       },
       true,
@@ -2073,6 +2080,9 @@ export async function seedDataDir(opts: {
     await storage.close();
   }
 }
+
+/** Bytes of a backup copied into the data dir at a time. */
+const SEED_PIECE = 4 << 20;
 
 function checkPriority(p: number): void {
   if (!Number.isSafeInteger(p) || p < 0 || p > MAX_PRIORITY)
