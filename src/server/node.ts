@@ -149,6 +149,13 @@ export interface StateMachine {
    * from push() or finish() changes nothing.
    */
   restoreFromPieces?(): SnapshotRestore;
+  /**
+   * Optional: bytes of applied entries the state machine keeps as they are (views of the
+   * entry's bytes, not copies), as two running totals: `kept` grows when such a value
+   * enters the state, `released` when one leaves it (replaced, deleted). The runtime's
+   * log byte trigger then counts what the log holds that the state does not.
+   */
+  sharedEntryBytes?(): { readonly kept: number; readonly released: number };
 }
 
 /** A restore in progress (StateMachine.restoreFromPieces). */
@@ -226,7 +233,10 @@ export interface RuntimeOptions {
   readonly stateMachine?: StateMachine;
   /** Take a snapshot and compact the log every this many applied entries; default 10,000. */
   readonly snapshotEntries?: number;
-  /** ... or once this many bytes of entries were applied since the last one, whichever comes first; default 64 MiB. */
+  /**
+   * ... or once the entries applied since the last one hold this many bytes the state
+   * machine does not (StateMachine.sharedEntryBytes), whichever comes first; default 64 MiB.
+   */
   readonly snapshotBytes?: number;
   /**
    * Entries kept before a snapshot's index when compacting, at most this many and this
@@ -387,7 +397,7 @@ export class LeaderdNode {
   // Two draws from the clock's seed source (62 random bits; deterministic in the simulator).
   private readonly bootId: string;
   private lastSnapshotIndex: number;
-  /** Payload bytes of the entries applied since the last snapshot (taken or installed): the snapshot trigger by bytes. */
+  /** Payload bytes of the entries applied since the last snapshot (taken or installed) that the state machine does not share: the snapshot trigger by bytes. */
   private bytesSinceSnapshot = 0;
   /** A snapshot is being written in slices off the Ready loop (StateMachine.snapshotInSlices). */
   private takingSnapshot = false;
@@ -1271,11 +1281,23 @@ export class LeaderdNode {
       }
     }
     let last = 0;
+    const sm = this.sm;
     for (const e of rd.committedEntries) {
       this.bytesSinceSnapshot += e.data.length;
       let result: unknown = null;
-      if (e.type === 'normal') result = callStateMachine('apply', e.index, () => this.sm.apply(e));
-      else if (e.type === 'conf') await this.applyConfChange(e);
+      if (e.type === 'normal') {
+        const before = sm.sharedEntryBytes?.();
+        result = callStateMachine('apply', e.index, () => sm.apply(e));
+        // What the log holds that the state does not: a 1 MiB value the store keeps as a
+        // view of its entry costs the log nothing, and counted in full, 1,000 of them
+        // took 16 snapshots of up to 1 GiB of state (each written whole to a file) while
+        // the log held no byte of its own. A value that later leaves the state (replaced,
+        // deleted) counts then: its entry may still be in the log, alone with its bytes.
+        if (before !== undefined) {
+          const after = sm.sharedEntryBytes!();
+          this.bytesSinceSnapshot -= after.kept - before.kept - (after.released - before.released);
+        }
+      } else if (e.type === 'conf') await this.applyConfChange(e);
       last = e.index;
       const w = this.proposals.get(e.index);
       if (w) {
@@ -1372,12 +1394,15 @@ export class LeaderdNode {
   }
 
   private maybeSnapshot(applied: number): void {
-    // By bytes as well as entries: 10,000 entries of 1 MiB values would otherwise keep
-    // 10 GiB of log in memory and on disk before the first snapshot. The log since the
-    // last snapshot is held in memory, so the byte trigger stays fixed however large the
-    // state: grown to half the last snapshot, it let a gigabyte of state hold another
-    // half gigabyte of log. The price is writing: with 1 GiB of state, each 64 MiB of
-    // writes costs a 1 GiB snapshot, written to a file a piece at a time off the loop.
+    // By bytes as well as entries: 10,000 entries of 1 MiB values written over one key
+    // would otherwise keep 10 GiB of log in memory and on disk before the first snapshot.
+    // The log since the last snapshot is held in memory, so the byte trigger stays fixed
+    // however large the state: grown to half the last snapshot, it let a gigabyte of state
+    // hold another half gigabyte of log. Only the bytes the log holds alone count (values
+    // the state keeps as views of their entries do not, until they leave the state), so
+    // the log holds at most this much memory of its own, and on disk the state plus this
+    // much. The price is writing: with 1 GiB of state, each 64 MiB of such writes costs a
+    // 1 GiB snapshot, written to a file a piece at a time off the loop.
     const entries = this.opts.snapshotEntries ?? 10_000;
     const bytes = this.opts.snapshotBytes ?? 64 << 20;
     if (applied - this.lastSnapshotIndex < entries && this.bytesSinceSnapshot < bytes) return;

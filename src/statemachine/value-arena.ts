@@ -107,4 +107,13 @@ export class StoredKv implements KeyValue {
   get valueLength(): number {
     return this.#length;
   }
+
+  /**
+   * Whether the value is a view into a larger buffer rather than bytes of its own or a
+   * slab's: the entry it was decoded from (commands.ts keeps a large value that way), whose
+   * bytes the Raft log holds too.
+   */
+  get sharesEntry(): boolean {
+    return this.#length > SLAB_VALUE_BYTES && this.#buffer.byteLength > this.#length;
+  }
 }

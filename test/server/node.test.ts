@@ -5,6 +5,8 @@ import { describe, expect, it, vi } from 'vitest';
 import { LevelStorage } from '../../src/storage/leveldb-storage.js';
 import { LeaderdNode, type StateMachine } from '../../src/server/node.js';
 import { createNode, type EmbeddedNode, type Entry } from '../../src/index.js';
+import { KvStore } from '../../src/statemachine/kv-store.js';
+import { encodeCommand } from '../../src/statemachine/commands.js';
 import { freePort, waitFor } from '../e2e/cluster.js';
 import { perTestResources, singleNodeOptions } from './single-node.js';
 
@@ -111,6 +113,39 @@ describe('snapshots by bytes, with a trailing tail', () => {
       await again.readBarrier(AbortSignal.timeout(3000));
       expect(sm2.total).toBe(20);
       expect(sm2.applied).toBeLessThan(10);
+    } finally {
+      compact.mockRestore();
+    }
+  });
+});
+
+describe('the log byte trigger counts what the log holds alone', () => {
+  it('values the store keeps as views of their entries do not trigger a snapshot; the same bytes written over one key do', async () => {
+    const dir = tempDir();
+    const peer = `127.0.0.1:${await freePort()}`;
+    const store = new KvStore();
+    const compact = vi.spyOn(LevelStorage.prototype, 'compact');
+    try {
+      const node = await LeaderdNode.start(
+        singleNodeOptions(dir, peer, {
+          stateMachine: store,
+          snapshotEntries: 1_000_000,
+          snapshotBytes: 64 << 10,
+          snapshotTail: { entries: 0 },
+        }),
+      );
+      cleanups.push(() => node.stop({ transfer: false }));
+      await waitFor('leader', () => (node.isLeader() ? true : undefined), 5000);
+      const put = (key: string, i: number) =>
+        node.propose(encodeCommand({ cmd: { type: 'put', key, value: new Uint8Array(16 << 10).fill(i), lease: 0 } }));
+      // 320 KiB of values, 5x the trigger, each kept by the store as a view of its entry.
+      let lastDistinct = 0;
+      for (let i = 0; i < 20; i++) lastDistinct = (await put(`k${i}`, i)).index;
+      // The same over one key: each value replaced leaves its entry to the log alone.
+      for (let i = 0; i < 20; i++) await put('same', i);
+      await waitFor('a snapshot', () => (compact.mock.calls.length > 0 ? true : undefined), 5000);
+      expect(compact.mock.calls[0]![0].meta.index).toBeGreaterThan(lastDistinct);
+      expect(store.get('k19')?.value).toEqual(new Uint8Array(16 << 10).fill(19));
     } finally {
       compact.mockRestore();
     }
