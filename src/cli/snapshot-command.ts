@@ -5,8 +5,11 @@ import { dirname, resolve } from 'node:path';
 import { VERSION } from '../version.js';
 import { parseId, parsePeers, ConfigError } from '../server/config.js';
 import { CliError, EXIT_REFUSED, UsageError } from './usage.js';
-import { out, withClient, type ClientFlags } from './client-context.js';
+import { out, untilInterrupted, withClient, type ClientFlags } from './client-context.js';
 import { BackupFileError, openBackup, saveBackupFile, type BackupHeader, type OpenBackup } from './snapshot-file.js';
+
+/** 128 + SIGINT, as a shell reports a command stopped by Ctrl-C. */
+const EXIT_INTERRUPTED = 130;
 
 const isErrno = (err: unknown): err is NodeJS.ErrnoException & { code: string } =>
   err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string' && !('kind' in err);
@@ -15,14 +18,19 @@ export async function runSnapshotSave(file: string, flags: ClientFlags): Promise
   const path = resolve(file);
   if (!existsSync(dirname(path))) throw new UsageError(`cannot write ${file}: directory ${dirname(path)} does not exist`);
   let saved: { header: BackupHeader; bytes: number };
+  // Ctrl-C cancels the stream, so the half-written temp file is removed like any failed save's.
+  const interrupt = untilInterrupted();
   try {
     saved = await saveBackupFile(path, { createdAt: new Date().toISOString(), leaderdVersion: VERSION }, async (sink) => {
-      await withClient(flags, (c) => c.snapshotInto(sink));
+      await withClient(flags, (c) => c.snapshotInto(sink, { signal: interrupt.signal }));
     });
   } catch (err) {
     // A file system error (errno code) is the file's; anything else is the cluster's, reported as such.
     if (isErrno(err)) throw new CliError([`cannot write ${file}: ${err.code}`], 1);
+    if (interrupt.signal.aborted) throw new CliError([`interrupted: ${file} was not written`], EXIT_INTERRUPTED);
     throw err;
+  } finally {
+    interrupt.dispose();
   }
   const { header, bytes } = saved;
   const summary = {
