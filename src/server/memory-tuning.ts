@@ -14,10 +14,11 @@
 //   before collecting again. With a million keys' records on the heap (~180 MiB), a
 //   follower answering Range reads of every key grew to 500 MiB of heap. Growing by half
 //   collects sooner, with pauses as short as without it (bench:state's load, one run:
-//   52-60 ms, no leader change). Tighter was worse: at 25% the longest pauses were 62-183 ms
-//   with 1-2 leader changes, at 10% 182 ms with 21 (likely full collections of a million
-//   objects that could not finish concurrently before the limit). On Node's command
-//   line only: set at run time (v8.setFlagsFromString), 50% paused 289 ms with 8 changes.
+//   52-60 ms, no leader change). Tighter looked worse (one run each, some of them on a
+//   machine shared with another bench): at 25% the longest pauses were 62-183 ms with 0-2
+//   leader changes, at 10% 182 ms with 31. It goes on Node's command line: Node warns that
+//   v8.setFlagsFromString after start-up may behave unpredictably, and in one run the
+//   same 50% set that way paused 289 ms with 9 leader changes.
 
 /** Set in the environment of a node's process; glibc's own initial threshold, now fixed. */
 export const MALLOC_MMAP_THRESHOLD_BYTES = 128 << 10;
