@@ -16,10 +16,10 @@
 // With a state of gigabytes, a whole copy would be gigabytes of the CLI's memory, and
 // past Node's largest Buffer (4 GiB) a save could not be made at all.
 import { createHash, type Hash } from 'node:crypto';
-import { promises as fsp, closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { promises as fsp, closeSync, fstatSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { SnapshotData } from '../raft/types.js';
-import { piecesOf, type PieceReadable } from '../storage/snapshot-pieces.js';
+import { piecesOf, readAt, type PieceReadable } from '../storage/snapshot-pieces.js';
 
 export const BACKUP_MAGIC = Buffer.from('\x89LEADERD-BKUP\r\n\x1a', 'latin1');
 export const BACKUP_VERSION = 1;
@@ -161,16 +161,10 @@ export class BackupFileRegion implements SnapshotData {
     const from = Math.max(0, Math.min(begin, this.byteLength));
     const to = Math.max(from, Math.min(end, this.byteLength));
     const length = to - from;
-    for (let done = 0; done < length;) {
-      const n = readSync(this.fd, target, done, length - done, this.offset + from + done);
-      // The file shrank after it was checked (someone else truncated it).
-      if (n === 0)
-        throw new BackupFileError(
-          'truncated',
-          `${this.name} is truncated (it ended at ${this.offset + from + done} bytes while being read)`,
-        );
-      done += n;
-    }
+    const done = readAt(this.fd, target, length, this.offset + from);
+    // The file shrank after it was checked (someone else truncated it).
+    if (done < length)
+      throw new BackupFileError('truncated', `${this.name} is truncated (it ended at ${this.offset + from + done} bytes while being read)`);
     return new Uint8Array(target.buffer, target.byteOffset, length);
   }
 }

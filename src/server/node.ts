@@ -151,11 +151,12 @@ export interface StateMachine {
   restoreFromPieces?(): SnapshotRestore;
   /**
    * Optional: bytes of applied entries the state machine keeps as they are (views of the
-   * entry's bytes, not copies), as two running totals: `kept` grows when such a value
-   * enters the state, `released` when one leaves it (replaced, deleted). The runtime's
-   * log byte trigger then counts what the log holds that the state does not.
+   * entry's bytes, not copies), as a running total: up when such a value enters the
+   * state, down when one leaves it (replaced, deleted). Only its change across one apply
+   * matters: the runtime's log byte trigger then counts what the log holds that the state
+   * does not.
    */
-  sharedEntryBytes?(): { readonly kept: number; readonly released: number };
+  sharedEntryBytes?(): number;
 }
 
 /** A restore in progress (StateMachine.restoreFromPieces). */
@@ -895,6 +896,8 @@ export class LeaderdNode {
           'invalid',
           `${id} is already a member (peer ${existing.peerAddress}, client ${existing.clientAddress}); remove it first to add it at other addresses`,
         );
+      if (rec.priority !== undefined && rec.priority !== existing.priority)
+        throw new NodeError('invalid', `${id} is already a member, at priority ${existing.priority}: change it with members update`);
       if (!existing.learner && learner) throw new NodeError('invalid', `${id} is already a voter`);
       if (existing.learner && !learner) await this.promoteWhenCaughtUp(id, signal);
       return this.members();
@@ -1293,10 +1296,7 @@ export class LeaderdNode {
         // took 16 snapshots of up to 1 GiB of state (each written whole to a file) while
         // the log held no byte of its own. A value that later leaves the state (replaced,
         // deleted) counts then: its entry may still be in the log, alone with its bytes.
-        if (before !== undefined) {
-          const after = sm.sharedEntryBytes!();
-          this.bytesSinceSnapshot -= after.kept - before.kept - (after.released - before.released);
-        }
+        if (before !== undefined) this.bytesSinceSnapshot -= sm.sharedEntryBytes!() - before;
       } else if (e.type === 'conf') await this.applyConfChange(e);
       last = e.index;
       const w = this.proposals.get(e.index);

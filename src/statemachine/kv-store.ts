@@ -115,9 +115,8 @@ export class KvStore {
   appliedIndex = 0;
   /** Sum of kvBytes over every key: what the storage quota (--quota-bytes) is checked against. */
   private usedBytes = 0;
-  /** Running totals for sharedEntryBytes(). */
-  private entryBytesKept = 0;
-  private entryBytesReleased = 0;
+  /** sharedEntryBytes(): value bytes held as views of their entries, as a running total. */
+  private entryBytesShared = 0;
   /**
    * Every key in order. A B+ tree, not a sorted array: a write among n keys costs
    * O(log n) instead of shifting O(n) entries, so a prefix delete of k keys costs
@@ -229,9 +228,9 @@ export class KvStore {
     }
   }
 
-  /** StateMachine.sharedEntryBytes: values kept as views of their entries' bytes, put in and taken out (replaced or deleted). */
-  sharedEntryBytes(): { readonly kept: number; readonly released: number } {
-    return { kept: this.entryBytesKept, released: this.entryBytesReleased };
+  /** StateMachine.sharedEntryBytes: up by each value kept as a view of its entry's bytes, down by each that leaves (replaced or deleted). */
+  sharedEntryBytes(): number {
+    return this.entryBytesShared;
   }
 
   /** Bytes the store holds against the quota (sum of kvBytes over every key). */
@@ -371,8 +370,8 @@ export class KvStore {
     const kv = StoredKv.of(key, this.arena.keep(value), old ? old.createRevision : rev, rev, old ? old.version + 1 : 1, lease);
     this.kvs.set(key, kv);
     this.usedBytes += kvBytes(key, value.length) - (old ? kvBytes(old.key, old.valueLength) : 0);
-    if (kv.sharesEntry) this.entryBytesKept += kv.valueLength;
-    if (old?.sharesEntry) this.entryBytesReleased += old.valueLength;
+    if (kv.sharesEntry) this.entryBytesShared += kv.valueLength;
+    if (old?.sharesEntry) this.entryBytesShared -= old.valueLength;
     if (!old) enqueue(this.queues, this.queuePrefix, kv);
     this.pendingEvents.push({ type: 'PUT', kv });
   }
@@ -394,7 +393,7 @@ export class KvStore {
     }
     for (const old of gone) {
       this.usedBytes -= kvBytes(old.key, old.valueLength);
-      if (old.sharesEntry) this.entryBytesReleased += old.valueLength;
+      if (old.sharesEntry) this.entryBytesShared -= old.valueLength;
       if (old.lease !== 0) this.leases.get(old.lease)?.keys.delete(old.key);
       this.dequeue(old);
       this.pendingEvents.push({

@@ -8,6 +8,7 @@
 // a chunk to send (SnapshotData.subarray) and writes a chunk that arrived
 // (SnapshotSink.append) from inside step(), which cannot wait. A chunk is at most a few
 // MiB and the page cache absorbs it; fsync, the slow part, is asynchronous (sync()).
+import { readAt } from './snapshot-pieces.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { SnapshotData, SnapshotSink } from '../raft/types.js';
@@ -64,12 +65,9 @@ export class SnapshotFile implements SnapshotData {
     const from = Math.max(0, Math.min(begin, this.byteLength));
     const to = Math.max(from, Math.min(end, this.byteLength));
     const out = Buffer.allocUnsafe(to - from);
-    let done = 0;
-    while (done < out.length) {
-      const n = fs.readSync(fd, out, done, out.length - done, from + done);
-      if (n === 0) throw new SnapshotFileError(`snapshot file ${this.filePath} ended at ${from + done} of ${this.byteLength} bytes`);
-      done += n;
-    }
+    const done = readAt(fd, out, out.length, from);
+    if (done < out.length)
+      throw new SnapshotFileError(`snapshot file ${this.filePath} ended at ${from + done} of ${this.byteLength} bytes`);
     return new Uint8Array(out.buffer, out.byteOffset, out.length);
   }
 

@@ -1,7 +1,23 @@
 // Reading a snapshot's bytes (the core's SnapshotData) a piece at a time, for copies and
 // checksums that must not hold them whole: a backup checked by `snapshot restore`, then
 // copied into a new data dir.
+import { readSync } from 'node:fs';
 import type { SnapshotData } from '../raft/types.js';
+
+/**
+ * Reads `length` bytes at `position` of the file `fd` into the start of `target`, as
+ * many reads as that takes; returns how many it got, less than `length` only at the end
+ * of the file (the caller names what that means: a file shorter than its record says).
+ */
+export function readAt(fd: number, target: Uint8Array, length: number, position: number): number {
+  let done = 0;
+  while (done < length) {
+    const n = readSync(fd, target, done, length - done, position + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return done;
+}
 
 /**
  * SnapshotData that can also read a piece into a buffer it is given (a file read with

@@ -236,6 +236,10 @@ describe('leaderd members', () => {
     expect(moved.code).toBe(2);
     // (after the line that says what the add does)
     expect(lines(moved.stderr).at(-1)).toContain(`leaderd: n4 is already a member (peer 127.0.0.1:${spec.peerPort},`);
+    // Another priority is a change, not a retry: refused, pointing at the command for it.
+    const other = await runCli(['members', 'add', 'n4', ...addr, '--priority', '7', '--endpoints', endpoints], { timeoutMs: 30_000 });
+    expect(other.code).toBe(2);
+    expect(lines(other.stderr).at(-1)).toMatch(/^leaderd: n4 is already a member, at priority \d+: change it with members update$/);
     // An add as a voter of the learner resumes where an add cut short by a leader change
     // stopped (it used to fail with "cannot propose: invalid"): it promotes it.
     const promoted = await runCli(['members', 'add', 'n4', ...addr, '--json', '--endpoints', endpoints], { timeoutMs: 30_000 });
