@@ -95,7 +95,12 @@ export type ApplyError = 'lease-not-found' | 'stale-sequence' | 'session-expired
  * A function of the replicated state only, so every replica counts the same total.
  */
 export function kvBytes(key: string, valueBytes: number): number {
-  return key.length * 2 + valueBytes + 64;
+  return kvBytesOf(key.length, valueBytes);
+}
+
+/** kvBytes of a key of `keyUnits` UTF-16 code units. */
+export function kvBytesOf(keyUnits: number, valueBytes: number): number {
+  return keyUnits * 2 + valueBytes + 64;
 }
 
 export type CommandResult =

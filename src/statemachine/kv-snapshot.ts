@@ -47,19 +47,10 @@ export interface SnapshotSink {
   /** `format`: 1 for a JSON snapshot, 2 for a binary one (whose header always holds exactlyOnce). */
   header(h: SnapshotHeader, format: 1 | 2): void;
   /**
-   * A key whose value is `length` bytes of `bytes` from `offset` on, placed by the
-   * decoder's ValueArena and the sink's to keep (as StoredKv does): no view per key.
+   * A key whose value (`length` bytes) is the decoder's ValueArena's last placement
+   * (its `bytes` from `offset` on), the sink's to keep: no view per key.
    */
-  record(
-    key: string,
-    bytes: Uint8Array,
-    offset: number,
-    length: number,
-    createRevision: number,
-    modRevision: number,
-    version: number,
-    lease: number,
-  ): void;
+  record(key: string, length: number, createRevision: number, modRevision: number, version: number, lease: number): void;
 }
 
 /** Bytes of a binary snapshot before its first key (the keys add recordBytes each). */
@@ -345,7 +336,7 @@ export class SnapshotDecoder {
       const arena = this.arena;
       arena.reserve(valueLength);
       buf.copy(arena.bytes, arena.offset, valueAt, valueAt + valueLength);
-      this.emit(key, arena.bytes, arena.offset, valueLength, buf, valueAt + valueLength);
+      this.emit(key, valueLength, buf, valueAt + valueLength);
       at += size;
       this.offset += size;
     }
@@ -354,11 +345,9 @@ export class SnapshotDecoder {
     return at;
   }
 
-  private emit(key: string, bytes: Uint8Array, offset: number, length: number, tail: Buffer, at: number): void {
+  private emit(key: string, length: number, tail: Buffer, at: number): void {
     this.sink.record(
       key,
-      bytes,
-      offset,
       length,
       small(tail.readDoubleBE(at)),
       small(tail.readDoubleBE(at + 8)),
@@ -400,7 +389,7 @@ export class SnapshotDecoder {
         this.startField('value', s.readUInt32BE(0));
         return;
       case 'tail':
-        this.emit(this.key, this.value, 0, this.value.byteLength, s, 0);
+        this.emit(this.key, this.value.byteLength, s, 0);
         this.key = '';
         this.value = this.field = new Uint8Array(0);
         this.stage = this.remaining > 0 ? 'record' : 'done';
@@ -453,7 +442,7 @@ export class SnapshotDecoder {
       const bytes = Buffer.from(value, 'base64');
       const copy = this.arena.alloc(bytes.length);
       copy.set(bytes);
-      this.sink.record(key, copy, 0, copy.byteLength, createRevision, modRevision, version, lease);
+      this.sink.record(key, copy.byteLength, createRevision, modRevision, version, lease);
     }
   }
 }

@@ -3,11 +3,8 @@
 // plus a bounded history of changes for watches), leases that own keys, and
 // exactly-once sessions. Applied from the Raft log, one committed entry at a time, on
 // every node; nothing here reads a clock or does I/O, so all nodes agree.
-import BTreeModule from 'sorted-btree';
-import * as bulkLoadModule from 'sorted-btree/extended/bulkLoad.js';
-import unionModule from 'sorted-btree/extended/union.js';
 import type { Entry } from '../raft/types.js';
-import { StoredKv, ValueArena } from './value-arena.js';
+import { BTree, compareKeys, KeyIndex, NONE, type IndexCapture } from './key-index.js';
 import {
   DEFAULT_SESSION_LIMITS,
   resultFromJson,
@@ -28,6 +25,7 @@ import {
 import {
   decodeCommand,
   kvBytes,
+  kvBytesOf,
   type Command,
   type CommandResult,
   type Compare,
@@ -72,23 +70,6 @@ const EMPTY = new Uint8Array(0);
 /** How many bare client ids the retired scheme remembered; kept so old logs replay as they applied. */
 const LEGACY_MAX_SESSIONS = 10_000;
 
-// sorted-btree is CommonJS with `exports.default`: Node's ESM loader hands over the module
-// object as the default import, vitest's loader hands over the class itself.
-type BTreeClass = typeof BTreeModule.default;
-const BTree: BTreeClass = (BTreeModule as unknown as { default?: BTreeClass }).default ?? (BTreeModule as unknown as BTreeClass);
-type BTree<K, V> = InstanceType<typeof BTreeModule.default<K, V>>;
-type BulkLoad = <K, V>(keys: K[], values: V[], maxNodeSize: number, compare: (a: K, b: K) => number, loadFactor?: number) => BTree<K, V>;
-type Union = <K, V>(a: BTree<K, V>, b: BTree<K, V>, combine: (key: K, left: V, right: V) => V | undefined) => BTree<K, V>;
-// The same two loaders' difference as for the class above: the module object, or its exports interop'd.
-const bulkLoadExports = bulkLoadModule as unknown as { bulkLoad?: BulkLoad; default?: { bulkLoad: BulkLoad } };
-const bulkLoad = bulkLoadExports.bulkLoad ?? bulkLoadExports.default!.bulkLoad;
-const union = (unionModule as unknown as { default?: Union }).default ?? (unionModule as unknown as Union);
-/** sorted-btree's default node size, which bulkLoad and union must be given the same as the tree's. */
-const BTREE_NODE_SIZE = 32;
-
-/** Keys compare by UTF-16 code unit, as JavaScript's `<` does (so does the prefix bound below). */
-const compareKeys = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
-
 /** A key of the creation-order index: a queue (election or lock name) holds at most one key per lease. */
 type Queued = readonly [createRevision: number, key: string];
 const compareQueued = (a: Queued, b: Queued): number => a[0] - b[0] || compareKeys(a[1], b[1]);
@@ -118,12 +99,12 @@ export class KvStore {
   /** sharedEntryBytes(): value bytes held as views of their entries, as a running total. */
   private entryBytesShared = 0;
   /**
-   * Every key in order. A B+ tree, not a sorted array: a write among n keys costs
+   * Every key in order (key-index.ts: off the V8 heap). A B+ tree, not a sorted array: a write among n keys costs
    * O(log n) instead of shifting O(n) entries, so a prefix delete of k keys costs
    * O(k log n) on every replica rather than O(k·n) (long enough, at 200,000 keys, for
    * leases to lapse while each node applies it).
    */
-  private kvs: BTree<string, StoredKv> = new BTree<string, StoredKv>(undefined, compareKeys);
+  private index = new KeyIndex();
   /** Queue directory -> its keys by creation revision (see KvStoreOptions.queuePrefix). */
   private queues: Queues = new Map();
   private readonly queuePrefix: string;
@@ -138,7 +119,7 @@ export class KvStore {
    */
   private legacySessions: LegacySessions = new Map();
   /** Retained revisions, oldest first, from history[historyStart] on (a queue without O(n) shifts). */
-  private history: (HistoryEntry | null)[] = [];
+  private history: (Revision | null)[] = [];
   private historyStart = 0;
   /** Watches may start at this revision or later. */
   private firstRetained = 1;
@@ -155,9 +136,9 @@ export class KvStore {
   private keyedCount = 0;
   private readonly restoreListeners = new Set<RestoreListener>();
   private readonly leaseListeners = new Set<LeaseListener>();
-  private pendingEvents: WatchEvent[] = [];
-  /** Small values live in shared slabs (value-arena.ts), not each in an ArrayBuffer of its own. */
-  private readonly arena = new ValueArena();
+  /** The rows of the revision being applied: a PUT's row, or minus the row a DELETE removed. */
+  private pendingEvents: number[] = [];
+  private pendingSize = 0;
   private readonly historyRevisions: number;
   private readonly historyBytes: number;
   private historySize = 0;
@@ -245,7 +226,10 @@ export class KvStore {
     // the bound exact without scanning the prefix twice.
     let growth = 0;
     const sizes = new Map<string, number>();
-    const sizeOf = (key: string) => sizes.get(key) ?? (this.kvs.has(key) ? kvBytes(key, this.kvs.get(key)!.valueLength) : 0);
+    const sizeOf = (key: string) => {
+      const row = this.index.find(key);
+      return sizes.get(key) ?? (row === NONE ? 0 : kvBytes(key, this.index.valueLength(row)));
+    };
     for (const op of ops) {
       if (op.type === 'put') {
         const size = kvBytes(op.key, op.value.length);
@@ -279,7 +263,7 @@ export class KvStore {
       }
       case 'delete': {
         const rev = this.revision + 1;
-        const deleted = this.doDelete(cmd.key, cmd.prefix, rev);
+        const deleted = this.doDelete(cmd.key, cmd.prefix);
         if (deleted > 0) this.commitRevision(rev);
         return { ok: true, type: 'delete', revision: this.revision, deleted };
       }
@@ -301,7 +285,7 @@ export class KvStore {
         }
         const rev = this.revision + 1;
         let deleted = 0;
-        for (const key of [...lease.keys].sort()) deleted += this.doDelete(key, false, rev);
+        for (const key of [...lease.keys].sort()) deleted += this.doDelete(key, false);
         this.leases.delete(cmd.id);
         if (deleted > 0) this.commitRevision(rev);
         for (const l of this.leaseListeners) l({ type: 'ended', id: cmd.id });
@@ -326,7 +310,7 @@ export class KvStore {
     const compared = new Map<string, KeyValue | null>();
     let succeeded = true;
     for (const c of compare) {
-      const kv = this.kvs.get(c.key) ?? null;
+      const kv = this.get(c.key);
       compared.set(c.key, kv);
       if (!compareHolds(kv, c)) succeeded = false;
     }
@@ -349,13 +333,13 @@ export class KvStore {
           responses.push({ type: 'put', revision: rev });
           break;
         case 'delete': {
-          const deleted = this.doDelete(op.key, op.prefix, rev);
+          const deleted = this.doDelete(op.key, op.prefix);
           if (deleted > 0) wrote = true;
           responses.push({ type: 'delete', revision: rev, deleted });
           break;
         }
         case 'get':
-          responses.push({ type: 'get', kv: this.kvs.get(op.key) ?? null, revision: wrote ? rev : this.revision });
+          responses.push({ type: 'get', kv: this.get(op.key), revision: wrote ? rev : this.revision });
           break;
       }
     }
@@ -364,56 +348,71 @@ export class KvStore {
   }
 
   private doPut(key: string, value: Uint8Array, lease: number, rev: number): void {
-    const old = this.kvs.get(key);
-    if (old && old.lease !== 0 && old.lease !== lease) this.leases.get(old.lease)?.keys.delete(key);
+    const ix = this.index;
+    const old = ix.find(key);
+    let createRevision = rev;
+    let version = 1;
+    if (old !== NONE) {
+      const oldLease = ix.lease(old);
+      if (oldLease !== 0 && oldLease !== lease) this.leases.get(oldLease)?.keys.delete(key);
+      this.usedBytes -= kvBytes(key, ix.valueLength(old));
+      if (ix.sharesEntry(old)) this.entryBytesShared -= ix.valueLength(old);
+      createRevision = ix.createRevision(old);
+      version = ix.version(old) + 1;
+    }
     if (lease !== 0) this.leases.get(lease)!.keys.add(key);
-    const kv = StoredKv.of(key, this.arena.keep(value), old ? old.createRevision : rev, rev, old ? old.version + 1 : 1, lease);
-    this.kvs.set(key, kv);
-    this.usedBytes += kvBytes(key, value.length) - (old ? kvBytes(old.key, old.valueLength) : 0);
-    if (kv.sharesEntry) this.entryBytesShared += kv.valueLength;
-    if (old?.sharesEntry) this.entryBytesShared -= old.valueLength;
-    if (!old) enqueue(this.queues, this.queuePrefix, kv);
-    this.pendingEvents.push({ type: 'PUT', kv });
+    const row = ix.put(key, old, value, createRevision, rev, version, lease);
+    this.usedBytes += kvBytes(key, value.length);
+    if (ix.sharesEntry(row)) this.entryBytesShared += value.length;
+    if (old === NONE) enqueue(this.queues, this.queuePrefix, key, rev);
+    // The history's reference, held until the revision leaves it.
+    ix.retain(row);
+    this.pendingEvents.push(row);
+    this.pendingSize += kvBytes(key, value.length) + EVENT_BYTES;
   }
 
-  private doDelete(key: string, prefix: boolean, rev: number): number {
-    const gone: StoredKv[] = [];
+  private doDelete(key: string, prefix: boolean): number {
+    const ix = this.index;
+    const gone: number[] = [];
     if (prefix) {
-      this.forPrefix(key, '', (kv) => void gone.push(kv));
-      const end = prefixEnd(key);
-      if (end !== null) this.kvs.deleteRange(key, end, false);
-      else if (key === '') this.kvs.clear();
-      else this.kvs.deleteKeys(gone.map((kv) => kv.key));
+      this.forPrefix(key, '', (row) => void gone.push(row));
+      // The DELETE events' references, taken before the tree lets go of the rows.
+      for (const row of gone) ix.retain(row);
+      ix.removeRange(key, prefixEnd(key), gone);
     } else {
-      const old = this.kvs.get(key);
-      if (old) {
+      const old = ix.find(key);
+      if (old !== NONE) {
         gone.push(old);
-        this.kvs.delete(key);
+        ix.retain(old);
+        ix.remove(old);
       }
     }
-    for (const old of gone) {
-      this.usedBytes -= kvBytes(old.key, old.valueLength);
-      if (old.sharesEntry) this.entryBytesShared -= old.valueLength;
-      if (old.lease !== 0) this.leases.get(old.lease)?.keys.delete(old.key);
-      this.dequeue(old);
-      this.pendingEvents.push({
-        type: 'DELETE',
-        kv: { key: old.key, value: EMPTY, createRevision: 0, modRevision: rev, version: 0, lease: 0 },
-      });
+    for (const row of gone) {
+      const size = kvBytesOf(ix.keyLength(row), ix.valueLength(row));
+      this.usedBytes -= size;
+      if (ix.sharesEntry(row)) this.entryBytesShared -= ix.valueLength(row);
+      const lease = ix.lease(row);
+      if (lease !== 0) this.leases.get(lease)?.keys.delete(ix.key(row));
+      if (ix.hasPrefix(row, this.queuePrefix)) this.dequeue(ix.key(row), ix.createRevision(row));
+      this.pendingEvents.push(-row);
+      this.pendingSize += kvBytesOf(ix.keyLength(row), 0) + EVENT_BYTES;
     }
     return gone.length;
   }
 
   private commitRevision(rev: number): void {
     this.revision = rev;
-    const h: HistoryEntry = { revision: rev, events: this.pendingEvents };
+    const r: Revision = { revision: rev, rows: Int32Array.from(this.pendingEvents), size: this.pendingSize };
     this.pendingEvents = [];
-    this.history.push(h);
-    this.historySize += entrySize(h);
+    this.pendingSize = 0;
+    this.history.push(r);
+    this.historySize += r.size;
     // Bounded by count and by bytes (values may be up to a MiB each); the oldest go first.
     const retained = () => this.history.length - this.historyStart;
     while (retained() > 1 && (retained() > this.historyRevisions || this.historySize > this.historyBytes)) {
-      this.historySize -= entrySize(this.history[this.historyStart]!);
+      const evicted = this.history[this.historyStart]!;
+      this.historySize -= evicted.size;
+      for (const row of evicted.rows) this.index.release(Math.abs(row));
       // Let go of it now, not at the next compaction of the array: until then up to
       // 1,024 evicted revisions stayed reachable, and with 1 MiB values overwritten
       // that was up to a GiB held past the byte bound.
@@ -425,8 +424,22 @@ export class KvStore {
       this.history = this.history.slice(this.historyStart);
       this.historyStart = 0;
     }
+    if (this.revisionListeners.size === 0 && this.keyedCount === 0) return;
+    // Events as objects only for whoever listens (the history keeps rows).
+    const h = this.entryOf(r);
     for (const l of this.revisionListeners) l(h);
     if (this.keyedCount > 0) this.wakeKeyed(h);
+  }
+
+  /** A retained revision's events as objects of their own. */
+  private entryOf(r: Revision): HistoryEntry {
+    const ix = this.index;
+    const events: WatchEvent[] = Array.from(r.rows, (row) =>
+      row > 0
+        ? { type: 'PUT', kv: ix.kv(row) }
+        : { type: 'DELETE', kv: { key: ix.key(-row), value: EMPTY, createRevision: 0, modRevision: r.revision, version: 0, lease: 0 } },
+    );
+    return { revision: r.revision, events };
   }
 
   private wakeKeyed(h: HistoryEntry): void {
@@ -445,27 +458,33 @@ export class KvStore {
   // Reads (from local state: the caller has made them linearizable, or asked for serializable)
 
   get(key: string): KeyValue | null {
-    return this.kvs.get(key) ?? null;
+    const row = this.index.find(key);
+    return row === NONE ? null : this.index.kv(row);
   }
 
   /** Keys under `prefix` after `startAfter`, in order; with `limit`, at most that many (visits limit + 1). */
   range(prefix: string, limit = 0, startAfter = ''): { kvs: KeyValue[]; more: boolean } {
     const kvs: KeyValue[] = [];
     let more = false;
-    this.forPrefix(prefix, startAfter, (kv) => {
+    this.forPrefix(prefix, startAfter, (row) => {
       if (limit > 0 && kvs.length === limit) {
         more = true;
         return false;
       }
-      kvs.push(kv);
+      kvs.push(this.index.kv(row));
       return true;
     });
     return { kvs, more };
   }
 
+  /** Key rows held (key-index.ts): one per key, plus those retained watch events still hold. */
+  get heldRows(): number {
+    return this.index.heldRows;
+  }
+
   /** Number of keys (O(1)). */
   get size(): number {
-    return this.kvs.size;
+    return this.index.size;
   }
 
   /**
@@ -477,13 +496,14 @@ export class KvStore {
     if (dir.startsWith(this.queuePrefix)) {
       const q = this.queues.get(dir);
       const first = q?.minKey();
-      return first ? (this.kvs.get(first[1]) ?? null) : null;
+      return first ? this.get(first[1]) : null;
     }
-    let best: KeyValue | null = null;
-    this.forPrefix(dir, '', (kv) => {
-      if (kv.key.indexOf('/', dir.length) === -1 && (best === null || kv.createRevision < best.createRevision)) best = kv;
+    const ix = this.index;
+    let best = NONE;
+    this.forPrefix(dir, '', (row) => {
+      if ((best === NONE || ix.createRevision(row) < ix.createRevision(best)) && ix.key(row).indexOf('/', dir.length) === -1) best = row;
     });
-    return best;
+    return best === NONE ? null : ix.kv(best);
   }
 
   leaseInfo(id: number): { ttlMs: number; keys: string[] } | null {
@@ -542,7 +562,7 @@ export class KvStore {
   /** Sizes an operator watches (metrics): keys, live leases, client sessions, revision subscribers (watch streams). */
   counts(): { keys: number; leases: number; sessions: number; watchers: number; bytes: number } {
     return {
-      keys: this.kvs.size,
+      keys: this.index.size,
       leases: this.leases.size,
       sessions: this.sessions.size,
       watchers: this.revisionListeners.size + this.keyedCount,
@@ -555,10 +575,11 @@ export class KvStore {
     return this.firstRetained;
   }
 
-  /** The changes of revision `rev`, or null if it is not retained (compacted, before a snapshot, or not yet made). O(1). */
+  /** The changes of revision `rev`, or null if it is not retained (compacted, before a snapshot, or not yet made). O(events). */
   historyAt(rev: number): HistoryEntry | null {
     if (rev < this.firstRetained || rev > this.revision) return null;
-    return this.history[this.historyStart + (rev - this.firstRetained)] ?? null;
+    const r = this.history[this.historyStart + (rev - this.firstRetained)];
+    return r ? this.entryOf(r) : null;
   }
 
   /** `listener` runs after each snapshot restore (history is gone: a watcher behind the new revision has a gap). */
@@ -594,13 +615,14 @@ export class KvStore {
    * The snapshot as pieces of at most a few MiB (PIECE_BYTES, PIECE_KEYS keys), for a
    * runtime that writes them to a file: the state is never held a second time whole.
    * The state is captured at this call: the header (revision, leases, sessions) at once,
-   * and the key index as a copy-on-write clone of the B+ tree (O(1); key records are
-   * never changed in place, only replaced), so the store may go on applying writes
-   * between pieces without any of them reaching this snapshot.
+   * and the key index as a copy-on-write clone of the B+ tree (O(1); key rows are never
+   * changed in place, only replaced, and none the clone reaches is reused while it is
+   * open), so the store may go on applying writes between pieces without any of them
+   * reaching this snapshot.
    */
   snapshotPieces(): Generator<Uint8Array, void, void> {
-    const { header, kvs } = this.capture();
-    return encodeSnapshot(header, kvs.size, kvs.values(), () => Buffer.allocUnsafe(PIECE_BYTES));
+    const { header, capture } = this.capture();
+    return encodeSnapshot(header, capture.size, capturedKvs(this.index, capture), () => Buffer.allocUnsafe(PIECE_BYTES));
   }
 
   /**
@@ -614,11 +636,11 @@ export class KvStore {
 
   /** snapshotInSlices(), written after `prefixBytes` free bytes at the start of the result (StateMachine.snapshotWithPrefix). */
   snapshotWithPrefix(prefixBytes: number): Generator<void, Uint8Array, void> {
-    const { header, kvs } = this.capture();
-    return snapshotWhole(header, kvs, prefixBytes);
+    const { header, capture } = this.capture();
+    return snapshotWhole(header, this.index, capture, prefixBytes);
   }
 
-  private capture(): { header: Buffer; kvs: BTree<string, StoredKv> } {
+  private capture(): { header: Buffer; capture: IndexCapture } {
     const header: SnapshotHeader = {
       revision: this.revision,
       appliedIndex: this.appliedIndex,
@@ -627,7 +649,7 @@ export class KvStore {
       sessions: [...this.legacySessions].map(([id, s]) => [id, s.seq, resultToJson(s.result)]),
       exactlyOnce: this.sessions.toJson(),
     };
-    return { header: Buffer.from(JSON.stringify(header)), kvs: this.kvs.clone() };
+    return { header: Buffer.from(JSON.stringify(header)), capture: this.index.capture() };
   }
 
   restore(data: Uint8Array): void {
@@ -662,6 +684,8 @@ export class KvStore {
    */
   restoreFromPieces(): { push(piece: Uint8Array): void; finish(): Iterator<void, void> } {
     let next: RestoredState | null = null;
+    // Built aside, with slabs of its own: the decoder copies values straight into them.
+    const index = new KeyIndex();
     const decoder = new SnapshotDecoder(
       {
         header: (h, format) => {
@@ -674,9 +698,8 @@ export class KvStore {
             header: h,
             format,
             lastKey: null,
-            kvs: new BTree<string, StoredKv>(undefined, compareKeys),
-            pendingKeys: [],
-            pendingKvs: [],
+            index,
+            pendingRows: [],
             usedBytes: 0,
             queues: new Map(),
             leases,
@@ -684,47 +707,40 @@ export class KvStore {
             sessions: SessionTable.prepare(h.exactlyOnce),
           };
         },
-        record: (key, bytes, offset, length, createRevision, modRevision, version, lease) => {
+        record: (key, length, createRevision, modRevision, version, lease) => {
           const s = next!;
-          const kv = new StoredKv(key, bytes.buffer, offset + bytes.byteOffset, length, createRevision, modRevision, version, lease);
-          checkRecord(kv, s.header.revision);
+          checkRecord(key, createRevision, modRevision, version, lease, s.header.revision);
           // A binary snapshot lists keys in index order (a JSON one in the order of its day):
           // a key out of order or repeated is a corrupt stream, not a state to install.
-          if (s.format === 2 && s.lastKey !== null && compareKeys(s.lastKey, kv.key) >= 0)
-            throw new Error(`snapshot: key ${JSON.stringify(kv.key)} out of order after ${JSON.stringify(s.lastKey)}`);
-          s.lastKey = kv.key;
-          if (s.format === 2) {
-            s.pendingKeys.push(kv.key);
-            s.pendingKvs.push(kv);
-          } else if (!s.kvs.setIfNotPresent(kv.key, kv)) throw new Error(`snapshot: key ${JSON.stringify(kv.key)} appears twice`);
-          s.usedBytes += kvBytes(kv.key, kv.valueLength);
-          enqueue(s.queues, this.queuePrefix, kv);
-          if (kv.lease !== 0) s.leases.get(kv.lease)?.keys.add(kv.key);
+          if (s.format === 2 && s.lastKey !== null && compareKeys(s.lastKey, key) >= 0)
+            throw new Error(`snapshot: key ${JSON.stringify(key)} out of order after ${JSON.stringify(s.lastKey)}`);
+          s.lastKey = key;
+          const row = index.placed(key, length, createRevision, modRevision, version, lease);
+          if (s.format === 2) s.pendingRows.push(row);
+          else if (!index.add(row)) throw new Error(`snapshot: key ${JSON.stringify(key)} appears twice`);
+          s.usedBytes += kvBytes(key, length);
+          enqueue(s.queues, this.queuePrefix, key, createRevision);
+          if (lease !== 0) s.leases.get(lease)?.keys.add(key);
         },
       },
-      this.arena,
+      index.arena,
     );
-    // The keys of a binary snapshot come in order: each piece's are loaded into a tree of
-    // their own in O(k) and joined to the others (sorted-btree's bulkLoad and union, which
-    // reuses both trees' nodes), ~6x faster than inserting them one by one, with full leaves.
-    const index = () => {
+    // The keys of a binary snapshot come in order: each piece's are loaded at once
+    // (KeyIndex.load), ~6x faster than inserting them one by one, with full leaves.
+    const load = () => {
       const s = next;
-      if (s === null || s.pendingKeys.length === 0) return;
-      const chunk = bulkLoad(s.pendingKeys, s.pendingKvs, BTREE_NODE_SIZE, compareKeys, 1);
-      s.pendingKeys = [];
-      s.pendingKvs = [];
-      s.kvs = union(s.kvs, chunk, (key) => {
-        throw new Error(`snapshot: key ${JSON.stringify(key)} appears twice`);
-      });
+      if (s === null || s.pendingRows.length === 0) return;
+      index.load(s.pendingRows);
+      s.pendingRows = [];
     };
     return {
       push: (piece) => {
         decoder.push(piece);
-        index();
+        load();
       },
       finish: () => {
         decoder.end();
-        index();
+        load();
         const s = next!;
         let done = false;
         return {
@@ -741,7 +757,7 @@ export class KvStore {
   /** The last step of a restore: the state decoded aside replaces this one at once. */
   private install(s: RestoredState): void {
     const ended = [...this.leases.keys()];
-    this.kvs = s.kvs;
+    this.index = s.index;
     this.usedBytes = s.usedBytes;
     this.queues = s.queues;
     this.leases = s.leases;
@@ -763,27 +779,33 @@ export class KvStore {
   // -------------------------------------------------------------------------
   // Key order
 
-  /** Visit keys under `prefix` after `startAfter` in order until `f` returns false: O(log n + visited). */
-  private forPrefix(prefix: string, startAfter: string, f: (kv: StoredKv) => boolean | void): void {
+  /** Visit the rows of keys under `prefix` after `startAfter` in order until `f` returns false: O(log n + visited). */
+  private forPrefix(prefix: string, startAfter: string, f: (row: number) => boolean | void): void {
+    const ix = this.index;
     const from = startAfter > prefix ? startAfter : prefix;
-    for (const [k, kv] of this.kvs.entries(from)) {
-      if (!k.startsWith(prefix)) break;
-      if (k === startAfter) continue;
-      if (f(kv) === false) break;
+    let first = true;
+    for (const row of ix.rowsFrom(from)) {
+      if (!ix.hasPrefix(row, prefix)) break;
+      // Only the first key visited can be startAfter itself.
+      if (first && ix.isKey(row, startAfter)) {
+        first = false;
+        continue;
+      }
+      first = false;
+      if (f(row) === false) break;
     }
   }
 
-  private dequeue(kv: KeyValue): void {
-    const dir = queueOf(this.queuePrefix, kv.key);
+  private dequeue(key: string, createRevision: number): void {
+    const dir = queueOf(this.queuePrefix, key);
     if (dir === null) return;
     const q = this.queues.get(dir);
     if (!q) return;
-    q.delete([kv.createRevision, kv.key]);
+    q.delete([createRevision, key]);
     // Names come and go (one per election or lock ever used): an empty queue must not stay behind.
     if (q.size === 0) this.queues.delete(dir);
   }
 }
-
 /** Queue directory -> its keys by creation revision (see KvStoreOptions.queuePrefix). */
 type Queues = Map<string, BTree<Queued, true>>;
 type LegacySessions = Map<string, { seq: number; result: CommandResult }>;
@@ -793,10 +815,9 @@ interface RestoredState {
   readonly header: SnapshotHeader;
   readonly format: 1 | 2;
   lastKey: string | null;
-  kvs: BTree<string, StoredKv>;
-  /** Keys of a binary snapshot decoded from the current piece, in order, not yet in kvs. */
-  pendingKeys: string[];
-  pendingKvs: StoredKv[];
+  readonly index: KeyIndex;
+  /** Rows of a binary snapshot decoded from the current piece, in key order, not yet in the index's tree. */
+  pendingRows: number[];
   usedBytes: number;
   readonly queues: Queues;
   readonly leases: Map<number, Lease>;
@@ -809,12 +830,12 @@ function queueOf(queuePrefix: string, key: string): string | null {
   return key.slice(0, key.lastIndexOf('/') + 1);
 }
 
-function enqueue(queues: Queues, queuePrefix: string, kv: KeyValue): void {
-  const dir = queueOf(queuePrefix, kv.key);
+function enqueue(queues: Queues, queuePrefix: string, key: string, createRevision: number): void {
+  const dir = queueOf(queuePrefix, key);
   if (dir === null) return;
   let q = queues.get(dir);
   if (!q) queues.set(dir, (q = new BTree<Queued, true>(undefined, compareQueued)));
-  q.set([kv.createRevision, kv.key], true);
+  q.set([createRevision, key], true);
 }
 
 /** Refuses a header whose fields are not what a snapshot writes (a corrupt one may still be valid JSON). */
@@ -836,45 +857,58 @@ function checkHeader(h: SnapshotHeader, format: 1 | 2): void {
 }
 
 /** Refuses a key whose revisions could not have been written (a corrupt number, NaN, a revision ahead of the store's). */
-function checkRecord(kv: KeyValue, revision: number): void {
+function checkRecord(key: string, createRevision: number, modRevision: number, version: number, lease: number, revision: number): void {
   const int = (v: number) => Number.isSafeInteger(v) && v >= 0;
   const ok =
-    int(kv.createRevision) &&
-    int(kv.modRevision) &&
-    int(kv.version) &&
-    int(kv.lease) &&
-    kv.createRevision >= 1 &&
-    kv.createRevision <= kv.modRevision &&
-    kv.modRevision <= revision &&
-    kv.version >= 1;
-  if (!ok) throw new Error(`snapshot: malformed revisions of key ${JSON.stringify(kv.key)}`);
+    int(createRevision) &&
+    int(modRevision) &&
+    int(version) &&
+    int(lease) &&
+    createRevision >= 1 &&
+    createRevision <= modRevision &&
+    modRevision <= revision &&
+    version >= 1;
+  if (!ok) throw new Error(`snapshot: malformed revisions of key ${JSON.stringify(key)}`);
 }
 
 /** Bytes of the snapshot fed to each step of restoreInSlices. */
 const RESTORE_FEED_BYTES = 256 << 10;
 
-/** The binary snapshot of `kvs` after `header` in one buffer, after `prefixBytes` left free; yields between pieces. */
-function* snapshotWhole(header: Buffer, kvs: BTree<string, StoredKv>, prefixBytes: number): Generator<void, Uint8Array, void> {
-  let size = prefixBytes + snapshotPreludeBytes(header);
-  let n = 0;
-  for (const kv of kvs.values()) {
-    size += recordBytes(kv);
-    if (++n % PIECE_KEYS === 0) yield;
+/** A capture's keys as KeyValues, in order; the capture ends when they are done (or dropped). */
+function* capturedKvs(ix: KeyIndex, capture: IndexCapture): Generator<KeyValue, void, void> {
+  try {
+    for (const row of capture.rows()) yield ix.kv(row);
+  } finally {
+    capture.end();
   }
-  const out = Buffer.allocUnsafe(size);
-  let given = false;
-  const space = () => {
-    if (given) throw new Error(`snapshot: more than the ${size} bytes counted`);
-    given = true;
-    return out.subarray(prefixBytes);
-  };
-  let at = prefixBytes;
-  for (const piece of encodeSnapshot(header, kvs.size, kvs.values(), space)) {
-    at += piece.length;
-    yield;
+}
+
+/** The binary snapshot of a capture after `header` in one buffer, after `prefixBytes` left free; yields between pieces. */
+function* snapshotWhole(header: Buffer, ix: KeyIndex, capture: IndexCapture, prefixBytes: number): Generator<void, Uint8Array, void> {
+  try {
+    let size = prefixBytes + snapshotPreludeBytes(header);
+    let n = 0;
+    for (const row of capture.rows()) {
+      size += recordBytes(ix.kv(row));
+      if (++n % PIECE_KEYS === 0) yield;
+    }
+    const out = Buffer.allocUnsafe(size);
+    let given = false;
+    const space = () => {
+      if (given) throw new Error(`snapshot: more than the ${size} bytes counted`);
+      given = true;
+      return out.subarray(prefixBytes);
+    };
+    let at = prefixBytes;
+    for (const piece of encodeSnapshot(header, capture.size, capturedKvs(ix, capture), space)) {
+      at += piece.length;
+      yield;
+    }
+    if (at !== size) throw new Error(`snapshot: wrote ${at} bytes of ${size}`);
+    return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+  } finally {
+    capture.end();
   }
-  if (at !== size) throw new Error(`snapshot: wrote ${at} bytes of ${size}`);
-  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
 }
 
 /**
@@ -890,16 +924,20 @@ export function prefixEnd(prefix: string): string | null {
 }
 
 /**
- * What a retained revision holds, for the history's byte bound: per event its key and
- * value as the quota counts them (kvBytes) and ~96 bytes for the event and its record.
- * Measured (npm run bench:kv-memory's store, 8-byte values) at ~170 bytes an event; the
- * former estimate (key length + value + 64, ~84 for such an event) let the history hold
- * about twice its byte bound.
+ * What a retained event counts against the history's byte bound, besides its key and
+ * value as the quota counts them (kvBytes): its row and what delivering it costs. Measured
+ * (npm run bench:kv-memory's store, 8-byte values) at ~170 bytes an event with its
+ * record on the heap; the former estimate (key length + value + 64, ~84 for such an
+ * event) let the history hold about twice its byte bound.
  */
-function entrySize(h: HistoryEntry): number {
-  let n = 0;
-  for (const e of h.events) n += kvBytes(e.kv.key, e.kv instanceof StoredKv ? e.kv.valueLength : e.kv.value.length) + 96;
-  return n;
+const EVENT_BYTES = 96;
+
+/** A retained revision: its events as rows (a PUT's row, or minus the row a DELETE removed), each holding a reference. */
+interface Revision {
+  readonly revision: number;
+  readonly rows: Int32Array;
+  /** What it counts against the history's byte bound. */
+  readonly size: number;
 }
 
 function leaseNotFound(id: number): CommandResult {

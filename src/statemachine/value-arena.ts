@@ -1,6 +1,4 @@
-import type { KeyValue } from './commands.js';
-
-// Where the store keeps values, and the records that hold them. A Uint8Array over an ArrayBuffer of its own costs
+// Where the store keeps small values and keys (key-index.ts). A Uint8Array over an ArrayBuffer of its own costs
 // about 200 bytes besides its bytes (the view, the ArrayBuffer, its backing store and
 // their bookkeeping, measured with npm run bench:kv-memory): at a million keys of 8-byte
 // values, that overhead alone was ~200 MiB of a node's memory. Small values are
@@ -23,7 +21,7 @@ export class ValueArena {
   private slab = EMPTY_VALUE;
   private at = 0;
   /** Where the last reserve() placed its bytes: `bytes` from `offset` on. */
-  bytes = EMPTY_VALUE;
+  bytes: Uint8Array = EMPTY_VALUE;
   offset = 0;
 
   /**
@@ -63,57 +61,5 @@ export class ValueArena {
     const v = this.alloc(value.length);
     v.set(value);
     return v;
-  }
-}
-
-/**
- * A stored key's record. It keeps where its value's bytes are (buffer, offset, length)
- * rather than a Uint8Array: a view costs ~96 bytes per key on its own, more than the key,
- * its revisions and a small value together. `value` is a fresh view of the same bytes at
- * each read (never a copy); the fields a spread or JSON sees are those of KeyValue minus
- * `value` (sessions.ts's kvToJson writes the value itself).
- */
-export class StoredKv implements KeyValue {
-  readonly #buffer: ArrayBufferLike;
-  readonly #offset: number;
-  readonly #length: number;
-
-  /** A record whose value is `length` bytes of `buffer` from `offset` on (never copied: the record keeps them). */
-  constructor(
-    readonly key: string,
-    buffer: ArrayBufferLike,
-    offset: number,
-    length: number,
-    readonly createRevision: number,
-    readonly modRevision: number,
-    readonly version: number,
-    readonly lease: number,
-  ) {
-    this.#buffer = buffer;
-    this.#offset = offset;
-    this.#length = length;
-  }
-
-  /** A record of `value`'s bytes (kept, not copied). */
-  static of(key: string, value: Uint8Array, createRevision: number, modRevision: number, version: number, lease: number): StoredKv {
-    return new StoredKv(key, value.buffer, value.byteOffset, value.byteLength, createRevision, modRevision, version, lease);
-  }
-
-  get value(): Uint8Array {
-    return new Uint8Array(this.#buffer, this.#offset, this.#length);
-  }
-
-  /** The value's length, without making a view. */
-  get valueLength(): number {
-    return this.#length;
-  }
-
-  /**
-   * Whether the value is a view into a larger buffer rather than bytes of its own or a
-   * slab's: the entry it was decoded from (commands.ts keeps a large value that way), whose
-   * bytes the Raft log holds too.
-   */
-  get sharesEntry(): boolean {
-    return this.#length > SLAB_VALUE_BYTES && this.#buffer.byteLength > this.#length;
   }
 }

@@ -156,13 +156,39 @@ describe('KvStore', () => {
     const s = new KvStore({ historyRevisions: 4 });
     const apply = applier();
     apply(s, { type: 'put', key: 'blob', value: new Uint8Array(1000), lease: 0 });
-    // Held only weakly here: what keeps revision 1 alive after this is the store alone.
-    const first = ((h) => new WeakRef(h))(s.historyAt(1)!);
+    // Held only weakly here: what keeps revision 1's value alive after this is the store alone.
+    const first = ((h) => new WeakRef(h.events[0]!.kv.value.buffer))(s.historyAt(1)!);
     for (let i = 0; i < 10; i++) apply(s, { type: 'put', key: 'blob', value: new Uint8Array(1000), lease: 0 });
     expect(s.oldestRetained).toBe(8);
+    // The key's row, and one per retained revision (each holds the row it wrote).
+    expect(s.heldRows).toBe(4);
     await new Promise((resolve) => setImmediate(resolve));
     gc();
     expect(first.deref()).toBeUndefined();
+  });
+
+  it('retained watch events read as they were after their key is overwritten or deleted and its row reused', () => {
+    const s = new KvStore();
+    const apply = applier();
+    apply(s, { type: 'put', key: 'k', value: enc('one'), lease: 0 });
+    apply(s, { type: 'put', key: 'k', value: enc('two'), lease: 0 });
+    apply(s, { type: 'delete', key: 'k', prefix: false });
+    // New keys take whatever rows were let go.
+    for (let i = 0; i < 50; i++) apply(s, { type: 'put', key: `other/${i}`, value: enc(`v${i}`), lease: 0 });
+    apply(s, { type: 'delete', key: 'other/', prefix: true });
+    for (let i = 0; i < 50; i++) apply(s, { type: 'put', key: `third/${i}`, value: enc(`w${i}`), lease: 0 });
+    const seen = (rev: number) => s.historyAt(rev)!.events.map((e) => [e.type, e.kv.key, dec(e.kv.value), e.kv.version]);
+    expect(seen(1)).toEqual([['PUT', 'k', 'one', 1]]);
+    expect(seen(2)).toEqual([['PUT', 'k', 'two', 2]]);
+    expect(seen(3)).toEqual([['DELETE', 'k', '', 0]]);
+    expect(seen(4)).toEqual([['PUT', 'other/0', 'v0', 1]]);
+    expect(seen(54).slice(0, 2)).toEqual([
+      ['DELETE', 'other/0', '', 0],
+      ['DELETE', 'other/1', '', 0],
+    ]);
+    expect(seen(54)).toHaveLength(50);
+    expect(seen(55)).toEqual([['PUT', 'third/0', 'w0', 1]]);
+    expect(s.get('k')).toBeNull();
   });
 
   it('counts the value bytes it keeps as views of their entries, and those it lets go (the log byte trigger)', () => {
