@@ -40,7 +40,7 @@ export const compareKeys = (a: string, b: string): number => (a < b ? -1 : a > b
 export const NONE = -1;
 /** Rows 0 and 1 are probes: a key being looked up, compared against rows without being stored. */
 const PROBES = 2;
-const CHUNK_BITS = 16;
+const CHUNK_BITS = 14;
 const CHUNK_ROWS = 1 << CHUNK_BITS;
 const ROW_MASK = CHUNK_ROWS - 1;
 /** Slab 0 holds nothing: the empty key or value. It is never let go. */
@@ -48,7 +48,7 @@ const EMPTY_SLAB = 0;
 const EMPTY = Buffer.alloc(0);
 
 /**
- * Rows in chunks of 65,536, not one array per column grown by doubling: growing would
+ * Rows in chunks of 16,384, not one array per column grown by doubling: growing would
  * copy every column and hold the old and new arrays at once (2x the rows' memory).
  */
 class Chunk {
