@@ -43,6 +43,12 @@ const PROBES = 2;
 const CHUNK_BITS = 14;
 const CHUNK_ROWS = 1 << CHUNK_BITS;
 const ROW_MASK = CHUNK_ROWS - 1;
+/**
+ * A version or lease id of 2^32 - 1 or more: kept in a map instead (a key written four
+ * billion times, a cluster past four billion leases), so the common row holds 4 bytes
+ * for each rather than 8.
+ */
+const WIDE = 0xffffffff;
 /** Slab 0 holds nothing: the empty key or value. It is never let go. */
 const EMPTY_SLAB = 0;
 const EMPTY = Buffer.alloc(0);
@@ -53,16 +59,18 @@ const EMPTY = Buffer.alloc(0);
  */
 class Chunk {
   readonly keySlab = new Uint32Array(CHUNK_ROWS);
-  readonly keyAt = new Uint32Array(CHUNK_ROWS);
+  /** Offsets within a slab: a shared slab is SLAB_BYTES (1 KiB), a value or key kept alone starts at 0. */
+  readonly keyAt = new Uint16Array(CHUNK_ROWS);
   /** The key's length in UTF-16 code units; negative when stored two bytes a unit (a unit above U+00FF). */
   readonly keyLength = new Int32Array(CHUNK_ROWS);
   readonly valueSlab = new Uint32Array(CHUNK_ROWS);
-  readonly valueAt = new Uint32Array(CHUNK_ROWS);
+  readonly valueAt = new Uint16Array(CHUNK_ROWS);
   readonly valueLength = new Uint32Array(CHUNK_ROWS);
   readonly createRevision = new Float64Array(CHUNK_ROWS);
   readonly modRevision = new Float64Array(CHUNK_ROWS);
-  readonly version = new Float64Array(CHUNK_ROWS);
-  readonly lease = new Float64Array(CHUNK_ROWS);
+  /** Version and lease id, or WIDE when they do not fit in 32 bits (KeyIndex.wide holds them then). */
+  readonly version = new Uint32Array(CHUNK_ROWS);
+  readonly lease = new Uint32Array(CHUNK_ROWS);
   /** The tree's reference and retained watch events' (at most 3: the tree, the PUT that wrote it, the DELETE that removed it). */
   readonly refs = new Uint8Array(CHUNK_ROWS);
 }
@@ -178,6 +186,8 @@ export class KeyIndex {
   /** The tree's comparator (one function: sorted-btree joins only trees with the same). */
   private readonly order = (a: number, b: number): number => this.compare(a, b);
   private captures = 0;
+  /** Versions (at 2 x row) and lease ids (at 2 x row + 1) of WIDE or more. */
+  private readonly wide = new Map<number, number>();
   /** Rows let go while a capture was open: freed when the last capture ends. */
   private readonly deferred = new RowStack();
 
@@ -236,10 +246,12 @@ export class KeyIndex {
     return this.chunks[row >>> CHUNK_BITS]!.modRevision[row & ROW_MASK]!;
   }
   version(row: number): number {
-    return this.chunks[row >>> CHUNK_BITS]!.version[row & ROW_MASK]!;
+    const v = this.chunks[row >>> CHUNK_BITS]!.version[row & ROW_MASK]!;
+    return v === WIDE ? this.wide.get(2 * row)! : v;
   }
   lease(row: number): number {
-    return this.chunks[row >>> CHUNK_BITS]!.lease[row & ROW_MASK]!;
+    const v = this.chunks[row >>> CHUNK_BITS]!.lease[row & ROW_MASK]!;
+    return v === WIDE ? this.wide.get(2 * row + 1)! : v;
   }
 
   /** The row as a KeyValue of its own (a new object each call; its value a view). */
@@ -306,8 +318,10 @@ export class KeyIndex {
     c.valueLength[i] = valueLength;
     c.createRevision[i] = createRevision;
     c.modRevision[i] = modRevision;
-    c.version[i] = version;
-    c.lease[i] = lease;
+    c.version[i] = Math.min(version, WIDE);
+    if (version >= WIDE) this.wide.set(2 * row, version);
+    c.lease[i] = Math.min(lease, WIDE);
+    if (lease >= WIDE) this.wide.set(2 * row + 1, lease);
     c.refs[i] = 1;
     return row;
   }
@@ -362,6 +376,8 @@ export class KeyIndex {
     const i = row & ROW_MASK;
     this.slabs.release(c.keySlab[i]!);
     this.slabs.release(c.valueSlab[i]!);
+    if (c.version[i] === WIDE) this.wide.delete(2 * row);
+    if (c.lease[i] === WIDE) this.wide.delete(2 * row + 1);
     this.freeRows.push(row);
   }
 

@@ -75,6 +75,21 @@ describe('KeyIndex', () => {
     expect(ix.heldRows).toBe(1);
   });
 
+  it('keeps versions and lease ids past 32 bits exactly, and forgets them with their row', () => {
+    const ix = new KeyIndex();
+    const big = [2 ** 32 - 2, 2 ** 32 - 1, 2 ** 32, Number.MAX_SAFE_INTEGER];
+    const rows = big.map((n, i) => ix.put(`k${i}`, NONE, enc('v'), 1, 2, n, big[big.length - 1 - i]!));
+    rows.forEach((row, i) => {
+      expect(ix.version(row)).toBe(big[i]);
+      expect(ix.lease(row)).toBe(big[big.length - 1 - i]);
+    });
+    // A row reused after one with a wide version holds its own, narrow one.
+    ix.remove(rows[3]!);
+    const again = ix.put('k3', NONE, enc('v'), 3, 3, 1, 0);
+    expect(again).toBe(rows[3]);
+    expect([ix.version(again), ix.lease(again)]).toEqual([1, 0]);
+  });
+
   it('removes a range of keys by their bounds, and every key when the range is open', () => {
     const ix = new KeyIndex();
     for (const k of ['a', 'b/1', 'b/2', 'b/3', 'c']) put(ix, k, k, 1);
