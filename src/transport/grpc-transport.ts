@@ -32,6 +32,7 @@ import {
 import { loadPeerApi } from './protos.js';
 import { ExitWatch } from './exit-watch.js';
 import { widenConnectionWindow, widenStreamWindow } from './receive-window.js';
+import { SendBuffers } from './send-buffers.js';
 import { memberIdsOf, peerChannelCredentials, serverCredentials, type ReloadingCertificates } from '../security/tls.js';
 
 export interface TransportOptions {
@@ -91,6 +92,10 @@ export interface TransportStats {
   readonly refused: number;
   /** HTTP/2 receive window of the latest peer connection accepted (0 before any). */
   readonly receiveWindowBytes: number;
+  /** Large outgoing frames (64 KiB and more) encoded into the send buffer pool (send-buffers.ts). */
+  readonly largeFramesEncoded: number;
+  /** Of those, how many needed a newly allocated buffer rather than one given back by an earlier write. */
+  readonly sendBuffersAllocated: number;
 }
 
 const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
@@ -146,12 +151,14 @@ function safeDeserialize(inner: (buf: Buffer) => PeerEnvelope__Output): (buf: Bu
   };
 }
 
-function peerServiceDefinition(): grpc.ServiceDefinition {
+/** The peer service; `sendBuffers` encodes the requests of a client made from it. */
+function peerServiceDefinition(sendBuffers?: SendBuffers): grpc.ServiceDefinition {
   const service = loadPeerApi().leaderd.raft.v1.Peer.service;
   const stream = service.Stream;
   return {
     Stream: {
       ...stream,
+      ...(sendBuffers === undefined ? {} : { requestSerialize: (envelope: PeerEnvelope) => sendBuffers.encode(envelope) }),
       requestDeserialize: safeDeserialize(stream.requestDeserialize),
       responseDeserialize: safeDeserialize(stream.responseDeserialize),
     },
@@ -324,10 +331,12 @@ class PeerLink {
       if (msg === undefined) break;
       this.queueBytes -= approxWireSize(msg);
       this.shared.counters.sent++;
+      const envelope = toWire(msg);
       try {
         // write() returning false is gRPC's backpressure: keep the rest in our bounded
         // queue (where old messages get dropped) rather than in an unbounded stream buffer.
-        if (!call.write(toWire(msg))) this.waitingDrain = true;
+        // Its callback runs once grpc-js has framed (copied) the encoding and written it.
+        if (!call.write(envelope, () => this.shared.sendBuffers.release(envelope))) this.waitingDrain = true;
       } catch (err) {
         // pump runs from stream events, where a throw would take the process down.
         this.broken(call, `write failed: ${errorStatus(err).details}`);
@@ -417,6 +426,7 @@ interface LinkShared {
   readonly log: Logger;
   readonly counters: Counters;
   readonly clientCtor: PeerClientCtor;
+  readonly sendBuffers: SendBuffers;
   readonly channelOptions: grpc.ChannelOptions;
   readonly maxQueueMessages: number;
   readonly maxQueueBytes: number;
@@ -492,6 +502,7 @@ export class GrpcTransport {
       'grpc.http2.min_ping_interval_without_data_ms': Math.max(1, Math.floor(keepaliveMs / 2)),
     };
 
+    const sendBuffers = new SendBuffers();
     this.shared = {
       nodeId: opts.nodeId,
       clusterId: opts.clusterId,
@@ -499,7 +510,8 @@ export class GrpcTransport {
       advertiseClient: opts.advertiseClient,
       log: this.log,
       counters: this.counters,
-      clientCtor: grpc.makeGenericClientConstructor(peerServiceDefinition(), 'Peer') as unknown as PeerClientCtor,
+      clientCtor: grpc.makeGenericClientConstructor(peerServiceDefinition(sendBuffers), 'Peer') as unknown as PeerClientCtor,
+      sendBuffers,
       channelOptions,
       maxQueueMessages: opts.maxQueueMessages ?? DEFAULT_MAX_QUEUE_MESSAGES,
       maxQueueBytes: opts.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES,
@@ -640,7 +652,8 @@ export class GrpcTransport {
   }
 
   stats(): TransportStats {
-    return { ...this.counters };
+    const buffers = this.shared.sendBuffers.stats();
+    return { ...this.counters, largeFramesEncoded: buffers.encoded, sendBuffersAllocated: buffers.allocated };
   }
 
   /**

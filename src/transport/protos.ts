@@ -4,10 +4,11 @@
 // in each case the process may have been started from anywhere.
 
 import { existsSync, readdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import protobuf from 'protobufjs';
 import type { ProtoGrpcType as ClusterGrpcType } from '../gen/cluster.js';
 import type { ProtoGrpcType as KvGrpcType } from '../gen/kv.js';
 import type { ProtoGrpcType as LeaseGrpcType } from '../gen/lease.js';
@@ -101,4 +102,22 @@ export function loadPublicApi(): PublicApi {
 export function loadPeerApi(): PeerApi {
   peerApi ??= load('leaderd/raft/v1') as unknown as PeerApi;
   return peerApi;
+}
+
+let envelopeType: protobuf.Type | undefined;
+
+/**
+ * The protobufjs type of leaderd.raft.v1.PeerEnvelope, parsed with the field names
+ * proto-loader gives (keepCase false), so it encodes the objects of codec.ts byte for
+ * byte as proto-loader's serializer does (send-buffers.ts encodes with it).
+ */
+export function peerEnvelopeType(): protobuf.Type {
+  if (envelopeType === undefined) {
+    const root = new protobuf.Root();
+    root.resolvePath = (_origin, target) => (isAbsolute(target) ? target : join(protoRoot(), target));
+    root.loadSync(protoFilesIn('leaderd/raft/v1'), { keepCase: PROTO_LOADER_OPTIONS.keepCase ?? false });
+    root.resolveAll();
+    envelopeType = root.lookupType('leaderd.raft.v1.PeerEnvelope');
+  }
+  return envelopeType;
 }

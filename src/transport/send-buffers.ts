@@ -1,0 +1,105 @@
+// Encoding of outgoing peer frames into reused buffers.
+//
+// A leader replicating 1 MiB values encodes every AppendEntries once per follower, and
+// grpc-js then copies the encoding again to prepend its 5-byte frame header. With
+// proto-loader's serializer each encoding is a fresh 1 MiB ArrayBuffer that is garbage
+// as soon as grpc-js has copied it, but V8 frees ArrayBuffer memory only at its next full
+// GC, which growth of such memory triggers after about +64 MiB: a leader loading
+// 1,000 x 1 MiB values held 30-36 MiB of these dead encodings at its peaks (measured by
+// allocation site, bench:state --values 1000). Here each large frame is encoded into a
+// buffer taken from a small pool and given back once grpc-js reports the write done,
+// which it does only after its framing copy; small frames (heartbeats, responses) keep
+// the ordinary path.
+
+import protobuf from 'protobufjs';
+import type { PeerEnvelope } from '../gen/leaderd/raft/v1/PeerEnvelope.js';
+import { peerEnvelopeType } from './protos.js';
+
+/** Frames below this many bytes are encoded as usual (they come from Node's shared 8 KiB slabs or are too small to matter). */
+const POOLED_MIN_BYTES = 64 * 1024;
+/** Buffers are sized in steps of this, so frames of about the same size (1 MiB of entries plus framing) reuse one. */
+const CAPACITY_STEP = 256 * 1024;
+
+/** The pool the writer being finished takes its buffer from (set around each finish). */
+let target: ((size: number) => Buffer) | null = null;
+
+/** A protobufjs writer whose finish() takes a large buffer from `target`. */
+class PooledWriter extends protobuf.BufferWriter {
+  static override alloc(size: number): Buffer {
+    return target === null || size < POOLED_MIN_BYTES ? Buffer.allocUnsafe(size) : target(size);
+  }
+}
+
+export interface SendBufferStats {
+  /** Large frames encoded (each into a buffer of the pool). */
+  readonly encoded: number;
+  /** Of those, how many needed a newly allocated buffer. */
+  readonly allocated: number;
+}
+
+/**
+ * The pool shared by one transport's outgoing streams. At most `maxIdle` buffers are kept
+ * while unused; a buffer whose write never completes (stream torn down mid-write) is
+ * simply left to the garbage collector.
+ */
+export class SendBuffers {
+  private readonly idle: ArrayBuffer[] = [];
+  /** Buffers handed out and not yet given back: only these can be given back, and only once. */
+  private readonly lent = new WeakSet<ArrayBuffer>();
+  /** Which buffer each envelope was encoded into, until its write completes. */
+  private readonly owner = new WeakMap<object, Buffer>();
+  private encodedCount = 0;
+  private allocatedCount = 0;
+  private readonly taker = (size: number): Buffer => this.take(size);
+
+  constructor(private readonly maxIdle = 4) {}
+
+  /** The envelope's protobuf encoding; a large one is in a pooled buffer until release(envelope). */
+  encode(envelope: PeerEnvelope): Buffer {
+    const type = peerEnvelopeType();
+    const writer = new PooledWriter();
+    type.encode(type.fromObject(envelope), writer);
+    target = this.taker;
+    let bytes: Buffer;
+    try {
+      bytes = writer.finish() as Buffer;
+    } finally {
+      target = null;
+    }
+    if (this.lent.has(bytes.buffer as ArrayBuffer)) this.owner.set(envelope, bytes);
+    return bytes;
+  }
+
+  /** The write of `envelope` has completed: grpc-js has its own framed copy, the encoding is free. */
+  release(envelope: PeerEnvelope): void {
+    const bytes = this.owner.get(envelope);
+    if (bytes === undefined) return;
+    this.owner.delete(envelope);
+    const ab = bytes.buffer as ArrayBuffer;
+    if (!this.lent.delete(ab)) return;
+    if (this.idle.length < this.maxIdle) this.idle.push(ab);
+  }
+
+  /** @internal A buffer of at least `size` bytes (PooledWriter.alloc). */
+  take(size: number): Buffer {
+    this.encodedCount++;
+    const i = this.idle.findIndex((ab) => ab.byteLength >= size);
+    let ab: ArrayBuffer;
+    if (i >= 0) {
+      ab = this.idle[i]!;
+      this.idle.splice(i, 1);
+    } else {
+      // A larger frame than any idle buffer: drop the oldest idle one so the pool follows
+      // the frame sizes actually sent.
+      if (this.idle.length >= this.maxIdle) this.idle.shift();
+      this.allocatedCount++;
+      ab = Buffer.allocUnsafeSlow(Math.ceil(size / CAPACITY_STEP) * CAPACITY_STEP).buffer as ArrayBuffer;
+    }
+    this.lent.add(ab);
+    return Buffer.from(ab, 0, size);
+  }
+
+  stats(): SendBufferStats {
+    return { encoded: this.encodedCount, allocated: this.allocatedCount };
+  }
+}
