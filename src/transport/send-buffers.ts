@@ -7,12 +7,15 @@
 // GC, which growth of such memory triggers after about +64 MiB: a leader loading
 // 1,000 x 1 MiB values held 30-36 MiB of these dead encodings at its peaks (measured by
 // allocation site, bench:state --values 1000). Here each large frame is encoded into a
-// buffer taken from a small pool and given back once grpc-js reports the write done,
-// which it does only after its framing copy; small frames (heartbeats, responses) keep
-// the ordinary path.
+// buffer taken from a small pool, after 5 bytes of room where grpc-framing.ts writes
+// gRPC's message header so that grpc-js sends it without its copy, and the buffer is
+// given back once grpc-js reports the write done (written to the socket, or framed by
+// its own copy when the in-place path is unavailable). Small frames (heartbeats,
+// responses) keep the ordinary path.
 
 import protobuf from 'protobufjs';
 import type { PeerEnvelope } from '../gen/leaderd/raft/v1/PeerEnvelope.js';
+import { FRAME_HEADER_BYTES, frameInPlace, installFraming } from './grpc-framing.js';
 import { peerEnvelopeType } from './protos.js';
 
 /** Frames below this many bytes are encoded as usual (they come from Node's shared 8 KiB slabs or are too small to matter). */
@@ -52,7 +55,9 @@ export class SendBuffers {
   private allocatedCount = 0;
   private readonly taker = (size: number): Buffer => this.take(size);
 
-  constructor(private readonly maxIdle = 4) {}
+  constructor(private readonly maxIdle = 4) {
+    installFraming();
+  }
 
   /** The envelope's protobuf encoding; a large one is in a pooled buffer until release(envelope). */
   encode(envelope: PeerEnvelope): Buffer {
@@ -66,7 +71,10 @@ export class SendBuffers {
     } finally {
       target = null;
     }
-    if (this.lent.has(bytes.buffer as ArrayBuffer)) this.owner.set(envelope, bytes);
+    if (this.lent.has(bytes.buffer as ArrayBuffer)) {
+      frameInPlace(bytes);
+      this.owner.set(envelope, bytes);
+    }
     return bytes;
   }
 
@@ -80,10 +88,11 @@ export class SendBuffers {
     if (this.idle.length < this.maxIdle) this.idle.push(ab);
   }
 
-  /** @internal A buffer of at least `size` bytes (PooledWriter.alloc). */
+  /** @internal `size` bytes with FRAME_HEADER_BYTES of room before them (PooledWriter.alloc). */
   take(size: number): Buffer {
     this.encodedCount++;
-    const i = this.idle.findIndex((ab) => ab.byteLength >= size);
+    const capacity = size + FRAME_HEADER_BYTES;
+    const i = this.idle.findIndex((ab) => ab.byteLength >= capacity);
     let ab: ArrayBuffer;
     if (i >= 0) {
       ab = this.idle[i]!;
@@ -93,10 +102,10 @@ export class SendBuffers {
       // the frame sizes actually sent.
       if (this.idle.length >= this.maxIdle) this.idle.shift();
       this.allocatedCount++;
-      ab = Buffer.allocUnsafeSlow(Math.ceil(size / CAPACITY_STEP) * CAPACITY_STEP).buffer as ArrayBuffer;
+      ab = Buffer.allocUnsafeSlow(Math.ceil(capacity / CAPACITY_STEP) * CAPACITY_STEP).buffer as ArrayBuffer;
     }
     this.lent.add(ab);
-    return Buffer.from(ab, 0, size);
+    return Buffer.from(ab, FRAME_HEADER_BYTES, size);
   }
 
   stats(): SendBufferStats {
