@@ -29,7 +29,7 @@ import {
   type RefusalKind,
   type RefusedPeer,
 } from './handshake.js';
-import { loadPeerApi } from './protos.js';
+import { loadPeerApi, peerEnvelopeType } from './protos.js';
 import { ExitWatch } from './exit-watch.js';
 import { widenConnectionWindow, widenStreamWindow } from './receive-window.js';
 import { SendBuffers } from './send-buffers.js';
@@ -151,14 +151,14 @@ function safeDeserialize(inner: (buf: Buffer) => PeerEnvelope__Output): (buf: Bu
   };
 }
 
-/** The peer service; `sendBuffers` encodes the requests of a client made from it. */
-function peerServiceDefinition(sendBuffers?: SendBuffers): grpc.ServiceDefinition {
+/** The peer service; `serialize` encodes the requests of a client made from it. */
+function peerServiceDefinition(serialize?: (envelope: PeerEnvelope) => Buffer): grpc.ServiceDefinition {
   const service = loadPeerApi().leaderd.raft.v1.Peer.service;
   const stream = service.Stream;
   return {
     Stream: {
       ...stream,
-      ...(sendBuffers === undefined ? {} : { requestSerialize: (envelope: PeerEnvelope) => sendBuffers.encode(envelope) }),
+      ...(serialize === undefined ? {} : { requestSerialize: serialize }),
       requestDeserialize: safeDeserialize(stream.requestDeserialize),
       responseDeserialize: safeDeserialize(stream.responseDeserialize),
     },
@@ -503,6 +503,7 @@ export class GrpcTransport {
     };
 
     const sendBuffers = new SendBuffers();
+    const envelopeType = peerEnvelopeType();
     this.shared = {
       nodeId: opts.nodeId,
       clusterId: opts.clusterId,
@@ -510,7 +511,10 @@ export class GrpcTransport {
       advertiseClient: opts.advertiseClient,
       log: this.log,
       counters: this.counters,
-      clientCtor: grpc.makeGenericClientConstructor(peerServiceDefinition(sendBuffers), 'Peer') as unknown as PeerClientCtor,
+      clientCtor: grpc.makeGenericClientConstructor(
+        peerServiceDefinition((envelope) => sendBuffers.encode(envelopeType, envelope)),
+        'Peer',
+      ) as unknown as PeerClientCtor,
       sendBuffers,
       channelOptions,
       maxQueueMessages: opts.maxQueueMessages ?? DEFAULT_MAX_QUEUE_MESSAGES,

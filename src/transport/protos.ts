@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
+import { responseBuffers } from './send-buffers.js';
 import type { ProtoGrpcType as ClusterGrpcType } from '../gen/cluster.js';
 import type { ProtoGrpcType as KvGrpcType } from '../gen/kv.js';
 import type { ProtoGrpcType as LeaseGrpcType } from '../gen/lease.js';
@@ -79,6 +80,43 @@ function load(relDir: string): grpc.GrpcObject {
   return grpc.loadPackageDefinition(loadDefinition(relDir));
 }
 
+const roots = new Map<string, protobuf.Root>();
+
+/**
+ * The protobufjs root of every .proto under proto/<relDir>, parsed with the field names
+ * proto-loader gives (keepCase false), so its types encode the objects leaderd builds
+ * byte for byte as proto-loader's serializers do (send-buffers.ts encodes with them).
+ */
+function protobufRoot(relDir: string): protobuf.Root {
+  let root = roots.get(relDir);
+  if (root === undefined) {
+    root = new protobuf.Root();
+    root.resolvePath = (_origin, target) => (isAbsolute(target) ? target : join(protoRoot(), target));
+    root.loadSync(protoFilesIn(relDir), { keepCase: PROTO_LOADER_OPTIONS.keepCase ?? false });
+    root.resolveAll();
+    roots.set(relDir, root);
+  }
+  return root;
+}
+
+/**
+ * Every method's response serializer in `definition` replaced by one whose large
+ * messages are encoded into reused buffers and sent without grpc-js's framing copy
+ * (send-buffers.ts): a node answering Range reads of 1 MiB values made two 1 MiB
+ * buffers per value otherwise, dead once written but freed only at V8's next full GC.
+ */
+function withFramedResponses(definition: protoLoader.PackageDefinition, root: protobuf.Root): protoLoader.PackageDefinition {
+  for (const [name, def] of Object.entries(definition)) {
+    if ('format' in def) continue;
+    const service = root.lookupService(name);
+    for (const [methodName, method] of Object.entries(def)) {
+      const type = service.methods[methodName]?.resolvedResponseType;
+      if (type) method.responseSerialize = responseBuffers.responseSerializer(type) as (value: unknown) => Buffer;
+    }
+  }
+  return definition;
+}
+
 /**
  * The public API, package leaderd.v1: every .proto in proto/leaderd/v1/ (Cluster, KV,
  * Lease, Election, Lock).
@@ -95,7 +133,9 @@ let publicApi: PublicApi | undefined;
 let peerApi: PeerApi | undefined;
 
 export function loadPublicApi(): PublicApi {
-  publicApi ??= load('leaderd/v1') as unknown as PublicApi;
+  publicApi ??= grpc.loadPackageDefinition(
+    withFramedResponses(loadDefinition('leaderd/v1'), protobufRoot('leaderd/v1')),
+  ) as unknown as PublicApi;
   return publicApi;
 }
 
@@ -104,20 +144,7 @@ export function loadPeerApi(): PeerApi {
   return peerApi;
 }
 
-let envelopeType: protobuf.Type | undefined;
-
-/**
- * The protobufjs type of leaderd.raft.v1.PeerEnvelope, parsed with the field names
- * proto-loader gives (keepCase false), so it encodes the objects of codec.ts byte for
- * byte as proto-loader's serializer does (send-buffers.ts encodes with it).
- */
+/** leaderd.raft.v1.PeerEnvelope as protobufjs parses it (see protobufRoot). */
 export function peerEnvelopeType(): protobuf.Type {
-  if (envelopeType === undefined) {
-    const root = new protobuf.Root();
-    root.resolvePath = (_origin, target) => (isAbsolute(target) ? target : join(protoRoot(), target));
-    root.loadSync(protoFilesIn('leaderd/raft/v1'), { keepCase: PROTO_LOADER_OPTIONS.keepCase ?? false });
-    root.resolveAll();
-    envelopeType = root.lookupType('leaderd.raft.v1.PeerEnvelope');
-  }
-  return envelopeType;
+  return protobufRoot('leaderd/raft/v1').lookupType('leaderd.raft.v1.PeerEnvelope');
 }

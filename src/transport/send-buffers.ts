@@ -1,22 +1,22 @@
-// Encoding of outgoing peer frames into reused buffers.
+// Encoding of large outgoing gRPC messages into reused buffers: peer frames and the
+// public API's responses.
 //
 // A leader replicating 1 MiB values encodes every AppendEntries once per follower, and
-// grpc-js then copies the encoding again to prepend its 5-byte frame header. With
-// proto-loader's serializer each encoding is a fresh 1 MiB ArrayBuffer that is garbage
-// as soon as grpc-js has copied it, but V8 frees ArrayBuffer memory only at its next full
-// GC, which growth of such memory triggers after about +64 MiB: a leader loading
-// 1,000 x 1 MiB values held 30-36 MiB of these dead encodings at its peaks (measured by
-// allocation site, bench:state --values 1000). Here each large frame is encoded into a
-// buffer taken from a small pool, after 5 bytes of room where grpc-framing.ts writes
-// gRPC's message header so that grpc-js sends it without its copy, and the buffer is
-// given back once grpc-js reports the write done (written to the socket, or framed by
-// its own copy when the in-place path is unavailable). Small frames (heartbeats,
-// responses) keep the ordinary path.
+// grpc-js then copies the encoding again to prepend its 5-byte frame header; a node
+// answering Range reads of 1 MiB values does the same per response. With proto-loader's
+// serializer each encoding and each copy is a fresh 1 MiB ArrayBuffer, garbage as soon as
+// written, but V8 frees ArrayBuffer memory only at its next full GC, which growth of such
+// memory triggers after about +64 MiB: a leader loading 1,000 x 1 MiB values held 30-36
+// MiB of dead encodings and as much of dead copies at its peaks (measured by allocation
+// site, bench:state --values 1000). Here each large message is encoded into a buffer
+// taken from a small pool, after 5 bytes of room where grpc-framing.ts writes gRPC's
+// message header so that grpc-js sends it without its copy, and the buffer is given back
+// once grpc-js reports the write done (written to the socket, or framed by its own copy
+// when the in-place path is unavailable). Small messages (heartbeats, most responses)
+// keep the ordinary path.
 
 import protobuf from 'protobufjs';
-import type { PeerEnvelope } from '../gen/leaderd/raft/v1/PeerEnvelope.js';
 import { FRAME_HEADER_BYTES, frameInPlace, installFraming } from './grpc-framing.js';
-import { peerEnvelopeType } from './protos.js';
 
 /** Frames below this many bytes are encoded as usual (they come from Node's shared 8 KiB slabs or are too small to matter). */
 const POOLED_MIN_BYTES = 64 * 1024;
@@ -40,49 +40,74 @@ export interface SendBufferStats {
   readonly allocated: number;
 }
 
+/** `value` encoded as `type`, by protobufjs as proto-loader does; `alloc` provides the buffer of a large encoding. */
+function encodeWith(type: protobuf.Type, value: object, alloc: (size: number) => Buffer): Buffer {
+  const writer = new PooledWriter();
+  type.encode(type.fromObject(value), writer);
+  target = alloc;
+  try {
+    return writer.finish() as Buffer;
+  } finally {
+    target = null;
+  }
+}
+
 /**
- * The pool shared by one transport's outgoing streams. At most `maxIdle` buffers are kept
- * while unused; a buffer whose write never completes (stream torn down mid-write) is
+ * A pool of buffers for large encodings, each with room for its frame header before it.
+ * At most `maxIdle` buffers are kept while unused; a buffer whose write never completes
+ * (stream torn down mid-write), or that was encoded for someone else than grpc-js, is
  * simply left to the garbage collector.
  */
 export class SendBuffers {
   private readonly idle: ArrayBuffer[] = [];
   /** Buffers handed out and not yet given back: only these can be given back, and only once. */
   private readonly lent = new WeakSet<ArrayBuffer>();
-  /** Which buffer each envelope was encoded into, until its write completes. */
+  /** Which buffer each peer envelope was encoded into, until its write completes. */
   private readonly owner = new WeakMap<object, Buffer>();
   private encodedCount = 0;
   private allocatedCount = 0;
   private readonly taker = (size: number): Buffer => this.take(size);
+  private readonly releaser = (bytes: Buffer): void => this.releaseBytes(bytes);
 
   constructor(private readonly maxIdle = 4) {
     installFraming();
   }
 
-  /** The envelope's protobuf encoding; a large one is in a pooled buffer until release(envelope). */
-  encode(envelope: PeerEnvelope): Buffer {
-    const type = peerEnvelopeType();
-    const writer = new PooledWriter();
-    type.encode(type.fromObject(envelope), writer);
-    target = this.taker;
-    let bytes: Buffer;
-    try {
-      bytes = writer.finish() as Buffer;
-    } finally {
-      target = null;
-    }
-    if (this.lent.has(bytes.buffer as ArrayBuffer)) {
-      frameInPlace(bytes);
-      this.owner.set(envelope, bytes);
-    }
+  /**
+   * A peer envelope's encoding (`type` is leaderd.raft.v1.PeerEnvelope); a large one is
+   * in a pooled buffer until release(envelope), which the sender calls once the write
+   * of that envelope has completed.
+   */
+  encode(type: protobuf.Type, envelope: object): Buffer {
+    const bytes = this.encodeFramed(type, envelope);
+    if (this.lent.has(bytes.buffer as ArrayBuffer)) this.owner.set(envelope, bytes);
     return bytes;
   }
 
-  /** The write of `envelope` has completed: grpc-js has its own framed copy, the encoding is free. */
-  release(envelope: PeerEnvelope): void {
+  /** The write of `envelope` has completed: its frame is on the socket, the buffer is free. */
+  release(envelope: object): void {
     const bytes = this.owner.get(envelope);
     if (bytes === undefined) return;
     this.owner.delete(envelope);
+    this.releaseBytes(bytes);
+  }
+
+  /**
+   * A drop-in for proto-loader's serializer of `type` (same bytes) for a server's
+   * responses: a large one goes out from a pooled buffer without grpc-js's framing copy,
+   * and the buffer comes back when grpc-js reports that write done (grpc-framing.ts).
+   */
+  responseSerializer(type: protobuf.Type): (value: object) => Buffer {
+    return (value) => this.encodeFramed(type, value, this.releaser);
+  }
+
+  private encodeFramed(type: protobuf.Type, value: object, release?: (bytes: Buffer) => void): Buffer {
+    const bytes = encodeWith(type, value, this.taker);
+    if (this.lent.has(bytes.buffer as ArrayBuffer)) frameInPlace(bytes, release);
+    return bytes;
+  }
+
+  private releaseBytes(bytes: Buffer): void {
     const ab = bytes.buffer as ArrayBuffer;
     if (!this.lent.delete(ab)) return;
     if (this.idle.length < this.maxIdle) this.idle.push(ab);
@@ -112,3 +137,6 @@ export class SendBuffers {
     return { encoded: this.encodedCount, allocated: this.allocatedCount };
   }
 }
+
+/** The pool of the public API's responses, one per process (protos.ts). */
+export const responseBuffers = new SendBuffers(8);

@@ -1,8 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import * as grpc from '@grpc/grpc-js';
 import type { Message } from '../../src/raft/types.js';
 import { helloToWire, toWire } from '../../src/transport/codec.js';
-import { loadPeerApi } from '../../src/transport/protos.js';
-import { SendBuffers } from '../../src/transport/send-buffers.js';
+import { loadPeerApi, loadPublicApi, peerEnvelopeType } from '../../src/transport/protos.js';
+import { responseBuffers, SendBuffers } from '../../src/transport/send-buffers.js';
 import { framesSentInPlace, installFraming } from '../../src/transport/grpc-framing.js';
 import type { PeerEnvelope } from '../../src/gen/leaderd/raft/v1/PeerEnvelope.js';
 import { everyMessageType, heartbeat, mesh, Nodes, waitFor } from './helpers.js';
@@ -35,7 +36,7 @@ describe('SendBuffers', () => {
       }),
     ];
     for (const env of envelopes) {
-      const ours = pool.encode(env);
+      const ours = pool.encode(peerEnvelopeType(), env);
       const expected = protoLoaderSerialize(env);
       expect(Buffer.compare(ours, expected)).toBe(0);
       if (expected.length >= 64 * 1024) {
@@ -53,17 +54,17 @@ describe('SendBuffers', () => {
     const pool = new SendBuffers(4);
     const a = toWire(bigAppend(1, 1));
     const b = toWire(bigAppend(2, 2));
-    const bytesA = pool.encode(a);
+    const bytesA = pool.encode(peerEnvelopeType(), a);
     // Not released yet: grpc-js may still have to copy it, so b gets its own buffer.
-    const bytesB = pool.encode(b);
+    const bytesB = pool.encode(peerEnvelopeType(), b);
     expect(bytesB.buffer).not.toBe(bytesA.buffer);
     expect(Buffer.compare(bytesA, protoLoaderSerialize(a))).toBe(0);
     pool.release(a);
     pool.release(a);
     const c = toWire(bigAppend(3, 3));
-    expect(pool.encode(c).buffer).toBe(bytesA.buffer);
+    expect(pool.encode(peerEnvelopeType(), c).buffer).toBe(bytesA.buffer);
     const d = toWire(bigAppend(4, 4));
-    expect(pool.encode(d).buffer).not.toBe(bytesA.buffer);
+    expect(pool.encode(peerEnvelopeType(), d).buffer).not.toBe(bytesA.buffer);
     expect(pool.stats()).toEqual({ encoded: 4, allocated: 3 });
   });
 
@@ -102,5 +103,72 @@ describe('SendBuffers', () => {
     // If this fails after a grpc-js upgrade, frames are still sent correctly, but each is
     // copied again (grpc-framing.ts): look for the new place of the framing copy.
     expect(installFraming()).toBe(true);
+  });
+});
+
+describe('public API responses', () => {
+  let server: grpc.Server | null = null;
+  let client: grpc.Client | null = null;
+  afterEach(async () => {
+    client?.close();
+    client = null;
+    await new Promise<void>((resolve) => (server === null ? resolve() : server.tryShutdown(() => resolve())));
+    server = null;
+  });
+
+  it('1 MiB Range responses go out from a few reused buffers without grpc-js framing a copy, each arriving intact', async () => {
+    const api = loadPublicApi().leaderd.v1;
+    const responseOf = (n: number) => ({
+      kvs: [{ key: `k${n}`, value: Buffer.alloc(MiB, n & 0xff), createRevision: 3, modRevision: n, version: 2, lease: 0 }],
+      more: false,
+      revision: n,
+    });
+    // The same bytes as proto-loader's own serializer would send.
+    const protoLoaderBytes = (await import('@grpc/proto-loader')).loadSync('leaderd/v1/kv.proto', {
+      keepCase: false,
+      longs: Number,
+      enums: String,
+      defaults: true,
+      oneofs: true,
+      includeDirs: ['proto'],
+    });
+    const plain = (protoLoaderBytes['leaderd.v1.KV'] as grpc.ServiceDefinition)['Range']!.responseSerialize(responseOf(7));
+    expect(Buffer.compare(api.KV.service.Range.responseSerialize(responseOf(7)), plain)).toBe(0);
+
+    let served = 0;
+    server = new grpc.Server();
+    server.addService(api.KV.service, {
+      Range: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => cb(null, responseOf(++served)),
+    } as unknown as grpc.UntypedServiceImplementation);
+    const port = await new Promise<number>((resolve, reject) =>
+      server!.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    const kv = new api.KV(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': 4 * MiB });
+    client = kv;
+    const inPlaceBefore = framesSentInPlace();
+    const buffersBefore = responseBuffers.stats();
+    const range = () =>
+      new Promise<{ kvs: { key: string; value: Buffer }[]; revision: number }>((resolve, reject) =>
+        kv.Range({ prefix: 'k' }, (err, res) => (err || !res ? reject(err ?? new Error('no response')) : resolve(res as never))),
+      );
+    // 40 reads, 4 at a time, as a client reading every key back.
+    const got = (
+      await Promise.all(
+        [0, 1, 2, 3].map(async () => {
+          const out = [];
+          for (let i = 0; i < 10; i++) out.push(await range());
+          return out;
+        }),
+      )
+    ).flat();
+    for (const r of got) {
+      expect(r.kvs[0]!.key).toBe(`k${r.revision}`);
+      expect(r.kvs[0]!.value.every((x) => x === (r.revision & 0xff))).toBe(true);
+    }
+    expect(new Set(got.map((r) => r.revision)).size).toBe(40);
+    expect(framesSentInPlace() - inPlaceBefore).toBe(40);
+    // Without the pool each response was encoded into a new buffer and copied into another.
+    expect(responseBuffers.stats().encoded - buffersBefore.encoded).toBe(40);
+    expect(responseBuffers.stats().allocated - buffersBefore.allocated).toBeLessThanOrEqual(8);
   });
 });
