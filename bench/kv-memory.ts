@@ -63,7 +63,7 @@ const applied = minus(held(), base);
 const t1 = performance.now();
 const pieces: Uint8Array[] = [];
 const it = s.snapshotPieces();
-for (let r = it.next(); r.done !== true; r = it.next()) pieces.push(r.value);
+for (let r = it.next(); r.done !== true; r = it.next()) pieces.push(Uint8Array.from(r.value));
 const snapshotMs = performance.now() - t1;
 const snapshotBytes = pieces.reduce((n, p) => n + p.length, 0);
 
@@ -110,7 +110,7 @@ function pushTimes(whole: Buffer, size: number): number[] {
 const whole = Buffer.concat([
   ...(function* () {
     const it = s.snapshotPieces();
-    for (let r = it.next(); r.done !== true; r = it.next()) yield r.value;
+    for (let r = it.next(); r.done !== true; r = it.next()) yield Buffer.from(r.value);
   })(),
 ]);
 for (const size of [4 << 20, 1 << 20, 256 << 10]) {

@@ -138,7 +138,9 @@ export interface StateMachine {
    * Optional: snapshot() as pieces of bytes, of the state as of this call (later applies must not
    * reach it). Each next() does bounded work (a few thousand keys or a few MiB of values) and
    * returns the next piece (at most a few MiB); their concatenation is byte for byte what
-   * snapshot() returns. The runtime writes the pieces to a file, yielding between them.
+   * snapshot() returns. The runtime writes the pieces to a file, yielding between them, and
+   * is done with each piece before it asks for the next: the state machine may write the
+   * next pieces into the same buffers.
    */
   snapshotPieces?(): Iterator<Uint8Array, void>;
   /**

@@ -76,6 +76,12 @@ export function* encodeSnapshot(
   count: number,
   kvs: Iterable<KeyValue>,
   space: () => Buffer,
+  /**
+   * Given each buffer from space() that the writer has moved on from, once every piece in it
+   * has been handed out and the consumer has asked for the next one: a consumer that is
+   * done with a piece when it asks for the next lets space() hand the buffer out again.
+   */
+  spent?: (buf: Buffer) => void,
 ): Generator<Uint8Array, void, void> {
   const w = new PieceWriter(space);
   const prelude = Buffer.allocUnsafe(12);
@@ -93,6 +99,8 @@ export function* encodeSnapshot(
     written++;
     if (w.pieceBytes >= PIECE_BYTES || w.pieceKeys >= PIECE_KEYS) w.flush();
     for (const p of w.take()) yield p;
+    // Every piece of a buffer left behind was in take(): all handed out, and asked past.
+    if (spent !== undefined) for (const b of w.left()) spent(b);
   }
   if (written !== count) throw new Error(`snapshot: wrote ${written} keys of ${count}`);
   w.flush();
@@ -106,6 +114,8 @@ class PieceWriter {
   private at = 0;
   pieceKeys = 0;
   private done: Uint8Array[] = [];
+  /** Buffers written full (or too full for the next record) and replaced, since the last left(). */
+  private behind: Buffer[] = [];
   private readonly scratch = Buffer.allocUnsafe(RECORD_TAIL);
 
   constructor(private readonly space: () => Buffer) {}
@@ -121,6 +131,13 @@ class PieceWriter {
     return d;
   }
 
+  /** The buffers replaced since the last call: their pieces were all flushed into take()'s list first. */
+  left(): Buffer[] {
+    const b = this.behind;
+    if (b.length > 0) this.behind = [];
+    return b;
+  }
+
   flush(): void {
     if (this.buf !== null && this.at > this.start) this.done.push(this.buf.subarray(this.start, this.at));
     this.start = this.at;
@@ -129,6 +146,7 @@ class PieceWriter {
 
   private fresh(): Buffer {
     this.flush();
+    if (this.buf !== null) this.behind.push(this.buf);
     const b = this.space();
     if (b.length === 0) throw new Error('snapshot: no space to write into');
     this.buf = b;

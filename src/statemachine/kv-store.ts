@@ -618,11 +618,22 @@ export class KvStore {
    * and the key index as a copy-on-write clone of the B+ tree (O(1); key rows are never
    * changed in place, only replaced, and none the clone reaches is reused while it is
    * open), so the store may go on applying writes between pieces without any of them
-   * reaching this snapshot.
+   * reaching this snapshot. A piece's bytes hold until the call after the one that
+   * returned it: its buffer may then be written again (copy a piece to keep it).
    */
   snapshotPieces(): Generator<Uint8Array, void, void> {
     const { header, capture } = this.capture();
-    return encodeSnapshot(header, capture.size, capturedKvs(this.index, capture), () => Buffer.allocUnsafe(PIECE_BYTES));
+    // Two or three buffers in turn, not a new one a piece: the runtime writes each piece to
+    // its file before asking for the next, and a gigabyte's 256 fresh 4 MiB buffers left
+    // 84-116 MiB of dead pieces on a node until V8's next full collection.
+    const free: Buffer[] = [];
+    return encodeSnapshot(
+      header,
+      capture.size,
+      capturedKvs(this.index, capture),
+      () => free.pop() ?? Buffer.allocUnsafe(PIECE_BYTES),
+      (buf) => free.push(buf),
+    );
   }
 
   /**

@@ -3,10 +3,11 @@ import { KvStore } from '../../src/statemachine/kv-store.js';
 import { PIECE_BYTES, PIECE_KEYS } from '../../src/statemachine/kv-snapshot.js';
 import { applier, enc, expectFormat1Restored, FORMAT_1_SNAPSHOT } from './kv-fixtures.js';
 
+/** The pieces, each copied before the next is asked for (the store reuses their buffers). */
 function pieces(s: KvStore): Uint8Array[] {
   const out: Uint8Array[] = [];
   const it = s.snapshotPieces();
-  for (let r = it.next(); r.done !== true; r = it.next()) out.push(r.value);
+  for (let r = it.next(); r.done !== true; r = it.next()) out.push(Uint8Array.from(r.value));
   return out;
 }
 
@@ -200,6 +201,26 @@ describe('KvStore snapshot in pieces', () => {
     expect(r.bytes).toBe(s.bytes);
   });
 
+  it('pieces are written into a few buffers in turn, each piece intact until the next is asked for', () => {
+    const s = new KvStore();
+    const apply = applier();
+    for (let i = 0; i < 40; i++) apply(s, { type: 'put', key: `mid/${i}`, value: new Uint8Array(1 << 20).fill(i), lease: 0 });
+    apply(s, { type: 'put', key: 'zbig', value: new Uint8Array(3 * PIECE_BYTES).fill(7), lease: 0 });
+    for (let i = 0; i < 20_000; i++) apply(s, { type: 'put', key: `z/${i}`, value: enc(`v${i}`), lease: 0 });
+    const buffers = new Set<ArrayBufferLike>();
+    const copies: Uint8Array[] = [];
+    const it = s.snapshotPieces();
+    for (let r = it.next(); r.done !== true; r = it.next()) {
+      buffers.add(r.value.buffer);
+      copies.push(Uint8Array.from(r.value));
+    }
+    expect(copies.length).toBeGreaterThan(15);
+    // ~56 MiB in 4 MiB buffers: 14 fresh ones without reuse. With it, the 12 MiB value (whose
+    // record spans four buffers within one step) and one more.
+    expect(buffers.size).toBeLessThanOrEqual(5);
+    expect(concat(copies).equals(state(s))).toBe(true);
+  });
+
   it('pieces are of the state at the call: writes, deletes and leases applied between pieces do not reach them', () => {
     const s = new KvStore();
     const apply = applier();
@@ -208,7 +229,7 @@ describe('KvStore snapshot in pieces', () => {
     const it = s.snapshotPieces();
     const ps: Uint8Array[] = [];
     for (let r = it.next(), n = 0; r.done !== true; r = it.next(), n++) {
-      ps.push(r.value);
+      ps.push(Uint8Array.from(r.value));
       apply(s, { type: 'put', key: `k/${String(n * 97).padStart(5, '0')}`, value: enc('changed'), lease: 0 });
       apply(s, { type: 'delete', key: `k/${String(9999 - n).padStart(5, '0')}`, prefix: false });
       apply(s, { type: 'put', key: `new/${n}`, value: enc('n'), lease: 0 });
