@@ -227,8 +227,10 @@ export class KvStore {
     let growth = 0;
     const sizes = new Map<string, number>();
     const sizeOf = (key: string) => {
+      const known = sizes.get(key);
+      if (known !== undefined) return known;
       const row = this.index.find(key);
-      return sizes.get(key) ?? (row === NONE ? 0 : kvBytes(key, this.index.valueLength(row)));
+      return row === NONE ? 0 : kvBytes(key, this.index.valueLength(row));
     };
     for (const op of ops) {
       if (op.type === 'put') {
@@ -433,13 +435,19 @@ export class KvStore {
 
   /** A retained revision's events as objects of their own. */
   private entryOf(r: Revision): HistoryEntry {
+    // Every woken watch stream reads the new revision through historyAt: made once while
+    // any of them holds it (2,000 streams on a Txn of 128 puts made 256,000 events each).
+    const made = r.entry?.deref();
+    if (made !== undefined) return made;
     const ix = this.index;
     const events: WatchEvent[] = Array.from(r.rows, (row) =>
       row > 0
         ? { type: 'PUT', kv: ix.kv(row) }
         : { type: 'DELETE', kv: { key: ix.key(-row), value: EMPTY, createRevision: 0, modRevision: r.revision, version: 0, lease: 0 } },
     );
-    return { revision: r.revision, events };
+    const h = { revision: r.revision, events };
+    r.entry = new WeakRef(h);
+    return h;
   }
 
   private wakeKeyed(h: HistoryEntry): void {
@@ -949,6 +957,8 @@ interface Revision {
   readonly rows: Int32Array;
   /** What it counts against the history's byte bound. */
   readonly size: number;
+  /** Its events as objects, while anyone holds them (entryOf). */
+  entry?: WeakRef<HistoryEntry>;
 }
 
 function leaseNotFound(id: number): CommandResult {

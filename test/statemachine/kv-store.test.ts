@@ -189,6 +189,9 @@ describe('KvStore', () => {
     expect(seen(54)).toHaveLength(50);
     expect(seen(55)).toEqual([['PUT', 'third/0', 'w0', 1]]);
     expect(s.get('k')).toBeNull();
+    // Watch streams reading the same revision share its events while any of them holds them.
+    const held = s.historyAt(54)!;
+    expect(s.historyAt(54)).toBe(held);
   });
 
   it('counts the value bytes it keeps as views of their entries, and those it lets go (the log byte trigger)', () => {
