@@ -348,7 +348,11 @@ export class KeyIndex {
     this.release(row);
   }
 
-  /** Takes every key from `low` (inclusive) up to `high` (exclusive; null: to the end) out of the tree. */
+  /**
+   * Takes every key from `low` (inclusive) up to `high` (exclusive; null: to the end) out of
+   * the tree and lets go of the tree's references to `rows`, which must be exactly the rows
+   * in that range (rowsFrom found them).
+   */
   removeRange(low: string, high: string | null, rows: readonly number[]): void {
     this.probes[0] = low;
     if (high !== null) {
